@@ -1,0 +1,323 @@
+//! Key derivation, sealing and keyed hashing.
+//!
+//! The master key holds three independent 32-byte keys: one for
+//! XChaCha20-Poly1305, one for the keyed BLAKE3 that names blobs, and one from
+//! which the chunker's gear table is derived. Key material is zeroized on drop.
+
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::format::envelope::{self, NONCE_LEN, TAG_LEN};
+use crate::format::keyfile::{KdfParams, KeyFile};
+use crate::format::{FormatError, ObjectKind};
+
+/// Errors of the crypto layer.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("wrong password: no key file could be opened with it")]
+    WrongPassword,
+    #[error("{kind} failed authentication: the data is corrupt or was sealed with another key")]
+    Authentication { kind: &'static str },
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("key derivation failed: {0}")]
+    Kdf(String),
+    #[error("the system random source failed: {0}")]
+    Random(String),
+}
+
+/// Length of the serialized master key.
+pub const MASTER_KEY_LEN: usize = 96;
+
+/// Context string of the gear-table derivation.
+const GEAR_CONTEXT: &[u8] = b"cairn v1 fastcdc gear table";
+
+/// Fills `buf` from the operating system's random source.
+pub fn random_bytes(buf: &mut [u8]) -> Result<(), CryptoError> {
+    getrandom::fill(buf).map_err(|e| CryptoError::Random(e.to_string()))
+}
+
+/// The repository's master key.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct MasterKey {
+    encryption: [u8; 32],
+    id_key: [u8; 32],
+    chunker_key: [u8; 32],
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+impl MasterKey {
+    /// A fresh random master key.
+    pub fn generate() -> Result<Self, CryptoError> {
+        let mut bytes = Zeroizing::new([0u8; MASTER_KEY_LEN]);
+        random_bytes(bytes.as_mut())?;
+        Ok(Self::from_bytes(&bytes))
+    }
+
+    /// A fresh master key whose id and chunker keys are copied from `other`,
+    /// so that two repositories chunk and name data alike and copies between
+    /// them deduplicate.
+    pub fn generate_sharing_chunker(other: &MasterKey) -> Result<Self, CryptoError> {
+        let mut key = Self::generate()?;
+        key.id_key = other.id_key;
+        key.chunker_key = other.chunker_key;
+        Ok(key)
+    }
+
+    pub fn from_bytes(bytes: &[u8; MASTER_KEY_LEN]) -> Self {
+        let mut k = Self {
+            encryption: [0; 32],
+            id_key: [0; 32],
+            chunker_key: [0; 32],
+        };
+        k.encryption.copy_from_slice(&bytes[..32]);
+        k.id_key.copy_from_slice(&bytes[32..64]);
+        k.chunker_key.copy_from_slice(&bytes[64..]);
+        k
+    }
+
+    pub fn to_bytes(&self) -> Zeroizing<[u8; MASTER_KEY_LEN]> {
+        let mut out = Zeroizing::new([0u8; MASTER_KEY_LEN]);
+        out[..32].copy_from_slice(&self.encryption);
+        out[32..64].copy_from_slice(&self.id_key);
+        out[64..].copy_from_slice(&self.chunker_key);
+        out
+    }
+
+    /// Keyed BLAKE3 of a blob's plaintext: its id.
+    pub fn blob_id(&self, plaintext: &[u8]) -> [u8; 32] {
+        *blake3::keyed_hash(&self.id_key, plaintext).as_bytes()
+    }
+
+    /// The 256-entry gear table of the chunker, derived from the chunker key
+    /// with BLAKE3's keyed XOF.
+    pub fn gear_table(&self) -> Box<[u64; 256]> {
+        let mut hasher = blake3::Hasher::new_keyed(&self.chunker_key);
+        hasher.update(GEAR_CONTEXT);
+        let mut bytes = [0u8; 256 * 8];
+        hasher.finalize_xof().fill(&mut bytes);
+        let mut table = Box::new([0u64; 256]);
+        for (slot, b) in table.iter_mut().zip(bytes.chunks_exact(8)) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(b);
+            *slot = u64::from_le_bytes(w);
+        }
+        table
+    }
+
+    /// Appends the envelope of `plaintext` (compressed at `level` when that
+    /// pays) to `out`, under a random nonce.
+    pub fn seal_into(
+        &self,
+        kind: ObjectKind,
+        level: Option<i32>,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        random_bytes(&mut nonce)?;
+        seal_with_nonce(&self.encryption, kind, level, plaintext, &nonce, out);
+        Ok(())
+    }
+
+    /// Seals into a new buffer.
+    pub fn seal(&self, kind: ObjectKind, level: Option<i32>, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut out = Vec::with_capacity(plaintext.len() + envelope::OVERHEAD + 1);
+        self.seal_into(kind, level, plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// Opens an envelope of `kind` and returns its decompressed plaintext.
+    /// `exact`, when known, is the plaintext length the index promises.
+    pub fn open(
+        &self,
+        kind: ObjectKind,
+        sealed: &[u8],
+        limit: usize,
+        exact: Option<usize>,
+    ) -> Result<Vec<u8>, CryptoError> {
+        open_with_key(&self.encryption, kind, sealed, limit, exact)
+    }
+}
+
+/// Seals with an explicit nonce. Only golden vectors and key wrapping call it
+/// directly; everything else uses a random nonce.
+pub fn seal_with_nonce(
+    key: &[u8; 32],
+    kind: ObjectKind,
+    level: Option<i32>,
+    plaintext: &[u8],
+    nonce: &[u8; NONCE_LEN],
+    out: &mut Vec<u8>,
+) {
+    let header = envelope::header(kind);
+    out.extend_from_slice(&header);
+    out.extend_from_slice(nonce);
+    let start = out.len();
+    envelope::frame(level, plaintext, out);
+    let cipher = XChaCha20Poly1305::new(key.into());
+    // Encryption in place fails only for buffers beyond 256 GiB, which a
+    // frame of a bounded blob never reaches.
+    let tag = cipher
+        .encrypt_in_place_detached(XNonce::from_slice(nonce), &header, &mut out[start..])
+        .unwrap_or_default();
+    out.extend_from_slice(&tag);
+}
+
+/// Opens an envelope under `key`.
+pub fn open_with_key(
+    key: &[u8; 32],
+    kind: ObjectKind,
+    sealed: &[u8],
+    limit: usize,
+    exact: Option<usize>,
+) -> Result<Vec<u8>, CryptoError> {
+    let parts = envelope::split(sealed, kind)?;
+    let body_len = parts.sealed.len() - TAG_LEN;
+    let mut buf = parts.sealed[..body_len].to_vec();
+    let tag = Tag::from_slice(&parts.sealed[body_len..]);
+    let cipher = XChaCha20Poly1305::new(key.into());
+    cipher
+        .decrypt_in_place_detached(XNonce::from_slice(parts.nonce), &parts.header, &mut buf, tag)
+        .map_err(|_| CryptoError::Authentication { kind: kind.name() })?;
+    let plain = envelope::unframe(&buf, limit, exact);
+    buf.zeroize();
+    Ok(plain?)
+}
+
+/// Derives a 32-byte key from a password with Argon2id.
+pub fn derive_key(password: &[u8], salt: &[u8; 32], params: &KdfParams) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+    let p = argon2::Params::new(params.memory_kib, params.iterations, params.parallelism, Some(32))
+        .map_err(|e| CryptoError::Kdf(e.to_string()))?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
+    let mut out = Zeroizing::new([0u8; 32]);
+    argon
+        .hash_password_into(password, salt, out.as_mut())
+        .map_err(|e| CryptoError::Kdf(e.to_string()))?;
+    Ok(out)
+}
+
+/// Wraps `master` under `password` into a new key file.
+pub fn wrap_master_key(
+    master: &MasterKey,
+    password: &[u8],
+    kdf: KdfParams,
+    hostname: String,
+    username: String,
+    created_ns: i64,
+) -> Result<KeyFile, CryptoError> {
+    let mut salt = [0u8; 32];
+    random_bytes(&mut salt)?;
+    let mut nonce = [0u8; NONCE_LEN];
+    random_bytes(&mut nonce)?;
+    let wrapping = derive_key(password, &salt, &kdf)?;
+    let mut wrapped = Vec::new();
+    seal_with_nonce(
+        &wrapping,
+        ObjectKind::Key,
+        None,
+        master.to_bytes().as_ref(),
+        &nonce,
+        &mut wrapped,
+    );
+    Ok(KeyFile {
+        created_ns,
+        hostname,
+        username,
+        kdf,
+        salt,
+        wrapped,
+    })
+}
+
+/// Opens a key file with `password`. A failed authentication means a wrong
+/// password (or a damaged key file, which cannot be told apart).
+pub fn unwrap_master_key(key: &KeyFile, password: &[u8]) -> Result<MasterKey, CryptoError> {
+    let wrapping = derive_key(password, &key.salt, &key.kdf)?;
+    let plain = match open_with_key(
+        &wrapping,
+        ObjectKind::Key,
+        &key.wrapped,
+        MASTER_KEY_LEN,
+        Some(MASTER_KEY_LEN),
+    ) {
+        Ok(p) => Zeroizing::new(p),
+        Err(CryptoError::Authentication { .. }) => return Err(CryptoError::WrongPassword),
+        Err(e) => return Err(e),
+    };
+    let bytes: &[u8; MASTER_KEY_LEN] = plain.as_slice().try_into().map_err(|_| CryptoError::WrongPassword)?;
+    Ok(MasterKey::from_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast_kdf() -> KdfParams {
+        KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    #[test]
+    fn seal_open_round_trip_with_and_without_compression() {
+        let key = MasterKey::generate().unwrap();
+        let data = vec![7u8; 10_000];
+        for level in [None, Some(3)] {
+            let sealed = key.seal(ObjectKind::Data, level, &data).unwrap();
+            assert_eq!(
+                key.open(ObjectKind::Data, &sealed, 1 << 20, Some(data.len())).unwrap(),
+                data
+            );
+        }
+        let compressed = key.seal(ObjectKind::Data, Some(3), &data).unwrap();
+        assert!(compressed.len() < 1000, "repetitive data must shrink");
+    }
+
+    #[test]
+    fn open_rejects_flipped_byte_and_wrong_kind() {
+        let key = MasterKey::generate().unwrap();
+        let mut sealed = key.seal(ObjectKind::Tree, None, b"hello tree").unwrap();
+        assert!(matches!(
+            key.open(ObjectKind::Data, &sealed, 100, None),
+            Err(CryptoError::Format(FormatError::WrongKind { .. }))
+        ));
+        let last = sealed.len() - 1;
+        sealed[last] ^= 1;
+        assert!(matches!(
+            key.open(ObjectKind::Tree, &sealed, 100, None),
+            Err(CryptoError::Authentication { .. })
+        ));
+    }
+
+    #[test]
+    fn wrap_and_unwrap_master_key() {
+        let key = MasterKey::generate().unwrap();
+        let file = wrap_master_key(&key, b"secret", fast_kdf(), "h".into(), "u".into(), 0).unwrap();
+        let back = unwrap_master_key(&file, b"secret").unwrap();
+        assert_eq!(back.to_bytes().as_ref(), key.to_bytes().as_ref());
+        assert!(matches!(
+            unwrap_master_key(&file, b"wrong"),
+            Err(CryptoError::WrongPassword)
+        ));
+    }
+
+    #[test]
+    fn gear_table_depends_on_key() {
+        let a = MasterKey::generate().unwrap();
+        let b = MasterKey::generate().unwrap();
+        assert_ne!(a.gear_table()[..], b.gear_table()[..]);
+        assert_eq!(a.gear_table()[..], a.gear_table()[..]);
+        let shared = MasterKey::generate_sharing_chunker(&a).unwrap();
+        assert_eq!(shared.gear_table()[..], a.gear_table()[..]);
+        assert_eq!(shared.blob_id(b"x"), a.blob_id(b"x"));
+    }
+}

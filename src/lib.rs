@@ -1,0 +1,23 @@
+//! cairn: a content-addressed, deduplicating, encrypted backup repository.
+//!
+//! Layers, in dependency order (each may use only those above it):
+//!
+//! - [`id`], [`format`]: typed ids; pure encode/decode of stored structures
+//! - [`crypto`]: Argon2id, master keys, seal/open, keyed BLAKE3
+//! - [`chunker`]: content-defined chunking with the repository's gear table
+//! - [`storage`]: the Storage trait, local and memory backends, decorators
+//! - [`repo`]: open/init, keys, index, packer, blobs, snapshots
+//! - [`source`]: what a backup reads (local trees, stdin)
+//! - [`backup`], [`restore`]: the archiver and the restorer
+//! - [`cli`]: argument parsing and output
+
+pub mod backup;
+pub mod chunker;
+pub mod cli;
+pub mod crypto;
+pub mod format;
+pub mod id;
+pub mod repo;
+pub mod restore;
+pub mod source;
+pub mod storage;

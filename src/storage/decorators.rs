@@ -1,0 +1,1 @@
+//! Retry, read-only and fault-injection decorators (pending).

@@ -1,0 +1,178 @@
+//! Named byte objects by kind: the only thing a backend knows.
+//!
+//! A backend stores immutable objects under the repository layout
+//! (`config`, `keys/<id>`, `data/<xx>/<id>`, `index/<id>`, `snapshots/<id>`,
+//! `locks/<id>`). It never learns what the bytes mean. Behaviour that is not
+//! storage itself (retries, fault injection, read-only views) is stacked on
+//! top as decorators that implement the same trait.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub mod decorators;
+pub mod local;
+pub mod memory;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+/// The kinds of object in a repository, each with its own place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FileKind {
+    Config,
+    Key,
+    Pack,
+    Index,
+    Snapshot,
+    Lock,
+}
+
+impl FileKind {
+    pub const ALL: [FileKind; 6] = [
+        Self::Config,
+        Self::Key,
+        Self::Pack,
+        Self::Index,
+        Self::Snapshot,
+        Self::Lock,
+    ];
+
+    /// Directory of this kind under the repository root (`""` for config).
+    pub fn dir(self) -> &'static str {
+        match self {
+            Self::Config => "",
+            Self::Key => "keys",
+            Self::Pack => "data",
+            Self::Index => "index",
+            Self::Snapshot => "snapshots",
+            Self::Lock => "locks",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::Key => "key",
+            Self::Pack => "pack",
+            Self::Index => "index",
+            Self::Snapshot => "snapshot",
+            Self::Lock => "lock",
+        }
+    }
+
+    /// Relative path of an object: `config`, `data/ab/abcd…`, `keys/<name>`, …
+    pub fn path(self, name: &str) -> String {
+        match self {
+            Self::Config => "config".to_owned(),
+            Self::Pack => {
+                let prefix = name.get(..2).unwrap_or("00");
+                format!("data/{prefix}/{name}")
+            }
+            other => format!("{}/{name}", other.dir()),
+        }
+    }
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Name and size of a stored object.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ObjectInfo {
+    pub name: String,
+    pub size: u64,
+}
+
+/// Errors of the storage layer. Each says whether retrying may help.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{kind} {name} not found")]
+    NotFound { kind: FileKind, name: String },
+    #[error("{kind} {name} already exists and is never overwritten")]
+    AlreadyExists { kind: FileKind, name: String },
+    #[error("reading {len} bytes at {offset} of {kind} {name}: the object has {size} bytes")]
+    OutOfRange {
+        kind: FileKind,
+        name: String,
+        offset: u64,
+        len: u64,
+        size: u64,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{message}")]
+    Backend { message: String, transient: bool },
+    #[error("the repository is opened read-only; refusing to {0}")]
+    ReadOnly(&'static str),
+    #[error("injected fault: {0}")]
+    Injected(String),
+}
+
+impl StorageError {
+    /// Whether the same request may succeed if repeated.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            ),
+            Self::Backend { transient, .. } => *transient,
+            Self::Injected(_) => true,
+            _ => false,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NotFound { .. })
+    }
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// A place that stores immutable named objects.
+#[async_trait]
+pub trait Storage: Send + Sync + fmt::Debug {
+    /// Where the objects live, for messages (a path or URL).
+    fn location(&self) -> String;
+
+    /// Prepares an empty repository location (directories where needed).
+    /// Fails with `AlreadyExists` if a `config` is already there.
+    async fn create(&self) -> Result<()>;
+
+    /// Stores a new object. Fails with `AlreadyExists` rather than replace
+    /// one. When it returns Ok the object is durable.
+    async fn put(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()>;
+
+    /// Reads a whole object.
+    async fn get(&self, kind: FileKind, name: &str) -> Result<Bytes>;
+
+    /// Reads `len` bytes at `offset`; fails with `OutOfRange` past the end.
+    async fn get_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Bytes>;
+
+    /// Size of an object in bytes; `NotFound` if it does not exist.
+    async fn size(&self, kind: FileKind, name: &str) -> Result<u64>;
+
+    /// All objects of a kind, in no particular order.
+    async fn list(&self, kind: FileKind) -> Result<Vec<ObjectInfo>>;
+
+    /// Removes an object; removing one that is already gone succeeds.
+    async fn delete(&self, kind: FileKind, name: &str) -> Result<()>;
+}
+
+/// A shared handle to any backend.
+pub type DynStorage = Arc<dyn Storage>;
