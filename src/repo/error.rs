@@ -1,0 +1,86 @@
+//! Errors of the repository layer.
+
+use crate::crypto::CryptoError;
+use crate::format::{BlobKind, FormatError};
+use crate::id::{BlobId, PackId};
+use crate::storage::{FileKind, StorageError};
+
+/// Everything that can go wrong opening, reading or writing a repository.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("{location} is not a cairn repository (no config found)")]
+    NotARepository { location: String },
+    #[error("a repository already exists at {location}")]
+    AlreadyExists { location: String },
+    #[error("{location} has no key files")]
+    NoKeys { location: String },
+    #[error("wrong password: none of the {tried} key file(s) of {location} opens with it")]
+    WrongPassword { location: String, tried: usize },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("{kind} {name} is corrupt: {source}")]
+    Crypto {
+        kind: FileKind,
+        name: String,
+        #[source]
+        source: CryptoError,
+    },
+    #[error("{kind} {name} is corrupt: {source}")]
+    Format {
+        kind: FileKind,
+        name: String,
+        #[source]
+        source: FormatError,
+    },
+    #[error("{kind} {name} is corrupt: its contents hash to {actual}")]
+    NameMismatch {
+        kind: FileKind,
+        name: String,
+        actual: String,
+    },
+    #[error("{} blob {id} in pack {pack} is corrupt: {reason}", kind_name(*kind))]
+    BadBlob {
+        kind: BlobKind,
+        id: BlobId,
+        pack: PackId,
+        reason: String,
+    },
+    #[error("{} blob {id} is not in the index", kind_name(*kind))]
+    BlobNotFound { kind: BlobKind, id: BlobId },
+    #[error("no snapshot matches {0:?}")]
+    SnapshotNotFound(String),
+    #[error("snapshot prefix {prefix:?} is ambiguous: it matches {count} snapshots")]
+    AmbiguousSnapshot { prefix: String, count: usize },
+    #[error("key {0} not found")]
+    KeyNotFound(String),
+    #[error("refusing to remove {0}: {1}")]
+    KeyRemoval(String, &'static str),
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    #[error("cannot start the I/O runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("{0}")]
+    Crypt(#[from] CryptoError),
+    #[error("upload failed: {0}")]
+    Upload(String),
+}
+
+fn kind_name(kind: BlobKind) -> &'static str {
+    match kind {
+        BlobKind::Data => "data",
+        BlobKind::Tree => "tree",
+    }
+}
+
+impl RepoError {
+    /// The process exit code this error maps to (see README).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::NotARepository { .. } => 10,
+            Self::WrongPassword { .. } => 12,
+            _ => 1,
+        }
+    }
+}
+
+pub type Result<T, E = RepoError> = std::result::Result<T, E>;

@@ -1,0 +1,132 @@
+//! The packer: blobs in, finished pack bytes and index entries out. Pure.
+
+use bytes::Bytes;
+
+use crate::crypto::{CryptoError, MasterKey};
+use crate::format::index::IndexPack;
+use crate::format::pack::{PackEntry, PackHeader};
+use crate::format::{BlobKind, ObjectKind};
+use crate::id::{BlobId, PackId};
+
+/// A pack being filled.
+#[derive(Debug)]
+pub struct Packer {
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+    target: usize,
+}
+
+/// A complete pack, ready to upload.
+#[derive(Debug, Clone)]
+pub struct FinishedPack {
+    pub id: PackId,
+    pub bytes: Bytes,
+    pub index: IndexPack,
+}
+
+impl Packer {
+    /// An empty packer that counts itself full at `target` bytes.
+    pub fn new(target: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            entries: Vec::new(),
+            target,
+        }
+    }
+
+    /// Appends one sealed blob.
+    pub fn add(&mut self, kind: BlobKind, id: BlobId, raw_length: u32, sealed: &[u8]) {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(self.target + self.target / 8);
+        }
+        let offset = self.buf.len() as u32;
+        self.buf.extend_from_slice(sealed);
+        self.entries.push(PackEntry {
+            kind,
+            id,
+            offset,
+            length: sealed.len() as u32,
+            raw_length,
+        });
+    }
+
+    /// Bytes of blobs so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.buf.len() >= self.target
+    }
+
+    /// Appends the sealed header and the trailer and names the pack.
+    pub fn finish(mut self, key: &MasterKey) -> Result<FinishedPack, CryptoError> {
+        let header = PackHeader { entries: self.entries };
+        let start = self.buf.len();
+        key.seal_into(ObjectKind::PackHeader, None, &header.encode(), &mut self.buf)?;
+        let header_len = (self.buf.len() - start) as u32;
+        self.buf.extend_from_slice(&header_len.to_le_bytes());
+        let id = PackId::hash_of(&self.buf);
+        let size = self.buf.len() as u64;
+        Ok(FinishedPack {
+            id,
+            bytes: Bytes::from(self.buf),
+            index: IndexPack {
+                id,
+                size,
+                blobs: header.entries,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::pack::header_location;
+    use crate::format::{envelope, limits};
+
+    #[test]
+    fn finished_pack_parses_back() {
+        let key = MasterKey::generate().unwrap();
+        let mut p = Packer::new(1 << 20);
+        let mut ids = Vec::new();
+        for i in 0..3u8 {
+            let data = vec![i; 1000 + i as usize];
+            let id = BlobId(key.blob_id(&data));
+            let sealed = key.seal(ObjectKind::Data, Some(3), &data).unwrap();
+            p.add(BlobKind::Data, id, data.len() as u32, &sealed);
+            ids.push((id, data));
+        }
+        assert!(!p.is_full());
+        let pack = p.finish(&key).unwrap();
+        assert_eq!(pack.id, PackId::hash_of(&pack.bytes));
+        let n = pack.bytes.len();
+        let trailer: [u8; 4] = pack.bytes[n - 4..].try_into().unwrap();
+        let (off, len) = header_location(n as u64, trailer).unwrap();
+        let sealed_header = &pack.bytes[off as usize..off as usize + len as usize];
+        let plain = key
+            .open(ObjectKind::PackHeader, sealed_header, limits::MAX_OBJECT, None)
+            .unwrap();
+        let header = PackHeader::decode(&plain).unwrap();
+        assert_eq!(header.entries, pack.index.blobs);
+        for (entry, (id, data)) in header.entries.iter().zip(&ids) {
+            assert_eq!(entry.id, *id);
+            let sealed = &pack.bytes[entry.offset as usize..entry.end() as usize];
+            let got = key
+                .open(
+                    ObjectKind::Data,
+                    sealed,
+                    limits::MAX_BLOB,
+                    Some(entry.raw_length as usize),
+                )
+                .unwrap();
+            assert_eq!(&got, data);
+        }
+        assert!(header.data_end() as usize + envelope::OVERHEAD < n);
+    }
+}

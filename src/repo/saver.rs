@@ -1,0 +1,309 @@
+//! The blob saver: dedup, seal, pack, upload, index.
+//!
+//! `save` is called from many CPU threads at once. It names the blob, skips
+//! it when the repository or this saver already has it, seals it into a
+//! per-thread buffer and appends it to one of several open packs chosen at
+//! random (so pack contents do not follow file order). Full packs go through
+//! a bounded channel to an upload task on the I/O runtime that keeps at most
+//! `connections` uploads in flight; every `INDEX_BATCH` uploaded packs it
+//! writes an index file, so an interrupted backup leaves indexed packs the
+//! next run can reuse. Memory is bounded by the number of open packs, the
+//! channel and the uploads in flight.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::packer::{FinishedPack, Packer};
+use super::{IndexedRepository, RepoError, Result};
+use crate::crypto::MasterKey;
+use crate::format::index::{IndexFile, IndexPack};
+use crate::format::{BlobKind, ObjectKind};
+use crate::id::{BlobId, IndexId};
+use crate::storage::{DynStorage, FileKind};
+
+/// Packs named per index file written during a backup.
+pub const INDEX_BATCH: usize = 32;
+
+/// How the saver uses memory and connections.
+#[derive(Debug, Clone, Copy)]
+pub struct SaverOptions {
+    /// Concurrent pack uploads.
+    pub connections: usize,
+    /// Data packs filled at once (blobs are spread over them at random).
+    pub open_packs: usize,
+}
+
+impl Default for SaverOptions {
+    fn default() -> Self {
+        Self {
+            connections: 2,
+            open_packs: 2,
+        }
+    }
+}
+
+/// What the saver added to the repository.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SaverStats {
+    pub data_blobs: u64,
+    pub tree_blobs: u64,
+    /// Plaintext bytes of new blobs.
+    pub data_added: u64,
+    /// Sealed bytes of new blobs.
+    pub data_added_packed: u64,
+    pub packs: u64,
+    pub index_files: Vec<IndexId>,
+}
+
+/// The result of saving one blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Saved {
+    pub id: BlobId,
+    /// Whether this call stored it (false: already there).
+    pub new: bool,
+}
+
+struct State {
+    data: Vec<Packer>,
+    tree: Packer,
+    reserved: HashSet<(BlobKind, BlobId)>,
+    rng: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    data_blobs: AtomicU64,
+    tree_blobs: AtomicU64,
+    data_added: AtomicU64,
+    data_added_packed: AtomicU64,
+}
+
+/// Concurrent blob writer for one backup (or any other writer of blobs).
+pub struct BlobSaver {
+    repo: IndexedRepository,
+    state: Mutex<State>,
+    tx: Mutex<Option<mpsc::Sender<FinishedPack>>>,
+    uploader: Mutex<Option<tokio::task::JoinHandle<Result<(u64, Vec<IndexId>)>>>>,
+    failure: Arc<Mutex<Option<String>>>,
+    counters: Counters,
+    pack_size: usize,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl BlobSaver {
+    pub fn new(repo: &IndexedRepository, opts: SaverOptions) -> Result<Self> {
+        let pack_size = repo.config().pack_size as usize;
+        let mut seed = [0u8; 8];
+        crate::crypto::random_bytes(&mut seed)?;
+        let (tx, rx) = mpsc::channel(1);
+        let failure = Arc::new(Mutex::new(None));
+        let uploader = repo.runtime().spawn(upload_loop(
+            repo.storage().clone(),
+            repo.key_arc(),
+            rx,
+            opts.connections.max(1),
+            failure.clone(),
+        ));
+        Ok(Self {
+            repo: repo.clone(),
+            state: Mutex::new(State {
+                data: (0..opts.open_packs.max(1)).map(|_| Packer::new(pack_size)).collect(),
+                tree: Packer::new(pack_size),
+                reserved: HashSet::new(),
+                rng: u64::from_le_bytes(seed) | 1,
+            }),
+            tx: Mutex::new(Some(tx)),
+            uploader: Mutex::new(Some(uploader)),
+            failure,
+            counters: Counters::default(),
+            pack_size,
+        })
+    }
+
+    fn failed(&self) -> RepoError {
+        let msg = lock(&self.failure)
+            .clone()
+            .unwrap_or_else(|| "the upload task stopped".into());
+        RepoError::Upload(msg)
+    }
+
+    /// Stores a blob unless the repository already has it.
+    pub fn save(&self, kind: BlobKind, plaintext: &[u8]) -> Result<Saved> {
+        let id = BlobId(self.repo.key().blob_id(plaintext));
+        if self.repo.known(kind, &id) || !lock(&self.state).reserved.insert((kind, id)) {
+            return Ok(Saved { id, new: false });
+        }
+        let full = SCRATCH.with(|cell| -> Result<Option<Packer>> {
+            let mut scratch = cell.borrow_mut();
+            scratch.clear();
+            self.repo.key().seal_into(
+                kind.object_kind(),
+                self.repo.config().compression,
+                plaintext,
+                &mut scratch,
+            )?;
+            let sealed_len = scratch.len() as u64;
+            let counter = match kind {
+                BlobKind::Data => &self.counters.data_blobs,
+                BlobKind::Tree => &self.counters.tree_blobs,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .data_added
+                .fetch_add(plaintext.len() as u64, Ordering::Relaxed);
+            self.counters.data_added_packed.fetch_add(sealed_len, Ordering::Relaxed);
+            let mut st = lock(&self.state);
+            let packer = match kind {
+                BlobKind::Tree => &mut st.tree,
+                BlobKind::Data => {
+                    // xorshift64: which open pack takes the blob.
+                    st.rng ^= st.rng << 13;
+                    st.rng ^= st.rng >> 7;
+                    st.rng ^= st.rng << 17;
+                    let i = (st.rng % st.data.len() as u64) as usize;
+                    &mut st.data[i]
+                }
+            };
+            packer.add(kind, id, plaintext.len() as u32, &scratch);
+            if scratch.capacity() > 2 * crate::format::limits::MAX_BLOB {
+                *scratch = Vec::new();
+            }
+            Ok(packer
+                .is_full()
+                .then(|| std::mem::replace(packer, Packer::new(self.pack_size))))
+        })?;
+        if let Some(packer) = full {
+            self.send(packer)?;
+        }
+        Ok(Saved { id, new: true })
+    }
+
+    fn send(&self, packer: Packer) -> Result<()> {
+        let pack = packer.finish(self.repo.key())?;
+        let tx = lock(&self.tx).clone().ok_or_else(|| self.failed())?;
+        tx.blocking_send(pack).map_err(|_| self.failed())
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> SaverStats {
+        SaverStats {
+            data_blobs: self.counters.data_blobs.load(Ordering::Relaxed),
+            tree_blobs: self.counters.tree_blobs.load(Ordering::Relaxed),
+            data_added: self.counters.data_added.load(Ordering::Relaxed),
+            data_added_packed: self.counters.data_added_packed.load(Ordering::Relaxed),
+            packs: 0,
+            index_files: Vec::new(),
+        }
+    }
+
+    /// Uploads the partly filled packs, waits for every upload and writes
+    /// the last index file. When this returns Ok, everything saved is
+    /// durable and indexed.
+    pub fn finish(self) -> Result<SaverStats> {
+        let packers = {
+            let mut st = lock(&self.state);
+            let mut all: Vec<Packer> = st.data.drain(..).collect();
+            all.push(std::mem::replace(&mut st.tree, Packer::new(0)));
+            all
+        };
+        for packer in packers.into_iter().filter(|p| !p.is_empty()) {
+            self.send(packer)?;
+        }
+        drop(lock(&self.tx).take());
+        let handle = lock(&self.uploader).take().ok_or_else(|| self.failed())?;
+        let (packs, index_files) = self
+            .repo
+            .block_on(handle)
+            .map_err(|e| RepoError::Upload(format!("the upload task failed: {e}")))??;
+        Ok(SaverStats {
+            packs,
+            index_files,
+            ..self.stats()
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind;
+    // continuing is sound.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn upload_loop(
+    storage: DynStorage,
+    key: Arc<MasterKey>,
+    mut rx: mpsc::Receiver<FinishedPack>,
+    connections: usize,
+    failure: Arc<Mutex<Option<String>>>,
+) -> Result<(u64, Vec<IndexId>)> {
+    let mut uploads = tokio::task::JoinSet::new();
+    let mut done: Vec<IndexPack> = Vec::new();
+    let mut index_files = Vec::new();
+    let mut packs = 0u64;
+    let result: Result<()> = async {
+        loop {
+            // Keep at most `connections` uploads in flight; take new packs
+            // only when a slot is free, so the channel pushes back.
+            while uploads.len() >= connections {
+                if let Some(r) = uploads.join_next().await {
+                    done.push(upload_result(r)?);
+                    packs += 1;
+                }
+            }
+            let Some(pack) = rx.recv().await else { break };
+            let target = storage.clone();
+            uploads.spawn(async move {
+                target.put(FileKind::Pack, &pack.id.to_hex(), pack.bytes).await?;
+                Ok::<_, RepoError>(pack.index)
+            });
+            while let Some(r) = uploads.try_join_next() {
+                done.push(upload_result(r)?);
+                packs += 1;
+            }
+            if done.len() >= INDEX_BATCH {
+                index_files.push(write_index(&storage, &key, std::mem::take(&mut done)).await?);
+            }
+        }
+        while let Some(r) = uploads.join_next().await {
+            done.push(upload_result(r)?);
+            packs += 1;
+        }
+        if !done.is_empty() {
+            index_files.push(write_index(&storage, &key, std::mem::take(&mut done)).await?);
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        *lock(&failure) = Some(e.to_string());
+        rx.close();
+        uploads.abort_all();
+        return Err(e);
+    }
+    Ok((packs, index_files))
+}
+
+fn upload_result(r: std::result::Result<Result<IndexPack>, tokio::task::JoinError>) -> Result<IndexPack> {
+    r.map_err(|e| RepoError::Upload(format!("an upload task failed: {e}")))?
+}
+
+/// Seals and stores an index file naming `packs`.
+pub async fn write_index(storage: &DynStorage, key: &MasterKey, packs: Vec<IndexPack>) -> Result<IndexId> {
+    let file = IndexFile {
+        supersedes: Vec::new(),
+        packs,
+        marked: Vec::new(),
+    };
+    let sealed = key.seal(ObjectKind::Index, Some(super::DEFAULT_COMPRESSION), &file.encode())?;
+    let id = IndexId::hash_of(&sealed);
+    storage.put(FileKind::Index, &id.to_hex(), Bytes::from(sealed)).await?;
+    Ok(id)
+}
