@@ -68,6 +68,9 @@ pub struct Saved {
     pub new: bool,
 }
 
+/// The upload task: packs uploaded and index files written.
+type UploadTask = tokio::task::JoinHandle<Result<(u64, Vec<IndexId>)>>;
+
 struct State {
     data: Vec<Packer>,
     tree: Packer,
@@ -88,7 +91,7 @@ pub struct BlobSaver {
     repo: IndexedRepository,
     state: Mutex<State>,
     tx: Mutex<Option<mpsc::Sender<FinishedPack>>>,
-    uploader: Mutex<Option<tokio::task::JoinHandle<Result<(u64, Vec<IndexId>)>>>>,
+    uploader: Mutex<Option<UploadTask>>,
     failure: Arc<Mutex<Option<String>>>,
     counters: Counters,
     pack_size: usize,
