@@ -27,18 +27,22 @@ impl OwnerNames {
 
     /// The name of user `uid` on this system, or an empty string when it has none.
     pub fn user(&mut self, uid: u32) -> &str {
-        self.users.entry(uid).or_insert_with(|| match User::from_uid(Uid::from_raw(uid)) {
-            Ok(Some(user)) => user.name,
-            _ => String::new(),
-        })
+        self.users
+            .entry(uid)
+            .or_insert_with(|| match User::from_uid(Uid::from_raw(uid)) {
+                Ok(Some(user)) => user.name,
+                _ => String::new(),
+            })
     }
 
     /// The name of group `gid` on this system, or an empty string when it has none.
     pub fn group(&mut self, gid: u32) -> &str {
-        self.groups.entry(gid).or_insert_with(|| match Group::from_gid(Gid::from_raw(gid)) {
-            Ok(Some(group)) => group.name,
-            _ => String::new(),
-        })
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| match Group::from_gid(Gid::from_raw(gid)) {
+                Ok(Some(group)) => group.name,
+                _ => String::new(),
+            })
     }
 }
 
