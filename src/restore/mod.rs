@@ -1,1 +1,3 @@
-//! restore (pending)
+//! Restoring a snapshot to the local file system.
+
+pub mod fsmeta;

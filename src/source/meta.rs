@@ -1,0 +1,247 @@
+//! Metadata of a file system entry as a tree node.
+
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use nix::unistd::{Gid, Group, Uid, User};
+
+use super::SourceError;
+use crate::format::tree::{Node, NodeKind, Xattr};
+
+/// A cache of user and group names by id, so each id is looked up once per
+/// backup rather than once per file.
+#[derive(Debug, Default)]
+pub struct OwnerNames {
+    users: HashMap<u32, String>,
+    groups: HashMap<u32, String>,
+}
+
+impl OwnerNames {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The name of user `uid` on this system, or an empty string when it has none.
+    pub fn user(&mut self, uid: u32) -> &str {
+        self.users
+            .entry(uid)
+            .or_insert_with(|| match User::from_uid(Uid::from_raw(uid)) {
+                Ok(Some(user)) => user.name,
+                _ => String::new(),
+            })
+    }
+
+    /// The name of group `gid` on this system, or an empty string when it has none.
+    pub fn group(&mut self, gid: u32) -> &str {
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| match Group::from_gid(Gid::from_raw(gid)) {
+                Ok(Some(group)) => group.name,
+                _ => String::new(),
+            })
+    }
+}
+
+/// The kind of an entry, from its (not followed) file type.
+pub fn node_kind(md: &Metadata) -> NodeKind {
+    let ft = md.file_type();
+    if ft.is_dir() {
+        NodeKind::Dir
+    } else if ft.is_symlink() {
+        NodeKind::Symlink
+    } else if ft.is_fifo() {
+        NodeKind::Fifo
+    } else if ft.is_char_device() {
+        NodeKind::CharDevice
+    } else if ft.is_block_device() {
+        NodeKind::BlockDevice
+    } else if ft.is_socket() {
+        NodeKind::Socket
+    } else {
+        NodeKind::File
+    }
+}
+
+/// Nanoseconds since the epoch from a `stat` seconds/nanoseconds pair,
+/// saturating far outside the representable range (year 1678 to 2262).
+fn time_ns(secs: i64, nsecs: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsecs)
+}
+
+/// Builds the node of the entry at `path` named `name`, from its metadata as
+/// returned by `symlink_metadata`.
+///
+/// Fills every field except `content` and `subtree`, which the backup layer
+/// sets. Reads the symlink target and the extended attributes from `path`
+/// (never following a symlink); a file system without extended attributes
+/// yields none rather than an error.
+pub fn node_from_metadata(
+    name: Vec<u8>,
+    path: &Path,
+    md: &Metadata,
+    names: &mut OwnerNames,
+) -> Result<Node, SourceError> {
+    let kind = node_kind(md);
+    let mut node = Node::new(name, kind);
+    node.mode = md.mode() & 0o7777;
+    node.uid = md.uid();
+    node.gid = md.gid();
+    node.user = names.user(md.uid()).to_owned();
+    node.group = names.group(md.gid()).to_owned();
+    node.mtime_ns = time_ns(md.mtime(), md.mtime_nsec());
+    node.atime_ns = time_ns(md.atime(), md.atime_nsec());
+    node.ctime_ns = time_ns(md.ctime(), md.ctime_nsec());
+    node.device = md.dev();
+    node.inode = md.ino();
+    node.links = md.nlink();
+    match kind {
+        NodeKind::File => node.size = md.size(),
+        NodeKind::CharDevice | NodeKind::BlockDevice => node.rdev = md.rdev(),
+        NodeKind::Symlink => {
+            let target = std::fs::read_link(path).map_err(|source| SourceError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            node.link_target = Some(target.as_os_str().as_bytes().to_vec());
+        }
+        NodeKind::Dir | NodeKind::Fifo | NodeKind::Socket => {}
+    }
+    node.xattrs = read_xattrs(path)?;
+    Ok(node)
+}
+
+/// Whether an error means "this file system has no extended attributes".
+fn xattrs_unsupported(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::Unsupported
+        || matches!(err.raw_os_error(), Some(code) if code == libc::ENOTSUP || code == libc::EOPNOTSUPP)
+}
+
+/// The extended attributes of `path` (not following symlinks), sorted by name.
+pub fn read_xattrs(path: &Path) -> Result<Vec<Xattr>, SourceError> {
+    if !xattr::SUPPORTED_PLATFORM {
+        return Ok(Vec::new());
+    }
+    let err = |source| SourceError::Xattr {
+        path: path.to_owned(),
+        source,
+    };
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        Err(e) if xattrs_unsupported(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(err(e)),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        // An attribute removed between listing and reading is simply absent.
+        if let Some(value) = xattr::get(path, &name).map_err(err)? {
+            out.push(Xattr {
+                name: name.as_bytes().to_vec(),
+                value,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn capture(path: &Path) -> Node {
+        let md = std::fs::symlink_metadata(path).unwrap();
+        let name = path.file_name().unwrap().as_bytes().to_vec();
+        node_from_metadata(name, path, &md, &mut OwnerNames::new()).unwrap()
+    }
+
+    #[test]
+    fn regular_file_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"hello").unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+        let md = std::fs::symlink_metadata(&path).unwrap();
+        let node = capture(&path);
+        assert_eq!(node.name, b"f");
+        assert_eq!(node.kind, NodeKind::File);
+        assert_eq!(node.mode, 0o640);
+        assert_eq!(node.size, 5);
+        assert_eq!(node.uid, md.uid());
+        assert_eq!(node.gid, md.gid());
+        assert_eq!(node.inode, md.ino());
+        assert_eq!(node.device, md.dev());
+        assert_eq!(node.links, 1);
+        assert_eq!(node.mtime_ns, md.mtime() * 1_000_000_000 + md.mtime_nsec());
+        assert!(node.link_target.is_none());
+        assert!(node.content.is_empty());
+        assert!(node.subtree.is_none());
+    }
+
+    #[test]
+    fn symlink_target_is_raw_and_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l");
+        let target = std::ffi::OsStr::from_bytes(b"does/not/exist\xff");
+        symlink(target, &path).unwrap();
+        let node = capture(&path);
+        assert_eq!(node.kind, NodeKind::Symlink);
+        assert_eq!(node.link_target.as_deref(), Some(&b"does/not/exist\xff"[..]));
+        assert_eq!(node.size, 0);
+    }
+
+    #[test]
+    fn directory_and_fifo_kinds() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("d");
+        std::fs::create_dir(&sub).unwrap();
+        assert_eq!(capture(&sub).kind, NodeKind::Dir);
+        assert_eq!(capture(&sub).size, 0);
+        let fifo = dir.path().join("p");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert_eq!(capture(&fifo).kind, NodeKind::Fifo);
+    }
+
+    #[test]
+    fn hard_links_share_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::write(&a, b"x").unwrap();
+        std::fs::hard_link(&a, &b).unwrap();
+        let (na, nb) = (capture(&a), capture(&b));
+        assert_eq!(na.links, 2);
+        assert_eq!((na.device, na.inode), (nb.device, nb.inode));
+    }
+
+    #[test]
+    fn xattrs_sorted_when_supported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"").unwrap();
+        let supported = xattr::set(&path, "user.zeta", b"1").is_ok();
+        let node = capture(&path);
+        if supported {
+            xattr::set(&path, "user.alpha", b"2").unwrap();
+            let node = capture(&path);
+            let names: Vec<&[u8]> = node.xattrs.iter().map(|x| x.name.as_slice()).collect();
+            assert!(names.windows(2).all(|w| w[0] < w[1]), "not sorted: {names:?}");
+            let alpha = node.xattrs.iter().find(|x| x.name == b"user.alpha").unwrap();
+            assert_eq!(alpha.value, b"2");
+        } else {
+            assert!(!node.xattrs.iter().any(|x| x.name.starts_with(b"user.")));
+        }
+    }
+
+    #[test]
+    fn owner_names_for_root_and_unknown_ids() {
+        let mut names = OwnerNames::new();
+        assert_eq!(names.user(0), "root");
+        assert_eq!(names.user(0xfff0_0000), "");
+        assert_eq!(names.group(0xfff0_0000), "");
+    }
+}

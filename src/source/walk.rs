@@ -1,0 +1,413 @@
+//! A deterministic depth-first walk over the trees to back up.
+//!
+//! The walk reports [`WalkEvent`]s: [`WalkEvent::Enter`] for a directory,
+//! then the events of its entries sorted by raw name bytes, then
+//! [`WalkEvent::Leave`]; [`WalkEvent::Item`] for every other entry. So the
+//! backup layer can finish one tree per directory at its `Leave`, bottom-up.
+//!
+//! Symlinks are never followed. Problems with single entries (a directory
+//! that cannot be listed, an entry that cannot be stat'ed) become
+//! [`WalkEvent::Error`] events and the walk goes on; only a missing root is an
+//! error up front.
+//!
+//! Memory: the walker holds the names of the directories on the current path
+//! (one listing per level) and nothing else; metadata is read entry by entry,
+//! as the walk reaches it.
+//!
+//! # Exclusion patterns
+//!
+//! Globs as in restic, matched on raw bytes, where `*` and `?` never match `/`
+//! and `**` matches any number of path components:
+//!
+//! - a pattern without `/` is matched against each path component, so `*.log`
+//!   excludes every `.log` file at any depth and `cache` every entry so named;
+//! - a pattern starting with `/` is matched against the full absolute path,
+//!   e.g. `/home/*/.cache`;
+//! - any other pattern with `/` may match at any depth: `foo/bar` is read as
+//!   `**/foo/bar`.
+//!
+//! A trailing `/` is ignored. An excluded directory is not descended into, so
+//! everything below it is excluded too.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use super::SourceError;
+
+/// What to leave out of a walk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WalkOptions {
+    /// Exclusion patterns (see the module documentation).
+    pub excludes: Vec<String>,
+    /// Exclusion patterns matched without regard to case.
+    pub iexcludes: Vec<String>,
+    /// File names whose presence in a directory excludes the whole directory,
+    /// the directory itself included.
+    pub exclude_if_present: Vec<String>,
+    /// Do not descend into directories on another device than their root;
+    /// such a mount point is reported as an empty directory.
+    pub one_file_system: bool,
+}
+
+impl WalkOptions {
+    /// Options with the patterns of the given exclude files (`--exclude-file`)
+    /// and case-insensitive exclude files (`--iexclude-file`).
+    pub fn from_exclude_files(exclude_files: &[PathBuf], iexclude_files: &[PathBuf]) -> Result<Self, SourceError> {
+        let mut opts = Self::default();
+        for path in exclude_files {
+            opts.add_exclude_file(path, false)?;
+        }
+        for path in iexclude_files {
+            opts.add_exclude_file(path, true)?;
+        }
+        Ok(opts)
+    }
+
+    /// Adds the patterns of one exclude file.
+    pub fn add_exclude_file(&mut self, path: &Path, case_insensitive: bool) -> Result<(), SourceError> {
+        let patterns = read_pattern_file(path)?;
+        if case_insensitive {
+            self.iexcludes.extend(patterns);
+        } else {
+            self.excludes.extend(patterns);
+        }
+        Ok(())
+    }
+}
+
+/// The patterns of an exclude file: one per line, surrounding white space
+/// removed, blank lines and lines starting with `#` ignored.
+pub fn read_pattern_file(path: &Path) -> Result<Vec<String>, SourceError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SourceError::ExcludeFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// One entry reached by the walk.
+#[derive(Debug)]
+pub struct WalkEntry {
+    /// The absolute path, lexically normalised (no `.` or `..` components).
+    pub path: PathBuf,
+    /// The last component of `path`, raw bytes; empty only for the root `/`.
+    pub name: Vec<u8>,
+    /// The entry's own metadata (`lstat`, symlinks not followed).
+    pub metadata: Metadata,
+    /// 0 for a root, 1 for its entries, and so on.
+    pub depth: usize,
+}
+
+/// One step of a walk.
+#[derive(Debug)]
+pub enum WalkEvent {
+    /// A directory; the events of its entries follow, then [`WalkEvent::Leave`].
+    Enter(WalkEntry),
+    /// An entry that is not a directory.
+    Item(WalkEntry),
+    /// The end of the directory last entered.
+    Leave { path: PathBuf },
+    /// `path` could not be listed or stat'ed. The walk goes on: an unreadable
+    /// directory still gets its `Enter`/`Leave` around this event; an entry
+    /// that cannot be stat'ed is left out.
+    Error { path: PathBuf, error: io::Error },
+}
+
+/// The compiled exclusion patterns.
+#[derive(Debug)]
+struct Excluder {
+    /// Patterns without `/`, matched against single components.
+    names: GlobSet,
+    /// Patterns with `/`, matched against full paths.
+    paths: GlobSet,
+}
+
+impl Excluder {
+    fn new(opts: &WalkOptions) -> Result<Self, SourceError> {
+        let mut names = GlobSetBuilder::new();
+        let mut paths = GlobSetBuilder::new();
+        let sensitive = opts.excludes.iter().map(|p| (p, false));
+        let insensitive = opts.iexcludes.iter().map(|p| (p, true));
+        for (pattern, case_insensitive) in sensitive.chain(insensitive) {
+            let trimmed = match pattern.trim_end_matches('/') {
+                "" if pattern.is_empty() => continue,
+                "" => "/",
+                t => t,
+            };
+            let (glob, set) = if !trimmed.contains('/') {
+                (trimmed.to_owned(), &mut names)
+            } else if trimmed.starts_with('/') {
+                (trimmed.to_owned(), &mut paths)
+            } else {
+                (format!("**/{trimmed}"), &mut paths)
+            };
+            let glob = GlobBuilder::new(&glob)
+                .literal_separator(true)
+                .case_insensitive(case_insensitive)
+                .build()
+                .map_err(|source| SourceError::Pattern {
+                    pattern: pattern.clone(),
+                    source,
+                })?;
+            set.add(glob);
+        }
+        let build = |b: GlobSetBuilder, pattern: &str| {
+            b.build().map_err(|source| SourceError::Pattern {
+                pattern: pattern.to_owned(),
+                source,
+            })
+        };
+        Ok(Self {
+            names: build(names, "(component patterns)")?,
+            paths: build(paths, "(path patterns)")?,
+        })
+    }
+
+    /// Whether an entry below a root is excluded; its ancestors were not.
+    fn excludes_entry(&self, path: &Path, name: &[u8]) -> bool {
+        self.names.is_match(Path::new(std::ffi::OsStr::from_bytes(name))) || self.paths.is_match(path)
+    }
+
+    /// Whether a root is excluded, by itself or by one of its ancestors.
+    fn excludes_root(&self, path: &Path) -> bool {
+        let by_name = path.components().any(|c| match c {
+            Component::Normal(name) => self.names.is_match(Path::new(name)),
+            _ => false,
+        });
+        by_name || path.ancestors().any(|a| self.paths.is_match(a))
+    }
+}
+
+/// A directory being walked.
+#[derive(Debug)]
+struct Frame {
+    path: PathBuf,
+    /// The names not visited yet, sorted by bytes.
+    names: std::vec::IntoIter<OsString>,
+    /// The device of the root this directory belongs to.
+    root_device: u64,
+    depth: usize,
+}
+
+/// The walk over a set of roots; an iterator of [`WalkEvent`]s.
+#[derive(Debug)]
+pub struct Walker {
+    excluder: Excluder,
+    markers: Vec<OsString>,
+    one_file_system: bool,
+    roots: Vec<PathBuf>,
+    next_root: usize,
+    stack: Vec<Frame>,
+    pending: VecDeque<WalkEvent>,
+}
+
+impl Walker {
+    /// Prepares a walk over `roots`.
+    ///
+    /// Roots are made absolute and lexically normalised (like restic, `..` is
+    /// resolved without following symlinks), sorted by bytes and deduplicated;
+    /// a root inside another root is dropped, as the outer walk covers it.
+    /// Fails if a root does not exist or an exclusion pattern is invalid.
+    pub fn new(roots: &[PathBuf], opts: &WalkOptions) -> Result<Self, SourceError> {
+        let excluder = Excluder::new(opts)?;
+        let mut absolute = Vec::with_capacity(roots.len());
+        for root in roots {
+            let io_err = |source| SourceError::Io {
+                path: root.clone(),
+                source,
+            };
+            let abs = normalize(&std::path::absolute(root).map_err(io_err)?);
+            match std::fs::symlink_metadata(&abs) {
+                Ok(_) => absolute.push(abs),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(SourceError::NotFound { path: root.clone() });
+                }
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+        absolute.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
+        absolute.dedup();
+        let mut kept: Vec<PathBuf> = Vec::with_capacity(absolute.len());
+        for root in absolute {
+            if !kept.iter().any(|outer| root.starts_with(outer)) {
+                kept.push(root);
+            }
+        }
+        Ok(Self {
+            excluder,
+            markers: opts.exclude_if_present.iter().map(OsString::from).collect(),
+            one_file_system: opts.one_file_system,
+            roots: kept,
+            next_root: 0,
+            stack: Vec::new(),
+            pending: VecDeque::new(),
+        })
+    }
+
+    /// The roots this walk covers, in walk order.
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
+    }
+
+    /// Visits one entry: stats it and queues its events; a directory that is
+    /// entered is pushed on the stack.
+    fn visit(&mut self, path: PathBuf, name: Vec<u8>, depth: usize, root_device: Option<u64>) {
+        let metadata = match std::fs::symlink_metadata(&path) {
+            Ok(md) => md,
+            Err(error) => {
+                self.pending.push_back(WalkEvent::Error { path, error });
+                return;
+            }
+        };
+        let device = metadata.dev();
+        let foreign = self.one_file_system && root_device.is_some_and(|d| d != device);
+        let root_device = root_device.unwrap_or(device);
+        if !metadata.is_dir() {
+            // A file bind-mounted from another file system is left out.
+            if !foreign {
+                let entry = WalkEntry {
+                    path,
+                    name,
+                    metadata,
+                    depth,
+                };
+                self.pending.push_back(WalkEvent::Item(entry));
+            }
+            return;
+        }
+        if foreign {
+            // A mount point: kept, but empty.
+            let leave = WalkEvent::Leave { path: path.clone() };
+            let entry = WalkEntry {
+                path,
+                name,
+                metadata,
+                depth,
+            };
+            self.pending.push_back(WalkEvent::Enter(entry));
+            self.pending.push_back(leave);
+            return;
+        }
+        let (names, list_error) = list_dir(&path);
+        if self.has_marker(&names) {
+            return;
+        }
+        let entry = WalkEntry {
+            path: path.clone(),
+            name,
+            metadata,
+            depth,
+        };
+        self.pending.push_back(WalkEvent::Enter(entry));
+        if let Some(error) = list_error {
+            self.pending.push_back(WalkEvent::Error {
+                path: path.clone(),
+                error,
+            });
+        }
+        self.stack.push(Frame {
+            path,
+            names: names.into_iter(),
+            root_device,
+            depth,
+        });
+    }
+
+    fn has_marker(&self, sorted_names: &[OsString]) -> bool {
+        self.markers.iter().any(|marker| {
+            sorted_names
+                .binary_search_by(|n| n.as_bytes().cmp(marker.as_bytes()))
+                .is_ok()
+        })
+    }
+}
+
+impl Iterator for Walker {
+    type Item = WalkEvent;
+
+    fn next(&mut self) -> Option<WalkEvent> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(event);
+            }
+            if let Some(frame) = self.stack.last_mut() {
+                match frame.names.next() {
+                    Some(name) => {
+                        let path = frame.path.join(&name);
+                        let (depth, device) = (frame.depth + 1, frame.root_device);
+                        let name = name.into_vec();
+                        if !self.excluder.excludes_entry(&path, &name) {
+                            self.visit(path, name, depth, Some(device));
+                        }
+                    }
+                    None => {
+                        let path = frame.path.clone();
+                        self.stack.pop();
+                        return Some(WalkEvent::Leave { path });
+                    }
+                }
+                continue;
+            }
+            let root = self.roots.get(self.next_root)?.clone();
+            self.next_root += 1;
+            if !self.excluder.excludes_root(&root) {
+                let name = root.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+                self.visit(root, name, 0, None);
+            }
+        }
+    }
+}
+
+/// The names in a directory sorted by bytes, and the error that cut the
+/// listing short, if any (then the names are those read before it).
+fn list_dir(path: &Path) -> (Vec<OsString>, Option<io::Error>) {
+    let mut names = Vec::new();
+    let mut error = None;
+    match std::fs::read_dir(path) {
+        Ok(entries) => {
+            for entry in entries {
+                match entry {
+                    Ok(entry) => names.push(entry.file_name()),
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        Err(e) => error = Some(e),
+    }
+    names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    (names, error)
+}
+
+/// Removes `.` and `..` components lexically (`/..` stays `/`).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "walk_tests.rs"]
+mod tests;
