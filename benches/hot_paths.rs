@@ -1,1 +1,181 @@
-fn main() {}
+//! Throughput of the hot paths of a backup and a restore: chunking, keyed
+//! hashing, compression, sealing and opening.
+//!
+//! Run with `cargo bench --bench hot_paths`. Measurement times are short so
+//! the whole run stays under two minutes.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use cairn::chunker::{ChunkReader, Chunker};
+use cairn::crypto::MasterKey;
+use cairn::format::config::ChunkerParams;
+use cairn::format::envelope;
+use cairn::format::ObjectKind;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+
+const MIB: usize = 1 << 20;
+
+/// Deterministic incompressible bytes (splitmix64).
+fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// Text-like bytes that zstd shrinks several times over.
+fn compressible_bytes(n: usize) -> Vec<u8> {
+    let words: &[&[u8]] = &[
+        b"apiVersion: v1\n",
+        b"kind: ConfigMap\n",
+        b"metadata:\n  name: cairn-",
+        b"  namespace: default\n",
+        b"data:\n  key: value\n",
+    ];
+    let noise = random_bytes(n / 16 + 1, 99);
+    let mut out = Vec::with_capacity(n + 64);
+    let mut i = 0;
+    while out.len() < n {
+        out.extend_from_slice(words[noise[i % noise.len()] as usize % words.len()]);
+        out.extend_from_slice(format!("{}\n", noise[i % noise.len()]).as_bytes());
+        i += 1;
+    }
+    out.truncate(n);
+    out
+}
+
+fn key() -> MasterKey {
+    match MasterKey::generate() {
+        Ok(k) => k,
+        Err(e) => panic!("no master key: {e}"),
+    }
+}
+
+fn short<M: criterion::measurement::Measurement>(group: &mut BenchmarkGroup<'_, M>) {
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+}
+
+fn chunking(c: &mut Criterion) {
+    let data = random_bytes(64 * MIB, 1);
+    let chunker = Chunker::new(key().gear_table(), ChunkerParams::default());
+    let mut group = c.benchmark_group("chunking");
+    short(&mut group);
+    group.throughput(Throughput::Bytes(data.len() as u64));
+    group.bench_function("cut_64MiB", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for chunk in chunker.chunks(black_box(&data)) {
+                n += 1;
+                black_box(chunk.len());
+            }
+            n
+        })
+    });
+    group.bench_function("chunk_reader_64MiB", |b| {
+        b.iter(|| {
+            let mut reader = ChunkReader::new(chunker.clone(), black_box(&data[..]));
+            let mut n = 0usize;
+            while let Ok(Some(chunk)) = reader.next_chunk() {
+                n += 1;
+                black_box(chunk.len());
+            }
+            n
+        })
+    });
+    group.finish();
+}
+
+fn hashing(c: &mut Criterion) {
+    let data = random_bytes(MIB, 2);
+    let key = key();
+    let mut group = c.benchmark_group("hashing");
+    short(&mut group);
+    group.throughput(Throughput::Bytes(data.len() as u64));
+    group.bench_function("blob_id_1MiB", |b| b.iter(|| key.blob_id(black_box(&data))));
+    group.finish();
+}
+
+fn compression(c: &mut Criterion) {
+    let inputs = [
+        ("compressible", compressible_bytes(MIB)),
+        ("incompressible", random_bytes(MIB, 3)),
+    ];
+    let mut group = c.benchmark_group("zstd3_frame");
+    short(&mut group);
+    group.throughput(Throughput::Bytes(MIB as u64));
+    for (name, data) in &inputs {
+        let mut out = Vec::with_capacity(2 * MIB);
+        group.bench_function(*name, |b| {
+            b.iter(|| {
+                out.clear();
+                envelope::frame(Some(3), black_box(data), &mut out);
+                out.len()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn sealing(c: &mut Criterion) {
+    let key = key();
+    let inputs = [
+        ("compressible", compressible_bytes(MIB)),
+        ("incompressible", random_bytes(MIB, 4)),
+    ];
+    let mut group = c.benchmark_group("seal");
+    short(&mut group);
+    group.throughput(Throughput::Bytes(MIB as u64));
+    for (name, data) in &inputs {
+        for (label, level) in [("plain", None), ("zstd3", Some(3))] {
+            let mut out = Vec::with_capacity(2 * MIB);
+            group.bench_function(format!("{label}_{name}"), |b| {
+                b.iter(|| {
+                    out.clear();
+                    if let Err(e) = key.seal_into(ObjectKind::Data, level, black_box(data), &mut out) {
+                        panic!("seal failed: {e}");
+                    }
+                    out.len()
+                })
+            });
+        }
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("open");
+    short(&mut group);
+    group.throughput(Throughput::Bytes(MIB as u64));
+    for (name, data) in &inputs {
+        for (label, level) in [("plain", None), ("zstd3", Some(3))] {
+            let sealed = match key.seal(ObjectKind::Data, level, data) {
+                Ok(s) => s,
+                Err(e) => panic!("seal failed: {e}"),
+            };
+            group.bench_function(format!("{label}_{name}"), |b| {
+                b.iter(
+                    || match key.open(ObjectKind::Data, black_box(&sealed), 2 * MIB, Some(MIB)) {
+                        Ok(plain) => plain.len(),
+                        Err(e) => panic!("open failed: {e}"),
+                    },
+                )
+            });
+        }
+    }
+    group.finish();
+}
+
+// Index lookup (blob id -> pack, offset, length) belongs here once the
+// in-memory index exists: add `fn index_lookup(c: &mut Criterion)` and list
+// it in the group below.
+
+criterion_group!(benches, chunking, hashing, compression, sealing);
+criterion_main!(benches);

@@ -116,6 +116,8 @@ pub enum StorageError {
     ReadOnly(&'static str),
     #[error("injected fault: {0}")]
     Injected(String),
+    #[error("{kind} name {name:?} is not a valid object name")]
+    InvalidName { kind: FileKind, name: String },
 }
 
 impl StorageError {
@@ -139,6 +141,32 @@ impl StorageError {
 
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::NotFound { .. })
+    }
+}
+
+/// Checks that `name` can name an object of `kind` on any backend: ASCII
+/// letters, digits, `-`, `_` and `.`, not starting with `.`, at most 255
+/// bytes, and for packs at least two characters (the shard prefix). The
+/// config is the one object whose name is fixed; any name given for it is
+/// accepted and ignored.
+pub fn check_name(kind: FileKind, name: &str) -> Result<()> {
+    if kind == FileKind::Config {
+        return Ok(());
+    }
+    let valid = !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && (kind != FileKind::Pack || name.len() >= 2)
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(StorageError::InvalidName {
+            kind,
+            name: name.to_owned(),
+        })
     }
 }
 

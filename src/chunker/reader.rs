@@ -1,0 +1,118 @@
+//! Chunking a stream through one large reusable buffer.
+
+use std::io::{ErrorKind, Read};
+
+use bytes::{Bytes, BytesMut};
+
+use super::Chunker;
+
+/// Smallest buffer a [`ChunkReader`] uses.
+const MIN_BUFFER: usize = 16 << 20;
+
+/// Reads a source and yields its chunks.
+///
+/// The source is read into a large buffer (at least twice the maximum chunk
+/// size, and at least 16 MiB); chunks are handed out as [`Bytes`] views of
+/// that buffer, so there is one allocation per buffer fill and none per
+/// chunk. Once every chunk of a fill has been dropped, the next fill reuses
+/// the same allocation. The unconsumed tail (shorter than the maximum chunk
+/// size) is carried to the front of the next fill; no source byte is read
+/// twice.
+#[derive(Debug)]
+pub struct ChunkReader<R> {
+    chunker: Chunker,
+    source: R,
+    /// Bytes read but not yet handed out.
+    buf: BytesMut,
+    capacity: usize,
+    eof: bool,
+    bytes_read: u64,
+}
+
+impl<R: Read> ChunkReader<R> {
+    /// A reader with the default buffer size.
+    pub fn new(chunker: Chunker, source: R) -> Self {
+        Self::with_buffer_size(chunker, source, MIN_BUFFER)
+    }
+
+    /// A reader whose buffer holds `size` bytes, raised to twice the
+    /// maximum chunk size if it is smaller.
+    pub fn with_buffer_size(chunker: Chunker, source: R, size: usize) -> Self {
+        let capacity = size.max(chunker.max.saturating_mul(2)).max(1);
+        Self {
+            chunker,
+            source,
+            buf: BytesMut::new(),
+            capacity,
+            eof: false,
+            bytes_read: 0,
+        }
+    }
+
+    /// The next chunk, or `None` at the end of the source.
+    pub fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>> {
+        loop {
+            // Cut only when the answer is final: with at least max_size bytes
+            // at hand a cut is always found, so no byte is scanned twice.
+            if self.eof || self.buf.len() >= self.chunker.max {
+                return Ok(self
+                    .chunker
+                    .cut(&self.buf, self.eof)
+                    .map(|n| self.buf.split_to(n).freeze()));
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Bytes read from the source so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    /// The source, for example to inspect it after the last chunk.
+    pub fn into_inner(self) -> R {
+        self.source
+    }
+
+    /// Reads until the buffer is full or the source ends.
+    fn fill(&mut self) -> std::io::Result<()> {
+        let mut filled = self.buf.len();
+        // Reclaims the previous allocation when no chunk of it is alive
+        // (the tail is moved to its front); otherwise allocates a new one.
+        self.buf.reserve(self.capacity - filled);
+        self.buf.resize(self.capacity, 0);
+        let result = loop {
+            if filled == self.capacity {
+                break Ok(());
+            }
+            match self.source.read(&mut self.buf[filled..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break Ok(());
+                }
+                Ok(n) if n > self.capacity - filled => {
+                    break Err(std::io::Error::new(
+                        ErrorKind::InvalidData,
+                        "the source reported reading more bytes than it was given room for",
+                    ));
+                }
+                Ok(n) => {
+                    filled += n;
+                    self.bytes_read += n as u64;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.buf.truncate(filled);
+        result
+    }
+}
+
+impl<R: Read> Iterator for ChunkReader<R> {
+    type Item = std::io::Result<Bytes>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_chunk().transpose()
+    }
+}
