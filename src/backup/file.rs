@@ -43,6 +43,16 @@ pub struct FileContent {
     pub changed: bool,
 }
 
+/// Opens for reading without updating the access time where permitted
+/// (the owner or root), so a backup leaves atimes as it found them.
+fn open_noatime(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(path) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        other => other,
+    }
+}
+
 /// Reads `path` (whose `lstat` said `expected_size`) and saves its chunks.
 pub fn save_file(
     path: &Path,
@@ -51,7 +61,7 @@ pub fn save_file(
     saver: &BlobSaver,
     progress: &Progress,
 ) -> Result<FileContent, FileFailure> {
-    let mut file = File::open(path).map_err(FileFailure::Unreadable)?;
+    let mut file = open_noatime(path).map_err(FileFailure::Unreadable)?;
     let before = file.metadata().map_err(FileFailure::Unreadable)?;
     let size = before.len();
     let segments = if before.blocks().saturating_mul(512) < size {

@@ -1,1 +1,264 @@
-//! backup (pending)
+//! The backup: a source becomes chunks, blobs, trees and a snapshot.
+//!
+//! Order of writes (format-spec, "read and write ordering"): packs, then
+//! the index files naming them, then the snapshot, which is written only
+//! after the blob saver has made every pack and index durable.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::chunker::Chunker;
+use crate::format::snapshot::{Snapshot, Summary};
+use crate::format::tree::{Content, Node, NodeKind, Tree};
+use crate::format::BlobKind;
+use crate::id::{SnapshotId, TreeId};
+use crate::repo::saver::{BlobSaver, SaverOptions};
+use crate::repo::{now_ns, IndexedRepository, RepoError};
+use crate::source::walk::{WalkOptions, Walker};
+use crate::source::SourceError;
+
+pub mod archiver;
+pub mod file;
+pub mod progress;
+
+use archiver::{Archiver, Counts};
+use progress::Progress;
+
+/// Errors that stop a backup. (Unreadable source entries do not: they are
+/// reported through [`Progress`] and mark the snapshot partial.)
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("reading standard input: {0}")]
+    Stdin(std::io::Error),
+    #[error("command {command:?} failed: {reason}")]
+    Command { command: String, reason: String },
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Which snapshot a backup compares against.
+#[derive(Debug, Clone, Default)]
+pub enum ParentChoice {
+    /// The latest snapshot of the same host and paths.
+    #[default]
+    Latest,
+    /// This one.
+    Id(SnapshotId),
+    /// None: every file is read.
+    None,
+}
+
+/// What to back up and how.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    pub walk: WalkOptions,
+    pub tags: Vec<String>,
+    /// Defaults to this machine's name.
+    pub hostname: Option<String>,
+    pub parent: ParentChoice,
+    /// Read every file even if unchanged since the parent.
+    pub force: bool,
+    /// Do everything but store anything.
+    pub dry_run: bool,
+    pub saver: SaverOptions,
+    /// Snapshot time in ns since the epoch; defaults to the start time.
+    pub time_ns: Option<i64>,
+    /// Excludes recorded in the snapshot.
+    pub excludes: Vec<String>,
+}
+
+/// The result of a backup.
+#[derive(Debug, Clone)]
+pub struct BackupOutcome {
+    /// None for a dry run.
+    pub id: Option<SnapshotId>,
+    pub snapshot: Snapshot,
+}
+
+fn chunker(repo: &IndexedRepository) -> Chunker {
+    Chunker::new(repo.key().gear_table(), repo.config().chunker)
+}
+
+/// Finds the parent snapshot and its root tree.
+fn parent(
+    repo: &IndexedRepository,
+    choice: &ParentChoice,
+    hostname: &str,
+    paths: &[String],
+) -> Result<(Option<SnapshotId>, Option<Arc<Tree>>), BackupError> {
+    let id = match choice {
+        ParentChoice::None => return Ok((None, None)),
+        ParentChoice::Id(id) => Some(*id),
+        ParentChoice::Latest => {
+            let mut want: Vec<&String> = paths.iter().collect();
+            want.sort();
+            repo.list_snapshots()?
+                .into_iter()
+                .rev()
+                .find(|(_, s)| {
+                    let mut have: Vec<&String> = s.paths.iter().collect();
+                    have.sort();
+                    s.hostname == hostname && have == want
+                })
+                .map(|(id, _)| id)
+        }
+    };
+    let Some(id) = id else { return Ok((None, None)) };
+    let snap = repo.load_snapshot(&id)?;
+    let tree = repo.load_tree(&snap.tree)?;
+    Ok((Some(id), Some(Arc::new(tree))))
+}
+
+fn new_snapshot(opts: &BackupOptions, tree: TreeId, paths: Vec<String>, start: i64) -> Snapshot {
+    Snapshot {
+        time_ns: opts.time_ns.unwrap_or(start),
+        tree,
+        paths,
+        hostname: opts.hostname.clone().unwrap_or_else(crate::repo::hostname),
+        username: crate::repo::username(),
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        tags: opts.tags.clone(),
+        parent: None,
+        excludes: opts.excludes.clone(),
+        program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+        partial: false,
+        summary: Summary { backup_start_ns: start, ..Summary::default() },
+    }
+}
+
+/// Finishes the saver, then writes the snapshot (unless a dry run).
+fn commit(
+    repo: &IndexedRepository,
+    saver: BlobSaver,
+    mut snapshot: Snapshot,
+    counts: &Counts,
+    dry_run: bool,
+) -> Result<BackupOutcome, BackupError> {
+    let stats = saver.finish()?;
+    counts.fill(&mut snapshot.summary);
+    snapshot.summary.data_blobs = stats.data_blobs;
+    snapshot.summary.tree_blobs = stats.tree_blobs;
+    snapshot.summary.data_added = stats.data_added;
+    snapshot.summary.data_added_packed = stats.data_added_packed;
+    snapshot.summary.backup_end_ns = now_ns();
+    snapshot.partial = counts.errors > 0;
+    let id = if dry_run { None } else { Some(repo.save_snapshot(&snapshot)?) };
+    Ok(BackupOutcome { id, snapshot })
+}
+
+/// Backs up files and directories.
+pub fn backup_paths(
+    repo: &IndexedRepository,
+    paths: &[PathBuf],
+    opts: &BackupOptions,
+    progress: &Progress,
+) -> Result<BackupOutcome, BackupError> {
+    let start = now_ns();
+    let walker = Walker::new(paths, &opts.walk)?;
+    let roots: Vec<String> = walker.roots().iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let hostname = opts.hostname.clone().unwrap_or_else(crate::repo::hostname);
+    let (parent_id, parent_root) = parent(repo, &opts.parent, &hostname, &roots)?;
+    let saver = BlobSaver::new(repo, SaverOptions { dry_run: opts.dry_run, ..opts.saver })?;
+    let chunker = chunker(repo);
+    let mut archiver = Archiver::new(repo, &saver, &chunker, progress, parent_root);
+    archiver.force = opts.force;
+    let tree = archiver.run(walker)?;
+    let counts = archiver.counts.clone();
+    let mut snapshot = new_snapshot(opts, tree, roots, start);
+    snapshot.parent = parent_id;
+    commit(repo, saver, snapshot, &counts, opts.dry_run)
+}
+
+/// A stream read and saved, its snapshot not yet written.
+struct Staged {
+    saver: BlobSaver,
+    snapshot: Snapshot,
+    counts: Counts,
+}
+
+fn stage_reader<R: std::io::Read>(
+    repo: &IndexedRepository,
+    reader: R,
+    filename: &str,
+    opts: &BackupOptions,
+    progress: &Progress,
+) -> Result<Staged, BackupError> {
+    crate::format::tree::check_name(filename.as_bytes()).map_err(|_| {
+        BackupError::InvalidOption(format!("--stdin-filename {filename:?} is not a valid file name"))
+    })?;
+    let start = now_ns();
+    let saver = BlobSaver::new(repo, SaverOptions { dry_run: opts.dry_run, ..opts.saver })?;
+    let chunker = chunker(repo);
+    let mut content: Vec<Content> = Vec::new();
+    let read = match file::save_stream(reader, u64::MAX, &chunker, &saver, progress, &mut content) {
+        Ok(n) => n,
+        Err(file::FileFailure::Unreadable(e)) => return Err(BackupError::Stdin(e)),
+        Err(file::FileFailure::Fatal(e)) => return Err(e),
+    };
+    let mut node = Node::new(filename.as_bytes().to_vec(), NodeKind::File);
+    node.mode = 0o644;
+    node.uid = nix::unistd::getuid().as_raw();
+    node.gid = nix::unistd::getgid().as_raw();
+    node.user = crate::repo::username();
+    node.mtime_ns = start;
+    node.atime_ns = start;
+    node.ctime_ns = start;
+    node.size = read;
+    node.content = content;
+    let tree = Tree { nodes: vec![node] };
+    let saved = saver.save(BlobKind::Tree, &tree.encode())?;
+    progress.file_done();
+    let counts = Counts { files_new: 1, files: 1, bytes: read, ..Counts::default() };
+    let snapshot = new_snapshot(opts, TreeId::from_bytes(saved.id.0), vec![format!("/{filename}")], start);
+    Ok(Staged { saver, snapshot, counts })
+}
+
+/// Backs up one stream (such as standard input) as a single file named
+/// `filename` at the root of the snapshot.
+pub fn backup_reader<R: std::io::Read>(
+    repo: &IndexedRepository,
+    reader: R,
+    filename: &str,
+    opts: &BackupOptions,
+    progress: &Progress,
+) -> Result<BackupOutcome, BackupError> {
+    let staged = stage_reader(repo, reader, filename, opts, progress)?;
+    commit(repo, staged.saver, staged.snapshot, &staged.counts, opts.dry_run)
+}
+
+/// Runs `command` and backs up its standard output. A command that cannot
+/// start or exits non-zero fails the backup and no snapshot is written.
+pub fn backup_command(
+    repo: &IndexedRepository,
+    command: &[String],
+    filename: &str,
+    opts: &BackupOptions,
+    progress: &Progress,
+) -> Result<BackupOutcome, BackupError> {
+    let shown = command.join(" ");
+    let fail = |reason: String| BackupError::Command { command: shown.clone(), reason };
+    let (program, args) = command.split_first().ok_or_else(|| fail("no command given".into()))?;
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    let stdout = child.stdout.take().ok_or_else(|| fail("no output pipe".into()))?;
+    let staged = stage_reader(repo, stdout, filename, opts, progress);
+    let status = child.wait().map_err(|e| fail(e.to_string()))?;
+    let staged = staged?;
+    if !status.success() {
+        // What was saved stays unreferenced; prune removes it.
+        staged.saver.finish()?;
+        return Err(fail(format!("it {status}")));
+    }
+    commit(repo, staged.saver, staged.snapshot, &staged.counts, opts.dry_run)
+}

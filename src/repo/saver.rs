@@ -36,6 +36,8 @@ pub struct SaverOptions {
     pub connections: usize,
     /// Data packs filled at once (blobs are spread over them at random).
     pub open_packs: usize,
+    /// Do all the work but store nothing.
+    pub dry_run: bool,
 }
 
 impl Default for SaverOptions {
@@ -43,6 +45,7 @@ impl Default for SaverOptions {
         Self {
             connections: 2,
             open_packs: 2,
+            dry_run: false,
         }
     }
 }
@@ -113,6 +116,7 @@ impl BlobSaver {
             repo.key_arc(),
             rx,
             opts.connections.max(1),
+            opts.dry_run,
             failure.clone(),
         ));
         Ok(Self {
@@ -245,6 +249,7 @@ async fn upload_loop(
     key: Arc<MasterKey>,
     mut rx: mpsc::Receiver<FinishedPack>,
     connections: usize,
+    dry_run: bool,
     failure: Arc<Mutex<Option<String>>>,
 ) -> Result<(u64, Vec<IndexId>)> {
     let mut uploads = tokio::task::JoinSet::new();
@@ -264,14 +269,16 @@ async fn upload_loop(
             let Some(pack) = rx.recv().await else { break };
             let target = storage.clone();
             uploads.spawn(async move {
-                target.put(FileKind::Pack, &pack.id.to_hex(), pack.bytes).await?;
+                if !dry_run {
+                    target.put(FileKind::Pack, &pack.id.to_hex(), pack.bytes).await?;
+                }
                 Ok::<_, RepoError>(pack.index)
             });
             while let Some(r) = uploads.try_join_next() {
                 done.push(upload_result(r)?);
                 packs += 1;
             }
-            if done.len() >= INDEX_BATCH {
+            if done.len() >= INDEX_BATCH && !dry_run {
                 index_files.push(write_index(&storage, &key, std::mem::take(&mut done)).await?);
             }
         }
@@ -279,7 +286,7 @@ async fn upload_loop(
             done.push(upload_result(r)?);
             packs += 1;
         }
-        if !done.is_empty() {
+        if !done.is_empty() && !dry_run {
             index_files.push(write_index(&storage, &key, std::mem::take(&mut done)).await?);
         }
         Ok(())
