@@ -116,7 +116,16 @@ fn node(name: Vec<u8>) -> impl Strategy<Value = Node> {
         vec((vec(any::<u8>(), 0..8), vec(any::<u8>(), 0..8)), 0..3),
     )
         .prop_map(
-            move |(kind, (mode, uid, gid, user, group), (mt, at, ct), (dev, ino, links, size, rdev), content, sub, target, xattrs)| {
+            move |(
+                kind,
+                (mode, uid, gid, user, group),
+                (mt, at, ct),
+                (dev, ino, links, size, rdev),
+                content,
+                sub,
+                target,
+                xattrs,
+            )| {
                 let mut n = Node::new(name.clone(), kind);
                 n.mode = mode;
                 n.uid = uid;
@@ -174,11 +183,20 @@ fn summary() -> impl Strategy<Value = Summary> {
 fn snapshot() -> impl Strategy<Value = Snapshot> {
     (
         (any::<i64>(), id32(), vec(".{0,12}", 0..3), ".{0,12}", ".{0,12}"),
-        (any::<u32>(), any::<u32>(), vec(".{0,6}", 0..3), proptest::option::of(id32())),
+        (
+            any::<u32>(),
+            any::<u32>(),
+            vec(".{0,6}", 0..3),
+            proptest::option::of(id32()),
+        ),
         (vec(".{0,6}", 0..3), ".{0,8}", any::<bool>(), summary()),
     )
         .prop_map(
-            |((time_ns, tree, paths, hostname, username), (uid, gid, tags, parent), (excludes, pv, partial, summary))| {
+            |(
+                (time_ns, tree, paths, hostname, username),
+                (uid, gid, tags, parent),
+                (excludes, pv, partial, summary),
+            )| {
                 Snapshot {
                     time_ns,
                     tree: TreeId(tree),
@@ -213,15 +231,20 @@ fn chunker_params() -> impl Strategy<Value = ChunkerParams> {
 }
 
 fn config() -> impl Strategy<Value = Config> {
-    (id32(), any::<i64>(), chunker_params(), any::<u32>(), proptest::option::of(any::<i32>())).prop_map(
-        |(id, created_ns, chunker, pack_size, compression)| Config {
+    (
+        id32(),
+        any::<i64>(),
+        chunker_params(),
+        any::<u32>(),
+        proptest::option::of(any::<i32>()),
+    )
+        .prop_map(|(id, created_ns, chunker, pack_size, compression)| Config {
             id: RepoId(id),
             created_ns,
             chunker,
             pack_size,
             compression,
-        },
-    )
+        })
 }
 
 fn key_file() -> impl Strategy<Value = KeyFile> {
@@ -248,16 +271,22 @@ fn key_file() -> impl Strategy<Value = KeyFile> {
 }
 
 fn lock() -> impl Strategy<Value = Lock> {
-    (any::<i64>(), any::<i64>(), ".{0,12}", ".{0,12}", any::<u32>(), any::<bool>()).prop_map(
-        |(time_ns, expires_ns, hostname, username, pid, exclusive)| Lock {
+    (
+        any::<i64>(),
+        any::<i64>(),
+        ".{0,12}",
+        ".{0,12}",
+        any::<u32>(),
+        any::<bool>(),
+    )
+        .prop_map(|(time_ns, expires_ns, hostname, username, pid, exclusive)| Lock {
             time_ns,
             expires_ns,
             hostname,
             username,
             pid,
             exclusive,
-        },
-    )
+        })
 }
 
 fn tree_with(names: &[&[u8]]) -> Tree {
