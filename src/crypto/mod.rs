@@ -203,7 +203,8 @@ pub fn derive_key(password: &[u8], salt: &[u8; 32], params: &KdfParams) -> Resul
     Ok(out)
 }
 
-/// Wraps `master` under `password` into a new key file.
+/// Wraps `master` under `password` into a new key file, with a random salt
+/// and nonce.
 pub fn wrap_master_key(
     master: &MasterKey,
     password: &[u8],
@@ -216,22 +217,39 @@ pub fn wrap_master_key(
     random_bytes(&mut salt)?;
     let mut nonce = [0u8; NONCE_LEN];
     random_bytes(&mut nonce)?;
-    let wrapping = derive_key(password, &salt, &kdf)?;
+    let mut file = wrap_master_key_with(master, password, kdf, &salt, &nonce)?;
+    file.created_ns = created_ns;
+    file.hostname = hostname;
+    file.username = username;
+    Ok(file)
+}
+
+/// Wraps `master` under `password` with an explicit salt and nonce. The
+/// returned key file has empty host and user names and time 0. Only golden
+/// vectors call it directly; new key files use [`wrap_master_key`].
+pub fn wrap_master_key_with(
+    master: &MasterKey,
+    password: &[u8],
+    kdf: KdfParams,
+    salt: &[u8; 32],
+    nonce: &[u8; NONCE_LEN],
+) -> Result<KeyFile, CryptoError> {
+    let wrapping = derive_key(password, salt, &kdf)?;
     let mut wrapped = Vec::new();
     seal_with_nonce(
         &wrapping,
         ObjectKind::Key,
         None,
         master.to_bytes().as_ref(),
-        &nonce,
+        nonce,
         &mut wrapped,
     );
     Ok(KeyFile {
-        created_ns,
-        hostname,
-        username,
+        created_ns: 0,
+        hostname: String::new(),
+        username: String::new(),
         kdf,
-        salt,
+        salt: *salt,
         wrapped,
     })
 }

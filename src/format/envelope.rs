@@ -19,6 +19,9 @@ pub const OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
 pub const COMPRESSION_NONE: u8 = 0;
 pub const COMPRESSION_ZSTD: u8 = 1;
 
+/// The magic number that opens a regular zstd frame (0xFD2FB528, little-endian).
+pub const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
 /// The authenticated header of an envelope of `kind`.
 pub fn header(kind: ObjectKind) -> [u8; HEADER_LEN] {
     [FORMAT_VERSION, kind as u8]
@@ -109,6 +112,14 @@ pub fn unframe(framed: &[u8], limit: usize, exact: Option<usize>) -> Result<Vec<
             payload.to_vec()
         }
         COMPRESSION_ZSTD => {
+            // Exactly one regular frame: no skippable frames, nothing after it.
+            if !payload.starts_with(&ZSTD_MAGIC) {
+                return Err(FormatError::Decompress("not a zstd frame".into()));
+            }
+            match zstd::zstd_safe::find_frame_compressed_size(payload) {
+                Ok(n) if n == payload.len() => {}
+                _ => return Err(FormatError::Decompress("payload is not exactly one zstd frame".into())),
+            }
             let declared = zstd::zstd_safe::get_frame_content_size(payload)
                 .map_err(|_| FormatError::Decompress("not a zstd frame".into()))?
                 .ok_or_else(|| FormatError::Decompress("zstd frame without content size".into()))?;

@@ -15,6 +15,9 @@ pub mod pack;
 pub mod snapshot;
 pub mod tree;
 
+#[cfg(test)]
+mod tests;
+
 pub use error::FormatError;
 
 /// The only format version this build reads and writes.

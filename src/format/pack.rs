@@ -85,6 +85,12 @@ impl PackHeader {
 pub fn header_location(pack_len: u64, trailer: [u8; TRAILER_LEN]) -> Result<(u64, u32), FormatError> {
     let len = u32::from_le_bytes(trailer);
     let min = (TRAILER_LEN + envelope::OVERHEAD) as u64;
+    if pack_len > limits::MAX_PACK {
+        return Err(FormatError::Limit {
+            what: "pack",
+            reason: format!("{pack_len} bytes > {}", limits::MAX_PACK),
+        });
+    }
     if pack_len < min {
         return Err(FormatError::Truncated {
             what: "pack",
