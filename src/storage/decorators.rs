@@ -1,1 +1,222 @@
-//! Retry, read-only and fault-injection decorators (pending).
+//! Retry, read-only and fault-injection decorators.
+//!
+//! Each wraps any backend and implements [`Storage`] itself, so they stack:
+//! `RetryStorage::new(FaultStorage::new(MemoryStorage::new()))` is a backend
+//! that fails now and then and recovers.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{FileKind, ObjectInfo, Result, Storage, StorageError};
+
+mod fault;
+
+pub use fault::{FaultRule, FaultStorage, Operation};
+
+/// Retries transient failures with exponential backoff and jitter.
+///
+/// Permanent errors (not found, already exists, out of range, …) pass
+/// through at once. A put whose earlier attempt failed transiently may have
+/// stored the object before the failure was reported; if a later attempt
+/// then finds the object present, the put succeeds only when the stored
+/// bytes are the ones being put.
+#[derive(Debug)]
+pub struct RetryStorage<S> {
+    inner: S,
+    attempts: u32,
+    base_delay: Duration,
+    max_delay: Duration,
+    retries: AtomicU64,
+}
+
+impl<S: Storage> RetryStorage<S> {
+    /// Five attempts, 200 ms before the first retry, at most 10 s between two.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            attempts: 5,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+            retries: AtomicU64::new(0),
+        }
+    }
+
+    /// Total attempts per request, the first included (at least 1).
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    /// Delay before the first retry; each further retry doubles it.
+    pub fn with_base_delay(mut self, delay: Duration) -> Self {
+        self.base_delay = delay;
+        self
+    }
+
+    /// Upper bound of the delay between two attempts.
+    pub fn with_max_delay(mut self, delay: Duration) -> Self {
+        self.max_delay = delay;
+        self
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Retries made so far, over all requests.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// The pause after failed attempt number `attempt` (1-based): the
+    /// doubled base delay, capped, then drawn uniformly from its upper half.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+        let full = self.base_delay.saturating_mul(factor).min(self.max_delay);
+        let nanos = u64::try_from(full.as_nanos()).unwrap_or(u64::MAX);
+        let half = nanos / 2;
+        // Without a random source the pause is simply the full delay.
+        let jitter = getrandom::u64().map_or(half, |r| r % (half + 1));
+        Duration::from_nanos(nanos - half + jitter)
+    }
+
+    /// Waits before the next attempt if `err` is transient and attempts
+    /// remain; otherwise hands the error back.
+    async fn pause_or_fail(&self, attempt: u32, err: StorageError) -> Result<()> {
+        if err.is_transient() && attempt < self.attempts {
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(self.delay(attempt)).await;
+            Ok(())
+        } else {
+            Err(err)
+        }
+    }
+
+    async fn retry<T, F, Fut>(&self, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut + Send,
+        Fut: Future<Output = Result<T>> + Send,
+        T: Send,
+    {
+        let mut attempt = 1;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) => self.pause_or_fail(attempt, e).await?,
+            }
+            attempt += 1;
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Storage> Storage for RetryStorage<S> {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+
+    async fn create(&self) -> Result<()> {
+        self.retry(|| self.inner.create()).await
+    }
+
+    async fn put(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
+        // Whether an earlier attempt may have stored the object.
+        let mut uncertain = false;
+        let mut attempt = 1;
+        loop {
+            match self.inner.put(kind, name, data.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(exists @ StorageError::AlreadyExists { .. }) if uncertain => {
+                    return match self.get(kind, name).await {
+                        Ok(stored) if stored == data => Ok(()),
+                        Ok(_) => Err(exists),
+                        Err(e) if e.is_not_found() => Err(exists),
+                        Err(e) => Err(e),
+                    };
+                }
+                Err(e) => self.pause_or_fail(attempt, e).await?,
+            }
+            uncertain = true;
+            attempt += 1;
+        }
+    }
+
+    async fn get(&self, kind: FileKind, name: &str) -> Result<Bytes> {
+        self.retry(|| self.inner.get(kind, name)).await
+    }
+
+    async fn get_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Bytes> {
+        self.retry(|| self.inner.get_range(kind, name, offset, len)).await
+    }
+
+    async fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
+        self.retry(|| self.inner.size(kind, name)).await
+    }
+
+    async fn list(&self, kind: FileKind) -> Result<Vec<ObjectInfo>> {
+        self.retry(|| self.inner.list(kind)).await
+    }
+
+    async fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
+        self.retry(|| self.inner.delete(kind, name)).await
+    }
+}
+
+/// A view that reads and never writes: `create`, `put` and `delete` fail
+/// with [`StorageError::ReadOnly`] without reaching the backend.
+#[derive(Debug)]
+pub struct ReadOnlyStorage<S> {
+    inner: S,
+}
+
+impl<S: Storage> ReadOnlyStorage<S> {
+    pub fn new(inner: S) -> Self {
+        Self { inner }
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+#[async_trait]
+impl<S: Storage> Storage for ReadOnlyStorage<S> {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+
+    async fn create(&self) -> Result<()> {
+        Err(StorageError::ReadOnly("create a repository"))
+    }
+
+    async fn put(&self, _kind: FileKind, _name: &str, _data: Bytes) -> Result<()> {
+        Err(StorageError::ReadOnly("store an object"))
+    }
+
+    async fn get(&self, kind: FileKind, name: &str) -> Result<Bytes> {
+        self.inner.get(kind, name).await
+    }
+
+    async fn get_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Bytes> {
+        self.inner.get_range(kind, name, offset, len).await
+    }
+
+    async fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
+        self.inner.size(kind, name).await
+    }
+
+    async fn list(&self, kind: FileKind) -> Result<Vec<ObjectInfo>> {
+        self.inner.list(kind).await
+    }
+
+    async fn delete(&self, _kind: FileKind, _name: &str) -> Result<()> {
+        Err(StorageError::ReadOnly("delete an object"))
+    }
+}
+
+#[cfg(test)]
+mod tests;
