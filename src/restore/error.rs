@@ -109,7 +109,10 @@ impl RestoreError {
 }
 
 /// Wraps an I/O error with the path and the operation that failed.
-pub(crate) fn io_err<'a>(path: &'a std::path::Path, op: &'static str) -> impl FnOnce(std::io::Error) -> RestoreError + 'a {
+pub(crate) fn io_err<'a>(
+    path: &'a std::path::Path,
+    op: &'static str,
+) -> impl FnOnce(std::io::Error) -> RestoreError + 'a {
     move |source| RestoreError::Io {
         path: path.to_owned(),
         op,

@@ -156,9 +156,9 @@ where
                     raw
                 }
             };
-            pos = pos.checked_add(len).ok_or_else(|| PlanError::TooLarge {
-                path: path.to_owned(),
-            })?;
+            pos = pos
+                .checked_add(len)
+                .ok_or_else(|| PlanError::TooLarge { path: path.to_owned() })?;
         }
         out.file_lengths.push(pos);
         out.file_writes.push(writes);
@@ -349,7 +349,12 @@ mod tests {
     fn slice_finds_blob_bytes_in_range() {
         let entries = [(1, loc(1, 10, 20)), (2, loc(1, 40, 20))];
         let content = vec![Content::Blob(id(1)), Content::Blob(id(2))];
-        let p = plan([(Path::new("f"), content.as_slice())], index(&entries), PlanLimits::default()).unwrap();
+        let p = plan(
+            [(Path::new("f"), content.as_slice())],
+            index(&entries),
+            PlanLimits::default(),
+        )
+        .unwrap();
         let range = &p.ranges[0];
         let bytes: Vec<u8> = (10u8..60).collect();
         assert_eq!(range.slice(&bytes, &range.blobs[1]).unwrap()[0], 40);

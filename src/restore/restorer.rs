@@ -83,7 +83,12 @@ pub fn restore(
     fs::create_dir_all(&opts.target).map_err(io_err(&opts.target, "create directory"))?;
     create_dirs(&entries, &actions, &paths)?;
 
-    let writer = Writer::new(repo, &plan, files.iter().map(|&i| paths[i].as_path()).collect(), progress);
+    let writer = Writer::new(
+        repo,
+        &plan,
+        files.iter().map(|&i| paths[i].as_path()).collect(),
+        progress,
+    );
     let replace: Vec<bool> = files.iter().map(|&i| actions[i] == Action::Replace).collect();
     let written = pool.install(|| writer.create_files(&replace).and_then(|()| writer.write_all()));
     if let Err(e) = written {
@@ -190,9 +195,16 @@ fn create_dirs(entries: &[Entry], actions: &[Action], paths: &[PathBuf]) -> Resu
     Ok(())
 }
 
-fn link(entries: &[Entry], actions: &[Action], paths: &[PathBuf], summary: &mut RestoreSummary) -> Result<(), RestoreError> {
+fn link(
+    entries: &[Entry],
+    actions: &[Action],
+    paths: &[PathBuf],
+    summary: &mut RestoreSummary,
+) -> Result<(), RestoreError> {
     for ((entry, action), path) in entries.iter().zip(actions).zip(paths) {
-        let EntryKind::HardLink { primary } = entry.kind else { continue };
+        let EntryKind::HardLink { primary } = entry.kind else {
+            continue;
+        };
         if !action.writes() {
             continue;
         }
@@ -351,7 +363,10 @@ impl<'a> Writer<'a> {
     }
 
     fn write_all(&self) -> Result<(), RestoreError> {
-        self.plan.ranges.par_iter().try_for_each(|range| self.write_range(range))
+        self.plan
+            .ranges
+            .par_iter()
+            .try_for_each(|range| self.write_range(range))
     }
 
     /// Reads one range, opens and verifies each blob in it and writes the

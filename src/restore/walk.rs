@@ -20,7 +20,9 @@ pub(crate) enum EntryKind {
     Dir,
     File,
     /// A later name of a hard-linked file: linked to the entry `primary`.
-    HardLink { primary: usize },
+    HardLink {
+        primary: usize,
+    },
     /// Symlink, fifo, device or socket.
     Special,
 }
