@@ -55,6 +55,17 @@ pub fn restore(
     opts: &RestoreOptions,
     progress: Option<ProgressFn<'_>>,
 ) -> Result<RestoreSummary, RestoreError> {
+    if let Some(progress) = progress {
+        progress(&RestoreProgress {
+            phase: Phase::Planning,
+            files_total: 0,
+            files_done: 0,
+            bytes_total: 0,
+            bytes_done: 0,
+            ranges_total: 0,
+            ranges_done: 0,
+        });
+    }
     let filter = Filter::new(&opts.include, &opts.exclude)?;
     let entries = walk(repo, tree, &opts.subpath, &filter)?;
     let paths: Vec<PathBuf> = entries.iter().map(|e| opts.target.join(&e.rel)).collect();
@@ -209,6 +220,12 @@ fn link(
             continue;
         }
         let original = &paths[primary];
+        if fs::symlink_metadata(original).is_err() {
+            // The first name was left out (below a directory `Never` kept).
+            summary.hard_links -= 1;
+            summary.files_skipped += 1;
+            continue;
+        }
         if *action == Action::Replace {
             if same_inode(path, original) {
                 summary.hard_links -= 1;

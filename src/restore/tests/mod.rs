@@ -139,6 +139,7 @@ fn restores_a_snapshot_byte_for_byte_with_metadata() {
     assert_eq!(summary.specials, 2);
     // a, b, c, shared, small, deep: each read once although a and shared are used twice.
     assert_eq!(summary.blobs_read, 6);
+    assert_eq!(summary.ranges_read, summary.packs_read, "each pack read once");
     let written: usize = [
         &data.a,
         &data.b,
@@ -174,6 +175,7 @@ fn restores_a_snapshot_byte_for_byte_with_metadata() {
     assert!(fs::symlink_metadata(docs.join("pipe")).unwrap().file_type().is_fifo());
 
     let seen = seen.lock().unwrap();
+    assert_eq!(seen[0].phase, Phase::Planning);
     let last = seen.last().unwrap();
     assert_eq!(last.phase, Phase::Done);
     assert_eq!((last.files_done, last.bytes_done), (5, summary.bytes_written));
@@ -483,4 +485,48 @@ fn verification_reports_changed_files() {
     assert_eq!(failures[0].offset, 70_000, "the second blob (b) was changed");
     assert!(err.to_string().contains("big"), "{err}");
     assert_eq!(verify::verify_files(&fx.repo, &files[1..]).unwrap(), 1);
+}
+
+#[test]
+fn io_errors_are_one_line_with_path_and_os_error() {
+    let err = RestoreError::Io {
+        path: PathBuf::from("/restore/big"),
+        op: "write",
+        source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+    };
+    let msg = err.to_string();
+    assert!(msg.starts_with("/restore/big: cannot write: "), "{msg}");
+    assert!(msg.contains("os error 28"), "{msg}");
+    assert!(!msg.contains('\n'));
+}
+
+#[test]
+fn symlinks_in_the_target_are_replaced_not_followed() {
+    let mut fx = Fixture::new();
+    let tree = filter_tree(&mut fx);
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    let target = dir.path().join("out");
+    fs::create_dir_all(elsewhere.join("docs")).unwrap();
+    fs::create_dir(&target).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, target.join("data")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.join("victim"), elsewhere.join("docs/a.txt")).unwrap();
+
+    let summary = restore(&fx.repo, tree, &opts(&target), None).unwrap();
+    assert_eq!(summary.files_restored, 4);
+    assert!(fs::symlink_metadata(target.join("data")).unwrap().is_dir());
+    assert_eq!(names_under(&elsewhere), ["docs", "docs/a.txt"]);
+    assert!(!elsewhere.join("victim").exists());
+
+    // Under `Never` the symlink stays and nothing is written through it.
+    let target = dir.path().join("out2");
+    fs::create_dir(&target).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, target.join("data")).unwrap();
+    let never = RestoreOptions {
+        overwrite: Overwrite::Never,
+        ..opts(&target)
+    };
+    let summary = restore(&fx.repo, tree, &never, None).unwrap();
+    assert_eq!((summary.files_restored, summary.files_skipped), (0, 4));
+    assert_eq!(names_under(&elsewhere), ["docs", "docs/a.txt"]);
 }
