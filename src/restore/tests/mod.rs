@@ -530,3 +530,33 @@ fn symlinks_in_the_target_are_replaced_not_followed() {
     assert_eq!((summary.files_restored, summary.files_skipped), (0, 4));
     assert_eq!(names_under(&elsewhere), ["docs", "docs/a.txt"]);
 }
+
+#[test]
+fn many_small_files_in_few_ranges() {
+    let mut fx = Fixture::new();
+    let names: Vec<&'static str> = (0..150)
+        .map(|n| &*Box::leak(format!("f{n:03}").into_boxed_str()))
+        .collect();
+    let items: Vec<Item> = names
+        .iter()
+        .enumerate()
+        .map(|(n, name)| Item::File(name, vec![Piece::Data(bytes(100 + n as u64, 1000 + n))]))
+        .collect();
+    let tree = fx.tree(&items);
+    let dir = tempfile::tempdir().unwrap();
+    let o = RestoreOptions {
+        connections: 2,
+        verify: true,
+        ..opts(dir.path())
+    };
+    let summary = restore(&fx.repo, tree, &o, None).unwrap();
+    assert_eq!((summary.files_restored, summary.files_verified), (150, 150));
+    assert!(summary.ranges_read <= 2, "{} ranges", summary.ranges_read);
+    for (n, name) in names.iter().enumerate() {
+        assert_eq!(
+            fs::read(dir.path().join(name)).unwrap(),
+            bytes(100 + n as u64, 1000 + n),
+            "{name}"
+        );
+    }
+}
