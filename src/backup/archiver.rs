@@ -29,7 +29,11 @@ use crate::source::walk::{WalkEntry, WalkEvent, Walker};
 /// A directory entry whose node may still be waiting for its content.
 enum Pending {
     Ready(Node),
-    File { node: Node, path: PathBuf, result: Receiver<Result<FileContent, FileFailure>> },
+    File {
+        node: Node,
+        path: PathBuf,
+        result: Receiver<Result<FileContent, FileFailure>>,
+    },
 }
 
 struct Frame {
@@ -146,8 +150,15 @@ impl<'a> Archiver<'a> {
                     let parent_node = self.parent_node(&stack, &entry);
                     let parent_subtree = parent_node.as_ref().and_then(|n| n.subtree);
                     let parent = parent_subtree.and_then(|id| self.load_parent_tree(&entry.path, &id));
-                    let node = self.node(&entry).unwrap_or_else(|| Node::new(entry.name.clone(), NodeKind::Dir));
-                    stack.push(Frame { node, parent, parent_subtree, entries: Vec::new() });
+                    let node = self
+                        .node(&entry)
+                        .unwrap_or_else(|| Node::new(entry.name.clone(), NodeKind::Dir));
+                    stack.push(Frame {
+                        node,
+                        parent,
+                        parent_subtree,
+                        entries: Vec::new(),
+                    });
                 }
                 WalkEvent::Item(entry) => {
                     let Some(node) = self.node(&entry) else { continue };
@@ -168,7 +179,10 @@ impl<'a> Archiver<'a> {
                 }
                 WalkEvent::Error { path, error } => {
                     self.counts.errors += 1;
-                    self.progress.report(Message::Error { path, error: error.to_string() });
+                    self.progress.report(Message::Error {
+                        path,
+                        error: error.to_string(),
+                    });
                 }
             }
         }
@@ -215,7 +229,10 @@ impl<'a> Archiver<'a> {
             Ok(node) => Some(node),
             Err(e) => {
                 self.counts.errors += 1;
-                self.progress.report(Message::Error { path: entry.path.clone(), error: e.to_string() });
+                self.progress.report(Message::Error {
+                    path: entry.path.clone(),
+                    error: e.to_string(),
+                });
                 None
             }
         }
@@ -259,7 +276,13 @@ impl<'a> Archiver<'a> {
         }
     }
 
-    fn item(&mut self, stack: &[Frame], entry: &WalkEntry, mut node: Node, jobs: &SyncSender<Job>) -> Result<Pending, BackupError> {
+    fn item(
+        &mut self,
+        stack: &[Frame],
+        entry: &WalkEntry,
+        mut node: Node,
+        jobs: &SyncSender<Job>,
+    ) -> Result<Pending, BackupError> {
         if node.kind != NodeKind::File {
             return Ok(Pending::Ready(node));
         }
@@ -277,9 +300,18 @@ impl<'a> Archiver<'a> {
             self.counts.files_new += 1;
         }
         let (tx, rx) = sync_channel(1);
-        let job = Job { path: entry.path.clone(), size: node.size, result: tx };
-        jobs.send(job).map_err(|_| BackupError::Internal("the file readers stopped".into()))?;
-        Ok(Pending::File { node, path: entry.path.clone(), result: rx })
+        let job = Job {
+            path: entry.path.clone(),
+            size: node.size,
+            result: tx,
+        };
+        jobs.send(job)
+            .map_err(|_| BackupError::Internal("the file readers stopped".into()))?;
+        Ok(Pending::File {
+            node,
+            path: entry.path.clone(),
+            result: rx,
+        })
     }
 
     fn count_file(&mut self, node: &Node) {
@@ -307,7 +339,9 @@ impl<'a> Archiver<'a> {
         match pending {
             Pending::Ready(node) => Ok(Some(node)),
             Pending::File { mut node, path, result } => {
-                let outcome = result.recv().map_err(|_| BackupError::Internal(format!("no result for {}", path.display())))?;
+                let outcome = result
+                    .recv()
+                    .map_err(|_| BackupError::Internal(format!("no result for {}", path.display())))?;
                 match outcome {
                     Ok(fc) => {
                         if fc.changed {
@@ -320,7 +354,10 @@ impl<'a> Archiver<'a> {
                     }
                     Err(FileFailure::Unreadable(e)) => {
                         self.counts.errors += 1;
-                        self.progress.report(Message::Error { path, error: e.to_string() });
+                        self.progress.report(Message::Error {
+                            path,
+                            error: e.to_string(),
+                        });
                         Ok(None)
                     }
                     Err(FileFailure::Fatal(e)) => Err(e),

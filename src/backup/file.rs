@@ -47,7 +47,11 @@ pub struct FileContent {
 /// (the owner or root), so a backup leaves atimes as it found them.
 fn open_noatime(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(path) {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
         other => other,
     }
@@ -98,7 +102,12 @@ pub fn save_file(
         || after.ctime_nsec() != before.ctime_nsec()
         || size != expected_size
         || pos < size;
-    Ok(FileContent { content, bytes, size, changed })
+    Ok(FileContent {
+        content,
+        bytes,
+        size,
+        changed,
+    })
 }
 
 /// Chunks `reader` (of about `len` bytes) and appends content entries;
@@ -137,9 +146,16 @@ pub fn save_stream<R: Read>(
     }
 }
 
-fn save_batch(chunks: &[&[u8]], saver: &BlobSaver, progress: &Progress, content: &mut Vec<Content>) -> Result<(), FileFailure> {
+fn save_batch(
+    chunks: &[&[u8]],
+    saver: &BlobSaver,
+    progress: &Progress,
+    content: &mut Vec<Content>,
+) -> Result<(), FileFailure> {
     let save = |chunk: &&[u8]| {
-        let saved = saver.save(BlobKind::Data, chunk).map_err(|e| FileFailure::Fatal(e.into()))?;
+        let saved = saver
+            .save(BlobKind::Data, chunk)
+            .map_err(|e| FileFailure::Fatal(e.into()))?;
         progress.add_bytes(chunk.len() as u64);
         Ok(Content::Blob(saved.id))
     };

@@ -129,7 +129,10 @@ fn new_snapshot(opts: &BackupOptions, tree: TreeId, paths: Vec<String>, start: i
         excludes: opts.excludes.clone(),
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         partial: false,
-        summary: Summary { backup_start_ns: start, ..Summary::default() },
+        summary: Summary {
+            backup_start_ns: start,
+            ..Summary::default()
+        },
     }
 }
 
@@ -149,7 +152,11 @@ fn commit(
     snapshot.summary.data_added_packed = stats.data_added_packed;
     snapshot.summary.backup_end_ns = now_ns();
     snapshot.partial = counts.errors > 0;
-    let id = if dry_run { None } else { Some(repo.save_snapshot(&snapshot)?) };
+    let id = if dry_run {
+        None
+    } else {
+        Some(repo.save_snapshot(&snapshot)?)
+    };
     Ok(BackupOutcome { id, snapshot })
 }
 
@@ -162,10 +169,20 @@ pub fn backup_paths(
 ) -> Result<BackupOutcome, BackupError> {
     let start = now_ns();
     let walker = Walker::new(paths, &opts.walk)?;
-    let roots: Vec<String> = walker.roots().iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let roots: Vec<String> = walker
+        .roots()
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     let hostname = opts.hostname.clone().unwrap_or_else(crate::repo::hostname);
     let (parent_id, parent_root) = parent(repo, &opts.parent, &hostname, &roots)?;
-    let saver = BlobSaver::new(repo, SaverOptions { dry_run: opts.dry_run, ..opts.saver })?;
+    let saver = BlobSaver::new(
+        repo,
+        SaverOptions {
+            dry_run: opts.dry_run,
+            ..opts.saver
+        },
+    )?;
     let chunker = chunker(repo);
     let mut archiver = Archiver::new(repo, &saver, &chunker, progress, parent_root);
     archiver.force = opts.force;
@@ -190,11 +207,16 @@ fn stage_reader<R: std::io::Read>(
     opts: &BackupOptions,
     progress: &Progress,
 ) -> Result<Staged, BackupError> {
-    crate::format::tree::check_name(filename.as_bytes()).map_err(|_| {
-        BackupError::InvalidOption(format!("--stdin-filename {filename:?} is not a valid file name"))
-    })?;
+    crate::format::tree::check_name(filename.as_bytes())
+        .map_err(|_| BackupError::InvalidOption(format!("--stdin-filename {filename:?} is not a valid file name")))?;
     let start = now_ns();
-    let saver = BlobSaver::new(repo, SaverOptions { dry_run: opts.dry_run, ..opts.saver })?;
+    let saver = BlobSaver::new(
+        repo,
+        SaverOptions {
+            dry_run: opts.dry_run,
+            ..opts.saver
+        },
+    )?;
     let chunker = chunker(repo);
     let mut content: Vec<Content> = Vec::new();
     let read = match file::save_stream(reader, u64::MAX, &chunker, &saver, progress, &mut content) {
@@ -215,9 +237,23 @@ fn stage_reader<R: std::io::Read>(
     let tree = Tree { nodes: vec![node] };
     let saved = saver.save(BlobKind::Tree, &tree.encode())?;
     progress.file_done();
-    let counts = Counts { files_new: 1, files: 1, bytes: read, ..Counts::default() };
-    let snapshot = new_snapshot(opts, TreeId::from_bytes(saved.id.0), vec![format!("/{filename}")], start);
-    Ok(Staged { saver, snapshot, counts })
+    let counts = Counts {
+        files_new: 1,
+        files: 1,
+        bytes: read,
+        ..Counts::default()
+    };
+    let snapshot = new_snapshot(
+        opts,
+        TreeId::from_bytes(saved.id.0),
+        vec![format!("/{filename}")],
+        start,
+    );
+    Ok(Staged {
+        saver,
+        snapshot,
+        counts,
+    })
 }
 
 /// Backs up one stream (such as standard input) as a single file named
@@ -243,7 +279,10 @@ pub fn backup_command(
     progress: &Progress,
 ) -> Result<BackupOutcome, BackupError> {
     let shown = command.join(" ");
-    let fail = |reason: String| BackupError::Command { command: shown.clone(), reason };
+    let fail = |reason: String| BackupError::Command {
+        command: shown.clone(),
+        reason,
+    };
     let (program, args) = command.split_first().ok_or_else(|| fail("no command given".into()))?;
     let mut child = std::process::Command::new(program)
         .args(args)

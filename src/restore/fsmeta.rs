@@ -95,6 +95,13 @@ pub struct MetaOptions {
     ids: Mutex<IdCache>,
 }
 
+impl Clone for MetaOptions {
+    /// A copy of the choices with an empty name cache.
+    fn clone(&self) -> Self {
+        Self::new(self.owners, self.numeric_owner)
+    }
+}
+
 #[derive(Debug, Default)]
 struct IdCache {
     users: HashMap<String, Option<u32>>,

@@ -1,0 +1,268 @@
+//! Walking a snapshot's trees: what to restore, in depth-first order, and
+//! finding the tree of a path inside a snapshot.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use super::RestoreError;
+use crate::format::tree::{Node, NodeKind};
+use crate::id::{SnapshotId, TreeId};
+use crate::repo::snapshots::SnapshotFilter;
+use crate::repo::IndexedRepository;
+
+/// What an entry becomes on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EntryKind {
+    Dir,
+    File,
+    /// A later name of a hard-linked file: linked to the entry `primary`.
+    HardLink {
+        primary: usize,
+    },
+    /// Symlink, fifo, device or socket.
+    Special,
+}
+
+/// One entry to restore.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// Path relative to the restore target.
+    pub rel: PathBuf,
+    pub node: Node,
+    pub kind: EntryKind,
+    /// The entry of the directory holding this one (`None`: the target itself).
+    pub parent: Option<usize>,
+    /// Number of directories between the target and this entry.
+    pub depth: usize,
+}
+
+/// Include and exclude globs over paths inside the snapshot.
+///
+/// A pattern without `/` matches an entry's name at any depth; a pattern
+/// starting with `/` matches the whole path; any other pattern matches a
+/// path's tail. `*` never crosses a `/`, `**` does.
+#[derive(Debug, Default)]
+pub(crate) struct Filter {
+    include: Option<GlobSet>,
+    exclude: Option<GlobSet>,
+}
+
+fn glob_set(option: &'static str, patterns: &[String]) -> Result<Option<GlobSet>, RestoreError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let bad = |pattern: &str| {
+        let pattern = pattern.to_owned();
+        move |source| RestoreError::Pattern {
+            option,
+            pattern,
+            source,
+        }
+    };
+    let mut builder = GlobSetBuilder::new();
+    for pattern in patterns {
+        let full = if pattern.starts_with('/') {
+            pattern.clone()
+        } else {
+            format!("**/{pattern}")
+        };
+        let glob = GlobBuilder::new(&full)
+            .literal_separator(true)
+            .build()
+            .map_err(bad(pattern))?;
+        builder.add(glob);
+    }
+    builder.build().map(Some).map_err(bad(&patterns.join(" ")))
+}
+
+impl Filter {
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Self, RestoreError> {
+        Ok(Self {
+            include: glob_set("include", include)?,
+            exclude: glob_set("exclude", exclude)?,
+        })
+    }
+
+    fn excluded(&self, path: &Path) -> bool {
+        self.exclude.as_ref().is_some_and(|set| set.is_match(path))
+    }
+
+    fn included(&self, path: &Path) -> bool {
+        self.include.as_ref().is_none_or(|set| set.is_match(path))
+    }
+}
+
+struct Walker<'a> {
+    repo: &'a IndexedRepository,
+    filter: &'a Filter,
+    entries: Vec<Entry>,
+    /// First restored name of each hard-linked (device, inode).
+    inodes: HashMap<(u64, u64), usize>,
+}
+
+/// Lists everything under `tree` that the filter keeps, directories before
+/// their contents. `base` is the tree's path inside the snapshot.
+pub(crate) fn walk(
+    repo: &IndexedRepository,
+    tree: TreeId,
+    base: &Path,
+    filter: &Filter,
+) -> Result<Vec<Entry>, RestoreError> {
+    let mut walker = Walker {
+        repo,
+        filter,
+        entries: Vec::new(),
+        inodes: HashMap::new(),
+    };
+    let base = Path::new("/").join(base);
+    walker.visit(tree, Path::new(""), &base, None, 0, false)?;
+    Ok(walker.entries)
+}
+
+impl Walker<'_> {
+    /// Adds the kept entries of `tree`; returns whether it kept any.
+    fn visit(
+        &mut self,
+        tree: TreeId,
+        rel: &Path,
+        snap: &Path,
+        parent: Option<usize>,
+        depth: usize,
+        inside_included: bool,
+    ) -> Result<bool, RestoreError> {
+        let listing = self.repo.load_tree(&tree)?;
+        let mut kept = false;
+        for node in listing.nodes {
+            let name = OsStr::from_bytes(&node.name);
+            let snap_path = snap.join(name);
+            if self.filter.excluded(&snap_path) {
+                continue;
+            }
+            let included = inside_included || self.filter.included(&snap_path);
+            let entry_rel = rel.join(name);
+            match node.kind {
+                NodeKind::Dir => {
+                    let subtree = node.subtree.ok_or_else(|| RestoreError::BadTree {
+                        tree: tree.to_hex(),
+                        name: node.name_lossy().into_owned(),
+                    })?;
+                    let index = self.entries.len();
+                    self.entries.push(Entry {
+                        rel: entry_rel.clone(),
+                        node,
+                        kind: EntryKind::Dir,
+                        parent,
+                        depth,
+                    });
+                    let below = self.visit(subtree, &entry_rel, &snap_path, Some(index), depth + 1, included)?;
+                    if included || below {
+                        kept = true;
+                    } else {
+                        self.entries.truncate(index);
+                    }
+                }
+                _ if !included => {}
+                NodeKind::File => {
+                    let index = self.entries.len();
+                    let kind = if node.links > 1 {
+                        match self.inodes.get(&(node.device, node.inode)) {
+                            Some(&primary) => EntryKind::HardLink { primary },
+                            None => {
+                                self.inodes.insert((node.device, node.inode), index);
+                                EntryKind::File
+                            }
+                        }
+                    } else {
+                        EntryKind::File
+                    };
+                    self.push(entry_rel, node, kind, parent, depth);
+                    kept = true;
+                }
+                _ => {
+                    self.push(entry_rel, node, EntryKind::Special, parent, depth);
+                    kept = true;
+                }
+            }
+        }
+        Ok(kept)
+    }
+
+    fn push(&mut self, rel: PathBuf, node: Node, kind: EntryKind, parent: Option<usize>, depth: usize) {
+        self.entries.push(Entry {
+            rel,
+            node,
+            kind,
+            parent,
+            depth,
+        });
+    }
+}
+
+/// The tree of the directory at `path` inside the snapshot whose root tree
+/// is `root`. `/` (or an empty path) is the root itself.
+pub fn subtree(repo: &IndexedRepository, root: TreeId, path: &Path) -> Result<TreeId, RestoreError> {
+    let mut tree = root;
+    let mut walked = PathBuf::from("/");
+    for component in path.components() {
+        let name = match component {
+            Component::RootDir | Component::CurDir => continue,
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(RestoreError::InvalidSubpath(path.display().to_string()))
+            }
+            Component::Normal(name) => name,
+        };
+        walked.push(name);
+        let listing = repo.load_tree(&tree)?;
+        let node = listing
+            .find(name.as_bytes())
+            .ok_or_else(|| RestoreError::PathNotFound {
+                path: walked.display().to_string(),
+                component: name.to_string_lossy().into_owned(),
+            })?;
+        tree = match (node.kind, node.subtree) {
+            (NodeKind::Dir, Some(subtree)) => subtree,
+            _ => {
+                return Err(RestoreError::NotADirectory {
+                    path: walked.display().to_string(),
+                })
+            }
+        };
+    }
+    Ok(tree)
+}
+
+/// A snapshot, or a directory inside one, to restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreSource {
+    pub snapshot: SnapshotId,
+    /// The tree whose contents land in the target.
+    pub tree: TreeId,
+    /// Its path inside the snapshot (`/` for the whole snapshot); pass it as
+    /// `RestoreOptions::subpath` so patterns see full snapshot paths.
+    pub subpath: PathBuf,
+}
+
+/// Resolves `ID` or `ID:subpath` (ID: `latest`, a full id or a unique
+/// prefix) to the tree to restore.
+pub fn resolve_source(
+    repo: &IndexedRepository,
+    spec: &str,
+    filter: &SnapshotFilter,
+) -> Result<RestoreSource, RestoreError> {
+    let (id, subpath) = match spec.split_once(':') {
+        Some((id, path)) => (id, path),
+        None => (spec, "/"),
+    };
+    let (snapshot, snap) = repo.find_snapshot(id, filter)?;
+    let subpath = Path::new("/").join(subpath);
+    let tree = subtree(repo, snap.tree, &subpath)?;
+    Ok(RestoreSource {
+        snapshot,
+        tree,
+        subpath,
+    })
+}
