@@ -9,9 +9,11 @@
 //! - [`repo`]: open/init, keys, index, packer, blobs, snapshots
 //! - [`source`]: what a backup reads (local trees, stdin)
 //! - [`backup`], [`restore`]: the archiver and the restorer
+//! - [`check`]: structural and data verification
 //! - [`cli`]: argument parsing and output
 
 pub mod backup;
+pub mod check;
 pub mod chunker;
 pub mod cli;
 pub mod crypto;

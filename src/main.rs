@@ -1,1 +1,16 @@
-fn main() {}
+//! The `cairn` binary: parse, run, map errors to exit codes.
+
+use clap::Parser;
+
+fn main() {
+    let cli = cairn::cli::Cli::parse();
+    let code = match cairn::cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // Every error message names the object, path or option at fault.
+            eprintln!("cairn: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

@@ -4,7 +4,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use cairn::backup::progress::Progress;
+use cairn::backup::progress::{Message, Progress};
 use cairn::backup::{backup_command, backup_paths, backup_reader, BackupError, BackupOptions};
 use cairn::format::config::ChunkerParams;
 use cairn::format::keyfile::KdfParams;
@@ -87,7 +87,13 @@ fn backup_twice_dedups_and_reuses_unchanged_files() {
     let (_storage, repo) = small_repo();
     let indexed = repo.clone().load_index().unwrap();
     let progress = Progress::default();
-    let first = backup_paths(&indexed, &[src.clone()], &BackupOptions::default(), &progress).unwrap();
+    let first = backup_paths(
+        &indexed,
+        std::slice::from_ref(&src),
+        &BackupOptions::default(),
+        &progress,
+    )
+    .unwrap();
     let s = &first.snapshot.summary;
     assert_eq!(s.files_new, 4, "{s:?}");
     assert_eq!(s.files_unchanged, 0);
@@ -110,7 +116,13 @@ fn backup_twice_dedups_and_reuses_unchanged_files() {
     );
 
     // Unchanged second run: nothing read, nothing added, parent recorded.
-    let second = backup_paths(&indexed, &[src.clone()], &BackupOptions::default(), &progress).unwrap();
+    let second = backup_paths(
+        &indexed,
+        std::slice::from_ref(&src),
+        &BackupOptions::default(),
+        &progress,
+    )
+    .unwrap();
     assert_eq!(second.snapshot.parent, first.id);
     assert_eq!(second.snapshot.summary.files_unchanged, 4);
     assert_eq!(second.snapshot.summary.data_blobs, 0);
@@ -124,7 +136,13 @@ fn backup_twice_dedups_and_reuses_unchanged_files() {
     changed[150_000..150_010].copy_from_slice(b"0123456789");
     fs::write(src.join("big.bin"), &changed).unwrap();
     let indexed = repo.clone().load_index().unwrap();
-    let third = backup_paths(&indexed, &[src.clone()], &BackupOptions::default(), &progress).unwrap();
+    let third = backup_paths(
+        &indexed,
+        std::slice::from_ref(&src),
+        &BackupOptions::default(),
+        &progress,
+    )
+    .unwrap();
     assert_eq!(third.snapshot.summary.files_changed, 1);
     assert!(
         third.snapshot.summary.data_added < 100_000,
@@ -140,45 +158,66 @@ fn backup_twice_dedups_and_reuses_unchanged_files() {
     assert_eq!(indexed.list_snapshots().unwrap().len(), 3);
 }
 
-#[test]
-fn unreadable_file_marks_snapshot_partial() {
-    if nix::unistd::geteuid().is_root() {
-        // Root reads mode-000 files; use a file that vanishes instead.
-        return check_vanishing_file();
+/// A regular file that the test process cannot read: a mode-000 file for a
+/// normal user; for root (who reads those), a write-only sysfs attribute.
+fn unreadable_file(dir: &Path) -> std::path::PathBuf {
+    if !nix::unistd::geteuid().is_root() {
+        let p = dir.join("secret");
+        fs::write(&p, b"no").unwrap();
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+        return p;
     }
-    let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("ok"), b"fine").unwrap();
-    let secret = dir.path().join("secret");
-    fs::write(&secret, b"no").unwrap();
-    fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0)).unwrap();
-    let (_s, repo) = small_repo();
-    let indexed = repo.load_index().unwrap();
-    let progress = Progress::default();
-    let out = backup_paths(
-        &indexed,
-        &[dir.path().to_path_buf()],
-        &BackupOptions::default(),
-        &progress,
-    )
-    .unwrap();
-    assert!(out.snapshot.partial);
-    assert_eq!(out.snapshot.summary.errors, 1);
+    fn find(dir: &Path, depth: usize) -> Option<std::path::PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        for entry in fs::read_dir(dir).ok()?.flatten() {
+            let md = entry.path().symlink_metadata().ok()?;
+            if md.is_file() && md.permissions().mode() & 0o777 == 0o200 {
+                return Some(entry.path());
+            }
+            if md.is_dir() && depth > 0 {
+                if let Some(p) = find(&entry.path(), depth - 1) {
+                    return Some(p);
+                }
+            }
+        }
+        None
+    }
+    find(Path::new("/sys/class"), 2)
+        .or_else(|| find(Path::new("/sys/devices"), 3))
+        .expect("no unreadable file found for root (no write-only sysfs attribute)")
 }
 
-fn check_vanishing_file() {
-    // A FIFO with no writer cannot be opened for reading without blocking,
-    // so use a directory that cannot be listed instead: unlistable only for
-    // non-root, so here assert the error path through a dangling root.
+#[test]
+fn unreadable_file_marks_snapshot_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("ok"), b"fine").unwrap();
+    let bad = unreadable_file(dir.path());
     let (_s, repo) = small_repo();
     let indexed = repo.load_index().unwrap();
     let progress = Progress::default();
-    let err = backup_paths(
-        &indexed,
-        &[Path::new("/nonexistent/cairn-test").to_path_buf()],
-        &BackupOptions::default(),
-        &progress,
-    )
-    .unwrap_err();
+    let paths = [dir.path().to_path_buf(), bad.clone()];
+    let out = backup_paths(&indexed, &paths, &BackupOptions::default(), &progress).unwrap();
+    assert!(out.snapshot.partial);
+    assert_eq!(out.snapshot.summary.errors, 1);
+    assert_eq!(
+        out.snapshot.summary.files_new, 2,
+        "the unreadable file was counted as new before it failed"
+    );
+    let messages = progress.take_messages();
+    assert!(
+        messages
+            .iter()
+            .any(|m| matches!(m, Message::Error { path, .. } if *path == bad)),
+        "{messages:?}"
+    );
+}
+
+#[test]
+fn missing_source_path_is_named() {
+    let (_s, repo) = small_repo();
+    let indexed = repo.load_index().unwrap();
+    let missing = Path::new("/nonexistent/cairn-test").to_path_buf();
+    let err = backup_paths(&indexed, &[missing], &BackupOptions::default(), &Progress::default()).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/cairn-test"), "{err}");
 }
 

@@ -294,11 +294,6 @@ impl<'a> Archiver<'a> {
             self.progress.add_bytes(node.size);
             return Ok(Pending::Ready(node));
         }
-        if parent.is_some() {
-            self.counts.files_changed += 1;
-        } else {
-            self.counts.files_new += 1;
-        }
         let (tx, rx) = sync_channel(1);
         let job = Job {
             path: entry.path.clone(),
@@ -338,7 +333,12 @@ impl<'a> Archiver<'a> {
     fn resolve(&mut self, pending: Pending) -> Result<Option<Node>, BackupError> {
         match pending {
             Pending::Ready(node) => Ok(Some(node)),
-            Pending::File { mut node, path, result } => {
+            Pending::File {
+                mut node,
+                path,
+                new,
+                result,
+            } => {
                 let outcome = result
                     .recv()
                     .map_err(|_| BackupError::Internal(format!("no result for {}", path.display())))?;
@@ -346,6 +346,11 @@ impl<'a> Archiver<'a> {
                     Ok(fc) => {
                         if fc.changed {
                             self.progress.report(Message::Changed { path });
+                        }
+                        if new {
+                            self.counts.files_new += 1;
+                        } else {
+                            self.counts.files_changed += 1;
                         }
                         node.content = fc.content;
                         node.size = fc.size;

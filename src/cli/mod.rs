@@ -1,1 +1,164 @@
-//! cli (pending)
+//! Command-line interface: argument parsing, password handling, output.
+//!
+//! Each command lives in its own file with its `Args` and a `run` function.
+//! Human output goes to stdout; with `--json` every command prints JSON
+//! instead (listings as one array or object, progress as JSON lines).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::repo::{IndexedRepository, Repository};
+use crate::storage::local::LocalStorage;
+use crate::storage::DynStorage;
+
+pub mod error;
+pub mod output;
+
+pub mod cmd_backup;
+pub mod cmd_cat;
+pub mod cmd_check;
+pub mod cmd_diff;
+pub mod cmd_init;
+pub mod cmd_key;
+pub mod cmd_ls;
+pub mod cmd_restore;
+pub mod cmd_snapshots;
+pub mod cmd_stats;
+
+pub use error::CliError;
+
+/// cairn: encrypted, deduplicating backups.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// Repository location (a local directory).
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "CAIRN_REPOSITORY",
+        global = true,
+        value_name = "REPOSITORY"
+    )]
+    pub repo: Option<String>,
+    /// Read the password from this file (first line).
+    #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Run this shell command and use its first output line as the password.
+    #[arg(long, env = "CAIRN_PASSWORD_COMMAND", global = true, value_name = "COMMAND")]
+    pub password_command: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Concurrent storage operations.
+    #[arg(long, global = true, default_value_t = 2, value_name = "N")]
+    pub connections: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new repository.
+    Init(cmd_init::Args),
+    /// Back up files, directories, standard input or a command's output.
+    Backup(cmd_backup::Args),
+    /// List snapshots.
+    Snapshots(cmd_snapshots::Args),
+    /// List the files in a snapshot.
+    Ls(cmd_ls::Args),
+    /// Restore a snapshot or part of it.
+    Restore(cmd_restore::Args),
+    /// Print a repository object as JSON (config, key, snapshot, index, pack, tree, blob).
+    Cat(cmd_cat::Args),
+    /// Show what changed between two snapshots.
+    Diff(cmd_diff::Args),
+    /// Show repository or snapshot statistics.
+    Stats(cmd_stats::Args),
+    /// Check the repository's integrity.
+    Check(cmd_check::Args),
+    /// Manage passwords (key files).
+    #[command(subcommand)]
+    Key(cmd_key::KeyCommand),
+}
+
+/// What a command needs from the outside world.
+pub struct Context {
+    pub global: GlobalArgs,
+    /// Whether stderr is a terminal (progress bars are drawn only then).
+    pub interactive: bool,
+}
+
+impl Context {
+    pub fn new(global: GlobalArgs) -> Self {
+        let interactive = std::io::stderr().is_terminal() && !global.json && !global.quiet;
+        Self { global, interactive }
+    }
+
+    /// The storage named by `-r`.
+    pub fn storage(&self) -> Result<DynStorage, CliError> {
+        let location = self.global.repo.as_deref().ok_or(CliError::NoRepository)?;
+        open_storage(location)
+    }
+
+    /// The password from the environment, a file, a command or a prompt.
+    pub fn password(&self, prompt: &str) -> Result<zeroize::Zeroizing<String>, CliError> {
+        password::read(&self.global, prompt)
+    }
+
+    /// Opens the repository.
+    pub fn open(&self) -> Result<Repository, CliError> {
+        let storage = self.storage()?;
+        let password = self.password("enter repository password: ")?;
+        Ok(Repository::open(storage, password.as_bytes())?)
+    }
+
+    /// Opens the repository and loads its index.
+    pub fn open_indexed(&self) -> Result<IndexedRepository, CliError> {
+        Ok(self.open()?.load_index()?)
+    }
+}
+
+/// Storage for a repository location. Only local paths for now.
+pub fn open_storage(location: &str) -> Result<DynStorage, CliError> {
+    if location.is_empty() {
+        return Err(CliError::NoRepository);
+    }
+    if let Some((scheme, _)) = location.split_once("://") {
+        return Err(CliError::Usage(format!(
+            "repository {location:?}: scheme {scheme}:// is not supported; give a local directory"
+        )));
+    }
+    Ok(Arc::new(LocalStorage::new(PathBuf::from(location))))
+}
+
+pub mod password;
+
+/// Parses arguments and runs the command; returns the exit code.
+pub fn run(cli: Cli) -> Result<i32, CliError> {
+    let ctx = Context::new(cli.global);
+    match cli.command {
+        Command::Init(args) => cmd_init::run(&ctx, &args),
+        Command::Backup(args) => cmd_backup::run(&ctx, &args),
+        Command::Snapshots(args) => cmd_snapshots::run(&ctx, &args),
+        Command::Ls(args) => cmd_ls::run(&ctx, &args),
+        Command::Restore(args) => cmd_restore::run(&ctx, &args),
+        Command::Cat(args) => cmd_cat::run(&ctx, &args),
+        Command::Diff(args) => cmd_diff::run(&ctx, &args),
+        Command::Stats(args) => cmd_stats::run(&ctx, &args),
+        Command::Check(args) => cmd_check::run(&ctx, &args),
+        Command::Key(cmd) => cmd_key::run(&ctx, &cmd),
+    }
+}

@@ -1,0 +1,10 @@
+//! `cairn restore` (pending).
+
+use super::{CliError, Context};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_ctx: &Context, _args: &Args) -> Result<i32, CliError> {
+    Err(CliError::Other("`restore` is not implemented yet".into()))
+}

@@ -1,0 +1,49 @@
+//! Errors of the command line, each with its exit code.
+
+use crate::backup::BackupError;
+use crate::repo::RepoError;
+use crate::restore::RestoreError;
+
+/// Exit codes (see README).
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const ERROR: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const PARTIAL: i32 = 3;
+    pub const NO_REPOSITORY: i32 = 10;
+    pub const LOCKED: i32 = 11;
+    pub const WRONG_PASSWORD: i32 = 12;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("no repository given: use -r/--repo or set CAIRN_REPOSITORY")]
+    NoRepository,
+    #[error("{0}")]
+    Password(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    #[error("{0}")]
+    Other(String),
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::NoRepository | Self::Usage(_) => exit::USAGE,
+            Self::Password(_) => exit::ERROR,
+            Self::Repo(e) => e.exit_code(),
+            Self::Backup(BackupError::Repo(e)) => e.exit_code(),
+            Self::Restore(e) => e.exit_code(),
+            _ => exit::ERROR,
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Shared output helpers: JSON printing, sizes, times.
+
+use std::io::Write;
+
+use super::CliError;
+
+/// Prints a value as one line of JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value).map_err(|e| CliError::Other(format!("encoding JSON: {e}")))?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// A byte count for humans: 1.5 MiB.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.2} {}", UNITS[unit])
+    }
+}
+
+/// Nanoseconds since the epoch as RFC 3339 in UTC with nanoseconds.
+pub fn rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000) as u32)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        .unwrap_or_else(|| ns.to_string())
+}
+
+/// Nanoseconds since the epoch as local time, to the second, for tables.
+pub fn local_time(ns: i64) -> String {
+    chrono::DateTime::from_timestamp(ns.div_euclid(1_000_000_000), 0)
+        .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| ns.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_sizes_and_times() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.50 KiB");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_500_000_000), "1970-01-01T00:00:01.500Z");
+    }
+}
