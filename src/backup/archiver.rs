@@ -32,6 +32,8 @@ enum Pending {
     File {
         node: Node,
         path: PathBuf,
+        /// No parent node: counted as new, else as changed.
+        new: bool,
         result: Receiver<Result<FileContent, FileFailure>>,
     },
 }
