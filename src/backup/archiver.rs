@@ -307,6 +307,7 @@ impl<'a> Archiver<'a> {
         Ok(Pending::File {
             node,
             path: entry.path.clone(),
+            new: parent.is_none(),
             result: rx,
         })
     }
