@@ -42,6 +42,20 @@ impl MemoryStorage {
         Self::default()
     }
 
+    /// Inverts the byte at `offset` of a stored object, as storage rot
+    /// would; returns false if there is no such object or byte.
+    pub fn damage(&self, kind: FileKind, name: &str, offset: usize) -> bool {
+        let mut map = self.objects();
+        let Some(bytes) = map.get_mut(&key(kind, name)) else {
+            return false;
+        };
+        let mut copy = bytes.to_vec();
+        let Some(b) = copy.get_mut(offset) else { return false };
+        *b ^= 0xff;
+        *bytes = Bytes::from(copy);
+        true
+    }
+
     fn objects(&self) -> MutexGuard<'_, HashMap<(FileKind, String), Bytes>> {
         // Every update is a single map operation, so a panic elsewhere while
         // the lock was held cannot have left the map half changed.

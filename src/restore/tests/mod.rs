@@ -397,7 +397,7 @@ fn corrupt_pack_stops_without_wrong_bytes_on_disk() {
     let (tree, files) = data.snapshot_tree(&mut fx);
     let (pack, offset, length) = fx.blob_place(&data.c);
     fx.store
-        .flip(FileKind::Pack, &pack.to_hex(), (offset + length / 2) as usize);
+        .damage(FileKind::Pack, &pack.to_hex(), (offset + length / 2) as usize);
     let dir = tempfile::tempdir().unwrap();
     let err = restore(&fx.repo, tree, &opts(dir.path()), None).unwrap_err();
     let msg = err.to_string();
@@ -420,7 +420,13 @@ fn missing_pack_is_an_error_naming_it() {
     let data = Data::new();
     let (tree, _) = data.snapshot_tree(&mut fx);
     let (pack, _, _) = fx.blob_place(&data.deep);
-    fx.store.remove(FileKind::Pack, &pack.to_hex());
+    fx.repo
+        .block_on(crate::storage::Storage::delete(
+            &*fx.store,
+            FileKind::Pack,
+            &pack.to_hex(),
+        ))
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let err = restore(&fx.repo, tree, &opts(dir.path()), None).unwrap_err();
     assert!(matches!(err, RestoreError::ReadPack { .. }), "{err}");

@@ -1,10 +1,6 @@
 //! Test fixtures: a small in-memory storage and a builder for snapshot trees.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use async_trait::async_trait;
-use bytes::Bytes;
+use std::sync::Arc;
 
 use crate::format::keyfile::KdfParams;
 use crate::format::snapshot::{Snapshot, Summary};
@@ -13,105 +9,7 @@ use crate::format::BlobKind;
 use crate::id::{BlobId, PackId, SnapshotId, TreeId};
 use crate::repo::saver::{BlobSaver, SaverOptions};
 use crate::repo::{IndexedRepository, InitOptions, Repository};
-use crate::storage::{FileKind, ObjectInfo, Result, Storage, StorageError};
-
-/// Objects in a map, with ways to damage them.
-#[derive(Debug, Default)]
-pub struct MemStorage {
-    objects: Mutex<HashMap<(FileKind, String), Bytes>>,
-}
-
-impl MemStorage {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(FileKind, String), Bytes>> {
-        self.objects.lock().unwrap()
-    }
-
-    fn not_found(kind: FileKind, name: &str) -> StorageError {
-        StorageError::NotFound {
-            kind,
-            name: name.to_owned(),
-        }
-    }
-
-    /// Inverts one byte of a stored object.
-    pub fn flip(&self, kind: FileKind, name: &str, offset: usize) {
-        let mut map = self.map();
-        let bytes = map.get_mut(&(kind, name.to_owned())).unwrap();
-        let mut copy = bytes.to_vec();
-        copy[offset] ^= 0xff;
-        *bytes = Bytes::from(copy);
-    }
-
-    pub fn remove(&self, kind: FileKind, name: &str) {
-        assert!(self.map().remove(&(kind, name.to_owned())).is_some());
-    }
-}
-
-#[async_trait]
-impl Storage for MemStorage {
-    fn location(&self) -> String {
-        "memory:test".into()
-    }
-
-    async fn create(&self) -> Result<()> {
-        Ok(())
-    }
-
-    async fn put(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
-        let mut map = self.map();
-        if map.contains_key(&(kind, name.to_owned())) {
-            return Err(StorageError::AlreadyExists {
-                kind,
-                name: name.to_owned(),
-            });
-        }
-        map.insert((kind, name.to_owned()), data);
-        Ok(())
-    }
-
-    async fn get(&self, kind: FileKind, name: &str) -> Result<Bytes> {
-        let map = self.map();
-        map.get(&(kind, name.to_owned()))
-            .cloned()
-            .ok_or_else(|| Self::not_found(kind, name))
-    }
-
-    async fn get_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Bytes> {
-        let all = self.get(kind, name).await?;
-        let end = offset + len;
-        if end > all.len() as u64 {
-            return Err(StorageError::OutOfRange {
-                kind,
-                name: name.to_owned(),
-                offset,
-                len,
-                size: all.len() as u64,
-            });
-        }
-        Ok(all.slice(offset as usize..end as usize))
-    }
-
-    async fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
-        Ok(self.get(kind, name).await?.len() as u64)
-    }
-
-    async fn list(&self, kind: FileKind) -> Result<Vec<ObjectInfo>> {
-        let map = self.map();
-        Ok(map
-            .iter()
-            .filter(|((k, _), _)| *k == kind)
-            .map(|((_, name), b)| ObjectInfo {
-                name: name.clone(),
-                size: b.len() as u64,
-            })
-            .collect())
-    }
-
-    async fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
-        self.map().remove(&(kind, name.to_owned()));
-        Ok(())
-    }
-}
+use crate::storage::memory::MemoryStorage;
 
 /// Every node's mtime and atime.
 pub const MTIME: i64 = 1_600_000_000_123_456_789;
@@ -161,13 +59,13 @@ pub fn expected(pieces: &[Piece]) -> Vec<u8> {
 }
 
 pub struct Fixture {
-    pub store: Arc<MemStorage>,
+    pub store: Arc<MemoryStorage>,
     pub repo: IndexedRepository,
 }
 
 impl Fixture {
     pub fn new() -> Self {
-        let store = Arc::new(MemStorage::default());
+        let store = Arc::new(MemoryStorage::new());
         let opts = InitOptions {
             kdf: KdfParams {
                 memory_kib: 64,
