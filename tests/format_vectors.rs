@@ -389,11 +389,33 @@ fn manifest(built: &Built) -> String {
         "gear_table_first_8": gear[..8].iter().map(|g| format!("{g:016x}")).collect::<Vec<_>>(),
         "data_stored_plaintext": String::from_utf8_lossy(&data_stored_plain()),
         "data_zstd_plaintext": "\"cairn \" repeated 64 times (384 bytes)",
+        "chunking": {
+            "params": { "min_size": 2048, "avg_size": 4096, "max_size": 32768 },
+            "input": "262144 bytes: the BLAKE3 XOF (unkeyed) of \"cairn chunker vector\"",
+            "lengths": chunk_lengths(),
+        },
         "tree_id": built.tree_id.to_hex(),
         "pack_id": built.pack_id.to_hex(),
         "files": files,
     });
     serde_json::to_string_pretty(&m).unwrap() + "\n"
+}
+
+/// The input of the chunking vector.
+fn chunk_input() -> Vec<u8> {
+    let mut h = blake3::Hasher::new();
+    h.update(b"cairn chunker vector");
+    let mut data = vec![0u8; 262_144];
+    h.finalize_xof().fill(&mut data);
+    data
+}
+
+/// Chunk lengths of [`chunk_input`] under the vector's master key.
+fn chunk_lengths() -> Vec<usize> {
+    let params = cairn::format::config::ChunkerParams::from_avg(4096).unwrap();
+    let chunker = cairn::chunker::Chunker::new(master().gear_table(), params);
+    let data = chunk_input();
+    chunker.chunks(&data).map(<[u8]>::len).collect()
 }
 
 // ---- files -----------------------------------------------------------------
@@ -640,4 +662,19 @@ fn gear_table_and_blob_id() {
         id,
         blake3::keyed_hash(&master_key_bytes()[32..64].try_into().unwrap(), BLOB_ID_INPUT).as_bytes()
     );
+}
+
+#[test]
+fn chunk_boundaries() {
+    let text = std::fs::read_to_string(vectors_dir().join("manifest.json")).unwrap();
+    let m: Value = serde_json::from_str(&text).unwrap();
+    let stored: Vec<usize> = m["chunking"]["lengths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(stored.iter().sum::<usize>(), chunk_input().len());
+    assert!(stored.len() > 20, "a 256 KiB input with 4 KiB average chunks has many chunks");
+    assert_eq!(stored, chunk_lengths(), "chunk boundaries changed: this changes the format");
 }
