@@ -16,6 +16,7 @@ use crate::storage::DynStorage;
 
 pub mod error;
 pub mod output;
+pub mod progress;
 
 pub mod cmd_backup;
 pub mod cmd_cat;
