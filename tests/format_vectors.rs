@@ -675,6 +675,13 @@ fn chunk_boundaries() {
         .map(|v| v.as_u64().unwrap() as usize)
         .collect();
     assert_eq!(stored.iter().sum::<usize>(), chunk_input().len());
-    assert!(stored.len() > 20, "a 256 KiB input with 4 KiB average chunks has many chunks");
-    assert_eq!(stored, chunk_lengths(), "chunk boundaries changed: this changes the format");
+    assert!(
+        stored.len() > 20,
+        "a 256 KiB input with 4 KiB average chunks has many chunks"
+    );
+    assert_eq!(
+        stored,
+        chunk_lengths(),
+        "chunk boundaries changed: this changes the format"
+    );
 }

@@ -5,7 +5,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use bytes::Bytes;
+use std::cell::RefCell;
+
+use bytes::{Bytes, BytesMut};
 use rayon::prelude::*;
 
 use super::progress::Progress;
@@ -21,6 +23,13 @@ const BATCH: usize = 4;
 
 /// Files up to this size are read into memory in one go.
 const SMALL_FILE: u64 = 4 << 20;
+
+thread_local! {
+    /// Each reading thread's buffer for small files, reused file after file.
+    static SMALL_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Each reading thread's chunking buffer for large files.
+    static READ_BUF: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
 
 /// Why a file's content could not be saved.
 #[derive(Debug)]
@@ -121,15 +130,29 @@ pub fn save_stream<R: Read>(
     content: &mut Vec<Content>,
 ) -> Result<u64, FileFailure> {
     if len <= SMALL_FILE {
-        let mut buf = Vec::with_capacity(len as usize);
-        reader.read_to_end(&mut buf).map_err(FileFailure::Unreadable)?;
-        let chunks: Vec<&[u8]> = chunker.chunks(&buf).collect();
-        save_batch(&chunks, saver, progress, content)?;
-        return Ok(buf.len() as u64);
+        return SMALL_BUF.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            buf.clear();
+            (&mut reader)
+                .take(SMALL_FILE)
+                .read_to_end(&mut buf)
+                .map_err(FileFailure::Unreadable)?;
+            let chunks: Vec<&[u8]> = chunker.chunks(&buf).collect();
+            save_batch(&chunks, saver, progress, content)?;
+            Ok(buf.len() as u64)
+        });
     }
-    let mut chunks = ChunkReader::new(chunker.clone(), reader);
+    let buffer = READ_BUF.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
+    let mut chunks = ChunkReader::with_buffer(chunker.clone(), reader, buffer);
     let mut batch: Vec<Bytes> = Vec::with_capacity(BATCH);
     loop {
+        // Save what is batched before the reader refills its buffer, so the
+        // buffer is free to be reused rather than a second one allocated.
+        if chunks.needs_fill() && !batch.is_empty() {
+            let slices: Vec<&[u8]> = batch.iter().map(|b| b.as_ref()).collect();
+            save_batch(&slices, saver, progress, content)?;
+            batch.clear();
+        }
         let next = chunks.next_chunk().map_err(FileFailure::Unreadable)?;
         let done = next.is_none();
         if let Some(chunk) = next {
@@ -141,7 +164,9 @@ pub fn save_stream<R: Read>(
             batch.clear();
         }
         if done {
-            return Ok(chunks.bytes_read());
+            let read = chunks.bytes_read();
+            READ_BUF.with(|cell| *cell.borrow_mut() = chunks.into_buffer());
+            return Ok(read);
         }
     }
 }

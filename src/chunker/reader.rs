@@ -64,6 +64,28 @@ impl<R: Read> ChunkReader<R> {
         }
     }
 
+    /// Like [`with_buffer_size`](Self::with_buffer_size) with the default
+    /// size, reading into `buf` (cleared first): a buffer kept from an
+    /// earlier reader is reused when no chunk of it is alive any more.
+    pub fn with_buffer(chunker: Chunker, source: R, mut buf: BytesMut) -> Self {
+        buf.clear();
+        let mut reader = Self::new(chunker, source);
+        reader.buf = buf;
+        reader
+    }
+
+    /// The buffer, to hand to the next reader.
+    pub fn into_buffer(self) -> BytesMut {
+        self.buf
+    }
+
+    /// Whether the next [`next_chunk`](Self::next_chunk) reads from the
+    /// source. A caller that drops the chunks it holds before then lets the
+    /// buffer be reused instead of allocating a new one.
+    pub fn needs_fill(&self) -> bool {
+        !self.eof && self.buf.len() < self.chunker.max
+    }
+
     /// Bytes read from the source so far.
     pub fn bytes_read(&self) -> u64 {
         self.bytes_read

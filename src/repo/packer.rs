@@ -27,8 +27,15 @@ pub struct FinishedPack {
 impl Packer {
     /// An empty packer that counts itself full at `target` bytes.
     pub fn new(target: usize) -> Self {
+        Self::with_buffer(target, Vec::new())
+    }
+
+    /// An empty packer that fills `buf` (cleared first), so pack buffers
+    /// can be reused rather than allocated for every pack.
+    pub fn with_buffer(target: usize, mut buf: Vec<u8>) -> Self {
+        buf.clear();
         Self {
-            buf: Vec::new(),
+            buf,
             entries: Vec::new(),
             target,
         }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::packer::{FinishedPack, Packer};
 use super::{IndexedRepository, RepoError, Result};
@@ -71,6 +71,12 @@ pub struct Saved {
     pub new: bool,
 }
 
+/// Buffers of stored packs, waiting to be filled again.
+type BufferPool = Arc<Mutex<Vec<Vec<u8>>>>;
+
+/// A finished pack with the permit that bounds packs in memory.
+type Upload = (FinishedPack, OwnedSemaphorePermit);
+
 /// The upload task: packs uploaded and index files written.
 type UploadTask = tokio::task::JoinHandle<Result<(u64, Vec<IndexId>)>>;
 
@@ -93,7 +99,11 @@ struct Counters {
 pub struct BlobSaver {
     repo: IndexedRepository,
     state: Mutex<State>,
-    tx: Mutex<Option<mpsc::Sender<FinishedPack>>>,
+    tx: Mutex<Option<mpsc::Sender<Upload>>>,
+    /// One permit per finished pack held in memory until it is stored.
+    inflight: Arc<Semaphore>,
+    /// Buffers of stored packs, reused for new ones.
+    pool: BufferPool,
     uploader: Mutex<Option<UploadTask>>,
     failure: Arc<Mutex<Option<String>>>,
     counters: Counters,
@@ -109,14 +119,17 @@ impl BlobSaver {
         let pack_size = repo.config().pack_size as usize;
         let mut seed = [0u8; 8];
         crate::crypto::random_bytes(&mut seed)?;
-        let (tx, rx) = mpsc::channel(1);
+        let connections = opts.connections.max(1);
+        let (tx, rx) = mpsc::channel(connections);
         let failure = Arc::new(Mutex::new(None));
+        let pool: BufferPool = Arc::new(Mutex::new(Vec::new()));
         let uploader = repo.runtime().spawn(upload_loop(
             repo.storage().clone(),
             repo.key_arc(),
             rx,
-            opts.connections.max(1),
+            connections,
             opts.dry_run,
+            pool.clone(),
             failure.clone(),
         ));
         Ok(Self {
@@ -128,11 +141,18 @@ impl BlobSaver {
                 rng: u64::from_le_bytes(seed) | 1,
             }),
             tx: Mutex::new(Some(tx)),
+            inflight: Arc::new(Semaphore::new(connections)),
+            pool,
             uploader: Mutex::new(Some(uploader)),
             failure,
             counters: Counters::default(),
             pack_size,
         })
+    }
+
+    /// A buffer for a new pack: a reused one if any.
+    fn buffer(&self) -> Vec<u8> {
+        lock(&self.pool).pop().unwrap_or_default()
     }
 
     fn failed(&self) -> RepoError {
@@ -185,7 +205,7 @@ impl BlobSaver {
             }
             Ok(packer
                 .is_full()
-                .then(|| std::mem::replace(packer, Packer::new(self.pack_size))))
+                .then(|| std::mem::replace(packer, Packer::with_buffer(self.pack_size, self.buffer()))))
         })?;
         if let Some(packer) = full {
             self.send(packer)?;
@@ -193,10 +213,17 @@ impl BlobSaver {
         Ok(Saved { id, new: true })
     }
 
+    /// Finishes a full pack and queues it for upload, waiting while
+    /// `connections` packs are already queued or uploading.
     fn send(&self, packer: Packer) -> Result<()> {
+        let permit = self
+            .repo
+            .runtime()
+            .block_on(self.inflight.clone().acquire_owned())
+            .map_err(|_| self.failed())?;
         let pack = packer.finish(self.repo.key())?;
         let tx = lock(&self.tx).clone().ok_or_else(|| self.failed())?;
-        tx.blocking_send(pack).map_err(|_| self.failed())
+        tx.blocking_send((pack, permit)).map_err(|_| self.failed())
     }
 
     /// Counts so far.
@@ -247,9 +274,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn upload_loop(
     storage: DynStorage,
     key: Arc<MasterKey>,
-    mut rx: mpsc::Receiver<FinishedPack>,
+    mut rx: mpsc::Receiver<Upload>,
     connections: usize,
     dry_run: bool,
+    pool: BufferPool,
     failure: Arc<Mutex<Option<String>>>,
 ) -> Result<(u64, Vec<IndexId>)> {
     let mut uploads = tokio::task::JoinSet::new();
@@ -266,11 +294,22 @@ async fn upload_loop(
                     packs += 1;
                 }
             }
-            let Some(pack) = rx.recv().await else { break };
+            let Some((pack, permit)) = rx.recv().await else { break };
             let target = storage.clone();
+            let pool = pool.clone();
             uploads.spawn(async move {
                 if !dry_run {
-                    target.put(FileKind::Pack, &pack.id.to_hex(), pack.bytes).await?;
+                    target
+                        .put(FileKind::Pack, &pack.id.to_hex(), pack.bytes.clone())
+                        .await?;
+                }
+                drop(permit);
+                // Once the storage has let go of the bytes, keep the buffer.
+                if let Ok(buf) = pack.bytes.try_into_mut() {
+                    let mut pool = lock(&pool);
+                    if pool.len() < connections {
+                        pool.push(Vec::from(buf));
+                    }
                 }
                 Ok::<_, RepoError>(pack.index)
             });
