@@ -46,7 +46,7 @@ impl Fixture {
 
     /// Backs up the source directory; returns the snapshot id.
     fn backup(&self, host: &str, tags: &[&str]) -> SnapshotId {
-        self.backup_paths(&[self.src.clone()], host, tags)
+        self.backup_paths(std::slice::from_ref(&self.src), host, tags)
     }
 
     fn backup_paths(&self, paths: &[PathBuf], host: &str, tags: &[&str]) -> SnapshotId {
@@ -265,7 +265,13 @@ fn ls_plain_long_json_and_subpath() {
     let link = long.lines().find(|l| l.contains("/link")).unwrap();
     assert!(link.starts_with('l') && link.ends_with("-> hello.txt"), "{link}");
 
-    let json = f.ok(&["ls", "--json", &format!("{}:{src}/sub", id.short())]);
+    let shallow = f.ok(&["ls", &format!("{}:{src}/sub", id.short())]);
+    assert_eq!(
+        shallow.lines().collect::<Vec<_>>(),
+        vec![format!("{src}/sub/big.bin"), format!("{src}/sub/deeper")],
+        "a path is listed one level deep by default"
+    );
+    let json = f.ok(&["ls", "--json", "--recursive", &format!("{}:{src}/sub", id.short())]);
     let items: Vec<Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(items[0]["struct_type"], "snapshot");
     assert_eq!(items[0]["id"], id.to_hex());
@@ -454,6 +460,9 @@ fn diff_shows_added_removed_and_modified() {
     fs::create_dir(f.src.join("newdir")).unwrap();
     fs::write(f.src.join("newdir/inside"), pseudo_random(50_000, 9)).unwrap();
     fs::set_permissions(f.src.join("sub/big.bin"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::remove_file(f.src.join("link")).unwrap();
+    fs::create_dir(f.src.join("link")).unwrap();
+    fs::write(f.src.join("link/x"), b"x").unwrap();
     let after = f.backup("h", &[]);
     let src = f.src_str();
 
@@ -466,13 +475,20 @@ fn diff_shows_added_removed_and_modified() {
         format!("+    {src}/newdir/"),
         format!("+    {src}/newdir/inside"),
         format!("U    {src}/sub/big.bin"),
+        format!("T    {src}/link/"),
+        format!("+    {src}/link/x"),
     ] {
         assert!(lines.contains(&want.as_str()), "{want:?} missing from\n{out}");
     }
-    assert!(!out.contains("link"), "unchanged entries are not listed:\n{out}");
+    assert!(!out.contains("/sub/\n"), "unchanged entries are not listed:\n{out}");
+    assert_eq!(
+        lines.len(),
+        1 + 8 + 2,
+        "header, eight changes, blank line, totals:\n{out}"
+    );
     let totals = lines.last().unwrap();
     assert!(
-        totals.starts_with("files: 2 added, 1 removed, 2 changed; dirs: 1 added, 0 removed"),
+        totals.starts_with("files: 3 added, 1 removed, 2 changed; dirs: 1 added, 0 removed, 1 changed"),
         "{totals}"
     );
 
@@ -491,11 +507,13 @@ fn diff_shows_added_removed_and_modified() {
     assert!(changes.contains(&("-".into(), format!("{src}/sub/deeper/note"))));
     let stats = items.last().unwrap();
     assert_eq!(stats["message_type"], "statistics");
-    assert_eq!(stats["files_added"], 2);
+    assert_eq!(stats["files_added"], 3);
+    assert_eq!(stats["dirs_changed"], 1);
     assert_eq!(stats["files_removed"], 1);
     assert_eq!(stats["dirs_added"], 1);
     assert!(stats["bytes_added"].as_u64().unwrap() >= 50_000, "{stats}");
     assert_eq!(stats["bytes_removed"], 4 + 12, "the note and the old hello.txt");
+    assert_eq!(stats["blobs_removed"], 2);
 
     let same = f.ok(&["diff", "--json", &after.to_hex(), &after.to_hex()]);
     assert_eq!(same.lines().count(), 1, "no changes, only statistics: {same}");

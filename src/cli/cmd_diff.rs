@@ -86,7 +86,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
 pub fn totals_line(s: &DiffStats) -> String {
     format!(
         "files: {} added, {} removed, {} changed; dirs: {} added, {} removed, {} changed; \
-         data: {} added ({} blobs), {} removed ({} blobs)",
+         data: {} added in {}, {} removed in {}",
         s.files_added,
         s.files_removed,
         s.files_changed,
@@ -94,10 +94,14 @@ pub fn totals_line(s: &DiffStats) -> String {
         s.dirs_removed,
         s.dirs_changed,
         output::bytes(s.bytes_added),
-        s.blobs_added,
+        blobs(s.blobs_added),
         output::bytes(s.bytes_removed),
-        s.blobs_removed
+        blobs(s.blobs_removed)
     )
+}
+
+fn blobs(n: u64) -> String {
+    format!("{n} blob{}", if n == 1 { "" } else { "s" })
 }
 
 struct Differ<'a, W: Write> {

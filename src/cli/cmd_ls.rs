@@ -22,17 +22,17 @@ pub struct Args {
     /// Show mode, owner, group, size and modification time.
     #[arg(short, long)]
     pub long: bool,
-    /// Descend into directories (`--recursive=false` lists one level).
+    /// Descend into directories: on by default for the whole snapshot, off
+    /// for `SNAPSHOT:PATH` (`--recursive` or `--recursive=false` decide).
     #[arg(
         long,
-        default_value_t = true,
         num_args = 0..=1,
         require_equals = true,
         default_missing_value = "true",
         action = clap::ArgAction::Set,
         value_name = "BOOL"
     )]
-    pub recursive: bool,
+    pub recursive: Option<bool>,
     #[command(flatten)]
     pub filter: FilterArgs,
 }
@@ -55,7 +55,9 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
         repo: &repo,
         json: ctx.global.json,
         long: args.long,
-        recursive: args.recursive,
+        recursive: args
+            .recursive
+            .unwrap_or(matches!(&target, Target::Dir(_, base) if base == Path::new("/"))),
         out: &mut out,
     };
     match target {
