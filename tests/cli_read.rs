@@ -539,6 +539,14 @@ fn stats_modes() {
     assert!(all["pack_count"].as_u64().unwrap() >= 1);
     assert!(all["total_pack_size"].as_u64().unwrap() > 200_000 / 2);
 
+    let by_host = f.json(&["--json", "stats", "--host", "h"]);
+    assert_eq!(by_host["snapshots_count"], 2);
+    assert!(
+        by_host.get("pack_count").is_none(),
+        "a filtered selection is not the whole repository"
+    );
+    assert_eq!(f.json(&["--json", "stats", "--host", "other"])["snapshots_count"], 0);
+
     let raw = f.json(&["--json", "stats", "--mode", "raw-data", &second.to_hex()]);
     let raw_size = raw["total_size"].as_u64().unwrap();
     assert!((200_000..260_000).contains(&raw_size), "the copy dedups: {raw}");

@@ -8,7 +8,8 @@
 //! - `files-by-contents`: files with distinct contents, each once.
 //!
 //! Without snapshot arguments every snapshot (after `--host`/`--tag`/`--path`)
-//! is counted, and the repository's pack count and stored bytes are added.
+//! is counted; without filters either, the repository's pack count and
+//! stored bytes are added.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -83,7 +84,8 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
     };
     report.mode = Some(args.mode);
     report.snapshots_count = roots.len() as u64;
-    if args.snapshots.is_empty() {
+    let filtered = !(args.filter.hosts.is_empty() && args.filter.tags.is_empty() && args.filter.paths.is_empty());
+    if args.snapshots.is_empty() && !filtered {
         let (count, size) = repo
             .index()
             .packs()
