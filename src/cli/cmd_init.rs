@@ -15,6 +15,9 @@ pub struct Args {
     /// Compression: off, auto, fastest, max or a zstd level 1-22.
     #[arg(long, default_value = "auto", value_parser = parse_compression)]
     pub compression: Compression,
+    /// Argon2id memory in KiB for the first key (for tests).
+    #[arg(long, value_name = "KIB", hide = true)]
+    pub kdf_memory: Option<u32>,
 }
 
 /// A compression choice: `None` stores blobs uncompressed.
@@ -61,12 +64,14 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
     let chunker = ChunkerParams::from_avg(avg).map_err(|e| CliError::Usage(format!("--chunk-size: {e}")))?;
     let pack_size = u32::try_from(args.pack_size)
         .map_err(|_| CliError::Usage(format!("--pack-size {} is too large", args.pack_size)))?;
+    let kdf = super::cmd_key::kdf_params(args.kdf_memory)?;
     let storage = ctx.storage()?;
     let password = password_for_init(ctx)?;
     let opts = InitOptions {
         chunker,
         pack_size,
         compression: args.compression.0,
+        kdf,
         ..InitOptions::default()
     };
     let repo = Repository::init(storage, password.as_bytes(), opts)?;
