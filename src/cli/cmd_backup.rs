@@ -222,6 +222,7 @@ fn print_summary(ctx: &Context, outcome: &BackupOutcome) -> Result<(), CliError>
             "snapshot_id": outcome.id.map(|id| id.to_hex()),
             "dry_run": outcome.id.is_none(),
             "parent": snap.parent.map(|id| id.to_hex()),
+            "time": output::rfc3339(snap.time_ns),
             "partial": snap.partial,
             "files_new": s.files_new,
             "files_changed": s.files_changed,
