@@ -46,7 +46,11 @@ fn build_tree(src: &Path) {
 
 fn backup_json(repo: &Path, args: &[&str]) -> serde_json::Value {
     let out = cairn(repo).arg("--json").arg("backup").args(args).output().unwrap();
-    assert!(out.status.success(), "backup failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "backup failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     json_summary(&out)
 }
 
@@ -59,7 +63,11 @@ fn restore_ok(repo: &Path, spec: &str, target: &Path, extra: &[&str]) -> String 
         .args(extra)
         .output()
         .unwrap();
-    assert!(out.status.success(), "restore failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "restore failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -76,7 +84,11 @@ fn round_trip_keeps_bytes_and_metadata_across_incremental_backups() {
     // Human output on a pipe: the summary on stdout, nothing on stderr.
     let out = cairn(&repo).arg("backup").arg(&src).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("Files:") && stdout.contains("saved"), "{stdout}");
     let first = fs::read_dir(repo.join("snapshots")).unwrap().next().unwrap().unwrap();
@@ -108,7 +120,11 @@ fn round_trip_keeps_bytes_and_metadata_across_incremental_backups() {
     assert_eq!(summary["files_new"], 1, "{summary}");
     // a.txt, empty2, big.bin, suid, hl1, hl2
     assert_eq!(summary["files_unmodified"], 6, "{summary}");
-    assert_eq!(summary["parent"], serde_json::Value::from(first_id.clone()), "{summary}");
+    assert_eq!(
+        summary["parent"],
+        serde_json::Value::from(first_id.clone()),
+        "{summary}"
+    );
     assert!(summary["data_added"].as_u64().unwrap() < 1 << 20, "{summary}");
     let second_id = summary["snapshot_id"].as_str().unwrap().to_owned();
 
@@ -119,7 +135,10 @@ fn round_trip_keeps_bytes_and_metadata_across_incremental_backups() {
     let out2 = tmp.path().join("out2");
     let text = restore_ok(&repo, &second_id, &out2, &["--verify"]);
     // Eight regular files; the second name of the hard link pair is a link.
-    assert!(text.contains("verified 7 files") && text.contains("1 hard links"), "{text}");
+    assert!(
+        text.contains("verified 7 files") && text.contains("1 hard links"),
+        "{text}"
+    );
     assert_same_tree(&second_state, &describe(&restored(&out2, &src)));
     assert!(!restored(&out2, &src).join("empty").exists());
 }
@@ -168,7 +187,15 @@ fn stdin_and_command_output_become_one_file() {
     let repo = tmp.path().join("repo");
     init(&repo, &[]);
     let out = cairn(&repo)
-        .args(["--json", "backup", "--stdin", "--stdin-filename", "note.txt", "--tag", "a,b"])
+        .args([
+            "--json",
+            "backup",
+            "--stdin",
+            "--stdin-filename",
+            "note.txt",
+            "--tag",
+            "a,b",
+        ])
         .write_stdin("hello from stdin\n")
         .output()
         .unwrap();
@@ -180,7 +207,15 @@ fn stdin_and_command_output_become_one_file() {
 
     let summary = backup_json(
         &repo,
-        &["--stdin-from-command", "--stdin-filename", "db.sql", "--", "sh", "-c", "printf 'dump %s' data"],
+        &[
+            "--stdin-from-command",
+            "--stdin-filename",
+            "db.sql",
+            "--",
+            "sh",
+            "-c",
+            "printf 'dump %s' data",
+        ],
     );
     let id = summary["snapshot_id"].as_str().unwrap();
     let target = tmp.path().join("t2");
@@ -194,12 +229,22 @@ fn stdin_and_command_output_become_one_file() {
 
     let before = snapshot_count(&repo);
     let out = cairn(&repo)
-        .args(["backup", "--stdin-from-command", "--", "sh", "-c", "echo partial; exit 3"])
+        .args([
+            "backup",
+            "--stdin-from-command",
+            "--",
+            "sh",
+            "-c",
+            "echo partial; exit 3",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("exit status: 3") && stderr.contains("sh -c"), "{stderr}");
+    assert!(
+        stderr.contains("exit status: 3") && stderr.contains("sh -c"),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     let out = cairn(&repo)
         .args(["backup", "--stdin-from-command", "--", "/no/such/program"])
@@ -207,7 +252,11 @@ fn stdin_and_command_output_become_one_file() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/program"));
-    assert_eq!(snapshot_count(&repo), before, "a failed command must not leave a snapshot");
+    assert_eq!(
+        snapshot_count(&repo),
+        before,
+        "a failed command must not leave a snapshot"
+    );
 }
 
 #[test]
@@ -282,14 +331,24 @@ fn bad_invocations_exit_with_their_codes() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains(missing.to_str().unwrap()) && stderr.contains("no such file"), "{stderr}");
+    assert!(
+        stderr.contains(missing.to_str().unwrap()) && stderr.contains("no such file"),
+        "{stderr}"
+    );
     assert_eq!(snapshot_count(&repo), 0);
 
-    let out = cairn(&repo).args(["restore", "latest", "--target"]).arg(tmp.path().join("t")).output().unwrap();
+    let out = cairn(&repo)
+        .args(["restore", "latest", "--target"])
+        .arg(tmp.path().join("t"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("latest"));
 
-    let out = cairn(&repo).args(["restore", "latest", "--overwrite", "sometimes", "-t", "x"]).output().unwrap();
+    let out = cairn(&repo)
+        .args(["restore", "latest", "--overwrite", "sometimes", "-t", "x"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -333,7 +392,13 @@ fn damaged_pack_fails_the_restore_without_wrong_content() {
     fs::write(&pack, &bytes).unwrap();
 
     let target = tmp.path().join("bad");
-    let out = cairn(&repo).arg("restore").arg(&id).arg("--target").arg(&target).output().unwrap();
+    let out = cairn(&repo)
+        .arg("restore")
+        .arg(&id)
+        .arg("--target")
+        .arg(&target)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");

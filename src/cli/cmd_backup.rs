@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use super::progress::{self, Mode, Scan};
 use super::error::exit;
+use super::progress::{self, Mode, Scan};
 use super::{output, CliError, Context};
 use crate::backup::progress::Progress;
 use crate::backup::{backup_command, backup_paths, backup_reader, BackupOptions, BackupOutcome, ParentChoice};
@@ -193,9 +193,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
                 paths: paths.to_vec(),
                 walk,
             });
-            progress::with_backup_progress(&progress, mode, scan, || {
-                backup_paths(&repo, paths, &opts, &progress)
-            })
+            progress::with_backup_progress(&progress, mode, scan, || backup_paths(&repo, paths, &opts, &progress))
         }
         Source::Stdin => progress::with_backup_progress(&progress, mode, None, || {
             backup_reader(&repo, std::io::stdin().lock(), &args.stdin_filename, &opts, &progress)
@@ -310,7 +308,10 @@ mod tests {
     #[test]
     fn parses_times() {
         assert_eq!(parse_time("1970-01-01T00:00:01.5Z").unwrap(), 1_500_000_000);
-        assert_eq!(parse_time("2024-01-01T00:00:00+01:00").unwrap(), 1_704_063_600 * 1_000_000_000);
+        assert_eq!(
+            parse_time("2024-01-01T00:00:00+01:00").unwrap(),
+            1_704_063_600 * 1_000_000_000
+        );
         assert!(parse_time("2024-01-01 12:00:00").is_ok());
         assert!(parse_time("yesterday").is_err());
     }
@@ -323,7 +324,15 @@ mod tests {
 
     #[test]
     fn command_goes_after_double_dash() {
-        let args = parse(&["--stdin-from-command", "--stdin-filename", "db.sql", "--", "pg_dump", "-x", "mydb"]);
+        let args = parse(&[
+            "--stdin-from-command",
+            "--stdin-filename",
+            "db.sql",
+            "--",
+            "pg_dump",
+            "-x",
+            "mydb",
+        ]);
         assert!(matches!(source(&args), Ok(Source::Command(c)) if c == ["pg_dump", "-x", "mydb"]));
         assert_eq!(args.stdin_filename, "db.sql");
     }

@@ -56,14 +56,7 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 /// without following a symlink.
 pub fn set_mtime_ns(path: &Path, ns: i64) {
     let ts = nix::sys::time::TimeSpec::new(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
-    nix::sys::stat::utimensat(
-        None,
-        path,
-        &ts,
-        &ts,
-        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-    )
-    .unwrap();
+    nix::sys::stat::utimensat(None, path, &ts, &ts, nix::sys::stat::UtimensatFlags::NoFollowSymlink).unwrap();
 }
 
 /// Everything a test compares about one entry.
