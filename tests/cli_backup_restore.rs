@@ -408,3 +408,62 @@ fn damaged_pack_fails_the_restore_without_wrong_content() {
         assert!(content == big, "{} holds wrong content", file.display());
     }
 }
+
+/// `cairn` as a user that cannot read files it does not own: the current
+/// user, or `nobody` when running as root (root reads everything).
+fn unprivileged(repo: &Path) -> assert_cmd::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("cairn"));
+    cmd.env("CAIRN_PASSWORD", PASSWORD)
+        .env_remove("CAIRN_REPOSITORY")
+        .arg("-r")
+        .arg(repo);
+    if is_root() {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(65534).gid(65534);
+    }
+    assert_cmd::Command::from_std(cmd)
+}
+
+#[test]
+fn unreadable_file_makes_a_partial_snapshot_with_exit_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let src = tmp.path().join("src");
+    let repo = tmp.path().join("repo");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("ok.txt"), b"readable").unwrap();
+    fs::write(src.join("secret"), b"not readable").unwrap();
+    fs::set_permissions(src.join("secret"), fs::Permissions::from_mode(0o000)).unwrap();
+    fs::create_dir(&repo).unwrap();
+    if is_root() {
+        nix::unistd::chown(&repo, Some(65534.into()), Some(65534.into())).unwrap();
+    }
+    unprivileged(&repo).arg("init").assert().success();
+
+    let out = unprivileged(&repo).arg("backup").arg(&src).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let secret = src.join("secret");
+    let line = format!("error: {}: ", secret.display());
+    assert!(stderr.lines().any(|l| l.starts_with(&line)), "{stderr}");
+    assert!(stderr.contains("partial"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("saved"));
+
+    let out = unprivileged(&repo)
+        .args(["--json", "backup"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let error: serde_json::Value = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["message_type"] == "error")
+        .unwrap_or_else(|| panic!("no error line: {stdout}"));
+    assert_eq!(error["path"], secret.to_str().unwrap());
+    let summary = json_summary(&out);
+    assert_eq!(summary["partial"], true, "{summary}");
+    assert_eq!(summary["errors"], 1, "{summary}");
+    assert_eq!(snapshot_count(&repo), 2);
+}

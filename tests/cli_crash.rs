@@ -18,7 +18,7 @@ const DATA_FILES: usize = 10;
 const FILE_SIZE: usize = 4_000_000;
 
 fn index_files(repo: &Path) -> usize {
-    files_and_size(&repo.join("index")).0
+    object_count(&repo.join("index"))
 }
 
 /// Starts a backup of `data`, kills it (SIGKILL) after `delay` or, with

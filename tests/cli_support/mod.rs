@@ -166,9 +166,27 @@ pub fn files_and_size(dir: &Path) -> (usize, u64) {
     (count, size)
 }
 
+/// Number of stored objects below `dir`: files, without the temporary
+/// files (`.tmp-*`) a write in progress or a killed writer leaves.
+pub fn object_count(dir: &Path) -> usize {
+    let Ok(read) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut count = 0;
+    for entry in read {
+        let entry = entry.unwrap();
+        if entry.metadata().unwrap().is_dir() {
+            count += object_count(&entry.path());
+        } else if !entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            count += 1;
+        }
+    }
+    count
+}
+
 /// Number of snapshots in a local repository.
 pub fn snapshot_count(repo: &Path) -> usize {
-    files_and_size(&repo.join("snapshots")).0
+    object_count(&repo.join("snapshots"))
 }
 
 /// Whether this process runs as root.
