@@ -280,6 +280,20 @@ fn subpath_restore_and_dry_runs() {
     let summary = backup_json(&repo, &["--time", "2024-02-03T04:05:06Z", src.to_str().unwrap()]);
     assert_eq!(summary["time"], "2024-02-03T04:05:06Z", "{summary}");
     let id = summary["snapshot_id"].as_str().unwrap();
+    // Another host has no latest snapshot of these paths; --parent names one.
+    let other = backup_json(
+        &repo,
+        &["--host", "elsewhere", "--parent", &id[..8], src.to_str().unwrap()],
+    );
+    assert_eq!(other["parent"], id, "{other}");
+    assert_eq!(other["files_unmodified"], 2, "{other}");
+    let out = cairn(&repo)
+        .args(["backup", "--parent", "0123abcd"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--parent"));
     let spec = format!("{}:{}", &id[..10], src.join("sub").display());
     let target = tmp.path().join("part");
     restore_ok(&repo, &spec, &target, &[]);
