@@ -297,7 +297,7 @@ pub fn backup_command(
     if !status.success() {
         // What was saved stays unreferenced; prune removes it.
         staged.saver.finish()?;
-        return Err(fail(format!("it {status}")));
+        return Err(fail(status.to_string()));
     }
     commit(repo, staged.saver, staged.snapshot, &staged.counts, opts.dry_run)
 }

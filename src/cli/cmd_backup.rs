@@ -9,7 +9,7 @@ use crate::backup::progress::Progress;
 use crate::backup::{backup_command, backup_paths, backup_reader, BackupOptions, BackupOutcome, ParentChoice};
 use crate::repo::saver::SaverOptions;
 use crate::repo::snapshots::SnapshotFilter;
-use crate::repo::IndexedRepository;
+use crate::repo::{IndexedRepository, RepoError};
 use crate::source::walk::WalkOptions;
 
 #[derive(Debug, clap::Args)]
@@ -149,7 +149,12 @@ fn parent(repo: &IndexedRepository, args: &Args) -> Result<ParentChoice, CliErro
         Some(spec) => {
             let (id, _) = repo
                 .find_snapshot(spec, &SnapshotFilter::default())
-                .map_err(|e| CliError::Usage(format!("--parent: {e}")))?;
+                .map_err(|e| match e {
+                    RepoError::SnapshotNotFound(_) | RepoError::AmbiguousSnapshot { .. } => {
+                        CliError::Usage(format!("--parent: {e}"))
+                    }
+                    e => CliError::Repo(e),
+                })?;
             Ok(ParentChoice::Id(id))
         }
     }
@@ -220,6 +225,7 @@ fn print_summary(ctx: &Context, outcome: &BackupOutcome) -> Result<(), CliError>
             "snapshot_id": outcome.id.map(|id| id.to_hex()),
             "dry_run": outcome.id.is_none(),
             "parent": snap.parent.map(|id| id.to_hex()),
+            "time": output::rfc3339(snap.time_ns),
             "partial": snap.partial,
             "files_new": s.files_new,
             "files_changed": s.files_changed,

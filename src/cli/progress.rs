@@ -52,12 +52,24 @@ pub fn with_backup_progress<T>(progress: &Progress, mode: Mode, scan: Option<Sca
             s.spawn(move || count_totals(progress, &scan, done));
         }
         let ticker = s.spawn(|| tick(progress, mode, &done));
-        let result = work();
-        done.store(true, Ordering::Release);
+        let result = {
+            // Stops the ticker and the scanner even if `work` panics.
+            let _stop = Stop(&done);
+            work()
+        };
         // The ticker only prints; if it panicked there is nothing to recover.
         let _ = ticker.join();
         result
     })
+}
+
+/// Sets the flag when dropped.
+struct Stop<'a>(&'a AtomicBool);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 /// Walks the roots and adds up regular files and their sizes; stops early
@@ -311,6 +323,18 @@ mod tests {
         assert_eq!(Progress::get(&progress.total_files), 2);
         assert_eq!(Progress::get(&progress.total_bytes), 8);
         assert!(progress.scan_finished.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_panicking_backup_does_not_hang_the_ticker() {
+        let progress = Progress::default();
+        let mode = Mode::Human {
+            bar: false,
+            warnings: false,
+        };
+        let result = std::panic::catch_unwind(|| with_backup_progress(&progress, mode, None, || panic!("boom")));
+        assert!(result.is_err());
+        assert_eq!(with_backup_progress(&progress, mode, None, || 7), 7);
     }
 
     #[test]
