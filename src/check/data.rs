@@ -63,7 +63,11 @@ impl Subset {
                     .map(|id| (*blake3::keyed_hash(&seed, id.as_bytes()).as_bytes(), *id))
                     .collect();
                 keyed.sort_unstable();
-                let mut chosen: Vec<PackId> = keyed.into_iter().take(want.min(packs.len())).map(|(_, id)| id).collect();
+                let mut chosen: Vec<PackId> = keyed
+                    .into_iter()
+                    .take(want.min(packs.len()))
+                    .map(|(_, id)| id)
+                    .collect();
                 chosen.sort_unstable();
                 chosen
             }
@@ -118,7 +122,11 @@ pub(super) fn read_packs(
 pub(super) fn verify_pack(key: &MasterKey, id: &PackId, bytes: &[u8], pack: &IndexedPack, report: &mut CheckReport) {
     let actual = PackId::hash_of(bytes);
     if actual != *id {
-        report.error(ObjectType::Pack, id, format!("is corrupt: its contents hash to {actual}"));
+        report.error(
+            ObjectType::Pack,
+            id,
+            format!("is corrupt: its contents hash to {actual}"),
+        );
     }
     let size = bytes.len() as u64;
     if size != pack.size {
@@ -190,7 +198,12 @@ fn verify_blob(key: &MasterKey, pack: &PackId, bytes: &[u8], entry: &PackEntry) 
 
 /// The packs that can be read, sorted: indexed and present in storage.
 pub(super) fn readable_packs(loaded: &LoadedIndex, stored: &HashMap<PackId, u64>) -> Vec<PackId> {
-    let mut ids: Vec<PackId> = loaded.packs.keys().filter(|id| stored.contains_key(id)).copied().collect();
+    let mut ids: Vec<PackId> = loaded
+        .packs
+        .keys()
+        .filter(|id| stored.contains_key(id))
+        .copied()
+        .collect();
     ids.sort_unstable();
     ids
 }

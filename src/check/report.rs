@@ -121,7 +121,13 @@ pub struct CheckReport {
 
 impl CheckReport {
     /// Records a problem.
-    pub fn add(&mut self, severity: Severity, object_kind: ObjectType, object_id: impl fmt::Display, message: impl Into<String>) {
+    pub fn add(
+        &mut self,
+        severity: Severity,
+        object_kind: ObjectType,
+        object_id: impl fmt::Display,
+        message: impl Into<String>,
+    ) {
         match severity {
             Severity::Error => self.errors += 1,
             Severity::Warning => self.warnings += 1,
@@ -153,15 +159,20 @@ impl CheckReport {
     }
 
     /// The problems about the object with this id.
-    pub fn about<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Problem> + 'a {
-        self.problems.iter().filter(move |p| p.object_id == id)
+    pub fn about(&self, id: &str) -> Vec<&Problem> {
+        self.problems.iter().filter(|p| p.object_id == id).collect()
     }
 
     /// Orders problems by severity, then object kind and id, so that output
     /// does not depend on the order concurrent reads finished in.
     pub(super) fn sort(&mut self) {
         self.problems.sort_by(|a, b| {
-            (a.severity, a.object_kind, &a.object_id, &a.message).cmp(&(b.severity, b.object_kind, &b.object_id, &b.message))
+            (a.severity, a.object_kind, &a.object_id, &a.message).cmp(&(
+                b.severity,
+                b.object_kind,
+                &b.object_id,
+                &b.message,
+            ))
         });
     }
 }

@@ -39,11 +39,12 @@ pub(super) struct LoadedIndex {
 
 /// Lists the files of one kind or stops the check.
 pub(super) fn list(repo: &Repository, kind: FileKind) -> Result<Vec<ObjectInfo>, CheckError> {
-    repo.block_on(repo.storage().list(kind)).map_err(|source| CheckError::List {
-        kind,
-        location: repo.storage().location(),
-        source,
-    })
+    repo.block_on(repo.storage().list(kind))
+        .map_err(|source| CheckError::List {
+            kind,
+            location: repo.storage().location(),
+            source,
+        })
 }
 
 /// Checks that the config and every key file decode.
@@ -84,7 +85,11 @@ pub(super) fn check_keys_and_config(repo: &Repository, report: &mut CheckReport)
 
 /// Loads every index file; a bad one is reported and skipped. Applies
 /// `supersedes` to find the live index files and merges them.
-pub(super) fn load_index(repo: &Repository, connections: usize, report: &mut CheckReport) -> Result<LoadedIndex, CheckError> {
+pub(super) fn load_index(
+    repo: &Repository,
+    connections: usize,
+    report: &mut CheckReport,
+) -> Result<LoadedIndex, CheckError> {
     let names = list(repo, FileKind::Index)?;
     let storage = repo.storage().clone();
     let mut files: Vec<(IndexId, IndexFile)> = Vec::with_capacity(names.len());
@@ -177,7 +182,11 @@ fn merge(files: Vec<(IndexId, IndexFile)>, report: &mut CheckReport) -> LoadedIn
 fn report_duplicates(packs: &HashMap<PackId, IndexedPack>, report: &mut CheckReport) {
     let mut all: Vec<(BlobId, bool, PackId)> = packs
         .iter()
-        .flat_map(|(pack, p)| p.blobs.iter().map(move |b| (b.id, b.kind == crate::format::BlobKind::Tree, *pack)))
+        .flat_map(|(pack, p)| {
+            p.blobs
+                .iter()
+                .map(move |b| (b.id, b.kind == crate::format::BlobKind::Tree, *pack))
+        })
         .collect();
     all.sort_unstable();
     for run in all.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
@@ -185,9 +194,17 @@ fn report_duplicates(packs: &HashMap<PackId, IndexedPack>, report: &mut CheckRep
             continue;
         }
         report.counters.duplicate_blobs += 1;
-        let kind = if run[0].1 { ObjectType::Tree } else { ObjectType::DataBlob };
+        let kind = if run[0].1 {
+            ObjectType::Tree
+        } else {
+            ObjectType::DataBlob
+        };
         let packs: Vec<String> = run.iter().map(|(_, _, p)| p.to_hex()).collect();
-        report.info(kind, run[0].0, format!("is stored {} times, in packs {}", run.len(), packs.join(", ")));
+        report.info(
+            kind,
+            run[0].0,
+            format!("is stored {} times, in packs {}", run.len(), packs.join(", ")),
+        );
     }
 }
 
@@ -339,10 +356,21 @@ pub(super) fn compare_header(id: &PackId, header: &PackHeader, pack: &IndexedPac
     }
     let in_header: HashSet<(BlobId, u32)> = header.entries.iter().map(|e| (e.id, e.offset)).collect();
     let in_index: HashSet<(BlobId, u32)> = pack.blobs.iter().map(|e| (e.id, e.offset)).collect();
-    let only_index = pack.blobs.iter().filter(|e| !in_header.contains(&(e.id, e.offset))).count();
-    let only_header = header.entries.iter().filter(|e| !in_index.contains(&(e.id, e.offset))).count();
+    let only_index = pack
+        .blobs
+        .iter()
+        .filter(|e| !in_header.contains(&(e.id, e.offset)))
+        .count();
+    let only_header = header
+        .entries
+        .iter()
+        .filter(|e| !in_index.contains(&(e.id, e.offset)))
+        .count();
     let detail = match pack.blobs.iter().zip(&header.entries).find(|(a, b)| a != b) {
-        Some((a, b)) => format!("; first difference: index has blob {} at {}, header has blob {} at {}", a.id, a.offset, b.id, b.offset),
+        Some((a, b)) => format!(
+            "; first difference: index has blob {} at {}, header has blob {} at {}",
+            a.id, a.offset, b.id, b.offset
+        ),
         None => String::new(),
     };
     report.error(

@@ -40,7 +40,13 @@ fn repo_with_backup() -> (DynStorage, Repository) {
     std::fs::write(dir.path().join("a/b/file"), &data).unwrap();
     std::fs::write(dir.path().join("a/small"), b"small").unwrap();
     let indexed = repo.clone().load_index().unwrap();
-    backup_paths(&indexed, &[dir.path().to_path_buf()], &BackupOptions::default(), &Progress::default()).unwrap();
+    backup_paths(
+        &indexed,
+        &[dir.path().to_path_buf()],
+        &BackupOptions::default(),
+        &Progress::default(),
+    )
+    .unwrap();
     (storage, repo)
 }
 
@@ -73,7 +79,7 @@ fn unindexed_pack_is_a_warning_and_unknown_names_are_ignored() {
     let report = check(&repo, &CheckOptions::default()).unwrap();
     assert_eq!(report.errors, 0, "{report:#?}");
     assert_eq!(report.warnings, 1);
-    let p: Vec<_> = report.about(&name).collect();
+    let p: Vec<_> = report.about(&name);
     assert_eq!(p.len(), 1);
     assert_eq!(p[0].severity, Severity::Warning);
     assert_eq!(p[0].object_kind, ObjectType::Pack);

@@ -58,7 +58,11 @@ pub(super) fn check_snapshots(
         report.counters.bytes_read += info.size;
         let root = snapshot.tree;
         if !loaded.index.contains(BlobKind::Tree, &BlobId::from(root)) {
-            report.error(ObjectType::Snapshot, id, format!("its root tree {root} is not in the index"));
+            report.error(
+                ObjectType::Snapshot,
+                id,
+                format!("its root tree {root} is not in the index"),
+            );
             continue;
         }
         if reached.blobs.insert((BlobKind::Tree, BlobId::from(root))) {
@@ -106,7 +110,12 @@ fn walk_level(
             let storage = storage.clone();
             async move {
                 let got: Result<Bytes, StorageError> = storage
-                    .get_range(FileKind::Pack, &loc.pack.to_hex(), u64::from(loc.offset), u64::from(loc.length))
+                    .get_range(
+                        FileKind::Pack,
+                        &loc.pack.to_hex(),
+                        u64::from(loc.offset),
+                        u64::from(loc.length),
+                    )
                     .await;
                 (id, origin, loc, got)
             }
@@ -116,7 +125,11 @@ fn walk_level(
             let sealed = match got {
                 Ok(b) => b,
                 Err(e) => {
-                    report.error(ObjectType::Tree, id, format!("cannot be read from pack {} ({where_}): {e}", loc.pack));
+                    report.error(
+                        ObjectType::Tree,
+                        id,
+                        format!("cannot be read from pack {} ({where_}): {e}", loc.pack),
+                    );
                     return;
                 }
             };
@@ -138,7 +151,12 @@ fn walk_level(
 /// Opens a tree blob, checks it against its id and decodes it.
 pub(super) fn open_tree(key: &MasterKey, id: &TreeId, loc: &BlobLocation, sealed: &[u8]) -> Result<Tree, String> {
     let plain = key
-        .open(BlobKind::Tree.object_kind(), sealed, limits::MAX_OBJECT, Some(loc.raw_length as usize))
+        .open(
+            BlobKind::Tree.object_kind(),
+            sealed,
+            limits::MAX_OBJECT,
+            Some(loc.raw_length as usize),
+        )
         .map_err(|e| format!("cannot be opened: {e}"))?;
     if key.blob_id(&plain) != id.0 {
         return Err("its content does not match its id".into());
