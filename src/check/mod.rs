@@ -76,7 +76,9 @@ impl Default for CheckOptions {
 /// Checks the repository and reports what it finds.
 pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, CheckError> {
     if opts.connections == 0 || opts.small_reads == 0 {
-        return Err(CheckError::InvalidOption("connections must be at least 1".into()));
+        return Err(CheckError::InvalidOption(
+            "connections and small reads must be at least 1".into(),
+        ));
     }
     let mut report = CheckReport::default();
     structure::check_keys_and_config(repo, &mut report)?;
