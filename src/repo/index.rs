@@ -42,11 +42,14 @@ pub struct Index {
 }
 
 impl Index {
-    /// Builds an index from decoded index files.
+    /// Builds the live index from decoded index files: a file that another
+    /// one supersedes is left out (its content is in the superseding file).
     pub fn from_files(files: Vec<(IndexId, IndexFile)>) -> Self {
         let mut index = Index::default();
         let mut pack_pos = std::collections::HashMap::new();
-        for (id, file) in files {
+        let superseded: std::collections::HashSet<IndexId> =
+            files.iter().flat_map(|(_, f)| f.supersedes.iter().copied()).collect();
+        for (id, file) in files.into_iter().filter(|(id, _)| !superseded.contains(id)) {
             index.files.push(id);
             index.marked.extend(file.marked);
             for pack in file.packs {
@@ -265,5 +268,41 @@ impl IndexedRepository {
     /// Blob ids already stored (for a saver's dedup set).
     pub fn known(&self, kind: BlobKind, id: &BlobId) -> bool {
         self.index.contains(kind, id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::index::IndexPack;
+    use crate::format::pack::PackEntry;
+
+    fn file(pack: u8, blob: u8, supersedes: Vec<IndexId>) -> IndexFile {
+        IndexFile {
+            supersedes,
+            packs: vec![IndexPack {
+                id: PackId([pack; 32]),
+                size: 1000,
+                blobs: vec![PackEntry {
+                    kind: BlobKind::Data,
+                    id: BlobId([blob; 32]),
+                    offset: 0,
+                    length: 100,
+                    raw_length: 50,
+                }],
+            }],
+            marked: vec![],
+        }
+    }
+
+    #[test]
+    fn superseded_index_files_are_left_out() {
+        let old = IndexId([1; 32]);
+        let new = IndexId([2; 32]);
+        let index = Index::from_files(vec![(old, file(1, 1, vec![])), (new, file(2, 2, vec![old]))]);
+        assert_eq!(index.files(), &[new]);
+        assert!(index.contains(BlobKind::Data, &BlobId([2; 32])));
+        assert!(!index.contains(BlobKind::Data, &BlobId([1; 32])));
+        assert_eq!(index.packs().map(|(p, _)| p).collect::<Vec<_>>(), vec![PackId([2; 32])]);
     }
 }
