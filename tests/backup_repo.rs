@@ -130,6 +130,32 @@ fn backup_twice_dedups_and_reuses_unchanged_files() {
         second.snapshot.summary.files_new + second.snapshot.summary.files_changed,
         0
     );
+    // Reading files and listing directories leave their access times alone,
+    // so a directory without symlinks (reading a symlink updates its atime)
+    // yields the same tree again.
+    assert_eq!(
+        second.snapshot.summary.dirs_unchanged, 1,
+        "{:?}",
+        second.snapshot.summary
+    );
+    let indexed = repo.clone().load_index().unwrap();
+    let deeper = |tree| lookup(&indexed, &indexed.load_tree(tree).unwrap(), &src.join("sub/deeper")).subtree;
+    assert_eq!(deeper(&first.snapshot.tree), deeper(&second.snapshot.tree));
+    assert_eq!(
+        lookup(
+            &indexed,
+            &indexed.load_tree(&first.snapshot.tree).unwrap(),
+            &src.join("big.bin")
+        )
+        .atime_ns,
+        lookup(
+            &indexed,
+            &indexed.load_tree(&second.snapshot.tree).unwrap(),
+            &src.join("big.bin")
+        )
+        .atime_ns,
+        "reading a file must not change its atime"
+    );
 
     // A changed file is read again; only its new chunks are stored.
     let mut changed = big.clone();

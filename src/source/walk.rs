@@ -375,13 +375,18 @@ impl Iterator for Walker {
 fn list_dir(path: &Path) -> (Vec<OsString>, Option<io::Error>) {
     let mut names = Vec::new();
     let mut error = None;
-    match std::fs::read_dir(path) {
-        Ok(entries) => {
-            for entry in entries {
+    match open_dir(path) {
+        Ok(mut dir) => {
+            for entry in dir.iter() {
                 match entry {
-                    Ok(entry) => names.push(entry.file_name()),
+                    Ok(entry) => {
+                        let name = entry.file_name().to_bytes();
+                        if name != b"." && name != b".." {
+                            names.push(OsString::from_vec(name.to_vec()));
+                        }
+                    }
                     Err(e) => {
-                        error = Some(e);
+                        error = Some(io::Error::from(e));
                         break;
                     }
                 }
@@ -391,6 +396,19 @@ fn list_dir(path: &Path) -> (Vec<OsString>, Option<io::Error>) {
     }
     names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     (names, error)
+}
+
+/// Opens a directory for listing without updating its access time where
+/// permitted (the owner or root), so a backup leaves atimes as it found
+/// them and unchanged directories keep producing identical trees.
+fn open_dir(path: &Path) -> io::Result<nix::dir::Dir> {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    match nix::dir::Dir::open(path, flags | OFlag::O_NOATIME, Mode::empty()) {
+        Err(nix::errno::Errno::EPERM) => nix::dir::Dir::open(path, flags, Mode::empty()).map_err(io::Error::from),
+        other => other.map_err(io::Error::from),
+    }
 }
 
 /// Removes `.` and `..` components lexically (`/..` stays `/`).
