@@ -41,20 +41,20 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
     if ctx.global.json {
         output::print_json(&report)?;
     } else {
-        print_human(&report, ctx.global.quiet);
+        print_human(&report, ctx.global.quiet)?;
     }
     Ok(if report.has_errors() { 1 } else { 0 })
 }
 
-fn print_human(report: &CheckReport, quiet: bool) {
+fn print_human(report: &CheckReport, quiet: bool) -> Result<(), CliError> {
     for p in &report.problems {
         if !quiet || p.severity == Severity::Error {
-            println!("{p}");
+            output::line(p)?;
         }
     }
     if !quiet {
         let c = &report.counters;
-        println!(
+        output::line(format_args!(
             "checked {} snapshots, {} trees, {} index files, {} packs ({} headers, {} read in full), {} blobs ({} used, {} verified); read {}",
             c.snapshots,
             c.trees,
@@ -66,12 +66,12 @@ fn print_human(report: &CheckReport, quiet: bool) {
             c.blobs_referenced,
             c.blobs_verified,
             output::bytes(c.bytes_read)
-        );
+        ))?;
     }
     match report.errors {
-        0 if quiet => {}
-        0 => println!("no errors were found"),
-        1 => println!("1 error found"),
-        n => println!("{n} errors found"),
+        0 if quiet => Ok(()),
+        0 => output::line("no errors were found"),
+        1 => output::line("1 error found"),
+        n => output::line(format_args!("{n} errors found")),
     }
 }

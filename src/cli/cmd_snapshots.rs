@@ -60,7 +60,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
         let items: Vec<Value> = list.iter().map(|(id, s)| snapshot_json(id, s)).collect();
         output::print_json(&items)?;
     } else {
-        print_table(&list, args.compact);
+        print_table(&list, args.compact)?;
     }
     Ok(0)
 }
@@ -142,7 +142,7 @@ pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> Value {
     })
 }
 
-fn print_table(list: &[(SnapshotId, Snapshot)], compact: bool) {
+fn print_table(list: &[(SnapshotId, Snapshot)], compact: bool) -> Result<(), CliError> {
     let mut rows: Vec<Vec<String>> = Vec::new();
     let header: Vec<String> = if compact {
         vec!["ID", "Time", "Host", "Tags"]
@@ -192,16 +192,17 @@ fn print_table(list: &[(SnapshotId, Snapshot)], compact: bool) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}", w = *w))
             .collect();
-        println!("{}", text.join("  ").trim_end());
+        output::line(text.join("  ").trim_end())
     };
-    line(&header);
-    println!("{}", "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
+    let rule = "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1));
+    line(&header)?;
+    output::line(&rule)?;
     for row in &rows {
-        line(row);
+        line(row)?;
     }
-    println!("{}", "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
+    output::line(&rule)?;
     let n = list.len();
-    println!("{n} snapshot{}", if n == 1 { "" } else { "s" });
+    output::line(format_args!("{n} snapshot{}", if n == 1 { "" } else { "s" }))
 }
 
 #[cfg(test)]

@@ -12,6 +12,18 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Writes one line to stdout; a closed pipe comes back as an error rather
+/// than a panic (see `main`, which ends quietly on it).
+pub fn line(text: impl std::fmt::Display) -> Result<(), CliError> {
+    writeln!(std::io::stdout().lock(), "{text}")?;
+    Ok(())
+}
+
+/// Whether an error is stdout's reader having gone away (`cairn ls | head`).
+pub fn is_broken_pipe(e: &CliError) -> bool {
+    matches!(e, CliError::Output(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 /// A byte count for humans: 1.5 MiB.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
