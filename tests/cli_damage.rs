@@ -1,0 +1,215 @@
+//! Damaged repositories through the binary: every command that meets the
+//! damage stops with one line naming the object, and a restore never leaves
+//! a file with wrong content.
+
+mod cli_support;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cairn::format::BlobKind;
+use cairn::repo::Repository;
+use cairn::storage::local::LocalStorage;
+use cli_support::{cairn, pseudo_random, PASSWORD};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    repo: PathBuf,
+    src: PathBuf,
+    target: PathBuf,
+}
+
+/// A repository with one snapshot of a small tree.
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let src = dir.path().join("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("a.bin"), pseudo_random(300_000, 1)).unwrap();
+    fs::write(src.join("sub/b.txt"), b"hello b").unwrap();
+    cairn(&repo)
+        .args(["init", "--chunk-size", "64K", "--pack-size", "1M", "--kdf-memory", "64"])
+        .assert()
+        .success();
+    cairn(&repo).arg("backup").arg(&src).assert().success();
+    let target = dir.path().join("target");
+    Fixture {
+        _dir: dir,
+        repo,
+        src,
+        target,
+    }
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_in(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn edit(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut bytes = fs::read(path).unwrap();
+    change(&mut bytes);
+    fs::write(path, bytes).unwrap();
+}
+
+/// Runs a command expected to fail; returns its stderr.
+fn fails(cmd: &mut assert_cmd::Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        !out.status.success(),
+        "expected failure, got success: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
+    err
+}
+
+/// Restoring must fail naming `what`, and every file it left behind must
+/// hold exactly the source's bytes.
+fn restore_fails_naming(fx: &Fixture, what: &str) {
+    let err = fails(cairn(&fx.repo).args(["restore", "latest", "--target"]).arg(&fx.target));
+    assert!(err.contains(what), "{what} not named in: {err}");
+    if fx.target.exists() {
+        let restored_root = cli_support::restored(&fx.target, &fx.src);
+        for file in files_in(&fx.target) {
+            let rel = file
+                .strip_prefix(&restored_root)
+                .unwrap_or_else(|_| panic!("unexpected file {}", file.display()));
+            assert_eq!(
+                fs::read(&file).unwrap(),
+                fs::read(fx.src.join(rel)).unwrap(),
+                "{} has wrong bytes",
+                file.display()
+            );
+        }
+    }
+}
+
+fn only(dir: &Path) -> PathBuf {
+    let files = files_in(dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].clone()
+}
+
+#[test]
+fn truncated_pack_is_named_by_restore() {
+    let fx = fixture();
+    let mut named = Vec::new();
+    for pack in files_in(&fx.repo.join("data")) {
+        edit(&pack, |b| b.truncate(b.len() / 2));
+        named.push(pack.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    let err = fails(cairn(&fx.repo).args(["restore", "latest", "--target"]).arg(&fx.target));
+    assert!(
+        named.iter().any(|n| err.contains(n.as_str())),
+        "no pack named in: {err}"
+    );
+}
+
+#[test]
+fn truncated_snapshot_is_named_by_snapshots_and_restore() {
+    let fx = fixture();
+    let snap = only(&fx.repo.join("snapshots"));
+    let id = snap.file_name().unwrap().to_string_lossy().into_owned();
+    edit(&snap, |b| b.truncate(b.len() - 7));
+    let err = fails(cairn(&fx.repo).arg("snapshots"));
+    assert!(err.contains(&id), "{err}");
+    restore_fails_naming(&fx, &id);
+    let err = fails(cairn(&fx.repo).args(["cat", "snapshot", &id]));
+    assert!(err.contains(&id), "{err}");
+}
+
+#[test]
+fn flipped_byte_in_a_tree_is_named_by_restore_ls_and_cat() {
+    let fx = fixture();
+    let storage = Arc::new(LocalStorage::new(fx.repo.clone()));
+    let indexed = Repository::open(storage, PASSWORD.as_bytes())
+        .unwrap()
+        .load_index()
+        .unwrap();
+    let snapshot = &indexed.list_snapshots().unwrap()[0].1;
+    let root = cairn::id::BlobId::from(snapshot.tree);
+    let loc = indexed.index().get(BlobKind::Tree, &root).unwrap();
+    let pack = fx
+        .repo
+        .join("data")
+        .join(&loc.pack.to_hex()[..2])
+        .join(loc.pack.to_hex());
+    edit(&pack, |b| b[(loc.offset + loc.length / 2) as usize] ^= 0x40);
+    let id = root.to_hex();
+    restore_fails_naming(&fx, &id);
+    assert!(
+        !fx.target.exists() || files_in(&fx.target).is_empty(),
+        "nothing is restored without its tree"
+    );
+    let err = fails(cairn(&fx.repo).args(["ls", "latest"]));
+    assert!(err.contains(&id), "{err}");
+    let err = fails(cairn(&fx.repo).args(["cat", "tree", &id]));
+    assert!(err.contains(&id), "{err}");
+}
+
+#[test]
+fn flipped_byte_in_an_index_is_named_by_restore() {
+    let fx = fixture();
+    let index = only(&fx.repo.join("index"));
+    let id = index.file_name().unwrap().to_string_lossy().into_owned();
+    edit(&index, |b| {
+        let mid = b.len() / 2;
+        b[mid] ^= 1;
+    });
+    restore_fails_naming(&fx, &id);
+    let err = fails(cairn(&fx.repo).args(["cat", "index", &id]));
+    assert!(err.contains(&id), "{err}");
+}
+
+#[test]
+fn flipped_byte_in_a_data_blob_is_named_and_never_restored() {
+    let fx = fixture();
+    let storage = Arc::new(LocalStorage::new(fx.repo.clone()));
+    let indexed = Repository::open(storage, PASSWORD.as_bytes())
+        .unwrap()
+        .load_index()
+        .unwrap();
+    let (id, loc) = indexed
+        .index()
+        .iter()
+        .find(|(_, l)| l.kind == BlobKind::Data && l.raw_length > 1000)
+        .unwrap();
+    let pack = fx
+        .repo
+        .join("data")
+        .join(&loc.pack.to_hex()[..2])
+        .join(loc.pack.to_hex());
+    edit(&pack, |b| b[(loc.offset + loc.length / 2) as usize] ^= 0x01);
+    restore_fails_naming(&fx, &id.to_hex());
+    let err = fails(cairn(&fx.repo).args(["cat", "blob", &id.to_hex()]));
+    assert!(err.contains(&id.to_hex()), "{err}");
+}
+
+#[test]
+fn missing_pack_is_named_by_restore() {
+    let fx = fixture();
+    let storage = Arc::new(LocalStorage::new(fx.repo.clone()));
+    let indexed = Repository::open(storage, PASSWORD.as_bytes())
+        .unwrap()
+        .load_index()
+        .unwrap();
+    let (_, loc) = indexed.index().iter().find(|(_, l)| l.kind == BlobKind::Data).unwrap();
+    let name = loc.pack.to_hex();
+    fs::remove_file(fx.repo.join("data").join(&name[..2]).join(&name)).unwrap();
+    restore_fails_naming(&fx, &name);
+}
