@@ -186,9 +186,9 @@ pub fn open_with_key(
     cipher
         .decrypt_in_place_detached(XNonce::from_slice(parts.nonce), &parts.header, &mut buf, tag)
         .map_err(|_| CryptoError::Authentication { kind: kind.name() })?;
-    let plain = envelope::unframe(&buf, limit, exact);
-    buf.zeroize();
-    Ok(plain?)
+    // Stored data keeps the buffer (key files are stored uncompressed, so a
+    // master key stays in the one buffer its caller zeroizes).
+    Ok(envelope::unframe_owned(buf, limit, exact)?)
 }
 
 /// Derives a 32-byte key from a password with Argon2id.

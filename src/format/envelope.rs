@@ -8,6 +8,8 @@
 //! `compression` is 0 (payload is the data) or 1 (payload is one zstd frame
 //! whose frame header declares the content size).
 
+use std::cell::RefCell;
+
 use super::{limits, FormatError, ObjectKind, FORMAT_VERSION};
 
 pub const HEADER_LEN: usize = 2;
@@ -73,6 +75,41 @@ pub fn split(bytes: &[u8], expected: ObjectKind) -> Result<Parts<'_>, FormatErro
     })
 }
 
+thread_local! {
+    /// Each thread's zstd compression context and its level: creating a
+    /// context per blob costs an allocation of about a megabyte.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Compresses `data` into `dst` with this thread's context at `level`.
+fn compress_into(level: i32, data: &[u8], dst: &mut [u8]) -> std::io::Result<usize> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if !matches!(&*slot, Some((l, _)) if *l == level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        match slot.as_mut() {
+            Some((_, c)) => c.compress_to_buffer(data, dst),
+            None => Err(std::io::Error::other("no zstd context")),
+        }
+    })
+}
+
+/// Decompresses one frame of `capacity` bytes with this thread's context.
+fn decompress(payload: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match slot.as_mut() {
+            Some(d) => d.decompress(payload, capacity),
+            None => Err(std::io::Error::other("no zstd context")),
+        }
+    })
+}
+
 /// Appends `compression || payload` for `data` to `out`.
 ///
 /// With `level` set, the data is compressed with zstd and the compressed form
@@ -82,7 +119,7 @@ pub fn frame(level: Option<i32>, data: &[u8], out: &mut Vec<u8>) {
         let start = out.len();
         out.push(COMPRESSION_ZSTD);
         out.resize(start + 1 + zstd::zstd_safe::compress_bound(data.len()), 0);
-        match zstd::bulk::compress_to_buffer(data, &mut out[start + 1..], level) {
+        match compress_into(level, data, &mut out[start + 1..]) {
             Ok(n) if n < data.len() => {
                 out.truncate(start + 1 + n);
                 return;
@@ -130,7 +167,7 @@ pub fn unframe(framed: &[u8], limit: usize, exact: Option<usize>) -> Result<Vec<
                     reason: format!("{declared} bytes > {limit}"),
                 });
             }
-            let out = zstd::bulk::decompress(payload, declared).map_err(|e| FormatError::Decompress(e.to_string()))?;
+            let out = decompress(payload, declared).map_err(|e| FormatError::Decompress(e.to_string()))?;
             if out.len() != declared {
                 return Err(FormatError::Decompress(format!(
                     "frame declared {declared} bytes, produced {}",
@@ -146,15 +183,37 @@ pub fn unframe(framed: &[u8], limit: usize, exact: Option<usize>) -> Result<Vec<
             })
         }
     };
-    if let Some(exact) = exact {
-        if data.len() != exact {
-            return Err(FormatError::Decode {
-                what: "blob",
-                reason: format!("length {} differs from indexed {exact}", data.len()),
-            });
-        }
-    }
+    check_exact(data.len(), exact)?;
     Ok(data)
+}
+
+fn check_exact(len: usize, exact: Option<usize>) -> Result<(), FormatError> {
+    match exact {
+        Some(exact) if len != exact => Err(FormatError::Decode {
+            what: "blob",
+            reason: format!("length {len} differs from indexed {exact}"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// [`unframe`] for a buffer the caller gives up: stored (uncompressed)
+/// data is moved to the front of the same buffer instead of copied.
+pub fn unframe_owned(mut framed: Vec<u8>, limit: usize, exact: Option<usize>) -> Result<Vec<u8>, FormatError> {
+    if framed.first() != Some(&COMPRESSION_NONE) {
+        return unframe(&framed, limit, exact);
+    }
+    let len = framed.len() - 1;
+    if len > limit {
+        return Err(FormatError::Limit {
+            what: "plaintext",
+            reason: format!("{len} bytes > {limit}"),
+        });
+    }
+    check_exact(len, exact)?;
+    framed.copy_within(1.., 0);
+    framed.truncate(len);
+    Ok(framed)
 }
 
 /// Default limit for objects other than data blobs.

@@ -426,10 +426,14 @@ proptest! {
             prop_assert_eq!(&framed[1..], &data[..]);
         }
         prop_assert_eq!(envelope::unframe(&framed, data.len(), Some(data.len())).unwrap(), data.clone());
+        prop_assert_eq!(envelope::unframe_owned(framed.clone(), data.len(), Some(data.len())).unwrap(), data.clone());
         if !data.is_empty() {
             let is_limit = matches!(envelope::unframe(&framed, data.len() - 1, None), Err(FormatError::Limit { .. }));
             prop_assert!(is_limit);
+            let owned_limit = matches!(envelope::unframe_owned(framed.clone(), data.len() - 1, None), Err(FormatError::Limit { .. }));
+            prop_assert!(owned_limit);
             prop_assert!(envelope::unframe(&framed, data.len(), Some(data.len() - 1)).is_err());
+            prop_assert!(envelope::unframe_owned(framed.clone(), data.len(), Some(data.len() - 1)).is_err());
         }
     }
 
