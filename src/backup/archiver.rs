@@ -13,7 +13,11 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
-use super::file::{save_file, FileContent, FileFailure};
+use super::file::{save_file, FileContent, FileFailure, ReadBuffers, ReadContext};
+
+/// Large files chunked at once, each through a buffer of twice the maximum
+/// chunk size; more reading threads only add small files in flight.
+const LARGE_FILES_AT_ONCE: usize = 2;
 use super::progress::{Message, Progress};
 use super::BackupError;
 use crate::chunker::Chunker;
@@ -110,7 +114,7 @@ impl<'a> Archiver<'a> {
             progress,
             parent_root,
             force: false,
-            readers: 2,
+            readers: 4,
             counts: Counts::default(),
             owners: OwnerNames::new(),
         }
@@ -120,8 +124,13 @@ impl<'a> Archiver<'a> {
     pub fn run(&mut self, walker: Walker) -> Result<TreeId, BackupError> {
         let (jobs_tx, jobs_rx) = sync_channel::<Job>(self.readers * 2);
         let jobs_rx = Mutex::new(jobs_rx);
-        let chunker = self.chunker;
-        let saver = self.saver;
+        let buffers = ReadBuffers::new(LARGE_FILES_AT_ONCE);
+        let ctx = ReadContext {
+            chunker: self.chunker,
+            saver: self.saver,
+            progress: self.progress,
+            buffers: &buffers,
+        };
         let progress = self.progress;
         std::thread::scope(|scope| {
             for _ in 0..self.readers.max(1) {
@@ -132,7 +141,7 @@ impl<'a> Archiver<'a> {
                         Err(_) => return,
                     };
                     progress.set_current(&job.path);
-                    let result = save_file(&job.path, job.size, chunker, saver, progress);
+                    let result = save_file(&job.path, job.size, &ctx);
                     // The walk may have stopped on an error; nobody waits then.
                     let _ = job.result.send(result);
                 });

@@ -6,6 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use std::cell::RefCell;
+use std::sync::{Condvar, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use rayon::prelude::*;
@@ -22,13 +23,86 @@ use crate::source::sparse;
 const BATCH: usize = 4;
 
 /// Files up to this size are read into memory in one go.
-const SMALL_FILE: u64 = 4 << 20;
+const SMALL_FILE: u64 = 1 << 20;
 
 thread_local! {
     /// Each reading thread's buffer for small files, reused file after file.
     static SMALL_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// Each reading thread's chunking buffer for large files.
-    static READ_BUF: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// What reading a file needs besides the file.
+#[derive(Clone, Copy)]
+pub struct ReadContext<'a> {
+    pub chunker: &'a Chunker,
+    pub saver: &'a BlobSaver,
+    pub progress: &'a Progress,
+    pub buffers: &'a ReadBuffers,
+}
+
+/// The chunking buffers of large files, shared by the reading threads: at
+/// most `max` exist, so memory stays bounded however many threads read
+/// (small files, read whole into a per-thread buffer, need none).
+#[derive(Debug)]
+pub struct ReadBuffers {
+    state: Mutex<BufferState>,
+    freed: Condvar,
+    max: usize,
+}
+
+#[derive(Debug, Default)]
+struct BufferState {
+    idle: Vec<BytesMut>,
+    /// Buffers in existence, idle or lent.
+    created: usize,
+}
+
+impl ReadBuffers {
+    pub fn new(max: usize) -> Self {
+        Self {
+            state: Mutex::new(BufferState::default()),
+            freed: Condvar::new(),
+            max: max.max(1),
+        }
+    }
+
+    /// Lends a buffer, waiting while all of them are lent.
+    fn lease(&self) -> Lease<'_> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(buf) = st.idle.pop() {
+                return Lease {
+                    pool: self,
+                    buf: Some(buf),
+                };
+            }
+            if st.created < self.max {
+                st.created += 1;
+                return Lease {
+                    pool: self,
+                    buf: Some(BytesMut::new()),
+                };
+            }
+            st = self.freed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// A lent buffer; returned on drop (or, if it was lost with a failed read,
+/// its slot is freed).
+struct Lease<'a> {
+    pool: &'a ReadBuffers,
+    buf: Option<BytesMut>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let mut st = self.pool.state.lock().unwrap_or_else(|p| p.into_inner());
+        match self.buf.take() {
+            Some(buf) => st.idle.push(buf),
+            None => st.created -= 1,
+        }
+        self.pool.freed.notify_one();
+    }
 }
 
 /// Why a file's content could not be saved.
@@ -67,16 +141,17 @@ fn open_noatime(path: &Path) -> std::io::Result<File> {
 }
 
 /// Reads `path` (whose `lstat` said `expected_size`) and saves its chunks.
-pub fn save_file(
-    path: &Path,
-    expected_size: u64,
-    chunker: &Chunker,
-    saver: &BlobSaver,
-    progress: &Progress,
-) -> Result<FileContent, FileFailure> {
+pub fn save_file(path: &Path, expected_size: u64, ctx: &ReadContext<'_>) -> Result<FileContent, FileFailure> {
     let mut file = open_noatime(path).map_err(FileFailure::Unreadable)?;
     let before = file.metadata().map_err(FileFailure::Unreadable)?;
     let size = before.len();
+    if size > SMALL_FILE {
+        // A larger read-ahead window keeps the disk busy while chunks are
+        // sealed. A hint: failure changes nothing.
+        use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        let _ = posix_fadvise(fd, 0, 0, PosixFadviseAdvice::POSIX_FADV_SEQUENTIAL);
+    }
     let segments = if before.blocks().saturating_mul(512) < size {
         sparse::data_segments(&file, size).map_err(FileFailure::Unreadable)?
     } else {
@@ -92,7 +167,7 @@ pub fn save_file(
         if offset != pos {
             file.seek(SeekFrom::Start(offset)).map_err(FileFailure::Unreadable)?;
         }
-        let read = save_stream((&mut file).take(len), len, chunker, saver, progress, &mut content)?;
+        let read = save_stream((&mut file).take(len), len, ctx, &mut content)?;
         bytes += read;
         pos = offset + read;
         if read < len {
@@ -124,11 +199,15 @@ pub fn save_file(
 pub fn save_stream<R: Read>(
     mut reader: R,
     len: u64,
-    chunker: &Chunker,
-    saver: &BlobSaver,
-    progress: &Progress,
+    ctx: &ReadContext<'_>,
     content: &mut Vec<Content>,
 ) -> Result<u64, FileFailure> {
+    let ReadContext {
+        chunker,
+        saver,
+        progress,
+        buffers,
+    } = *ctx;
     if len <= SMALL_FILE {
         return SMALL_BUF.with(|cell| {
             let mut buf = cell.borrow_mut();
@@ -142,33 +221,41 @@ pub fn save_stream<R: Read>(
             Ok(buf.len() as u64)
         });
     }
-    let buffer = READ_BUF.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
+    let mut lease = buffers.lease();
+    let buffer = lease.buf.take().unwrap_or_default();
     let mut chunks = ChunkReader::with_buffer(chunker.clone(), reader, buffer);
     let mut batch: Vec<Bytes> = Vec::with_capacity(BATCH);
     loop {
-        // Save what is batched before the reader refills its buffer, so the
-        // buffer is free to be reused rather than a second one allocated.
-        if chunks.needs_fill() && !batch.is_empty() {
-            let slices: Vec<&[u8]> = batch.iter().map(|b| b.as_ref()).collect();
-            save_batch(&slices, saver, progress, content)?;
-            batch.clear();
-        }
-        let next = chunks.next_chunk().map_err(FileFailure::Unreadable)?;
-        let done = next.is_none();
-        if let Some(chunk) = next {
+        // Everything the buffer holds is cut and saved before the reader
+        // refills it, so the buffer is free to be reused.
+        while let Some(chunk) = chunks.next_buffered() {
             batch.push(chunk);
+            if batch.len() == BATCH {
+                flush(&mut batch, saver, progress, content)?;
+            }
         }
-        if batch.len() == BATCH || (done && !batch.is_empty()) {
-            let slices: Vec<&[u8]> = batch.iter().map(|b| b.as_ref()).collect();
-            save_batch(&slices, saver, progress, content)?;
-            batch.clear();
-        }
-        if done {
+        flush(&mut batch, saver, progress, content)?;
+        if !chunks.fill_more().map_err(FileFailure::Unreadable)? {
             let read = chunks.bytes_read();
-            READ_BUF.with(|cell| *cell.borrow_mut() = chunks.into_buffer());
+            lease.buf = Some(chunks.into_buffer());
             return Ok(read);
         }
     }
+}
+
+/// Saves a batch of chunks and empties it.
+fn flush(
+    batch: &mut Vec<Bytes>,
+    saver: &BlobSaver,
+    progress: &Progress,
+    content: &mut Vec<Content>,
+) -> Result<(), FileFailure> {
+    if !batch.is_empty() {
+        let slices: Vec<&[u8]> = batch.iter().map(|b| b.as_ref()).collect();
+        save_batch(&slices, saver, progress, content)?;
+        batch.clear();
+    }
+    Ok(())
 }
 
 fn save_batch(
@@ -191,4 +278,42 @@ fn save_batch(
     };
     content.extend(ids);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_buffers_are_bounded_and_come_back_after_a_failure() {
+        let pool = ReadBuffers::new(1);
+        let mut first = pool.lease();
+        let mut buf = first.buf.take().unwrap();
+        buf.extend_from_slice(b"kept");
+        first.buf = Some(buf);
+        drop(first);
+        // The same buffer is lent again.
+        let mut again = pool.lease();
+        assert_eq!(again.buf.as_ref().map(|b| &b[..]), Some(&b"kept"[..]));
+        // Lost with a failed read: the slot is freed, so the next lease does
+        // not wait forever.
+        again.buf = None;
+        drop(again);
+        let fresh = pool.lease();
+        assert!(fresh.buf.as_ref().is_some_and(|b| b.is_empty()));
+        // While it is lent, a second lease must wait: try from a thread.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let _second = pool.lease();
+                tx.send(()).unwrap();
+            });
+            assert!(
+                rx.recv_timeout(std::time::Duration::from_millis(100)).is_err(),
+                "second lease did not wait"
+            );
+            drop(fresh);
+            rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        });
+    }
 }

@@ -71,6 +71,8 @@ pub struct BackupOptions {
     pub time_ns: Option<i64>,
     /// Excludes recorded in the snapshot.
     pub excludes: Vec<String>,
+    /// Files read at once (0: the default, 4).
+    pub readers: usize,
 }
 
 /// The result of a backup.
@@ -186,6 +188,9 @@ pub fn backup_paths(
     let chunker = chunker(repo);
     let mut archiver = Archiver::new(repo, &saver, &chunker, progress, parent_root);
     archiver.force = opts.force;
+    if opts.readers > 0 {
+        archiver.readers = opts.readers;
+    }
     let tree = archiver.run(walker)?;
     let counts = archiver.counts.clone();
     let mut snapshot = new_snapshot(opts, tree, roots, start);
@@ -219,7 +224,14 @@ fn stage_reader<R: std::io::Read>(
     )?;
     let chunker = chunker(repo);
     let mut content: Vec<Content> = Vec::new();
-    let read = match file::save_stream(reader, u64::MAX, &chunker, &saver, progress, &mut content) {
+    let buffers = file::ReadBuffers::new(1);
+    let ctx = file::ReadContext {
+        chunker: &chunker,
+        saver: &saver,
+        progress,
+        buffers: &buffers,
+    };
+    let read = match file::save_stream(reader, u64::MAX, &ctx, &mut content) {
         Ok(n) => n,
         Err(file::FileFailure::Unreadable(e)) => return Err(BackupError::Stdin(e)),
         Err(file::FileFailure::Fatal(e)) => return Err(e),

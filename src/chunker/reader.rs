@@ -7,17 +7,18 @@ use bytes::{Bytes, BytesMut};
 use super::Chunker;
 
 /// Smallest buffer a [`ChunkReader`] uses.
-const MIN_BUFFER: usize = 16 << 20;
+const MIN_BUFFER: usize = 1 << 20;
 
 /// Reads a source and yields its chunks.
 ///
-/// The source is read into a large buffer (at least twice the maximum chunk
-/// size, and at least 16 MiB); chunks are handed out as [`Bytes`] views of
-/// that buffer, so there is one allocation per buffer fill and none per
-/// chunk. Once every chunk of a fill has been dropped, the next fill reuses
-/// the same allocation. The unconsumed tail (shorter than the maximum chunk
-/// size) is carried to the front of the next fill; no source byte is read
-/// twice.
+/// The source is read into a buffer of the maximum chunk size (at least
+/// 1 MiB); chunks are handed out as [`Bytes`] views of that buffer, so there
+/// is one allocation per buffer fill at most and none per chunk. Once every
+/// chunk of a fill has been dropped, the next fill reuses the same
+/// allocation. A chunk is cut as soon as the buffered bytes determine its end
+/// (a cut point is final once found, whatever follows); the unconsumed tail
+/// is carried to the front of the next fill, and only that tail is scanned
+/// again. No source byte is read twice.
 #[derive(Debug)]
 pub struct ChunkReader<R> {
     chunker: Chunker,
@@ -35,10 +36,10 @@ impl<R: Read> ChunkReader<R> {
         Self::with_buffer_size(chunker, source, MIN_BUFFER)
     }
 
-    /// A reader whose buffer holds `size` bytes, raised to twice the
-    /// maximum chunk size if it is smaller.
+    /// A reader whose buffer holds `size` bytes, raised to the maximum chunk
+    /// size if it is smaller (a buffer of `max` bytes always yields a cut).
     pub fn with_buffer_size(chunker: Chunker, source: R, size: usize) -> Self {
-        let capacity = size.max(chunker.max.saturating_mul(2)).max(1);
+        let capacity = size.max(chunker.max).max(1);
         Self {
             chunker,
             source,
@@ -52,16 +53,32 @@ impl<R: Read> ChunkReader<R> {
     /// The next chunk, or `None` at the end of the source.
     pub fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>> {
         loop {
-            // Cut only when the answer is final: with at least max_size bytes
-            // at hand a cut is always found, so no byte is scanned twice.
-            if self.eof || self.buf.len() >= self.chunker.max {
-                return Ok(self
-                    .chunker
-                    .cut(&self.buf, self.eof)
-                    .map(|n| self.buf.split_to(n).freeze()));
+            if let Some(chunk) = self.next_buffered() {
+                return Ok(Some(chunk));
             }
-            self.fill()?;
+            if !self.fill_more()? {
+                return Ok(None);
+            }
         }
+    }
+
+    /// The next chunk if the buffered bytes already determine it, without
+    /// reading. When this returns `None`, [`fill_more`](Self::fill_more)
+    /// reads; a caller that drops its chunks before that lets the buffer be
+    /// reused.
+    pub fn next_buffered(&mut self) -> Option<Bytes> {
+        self.chunker
+            .cut(&self.buf, self.eof)
+            .map(|n| self.buf.split_to(n).freeze())
+    }
+
+    /// Reads more of the source; false once it is exhausted.
+    pub fn fill_more(&mut self) -> std::io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        self.fill()?;
+        Ok(true)
     }
 
     /// Like [`with_buffer_size`](Self::with_buffer_size) with the default
@@ -77,13 +94,6 @@ impl<R: Read> ChunkReader<R> {
     /// The buffer, to hand to the next reader.
     pub fn into_buffer(self) -> BytesMut {
         self.buf
-    }
-
-    /// Whether the next [`next_chunk`](Self::next_chunk) reads from the
-    /// source. A caller that drops the chunks it holds before then lets the
-    /// buffer be reused instead of allocating a new one.
-    pub fn needs_fill(&self) -> bool {
-        !self.eof && self.buf.len() < self.chunker.max
     }
 
     /// Bytes read from the source so far.

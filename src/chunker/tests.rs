@@ -292,7 +292,7 @@ fn reader_reuses_its_buffer_once_chunks_are_dropped() {
     let c = chunker(81);
     let data = Rng(82).bytes(2 << 20);
     let mut reader = ChunkReader::with_buffer_size(c, &data[..], 0);
-    let capacity = 2 * 65536;
+    let capacity = 65536;
     let (mut lowest, mut highest, mut total) = (usize::MAX, 0usize, 0usize);
     while let Some(chunk) = reader.next_chunk().unwrap() {
         let start = chunk.as_ptr() as usize;
@@ -301,7 +301,7 @@ fn reader_reuses_its_buffer_once_chunks_are_dropped() {
         total += chunk.len();
     }
     assert_eq!(total, data.len());
-    // Sixteen fills, all in one allocation.
+    // Thirty-two fills, all in one allocation.
     assert!(
         highest - lowest <= capacity,
         "chunks spread over {} bytes",

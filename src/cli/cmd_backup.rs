@@ -14,6 +14,9 @@ use crate::source::walk::WalkOptions;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Files read at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub read_concurrency: u16,
     /// Files and directories to back up.
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
@@ -179,6 +182,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
         },
         time_ns: args.time,
         excludes,
+        readers: usize::from(args.read_concurrency),
     };
     let mode = if ctx.global.json {
         Mode::Json {

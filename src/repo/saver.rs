@@ -124,13 +124,16 @@ impl BlobSaver {
         let failure = Arc::new(Mutex::new(None));
         let pool: BufferPool = Arc::new(Mutex::new(Vec::new()));
         let uploader = repo.runtime().spawn(upload_loop(
-            repo.storage().clone(),
-            repo.key_arc(),
+            Uploader {
+                storage: repo.storage().clone(),
+                key: repo.key_arc(),
+                connections,
+                dry_run: opts.dry_run,
+                keep: connections + opts.open_packs.max(1) + 1,
+                pool: pool.clone(),
+                failure: failure.clone(),
+            },
             rx,
-            connections,
-            opts.dry_run,
-            pool.clone(),
-            failure.clone(),
         ));
         Ok(Self {
             repo: repo.clone(),
@@ -271,15 +274,31 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn upload_loop(
+/// What the upload task works with.
+struct Uploader {
     storage: DynStorage,
     key: Arc<MasterKey>,
-    mut rx: mpsc::Receiver<Upload>,
+    /// Uploads in flight at most.
     connections: usize,
     dry_run: bool,
+    /// Pack buffers kept for reuse: every one that can exist at once (open
+    /// packs, the tree pack, uploads), since freeing and reallocating 16 MiB
+    /// buffers fragments the allocator's heap.
+    keep: usize,
     pool: BufferPool,
     failure: Arc<Mutex<Option<String>>>,
-) -> Result<(u64, Vec<IndexId>)> {
+}
+
+async fn upload_loop(up: Uploader, mut rx: mpsc::Receiver<Upload>) -> Result<(u64, Vec<IndexId>)> {
+    let Uploader {
+        storage,
+        key,
+        connections,
+        dry_run,
+        keep,
+        pool,
+        failure,
+    } = up;
     let mut uploads = tokio::task::JoinSet::new();
     let mut done: Vec<IndexPack> = Vec::new();
     let mut index_files = Vec::new();
@@ -307,7 +326,7 @@ async fn upload_loop(
                 // Once the storage has let go of the bytes, keep the buffer.
                 if let Ok(buf) = pack.bytes.try_into_mut() {
                     let mut pool = lock(&pool);
-                    if pool.len() < connections {
+                    if pool.len() < keep {
                         pool.push(Vec::from(buf));
                     }
                 }
