@@ -99,22 +99,34 @@ fn killed_backups_leave_a_usable_repository() {
     let early_id = json_summary(&out)["snapshot_id"].as_str().unwrap().to_owned();
     let target = tmp.path().join("target");
 
+    // Kill at fractions of how long a whole backup of the data takes here.
+    let scratch = tmp.path().join("scratch");
+    init(&scratch, &["--chunk-size", "64K", "--pack-size", "1M"]);
+    let started = Instant::now();
+    cairn(&scratch).arg("-q").arg("backup").arg(&data).assert().success();
+    let full = started.elapsed();
+    fs::remove_dir_all(&scratch).unwrap();
+
     let mut killed = 0;
-    for (ms, until_index) in [(50, false), (150, false), (400, false), (1500, false), (0, true)] {
-        if killed_backup(&repo, &data, Duration::from_millis(ms), until_index) {
+    let mut snapshots = 1;
+    for (fraction, until_index) in [(0.1, false), (0.3, false), (0.55, false), (0.8, false), (0.0, true)] {
+        if killed_backup(&repo, &data, full.mul_f64(fraction), until_index) {
             killed += 1;
+        } else {
+            // It finished first: a complete backup leaves its snapshot.
+            snapshots += 1;
         }
         assert_eq!(
             snapshots_via_library(&repo),
-            1,
+            snapshots,
             "a killed backup must not leave a snapshot"
         );
-        assert_eq!(snapshot_count(&repo), 1);
+        assert_eq!(snapshot_count(&repo), snapshots);
         assert_restores(&repo, &early_id, &early, &target);
     }
     assert!(
-        killed >= 4,
-        "the backups finished too fast to be killed ({killed} killed)"
+        killed >= 3,
+        "the backups finished too fast to be killed ({killed} killed; a full backup takes {full:?})"
     );
     let indexes_before = index_files(&repo);
     assert!(indexes_before >= 2, "the last killed backup wrote no index file");

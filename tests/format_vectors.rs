@@ -157,7 +157,7 @@ fn lock_value() -> Lock {
 
 fn seal(n: u8, kind: ObjectKind, level: Option<i32>, plain: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    crypto::seal_with_nonce(&encryption_key(), kind, level, plain, &nonce(n), &mut out);
+    crypto::seal_with_nonce(&encryption_key(), kind, level, plain, &nonce(n), &mut out).unwrap();
     out
 }
 

@@ -4,11 +4,11 @@
 //! XChaCha20-Poly1305, one for the keyed BLAKE3 that names blobs, and one from
 //! which the chunker's gear table is derived. Key material is zeroized on drop.
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::format::envelope::{self, NONCE_LEN, TAG_LEN};
+mod aead;
+
+use crate::format::envelope::{self, NONCE_LEN};
 use crate::format::keyfile::{KdfParams, KeyFile};
 use crate::format::{FormatError, ObjectKind};
 
@@ -23,6 +23,8 @@ pub enum CryptoError {
     Format(#[from] FormatError),
     #[error("key derivation failed: {0}")]
     Kdf(String),
+    #[error("cannot seal a {0}: the cipher refused its input")]
+    Seal(&'static str),
     #[error("the system random source failed: {0}")]
     Random(String),
 }
@@ -122,7 +124,7 @@ impl MasterKey {
     ) -> Result<(), CryptoError> {
         let mut nonce = [0u8; NONCE_LEN];
         random_bytes(&mut nonce)?;
-        seal_with_nonce(&self.encryption, kind, level, plaintext, &nonce, out);
+        seal_with_nonce(&self.encryption, kind, level, plaintext, &nonce, out)?;
         Ok(())
     }
 
@@ -155,19 +157,22 @@ pub fn seal_with_nonce(
     plaintext: &[u8],
     nonce: &[u8; NONCE_LEN],
     out: &mut Vec<u8>,
-) {
+) -> Result<(), CryptoError> {
     let header = envelope::header(kind);
     out.extend_from_slice(&header);
     out.extend_from_slice(nonce);
     let start = out.len();
     envelope::frame(level, plaintext, out);
-    let cipher = XChaCha20Poly1305::new(key.into());
-    // Encryption in place fails only for buffers beyond 256 GiB, which a
-    // frame of a bounded blob never reaches.
-    let tag = cipher
-        .encrypt_in_place_detached(XNonce::from_slice(nonce), &header, &mut out[start..])
-        .unwrap_or_default();
-    out.extend_from_slice(&tag);
+    match aead::seal(key, nonce, &header, &mut out[start..]) {
+        Some(tag) => {
+            out.extend_from_slice(&tag);
+            Ok(())
+        }
+        None => {
+            out.truncate(start - envelope::HEADER_LEN - NONCE_LEN);
+            Err(CryptoError::Seal(kind.name()))
+        }
+    }
 }
 
 /// Opens an envelope under `key`.
@@ -179,13 +184,10 @@ pub fn open_with_key(
     exact: Option<usize>,
 ) -> Result<Vec<u8>, CryptoError> {
     let parts = envelope::split(sealed, kind)?;
-    let body_len = parts.sealed.len() - TAG_LEN;
-    let mut buf = parts.sealed[..body_len].to_vec();
-    let tag = Tag::from_slice(&parts.sealed[body_len..]);
-    let cipher = XChaCha20Poly1305::new(key.into());
-    cipher
-        .decrypt_in_place_detached(XNonce::from_slice(parts.nonce), &parts.header, &mut buf, tag)
-        .map_err(|_| CryptoError::Authentication { kind: kind.name() })?;
+    let mut buf = parts.sealed.to_vec();
+    let len = aead::open(key, parts.nonce, &parts.header, &mut buf)
+        .ok_or(CryptoError::Authentication { kind: kind.name() })?;
+    buf.truncate(len);
     // Stored data keeps the buffer (key files are stored uncompressed, so a
     // master key stays in the one buffer its caller zeroizes).
     Ok(envelope::unframe_owned(buf, limit, exact)?)
@@ -243,7 +245,7 @@ pub fn wrap_master_key_with(
         master.to_bytes().as_ref(),
         nonce,
         &mut wrapped,
-    );
+    )?;
     Ok(KeyFile {
         created_ns: 0,
         hostname: String::new(),
