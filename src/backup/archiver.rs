@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 
 use super::file::{save_file, FileContent, FileFailure, ReadBuffers, ReadContext};
 
-/// Large files chunked at once, each through a buffer of twice the maximum
-/// chunk size; more reading threads only add small files in flight.
-const LARGE_FILES_AT_ONCE: usize = 2;
+/// Large files chunked at once, each through a buffer of the maximum chunk
+/// size; more reading threads only add small files in flight.
+const LARGE_FILES_AT_ONCE: usize = 3;
 use super::progress::{Message, Progress};
 use super::BackupError;
 use crate::chunker::Chunker;

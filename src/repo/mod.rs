@@ -20,6 +20,7 @@ pub mod error;
 pub mod index;
 pub mod keys;
 pub mod packer;
+pub mod recycle;
 pub mod saver;
 pub mod snapshots;
 

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::packer::{FinishedPack, Packer};
+use super::recycle::Recycler;
 use super::{IndexedRepository, RepoError, Result};
 use crate::crypto::MasterKey;
 use crate::format::index::{IndexFile, IndexPack};
@@ -71,11 +72,12 @@ pub struct Saved {
     pub new: bool,
 }
 
-/// Buffers of stored packs, waiting to be filled again.
-type BufferPool = Arc<Mutex<Vec<Vec<u8>>>>;
+/// The bodies of data packs: open ones, uploading ones and a spare.
+type BufferPool = Arc<Recycler<Vec<u8>>>;
 
-/// A finished pack with the permit that bounds packs in memory.
-type Upload = (FinishedPack, OwnedSemaphorePermit);
+/// A finished pack, the permit that bounds packs in memory, and whether its
+/// buffer goes back to the pool (data packs) or is freed (tree packs).
+type Upload = (FinishedPack, OwnedSemaphorePermit, bool);
 
 /// The upload task: packs uploaded and index files written.
 type UploadTask = tokio::task::JoinHandle<Result<(u64, Vec<IndexId>)>>;
@@ -122,14 +124,14 @@ impl BlobSaver {
         let connections = opts.connections.max(1);
         let (tx, rx) = mpsc::channel(connections);
         let failure = Arc::new(Mutex::new(None));
-        let pool: BufferPool = Arc::new(Mutex::new(Vec::new()));
+        let open_packs = opts.open_packs.max(1);
+        let pool: BufferPool = Arc::new(Recycler::new(open_packs + connections + 1));
         let uploader = repo.runtime().spawn(upload_loop(
             Uploader {
                 storage: repo.storage().clone(),
                 key: repo.key_arc(),
                 connections,
                 dry_run: opts.dry_run,
-                keep: connections + opts.open_packs.max(1) + 1,
                 pool: pool.clone(),
                 failure: failure.clone(),
             },
@@ -138,7 +140,9 @@ impl BlobSaver {
         Ok(Self {
             repo: repo.clone(),
             state: Mutex::new(State {
-                data: (0..opts.open_packs.max(1)).map(|_| Packer::new(pack_size)).collect(),
+                data: (0..open_packs)
+                    .map(|_| Packer::with_buffer(pack_size, pool.take()))
+                    .collect(),
                 tree: Packer::new(pack_size),
                 reserved: HashSet::new(),
                 rng: u64::from_le_bytes(seed) | 1,
@@ -155,7 +159,7 @@ impl BlobSaver {
 
     /// A buffer for a new pack: a reused one if any.
     fn buffer(&self) -> Vec<u8> {
-        lock(&self.pool).pop().unwrap_or_default()
+        self.pool.take()
     }
 
     fn failed(&self) -> RepoError {
@@ -171,7 +175,7 @@ impl BlobSaver {
         if self.repo.known(kind, &id) || !lock(&self.state).reserved.insert((kind, id)) {
             return Ok(Saved { id, new: false });
         }
-        let full = SCRATCH.with(|cell| -> Result<Option<Packer>> {
+        let full = SCRATCH.with(|cell| -> Result<Option<(Packer, bool)>> {
             let mut scratch = cell.borrow_mut();
             scratch.clear();
             self.repo.key().seal_into(
@@ -206,19 +210,29 @@ impl BlobSaver {
             if scratch.capacity() > 2 * crate::format::limits::MAX_BLOB {
                 *scratch = Vec::new();
             }
-            Ok(packer
-                .is_full()
-                .then(|| std::mem::replace(packer, Packer::with_buffer(self.pack_size, self.buffer()))))
+            if !packer.is_full() {
+                return Ok(None);
+            }
+            // Data packs reuse pooled buffers (waiting while all are busy:
+            // the uploads are the bottleneck then); tree packs are small.
+            let next = match kind {
+                BlobKind::Data => self.buffer(),
+                BlobKind::Tree => Vec::new(),
+            };
+            Ok(Some((
+                std::mem::replace(packer, Packer::with_buffer(self.pack_size, next)),
+                kind == BlobKind::Data,
+            )))
         })?;
-        if let Some(packer) = full {
-            self.send(packer)?;
+        if let Some((packer, pooled)) = full {
+            self.send(packer, pooled)?;
         }
         Ok(Saved { id, new: true })
     }
 
     /// Finishes a full pack and queues it for upload, waiting while
     /// `connections` packs are already queued or uploading.
-    fn send(&self, packer: Packer) -> Result<()> {
+    fn send(&self, packer: Packer, pooled: bool) -> Result<()> {
         let permit = self
             .repo
             .runtime()
@@ -226,7 +240,7 @@ impl BlobSaver {
             .map_err(|_| self.failed())?;
         let pack = packer.finish(self.repo.key())?;
         let tx = lock(&self.tx).clone().ok_or_else(|| self.failed())?;
-        tx.blocking_send((pack, permit)).map_err(|_| self.failed())
+        tx.blocking_send((pack, permit, pooled)).map_err(|_| self.failed())
     }
 
     /// Counts so far.
@@ -251,8 +265,9 @@ impl BlobSaver {
             all.push(std::mem::replace(&mut st.tree, Packer::new(0)));
             all
         };
+        // Buffers come back to the pool only to be dropped with it.
         for packer in packers.into_iter().filter(|p| !p.is_empty()) {
-            self.send(packer)?;
+            self.send(packer, false)?;
         }
         drop(lock(&self.tx).take());
         let handle = lock(&self.uploader).take().ok_or_else(|| self.failed())?;
@@ -281,10 +296,6 @@ struct Uploader {
     /// Uploads in flight at most.
     connections: usize,
     dry_run: bool,
-    /// Pack buffers kept for reuse: every one that can exist at once (open
-    /// packs, the tree pack, uploads), since freeing and reallocating 16 MiB
-    /// buffers fragments the allocator's heap.
-    keep: usize,
     pool: BufferPool,
     failure: Arc<Mutex<Option<String>>>,
 }
@@ -295,7 +306,6 @@ async fn upload_loop(up: Uploader, mut rx: mpsc::Receiver<Upload>) -> Result<(u6
         key,
         connections,
         dry_run,
-        keep,
         pool,
         failure,
     } = up;
@@ -313,23 +323,26 @@ async fn upload_loop(up: Uploader, mut rx: mpsc::Receiver<Upload>) -> Result<(u6
                     packs += 1;
                 }
             }
-            let Some((pack, permit)) = rx.recv().await else { break };
+            let Some((pack, permit, pooled)) = rx.recv().await else {
+                break;
+            };
             let target = storage.clone();
             let pool = pool.clone();
             uploads.spawn(async move {
-                if !dry_run {
-                    target
-                        .put(FileKind::Pack, &pack.id.to_hex(), pack.bytes.clone())
-                        .await?;
-                }
+                let stored = if dry_run {
+                    Ok(())
+                } else {
+                    target.put(FileKind::Pack, &pack.id.to_hex(), pack.bytes.clone()).await
+                };
                 drop(permit);
-                // Once the storage has let go of the bytes, keep the buffer.
-                if let Ok(buf) = pack.bytes.try_into_mut() {
-                    let mut pool = lock(&pool);
-                    if pool.len() < keep {
-                        pool.push(Vec::from(buf));
+                if pooled {
+                    // Once the storage has let go of the bytes, keep the buffer.
+                    match pack.bytes.try_into_mut() {
+                        Ok(buf) => pool.give(Vec::from(buf)),
+                        Err(_) => pool.forget(),
                     }
                 }
+                stored?;
                 Ok::<_, RepoError>(pack.index)
             });
             while let Some(r) = uploads.try_join_next() {
@@ -352,6 +365,8 @@ async fn upload_loop(up: Uploader, mut rx: mpsc::Receiver<Upload>) -> Result<(u6
     .await;
     if let Err(e) = result {
         *lock(&failure) = Some(e.to_string());
+        // Buffers of aborted uploads never come back: nobody may wait for them.
+        pool.close();
         rx.close();
         uploads.abort_all();
         return Err(e);
