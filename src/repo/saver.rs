@@ -72,7 +72,7 @@ pub struct Saved {
     pub new: bool,
 }
 
-/// The bodies of data packs: open ones, uploading ones and a spare.
+/// The bodies of data packs: the open ones and the uploading ones.
 type BufferPool = Arc<Recycler<Vec<u8>>>;
 
 /// A finished pack, the permit that bounds packs in memory, and whether its
@@ -125,7 +125,7 @@ impl BlobSaver {
         let (tx, rx) = mpsc::channel(connections);
         let failure = Arc::new(Mutex::new(None));
         let open_packs = opts.open_packs.max(1);
-        let pool: BufferPool = Arc::new(Recycler::new(open_packs + connections + 1));
+        let pool: BufferPool = Arc::new(Recycler::new(open_packs + connections));
         let uploader = repo.runtime().spawn(upload_loop(
             Uploader {
                 storage: repo.storage().clone(),
