@@ -1,5 +1,7 @@
 //! Backups through the library on the memory backend.
 
+mod cli_support;
+
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use cairn::format::BlobKind;
 use cairn::repo::{IndexedRepository, InitOptions, Repository};
 use cairn::storage::memory::MemoryStorage;
 use cairn::storage::{DynStorage, FileKind};
+use cli_support::pseudo_random;
 
 fn small_repo() -> (DynStorage, Repository) {
     let storage: DynStorage = Arc::new(MemoryStorage::new());
@@ -28,18 +31,6 @@ fn small_repo() -> (DynStorage, Repository) {
     };
     let repo = Repository::init(storage.clone(), b"pw", opts).unwrap();
     (storage, repo)
-}
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Reads a file's content back through the repository.

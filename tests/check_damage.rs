@@ -1,6 +1,8 @@
 //! Damaged repositories that `check` must name exactly: library checks on a
 //! local directory repository, and the binary's output and exit codes.
 
+mod cli_support;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use cairn::repo::saver::{BlobSaver, SaverOptions};
 use cairn::repo::{IndexedRepository, InitOptions, Repository};
 use cairn::storage::local::LocalStorage;
 use cairn::storage::{DynStorage, FileKind};
+use cli_support::pseudo_random;
 
 const PASSWORD: &str = "pw";
 
@@ -27,18 +30,6 @@ struct Fixture {
     _dir: tempfile::TempDir,
     root: PathBuf,
     snapshot: SnapshotId,
-}
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn storage(root: &Path) -> DynStorage {

@@ -1,6 +1,8 @@
 //! End-to-end tests of the read-only commands and `key` through the binary:
 //! snapshots, ls, cat, diff, stats, key. Snapshots are made with the library.
 
+mod cli_support;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -10,10 +12,10 @@ use assert_cmd::Command;
 use cairn::backup::progress::Progress;
 use cairn::backup::{backup_paths, BackupOptions};
 use cairn::format::config::ChunkerParams;
-use cairn::format::keyfile::KdfParams;
 use cairn::id::SnapshotId;
 use cairn::repo::{InitOptions, Repository};
 use cairn::storage::local::LocalStorage;
+use cli_support::{pseudo_random, small_kdf};
 use serde_json::Value;
 
 const PASSWORD: &str = "correct horse";
@@ -114,26 +116,6 @@ impl Fixture {
     fn src_str(&self) -> String {
         self.src.to_string_lossy().into_owned()
     }
-}
-
-fn small_kdf() -> KdfParams {
-    KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    }
-}
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn is_rfc3339(s: &Value) -> bool {

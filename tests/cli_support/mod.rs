@@ -38,6 +38,15 @@ pub fn json_summary(output: &std::process::Output) -> serde_json::Value {
     value
 }
 
+/// Argon2id parameters cheap enough for tests.
+pub fn small_kdf() -> cairn::format::keyfile::KdfParams {
+    cairn::format::keyfile::KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    }
+}
+
 /// Deterministic pseudo-random bytes (xorshift).
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
