@@ -21,6 +21,23 @@ struct Fixture {
     target: PathBuf,
 }
 
+impl Fixture {
+    /// The repository, opened through the library, with its index.
+    fn indexed(&self) -> cairn::repo::IndexedRepository {
+        let storage = Arc::new(LocalStorage::new(self.repo.clone()));
+        Repository::open(storage, PASSWORD.as_bytes())
+            .unwrap()
+            .load_index()
+            .unwrap()
+    }
+
+    /// Where a pack file lives in the local repository.
+    fn pack_path(&self, pack: &cairn::id::PackId) -> PathBuf {
+        let name = pack.to_hex();
+        self.repo.join("data").join(&name[..2]).join(name)
+    }
+}
+
 /// A repository with one snapshot of a small tree.
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
@@ -136,19 +153,11 @@ fn truncated_snapshot_is_named_by_snapshots_and_restore() {
 #[test]
 fn flipped_byte_in_a_tree_is_named_by_restore_ls_and_cat() {
     let fx = fixture();
-    let storage = Arc::new(LocalStorage::new(fx.repo.clone()));
-    let indexed = Repository::open(storage, PASSWORD.as_bytes())
-        .unwrap()
-        .load_index()
-        .unwrap();
+    let indexed = fx.indexed();
     let snapshot = &indexed.list_snapshots().unwrap()[0].1;
     let root = cairn::id::BlobId::from(snapshot.tree);
     let loc = indexed.index().get(BlobKind::Tree, &root).unwrap();
-    let pack = fx
-        .repo
-        .join("data")
-        .join(&loc.pack.to_hex()[..2])
-        .join(loc.pack.to_hex());
+    let pack = fx.pack_path(&loc.pack);
     edit(&pack, |b| b[(loc.offset + loc.length / 2) as usize] ^= 0x40);
     let id = root.to_hex();
     restore_fails_naming(&fx, &id);
@@ -179,21 +188,13 @@ fn flipped_byte_in_an_index_is_named_by_restore() {
 #[test]
 fn flipped_byte_in_a_data_blob_is_named_and_never_restored() {
     let fx = fixture();
-    let storage = Arc::new(LocalStorage::new(fx.repo.clone()));
-    let indexed = Repository::open(storage, PASSWORD.as_bytes())
-        .unwrap()
-        .load_index()
-        .unwrap();
+    let indexed = fx.indexed();
     let (id, loc) = indexed
         .index()
         .iter()
         .find(|(_, l)| l.kind == BlobKind::Data && l.raw_length > 1000)
         .unwrap();
-    let pack = fx
-        .repo
-        .join("data")
-        .join(&loc.pack.to_hex()[..2])
-        .join(loc.pack.to_hex());
+    let pack = fx.pack_path(&loc.pack);
     edit(&pack, |b| b[(loc.offset + loc.length / 2) as usize] ^= 0x01);
     restore_fails_naming(&fx, &id.to_hex());
     let err = fails(cairn(&fx.repo).args(["cat", "blob", &id.to_hex()]));
@@ -203,13 +204,9 @@ fn flipped_byte_in_a_data_blob_is_named_and_never_restored() {
 #[test]
 fn missing_pack_is_named_by_restore() {
     let fx = fixture();
-    let storage = Arc::new(LocalStorage::new(fx.repo.clone()));
-    let indexed = Repository::open(storage, PASSWORD.as_bytes())
-        .unwrap()
-        .load_index()
-        .unwrap();
+    let indexed = fx.indexed();
     let (_, loc) = indexed.index().iter().find(|(_, l)| l.kind == BlobKind::Data).unwrap();
     let name = loc.pack.to_hex();
-    fs::remove_file(fx.repo.join("data").join(&name[..2]).join(&name)).unwrap();
+    fs::remove_file(fx.pack_path(&loc.pack)).unwrap();
     restore_fails_naming(&fx, &name);
 }

@@ -83,8 +83,16 @@ pub struct BackupOutcome {
     pub snapshot: Snapshot,
 }
 
-fn chunker(repo: &IndexedRepository) -> Chunker {
-    Chunker::new(repo.key().gear_table(), repo.config().chunker)
+/// The blob saver and the chunker of one backup.
+fn writers(repo: &IndexedRepository, opts: &BackupOptions) -> Result<(BlobSaver, Chunker), BackupError> {
+    let saver = BlobSaver::new(
+        repo,
+        SaverOptions {
+            dry_run: opts.dry_run,
+            ..opts.saver
+        },
+    )?;
+    Ok((saver, Chunker::new(repo.key().gear_table(), repo.config().chunker)))
 }
 
 /// Finds the parent snapshot and its root tree.
@@ -178,14 +186,7 @@ pub fn backup_paths(
         .collect();
     let hostname = opts.hostname.clone().unwrap_or_else(crate::repo::hostname);
     let (parent_id, parent_root) = parent(repo, &opts.parent, &hostname, &roots)?;
-    let saver = BlobSaver::new(
-        repo,
-        SaverOptions {
-            dry_run: opts.dry_run,
-            ..opts.saver
-        },
-    )?;
-    let chunker = chunker(repo);
+    let (saver, chunker) = writers(repo, opts)?;
     let mut archiver = Archiver::new(repo, &saver, &chunker, progress, parent_root);
     archiver.force = opts.force;
     if opts.readers > 0 {
@@ -215,14 +216,7 @@ fn stage_reader<R: std::io::Read>(
     crate::format::tree::check_name(filename.as_bytes())
         .map_err(|_| BackupError::InvalidOption(format!("--stdin-filename {filename:?} is not a valid file name")))?;
     let start = now_ns();
-    let saver = BlobSaver::new(
-        repo,
-        SaverOptions {
-            dry_run: opts.dry_run,
-            ..opts.saver
-        },
-    )?;
-    let chunker = chunker(repo);
+    let (saver, chunker) = writers(repo, opts)?;
     let mut content: Vec<Content> = Vec::new();
     let buffers = file::ReadBuffers::new(1);
     let ctx = file::ReadContext {
