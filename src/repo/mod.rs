@@ -83,6 +83,7 @@ pub fn now_ns() -> i64 {
 fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(8)
         .thread_name("cairn-io")
         .enable_all()
         .build()
