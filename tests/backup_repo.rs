@@ -8,27 +8,16 @@ use std::sync::Arc;
 
 use cairn::backup::progress::{Message, Progress};
 use cairn::backup::{backup_command, backup_paths, backup_reader, BackupError, BackupOptions};
-use cairn::format::config::ChunkerParams;
-use cairn::format::keyfile::KdfParams;
 use cairn::format::tree::{Content, NodeKind, Tree};
 use cairn::format::BlobKind;
-use cairn::repo::{IndexedRepository, InitOptions, Repository};
+use cairn::repo::{IndexedRepository, Repository};
 use cairn::storage::memory::MemoryStorage;
 use cairn::storage::{DynStorage, FileKind};
 use cli_support::pseudo_random;
 
 fn small_repo() -> (DynStorage, Repository) {
     let storage: DynStorage = Arc::new(MemoryStorage::new());
-    let opts = InitOptions {
-        kdf: KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        chunker: ChunkerParams::from_avg(16 << 10).unwrap(),
-        pack_size: 1 << 20,
-        ..InitOptions::default()
-    };
+    let opts = cli_support::small_repo_options();
     let repo = Repository::init(storage.clone(), b"pw", opts).unwrap();
     (storage, repo)
 }
@@ -282,4 +271,52 @@ fn dry_run_stores_nothing() {
             "{kind} written in a dry run"
         );
     }
+}
+
+#[test]
+fn failed_pack_upload_fails_the_backup_without_a_snapshot() {
+    use cairn::storage::decorators::{FaultRule, FaultStorage, Operation};
+
+    let dir = tempfile::tempdir().unwrap();
+    // Several megabytes of incompressible data: many 1 MiB packs, so savers
+    // wait for pack buffers while the uploads fail.
+    for i in 0..4 {
+        fs::write(dir.path().join(format!("f{i}")), pseudo_random(2_000_000, 40 + i)).unwrap();
+    }
+    let fault = Arc::new(FaultStorage::new(MemoryStorage::new()));
+    let storage: DynStorage = fault.clone();
+    let repo = Repository::init(storage.clone(), b"pw", cli_support::small_repo_options()).unwrap();
+    fault.add_rule(FaultRule::on(Operation::Put).kind(FileKind::Pack).after(2).permanent());
+    let indexed = repo.clone().load_index().unwrap();
+    let err = backup_paths(
+        &indexed,
+        &[dir.path().to_path_buf()],
+        &BackupOptions::default(),
+        &Progress::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("upload failed"), "{err}");
+    assert!(
+        repo.block_on(storage.list(FileKind::Snapshot)).unwrap().is_empty(),
+        "no snapshot may reference data that was not stored"
+    );
+    // What was stored is still a readable repository.
+    let reopened = Repository::open(storage, b"pw").unwrap().load_index().unwrap();
+    assert!(reopened.list_snapshots().unwrap().is_empty());
+}
+
+#[test]
+fn invalid_stdin_filename_is_named() {
+    let (_s, repo) = small_repo();
+    let indexed = repo.load_index().unwrap();
+    let err = backup_reader(
+        &indexed,
+        &b"x"[..],
+        "a/b",
+        &BackupOptions::default(),
+        &Progress::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, BackupError::InvalidOption(_)), "{err}");
+    assert!(err.to_string().contains("\"a/b\""), "{err}");
 }

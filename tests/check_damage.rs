@@ -12,14 +12,12 @@ use assert_cmd::Command;
 use cairn::backup::progress::Progress;
 use cairn::backup::{backup_paths, BackupOptions};
 use cairn::check::{check, CheckOptions, CheckReport, ObjectType, ReadData, Severity};
-use cairn::format::config::ChunkerParams;
-use cairn::format::keyfile::KdfParams;
 use cairn::format::snapshot::{Snapshot, Summary};
 use cairn::format::tree::{Node, NodeKind, Tree};
 use cairn::format::BlobKind;
 use cairn::id::{BlobId, PackId, SnapshotId, TreeId};
 use cairn::repo::saver::{BlobSaver, SaverOptions};
-use cairn::repo::{IndexedRepository, InitOptions, Repository};
+use cairn::repo::{IndexedRepository, Repository};
 use cairn::storage::local::LocalStorage;
 use cairn::storage::{DynStorage, FileKind};
 use cli_support::pseudo_random;
@@ -40,16 +38,7 @@ fn storage(root: &Path) -> DynStorage {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("repo");
-    let opts = InitOptions {
-        kdf: KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        chunker: ChunkerParams::from_avg(16 << 10).unwrap(),
-        pack_size: 1 << 20,
-        ..InitOptions::default()
-    };
+    let opts = cli_support::small_repo_options();
     let repo = Repository::init(storage(&root), PASSWORD.as_bytes(), opts).unwrap();
     let src = dir.path().join("src");
     fs::create_dir_all(src.join("docs/deep")).unwrap();

@@ -55,34 +55,6 @@ struct Job {
     result: SyncSender<Result<FileContent, FileFailure>>,
 }
 
-/// Counts for the snapshot summary.
-#[derive(Debug, Default, Clone)]
-pub struct Counts {
-    pub files_new: u64,
-    pub files_changed: u64,
-    pub files_unchanged: u64,
-    pub dirs_new: u64,
-    pub dirs_changed: u64,
-    pub dirs_unchanged: u64,
-    pub errors: u64,
-    pub files: u64,
-    pub bytes: u64,
-}
-
-impl Counts {
-    pub fn fill(&self, s: &mut Summary) {
-        s.files_new = self.files_new;
-        s.files_changed = self.files_changed;
-        s.files_unchanged = self.files_unchanged;
-        s.dirs_new = self.dirs_new;
-        s.dirs_changed = self.dirs_changed;
-        s.dirs_unchanged = self.dirs_unchanged;
-        s.errors = self.errors;
-        s.total_files_processed = self.files;
-        s.total_bytes_processed = self.bytes;
-    }
-}
-
 /// Walks and stores one backup's file trees.
 pub struct Archiver<'a> {
     pub repo: &'a IndexedRepository,
@@ -95,7 +67,8 @@ pub struct Archiver<'a> {
     pub force: bool,
     /// Threads reading files.
     pub readers: usize,
-    pub counts: Counts,
+    /// What the walk found: the counting fields of the snapshot summary.
+    pub summary: Summary,
     owners: OwnerNames,
 }
 
@@ -115,7 +88,7 @@ impl<'a> Archiver<'a> {
             parent_root,
             force: false,
             readers: 4,
-            counts: Counts::default(),
+            summary: Summary::default(),
             owners: OwnerNames::new(),
         }
     }
@@ -189,7 +162,7 @@ impl<'a> Archiver<'a> {
                     }
                 }
                 WalkEvent::Error { path, error } => {
-                    self.counts.errors += 1;
+                    self.summary.errors += 1;
                     self.progress.report(Message::Error {
                         path,
                         error: error.to_string(),
@@ -239,7 +212,7 @@ impl<'a> Archiver<'a> {
         match node_from_metadata(entry.name.clone(), &entry.path, &entry.metadata, &mut self.owners) {
             Ok(node) => Some(node),
             Err(e) => {
-                self.counts.errors += 1;
+                self.summary.errors += 1;
                 self.progress.report(Message::Error {
                     path: entry.path.clone(),
                     error: e.to_string(),
@@ -300,7 +273,7 @@ impl<'a> Archiver<'a> {
         let parent = self.parent_node(stack, entry);
         if let Some(old) = parent.as_ref().filter(|old| !self.force && self.unchanged(old, &node)) {
             node.content = old.content.clone();
-            self.counts.files_unchanged += 1;
+            self.summary.files_unchanged += 1;
             self.count_file(&node);
             self.progress.add_bytes(node.size);
             return Ok(Pending::Ready(node));
@@ -322,8 +295,8 @@ impl<'a> Archiver<'a> {
     }
 
     fn count_file(&mut self, node: &Node) {
-        self.counts.files += 1;
-        self.counts.bytes += node.size;
+        self.summary.total_files_processed += 1;
+        self.summary.total_bytes_processed += node.size;
         self.progress.file_done();
     }
 
@@ -360,9 +333,9 @@ impl<'a> Archiver<'a> {
                             self.progress.report(Message::Changed { path });
                         }
                         if new {
-                            self.counts.files_new += 1;
+                            self.summary.files_new += 1;
                         } else {
-                            self.counts.files_changed += 1;
+                            self.summary.files_changed += 1;
                         }
                         node.content = fc.content;
                         node.size = fc.size;
@@ -370,7 +343,7 @@ impl<'a> Archiver<'a> {
                         Ok(Some(node))
                     }
                     Err(FileFailure::Unreadable(e)) => {
-                        self.counts.errors += 1;
+                        self.summary.errors += 1;
                         self.progress.report(Message::Error {
                             path,
                             error: e.to_string(),
@@ -392,9 +365,9 @@ impl<'a> Archiver<'a> {
         }
         let id = self.save_tree(nodes)?;
         match frame.parent_subtree {
-            None => self.counts.dirs_new += 1,
-            Some(old) if old == id => self.counts.dirs_unchanged += 1,
-            Some(_) => self.counts.dirs_changed += 1,
+            None => self.summary.dirs_new += 1,
+            Some(old) if old == id => self.summary.dirs_unchanged += 1,
+            Some(_) => self.summary.dirs_changed += 1,
         }
         self.progress.dir_done();
         let mut node = frame.node;

@@ -21,7 +21,7 @@ pub mod archiver;
 pub mod file;
 pub mod progress;
 
-use archiver::{Archiver, Counts};
+use archiver::Archiver;
 use progress::Progress;
 
 /// Errors that stop a backup. (Unreadable source entries do not: they are
@@ -151,17 +151,15 @@ fn commit(
     repo: &IndexedRepository,
     saver: BlobSaver,
     mut snapshot: Snapshot,
-    counts: &Counts,
     dry_run: bool,
 ) -> Result<BackupOutcome, BackupError> {
     let stats = saver.finish()?;
-    counts.fill(&mut snapshot.summary);
     snapshot.summary.data_blobs = stats.data_blobs;
     snapshot.summary.tree_blobs = stats.tree_blobs;
     snapshot.summary.data_added = stats.data_added;
     snapshot.summary.data_added_packed = stats.data_added_packed;
     snapshot.summary.backup_end_ns = now_ns();
-    snapshot.partial = counts.errors > 0;
+    snapshot.partial = snapshot.summary.errors > 0;
     let id = if dry_run {
         None
     } else {
@@ -193,17 +191,19 @@ pub fn backup_paths(
         archiver.readers = opts.readers;
     }
     let tree = archiver.run(walker)?;
-    let counts = archiver.counts.clone();
     let mut snapshot = new_snapshot(opts, tree, roots, start);
     snapshot.parent = parent_id;
-    commit(repo, saver, snapshot, &counts, opts.dry_run)
+    snapshot.summary = Summary {
+        backup_start_ns: start,
+        ..archiver.summary
+    };
+    commit(repo, saver, snapshot, opts.dry_run)
 }
 
 /// A stream read and saved, its snapshot not yet written.
 struct Staged {
     saver: BlobSaver,
     snapshot: Snapshot,
-    counts: Counts,
 }
 
 fn stage_reader<R: std::io::Read>(
@@ -243,23 +243,16 @@ fn stage_reader<R: std::io::Read>(
     let tree = Tree { nodes: vec![node] };
     let saved = saver.save(BlobKind::Tree, &tree.encode())?;
     progress.file_done();
-    let counts = Counts {
-        files_new: 1,
-        files: 1,
-        bytes: read,
-        ..Counts::default()
-    };
-    let snapshot = new_snapshot(
+    let mut snapshot = new_snapshot(
         opts,
         TreeId::from_bytes(saved.id.0),
         vec![format!("/{filename}")],
         start,
     );
-    Ok(Staged {
-        saver,
-        snapshot,
-        counts,
-    })
+    snapshot.summary.files_new = 1;
+    snapshot.summary.total_files_processed = 1;
+    snapshot.summary.total_bytes_processed = read;
+    Ok(Staged { saver, snapshot })
 }
 
 /// Backs up one stream (such as standard input) as a single file named
@@ -272,7 +265,7 @@ pub fn backup_reader<R: std::io::Read>(
     progress: &Progress,
 ) -> Result<BackupOutcome, BackupError> {
     let staged = stage_reader(repo, reader, filename, opts, progress)?;
-    commit(repo, staged.saver, staged.snapshot, &staged.counts, opts.dry_run)
+    commit(repo, staged.saver, staged.snapshot, opts.dry_run)
 }
 
 /// Runs `command` and backs up its standard output. A command that cannot
@@ -305,5 +298,5 @@ pub fn backup_command(
         staged.saver.finish()?;
         return Err(fail(status.to_string()));
     }
-    commit(repo, staged.saver, staged.snapshot, &staged.counts, opts.dry_run)
+    commit(repo, staged.saver, staged.snapshot, opts.dry_run)
 }

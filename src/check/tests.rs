@@ -7,24 +7,12 @@ use bytes::Bytes;
 use super::*;
 use crate::backup::progress::Progress;
 use crate::backup::{backup_paths, BackupOptions};
-use crate::format::config::ChunkerParams;
-use crate::format::keyfile::KdfParams;
-use crate::repo::InitOptions;
 use crate::storage::memory::MemoryStorage;
 use crate::storage::{DynStorage, FileKind};
 
 fn repo_with_backup() -> (DynStorage, Repository) {
     let storage: DynStorage = Arc::new(MemoryStorage::new());
-    let opts = InitOptions {
-        kdf: KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        chunker: ChunkerParams::from_avg(16 << 10).unwrap(),
-        pack_size: 1 << 20,
-        ..InitOptions::default()
-    };
+    let opts = crate::repo::test_options();
     let repo = Repository::init(storage.clone(), b"pw", opts).unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("a/b")).unwrap();

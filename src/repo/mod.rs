@@ -55,6 +55,22 @@ impl Default for InitOptions {
     }
 }
 
+/// Repository options for fast unit tests: cheap Argon2id, 16 KiB chunks,
+/// 1 MiB packs.
+#[cfg(test)]
+pub(crate) fn test_options() -> InitOptions {
+    InitOptions {
+        kdf: KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        chunker: ChunkerParams::from_avg(16 << 10).unwrap_or_default(),
+        pack_size: 1 << 20,
+        ..InitOptions::default()
+    }
+}
+
 /// Who is running: recorded in keys, snapshots and locks.
 pub fn hostname() -> String {
     nix::unistd::gethostname()

@@ -47,6 +47,16 @@ pub fn small_kdf() -> cairn::format::keyfile::KdfParams {
     }
 }
 
+/// Repository options for fast tests: cheap Argon2id, 16 KiB chunks, 1 MiB packs.
+pub fn small_repo_options() -> cairn::repo::InitOptions {
+    cairn::repo::InitOptions {
+        kdf: small_kdf(),
+        chunker: cairn::format::config::ChunkerParams::from_avg(16 << 10).unwrap(),
+        pack_size: 1 << 20,
+        ..cairn::repo::InitOptions::default()
+    }
+}
+
 /// Deterministic pseudo-random bytes (xorshift).
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use crate::format::keyfile::KdfParams;
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::{Content, Node, NodeKind, Tree};
 use crate::format::BlobKind;
@@ -67,12 +66,9 @@ impl Fixture {
     pub fn new() -> Self {
         let store = Arc::new(MemoryStorage::new());
         let opts = InitOptions {
-            kdf: KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..Default::default()
+            chunker: InitOptions::default().chunker,
+            pack_size: crate::repo::DEFAULT_PACK_SIZE,
+            ..crate::repo::test_options()
         };
         let repo = Repository::init(store.clone(), b"secret", opts)
             .unwrap()
