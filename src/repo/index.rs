@@ -95,6 +95,14 @@ impl Index {
         })
     }
 
+    /// A dense ordinal of the blob in `0..len()`, stable while this index
+    /// lives: callers keep per-blob flags (such as prune's reachability
+    /// bitmap) in a vector indexed by it instead of a set of ids.
+    pub fn position(&self, kind: BlobKind, id: &BlobId) -> Option<usize> {
+        let i = self.entries.partition_point(|e| (e.id, e.kind) < (*id, kind));
+        self.entries.get(i).filter(|e| e.id == *id && e.kind == kind).map(|_| i)
+    }
+
     pub fn contains(&self, kind: BlobKind, id: &BlobId) -> bool {
         self.find(kind, id).is_some()
     }
