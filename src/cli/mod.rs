@@ -25,6 +25,7 @@ pub mod cmd_diff;
 pub mod cmd_init;
 pub mod cmd_key;
 pub mod cmd_ls;
+pub mod cmd_prune;
 pub mod cmd_restore;
 pub mod cmd_snapshots;
 pub mod cmd_stats;
@@ -93,6 +94,8 @@ pub enum Command {
     /// Manage passwords (key files).
     #[command(subcommand)]
     Key(cmd_key::KeyCommand),
+    /// Remove data that no snapshot needs (in two phases, safe beside backups).
+    Prune(cmd_prune::Args),
 }
 
 /// What a command needs from the outside world.
@@ -161,5 +164,6 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Stats(args) => cmd_stats::run(&ctx, &args),
         Command::Check(args) => cmd_check::run(&ctx, &args),
         Command::Key(cmd) => cmd_key::run(&ctx, &cmd),
+        Command::Prune(args) => cmd_prune::run(&ctx, &args),
     }
 }

@@ -38,6 +38,7 @@ pub struct Index {
     entries: Vec<Entry>,
     files: Vec<IndexId>,
     marked: Vec<MarkedPack>,
+    marked_packs: std::collections::HashSet<PackId>,
     duplicates: u64,
 }
 
@@ -70,9 +71,16 @@ impl Index {
                 }
             }
         }
-        index
-            .entries
-            .sort_unstable_by(|a, b| a.id.cmp(&b.id).then(a.kind.cmp(&b.kind)));
+        // Of several copies of a blob the index keeps one, preferring a
+        // pack that is not marked for deletion.
+        let marked: std::collections::HashSet<PackId> = index.marked.iter().map(|m| m.id).collect();
+        let pack_marked: Vec<bool> = index.packs.iter().map(|p| marked.contains(p)).collect();
+        index.entries.sort_unstable_by(|a, b| {
+            a.id.cmp(&b.id)
+                .then(a.kind.cmp(&b.kind))
+                .then(pack_marked[a.pack as usize].cmp(&pack_marked[b.pack as usize]))
+        });
+        index.marked_packs = marked;
         let before = index.entries.len();
         index.entries.dedup_by(|a, b| a.id == b.id && a.kind == b.kind);
         index.duplicates = (before - index.entries.len()) as u64;
@@ -129,6 +137,11 @@ impl Index {
     /// Packs marked for deletion.
     pub fn marked(&self) -> &[MarkedPack] {
         &self.marked
+    }
+
+    /// Whether prune marked `pack` for deletion.
+    pub fn is_marked(&self, pack: &PackId) -> bool {
+        self.marked_packs.contains(pack)
     }
 
     /// Blob entries listed more than once (in several packs or files).
@@ -274,8 +287,13 @@ impl IndexedRepository {
     }
 
     /// Blob ids already stored (for a saver's dedup set).
+    /// A blob whose only copy is in a pack marked for deletion counts as
+    /// unknown: it is stored again rather than used from a pack that a
+    /// later prune may delete.
     pub fn known(&self, kind: BlobKind, id: &BlobId) -> bool {
-        self.index.contains(kind, id)
+        self.index
+            .get(kind, id)
+            .is_some_and(|loc| !self.index.is_marked(&loc.pack))
     }
 }
 

@@ -39,6 +39,10 @@ pub struct SaverOptions {
     pub open_packs: usize,
     /// Do all the work but store nothing.
     pub dry_run: bool,
+    /// Store blobs even when the index already lists them (prune's repack:
+    /// the listed copies are about to go). Blobs are still stored once per
+    /// saver.
+    pub rewrite_known: bool,
 }
 
 impl Default for SaverOptions {
@@ -47,6 +51,7 @@ impl Default for SaverOptions {
             connections: 2,
             open_packs: 2,
             dry_run: false,
+            rewrite_known: false,
         }
     }
 }
@@ -110,6 +115,7 @@ pub struct BlobSaver {
     failure: Arc<Mutex<Option<String>>>,
     counters: Counters,
     pack_size: usize,
+    rewrite_known: bool,
 }
 
 thread_local! {
@@ -154,6 +160,7 @@ impl BlobSaver {
             failure,
             counters: Counters::default(),
             pack_size,
+            rewrite_known: opts.rewrite_known,
         })
     }
 
@@ -172,7 +179,7 @@ impl BlobSaver {
     /// Stores a blob unless the repository already has it.
     pub fn save(&self, kind: BlobKind, plaintext: &[u8]) -> Result<Saved> {
         let id = BlobId(self.repo.key().blob_id(plaintext));
-        if self.repo.known(kind, &id) || !lock(&self.state).reserved.insert((kind, id)) {
+        if (!self.rewrite_known && self.repo.known(kind, &id)) || !lock(&self.state).reserved.insert((kind, id)) {
             return Ok(Saved { id, new: false });
         }
         let full = SCRATCH.with(|cell| -> Result<Option<(Packer, bool)>> {
