@@ -10,6 +10,7 @@
 //! - [`source`]: what a backup reads (local trees, stdin)
 //! - [`backup`], [`restore`]: the archiver and the restorer
 //! - [`check`]: structural and data verification
+//! - [`forget`]: retention policies and removing snapshots
 //! - [`cli`]: argument parsing and output
 
 pub mod backup;
@@ -17,6 +18,7 @@ pub mod check;
 pub mod chunker;
 pub mod cli;
 pub mod crypto;
+pub mod forget;
 pub mod format;
 pub mod id;
 pub mod repo;
