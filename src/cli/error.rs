@@ -1,6 +1,7 @@
 //! Errors of the command line, each with its exit code.
 
 use crate::backup::BackupError;
+use crate::forget::ForgetError;
 use crate::repo::RepoError;
 use crate::restore::RestoreError;
 
@@ -29,6 +30,8 @@ pub enum CliError {
     Backup(#[from] BackupError),
     #[error(transparent)]
     Restore(#[from] RestoreError),
+    #[error(transparent)]
+    Forget(#[from] ForgetError),
     #[error("{0}")]
     Other(String),
     #[error("writing output: {0}")]
@@ -43,6 +46,8 @@ impl CliError {
             Self::Repo(e) => e.exit_code(),
             Self::Backup(BackupError::Repo(e)) => e.exit_code(),
             Self::Restore(e) => e.exit_code(),
+            Self::Forget(e) if e.is_usage() => exit::USAGE,
+            Self::Forget(ForgetError::Repo(e)) => e.exit_code(),
             _ => exit::ERROR,
         }
     }
