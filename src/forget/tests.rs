@@ -662,3 +662,97 @@ fn policy_describes_itself() {
          snapshots tagged a,b, snapshots within 2d of the newest"
     );
 }
+
+mod properties {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Up to 40 snapshots at whole minutes from 2023, spread over three
+    /// days, two months or three years (so periods hold several snapshots,
+    /// or few periods hold any).
+    fn snapshot_times() -> impl Strategy<Value = Vec<i64>> {
+        prop_oneof![Just(3 * 24 * 60), Just(60 * 24 * 60), Just(3 * 366 * 24 * 60)]
+            .prop_flat_map(|span: i64| proptest::collection::vec(0..span, 1..40))
+            .prop_map(|minutes| {
+                minutes
+                    .into_iter()
+                    .map(|m| at("2023-01-01 00:00") + m * 60_000_000_000)
+                    .collect()
+            })
+    }
+
+    fn infos(times: &[i64]) -> Vec<SnapshotInfo> {
+        times
+            .iter()
+            .enumerate()
+            .map(|(n, t)| SnapshotInfo {
+                id: id(n),
+                time_ns: *t,
+                hostname: "h".into(),
+                paths: vec![],
+                tags: vec![],
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn daily_keeps_the_newest_of_the_newest_days(times in snapshot_times(), n in 1i32..10, zone in -12i32..14) {
+            let list = infos(&times);
+            let policy = Policy { daily: n, ..Policy::default() };
+            let decisions = apply_policy(&list, &policy, &tz(zone), i64::MAX);
+            prop_assert_eq!(decisions.len(), list.len());
+            // The newest snapshot of each local day, newest day first.
+            let mut newest_per_day: BTreeMap<chrono::NaiveDate, (i64, SnapshotId)> = BTreeMap::new();
+            for s in &list {
+                let day = chrono::DateTime::from_timestamp_nanos(s.time_ns).with_timezone(&tz(zone)).date_naive();
+                let e = newest_per_day.entry(day).or_insert((s.time_ns, s.id));
+                if (s.time_ns, s.id) > *e {
+                    *e = (s.time_ns, s.id);
+                }
+            }
+            let mut want: Vec<SnapshotId> =
+                newest_per_day.values().rev().take(n as usize).map(|(_, id)| *id).collect();
+            if newest_per_day.len() < n as usize {
+                // Count left over: the oldest snapshot stays as well.
+                let oldest = decisions.last().map(|d| d.snapshot.id);
+                if let Some(oldest) = oldest {
+                    if !want.contains(&oldest) {
+                        want.push(oldest);
+                    }
+                }
+            }
+            let got: Vec<SnapshotId> = decisions.iter().filter(|d| d.keep).map(|d| d.snapshot.id).collect();
+            prop_assert_eq!(got, want);
+            for d in &decisions {
+                prop_assert_eq!(d.keep, !d.reasons.is_empty());
+            }
+        }
+
+        #[test]
+        fn rules_combine_as_a_union(times in snapshot_times(), last in 0i32..5, weekly in 0i32..5, within_days in 0u32..60) {
+            let list = infos(&times);
+            let single = |p: Policy| -> BTreeSet<SnapshotId> {
+                apply_policy(&list, &p, &tz(0), i64::MAX)
+                    .into_iter()
+                    .filter(|d| d.keep && !p.is_empty())
+                    .map(|d| d.snapshot.id)
+                    .collect()
+            };
+            let within = CalendarDuration::new(0, 0, within_days, 0);
+            let parts = [
+                Policy { last, ..Policy::default() },
+                Policy { weekly, ..Policy::default() },
+                Policy { within, ..Policy::default() },
+            ];
+            let union: BTreeSet<SnapshotId> = parts.iter().cloned().flat_map(single).collect();
+            let all = single(Policy { last, weekly, within, ..Policy::default() });
+            prop_assert_eq!(all, union);
+        }
+    }
+
+    use std::collections::BTreeSet;
+}
