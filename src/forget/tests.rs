@@ -664,7 +664,7 @@ fn policy_describes_itself() {
 }
 
 mod properties {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
 
     use proptest::prelude::*;
 
@@ -753,6 +753,4 @@ mod properties {
             prop_assert_eq!(all, union);
         }
     }
-
-    use std::collections::BTreeSet;
 }
