@@ -11,6 +11,7 @@
 //! - [`backup`], [`restore`]: the archiver and the restorer
 //! - [`check`]: structural and data verification
 //! - [`prune`]: removing what no snapshot needs
+//! - [`forget`]: retention policies and removing snapshots
 //! - [`cli`]: argument parsing and output
 
 pub mod backup;
@@ -18,6 +19,7 @@ pub mod check;
 pub mod chunker;
 pub mod cli;
 pub mod crypto;
+pub mod forget;
 pub mod format;
 pub mod id;
 pub mod prune;

@@ -2,6 +2,7 @@
 
 use crate::backup::BackupError;
 use crate::prune::PruneError;
+use crate::forget::ForgetError;
 use crate::repo::RepoError;
 use crate::restore::RestoreError;
 
@@ -32,6 +33,8 @@ pub enum CliError {
     Restore(#[from] RestoreError),
     #[error(transparent)]
     Prune(#[from] PruneError),
+    #[error(transparent)]
+    Forget(#[from] ForgetError),
     #[error("{0}")]
     Other(String),
     #[error("writing output: {0}")]
@@ -47,6 +50,8 @@ impl CliError {
             Self::Backup(BackupError::Repo(e)) => e.exit_code(),
             Self::Restore(e) => e.exit_code(),
             Self::Prune(PruneError::Repo(e)) => e.exit_code(),
+            Self::Forget(e) if e.is_usage() => exit::USAGE,
+            Self::Forget(ForgetError::Repo(e)) => e.exit_code(),
             _ => exit::ERROR,
         }
     }

@@ -22,6 +22,7 @@ pub mod cmd_backup;
 pub mod cmd_cat;
 pub mod cmd_check;
 pub mod cmd_diff;
+pub mod cmd_forget;
 pub mod cmd_init;
 pub mod cmd_key;
 pub mod cmd_ls;
@@ -91,6 +92,8 @@ pub enum Command {
     Stats(cmd_stats::Args),
     /// Check the repository's integrity.
     Check(cmd_check::Args),
+    /// Remove snapshots by id or by a retention policy (--keep-*).
+    Forget(cmd_forget::Args),
     /// Manage passwords (key files).
     #[command(subcommand)]
     Key(cmd_key::KeyCommand),
@@ -163,6 +166,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Diff(args) => cmd_diff::run(&ctx, &args),
         Command::Stats(args) => cmd_stats::run(&ctx, &args),
         Command::Check(args) => cmd_check::run(&ctx, &args),
+        Command::Forget(args) => cmd_forget::run(&ctx, &args),
         Command::Key(cmd) => cmd_key::run(&ctx, &cmd),
         Command::Prune(args) => cmd_prune::run(&ctx, &args),
     }
