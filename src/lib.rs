@@ -10,6 +10,7 @@
 //! - [`source`]: what a backup reads (local trees, stdin)
 //! - [`backup`], [`restore`]: the archiver and the restorer
 //! - [`check`]: structural and data verification
+//! - [`maintenance`]: copy between repositories, repair of index and snapshots
 //! - [`cli`]: argument parsing and output
 
 pub mod backup;
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod crypto;
 pub mod format;
 pub mod id;
+pub mod maintenance;
 pub mod repo;
 pub mod restore;
 pub mod source;

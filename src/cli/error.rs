@@ -1,6 +1,7 @@
 //! Errors of the command line, each with its exit code.
 
 use crate::backup::BackupError;
+use crate::maintenance::MaintenanceError;
 use crate::repo::RepoError;
 use crate::restore::RestoreError;
 
@@ -25,6 +26,10 @@ pub enum CliError {
     Usage(String),
     #[error(transparent)]
     Repo(#[from] RepoError),
+    #[error("source repository: {0}")]
+    FromRepo(RepoError),
+    #[error(transparent)]
+    Maintenance(#[from] MaintenanceError),
     #[error(transparent)]
     Backup(#[from] BackupError),
     #[error(transparent)]
@@ -40,7 +45,8 @@ impl CliError {
         match self {
             Self::NoRepository | Self::Usage(_) => exit::USAGE,
             Self::Password(_) => exit::ERROR,
-            Self::Repo(e) => e.exit_code(),
+            Self::Repo(e) | Self::FromRepo(e) => e.exit_code(),
+            Self::Maintenance(e) => e.exit_code(),
             Self::Backup(BackupError::Repo(e)) => e.exit_code(),
             Self::Restore(e) => e.exit_code(),
             _ => exit::ERROR,

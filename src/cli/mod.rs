@@ -15,16 +15,19 @@ use crate::storage::local::LocalStorage;
 use crate::storage::DynStorage;
 
 pub mod error;
+pub mod from_repo;
 pub mod output;
 pub mod progress;
 
 pub mod cmd_backup;
 pub mod cmd_cat;
 pub mod cmd_check;
+pub mod cmd_copy;
 pub mod cmd_diff;
 pub mod cmd_init;
 pub mod cmd_key;
 pub mod cmd_ls;
+pub mod cmd_repair;
 pub mod cmd_restore;
 pub mod cmd_snapshots;
 pub mod cmd_stats;
@@ -93,6 +96,11 @@ pub enum Command {
     /// Manage passwords (key files).
     #[command(subcommand)]
     Key(cmd_key::KeyCommand),
+    /// Copy snapshots from another repository (--from-repo) into this one.
+    Copy(cmd_copy::Args),
+    /// Rebuild the index from pack headers, or rewrite snapshots whose data is lost.
+    #[command(subcommand)]
+    Repair(cmd_repair::RepairCommand),
 }
 
 /// What a command needs from the outside world.
@@ -161,5 +169,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Stats(args) => cmd_stats::run(&ctx, &args),
         Command::Check(args) => cmd_check::run(&ctx, &args),
         Command::Key(cmd) => cmd_key::run(&ctx, &cmd),
+        Command::Copy(args) => cmd_copy::run(&ctx, &args),
+        Command::Repair(cmd) => cmd_repair::run(&ctx, &cmd),
     }
 }
