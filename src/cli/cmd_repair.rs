@@ -62,10 +62,17 @@ fn run_index(ctx: &Context, args: &IndexArgs) -> Result<i32, CliError> {
     };
     let outcome = repair_index::repair_index(&repo, &opts)?;
     if ctx.global.json {
-        let mut value = serde_json::to_value(&outcome).map_err(|e| CliError::Other(e.to_string()))?;
-        value["message_type"] = json!("summary");
-        value["dry_run"] = json!(args.dry_run);
-        output::print_json(&value)?;
+        output::print_json(&json!({
+            "message_type": "summary",
+            "dry_run": args.dry_run,
+            "packs": outcome.packs,
+            "packs_indexed": outcome.packs_indexed,
+            "blobs": outcome.blobs,
+            "bytes_read": outcome.bytes_read,
+            "problems": outcome.problems,
+            "written": outcome.written.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
+            "deleted": outcome.deleted,
+        }))?;
         return Ok(0);
     }
     // Problems are printed even with --quiet: they are what needs attention.
@@ -110,9 +117,13 @@ fn run_snapshots(ctx: &Context, args: &SnapshotsArgs) -> Result<i32, CliError> {
     let repaired = results.iter().filter(|r| !r.dropped.is_empty()).count();
     if ctx.global.json {
         for r in &results {
-            let mut value = serde_json::to_value(r).map_err(|e| CliError::Other(e.to_string()))?;
-            value["message_type"] = json!("snapshot");
-            output::print_json(&value)?;
+            output::print_json(&json!({
+                "message_type": "snapshot",
+                "snapshot": r.snapshot.to_hex(),
+                "dropped": r.dropped,
+                "new_snapshot": r.new_snapshot.map(|id| id.to_hex()),
+                "forgotten": r.forgotten,
+            }))?;
         }
         output::print_json(&json!({
             "message_type": "summary",

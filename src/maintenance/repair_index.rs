@@ -58,7 +58,7 @@ pub struct PackProblem {
 }
 
 /// What a repair of the index did.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct RepairIndexOutcome {
     /// Packs in storage.
     pub packs: u64,

@@ -50,7 +50,7 @@ pub struct Dropped {
 }
 
 /// What happened to one snapshot.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct SnapshotRepair {
     pub snapshot: SnapshotId,
     /// Empty when the snapshot needed no repair.
