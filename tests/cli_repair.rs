@@ -312,3 +312,42 @@ fn repair_snapshots_empties_a_directory_whose_tree_is_lost() {
     // The emptied directory keeps its own metadata.
     cli_support::assert_same_tree(&want, &got);
 }
+
+#[test]
+fn repair_snapshots_with_read_data_drops_a_file_whose_blob_is_corrupt() {
+    let fx = fixture();
+    let repo = indexed(&fx.repo);
+    let all = snapshot_files(&repo);
+    let victim = fx.src.join("sub/small0.bin");
+    let blobs = &all[&victim];
+    assert_eq!(blobs.len(), 1);
+    let loc = repo.index().get(BlobKind::Data, &blobs[0]).unwrap();
+    drop(repo);
+    let path = pack_path(&fx.repo, &loc.pack);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[(loc.offset + loc.length / 2) as usize] ^= 1;
+    fs::remove_file(&path).unwrap();
+    fs::write(&path, &bytes).unwrap();
+
+    // The index still lists the blob: only reading it finds the damage.
+    let out = succeeds(cairn(&fx.repo).args(["repair", "snapshots"]));
+    assert!(out.contains("nothing to repair"), "{out}");
+    assert_eq!(snapshot_ids(&fx.repo, PASSWORD).len(), 1);
+
+    let out = succeeds(cairn(&fx.repo).args(["repair", "snapshots", "--read-data"]));
+    let dropped: Vec<_> = out.lines().filter(|l| l.contains("dropped")).collect();
+    assert_eq!(dropped.len(), 1, "{out}");
+    assert!(dropped[0].contains(&format!("dropped {}:", victim.display())), "{out}");
+    assert!(dropped[0].contains(&blobs[0].to_hex()), "{out}");
+    let new_id = snapshots_json(&fx.repo, PASSWORD)
+        .into_iter()
+        .find(|s| s["partial"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut want = describe(&fx.src);
+    want.remove(Path::new("sub/small0.bin"));
+    let got = restore_described(&fx.repo, PASSWORD, &new_id, fx.dir.path(), &fx.src);
+    cli_support::assert_same_tree(&want, &got);
+}
