@@ -12,6 +12,7 @@
 //! - [`check`]: structural and data verification
 //! - [`prune`]: removing what no snapshot needs
 //! - [`forget`]: retention policies and removing snapshots
+//! - [`maintenance`]: copy between repositories, repair of index and snapshots
 //! - [`cli`]: argument parsing and output
 
 pub mod backup;
@@ -22,6 +23,7 @@ pub mod crypto;
 pub mod forget;
 pub mod format;
 pub mod id;
+pub mod maintenance;
 pub mod prune;
 pub mod repo;
 pub mod restore;

@@ -254,6 +254,7 @@ fn save_snapshot(repo: &Repository, tree: TreeId) -> SnapshotId {
         gid: 0,
         tags: vec![],
         parent: None,
+        original: None,
         excludes: vec![],
         program_version: "cairn test".into(),
         partial: false,

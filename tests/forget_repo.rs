@@ -31,6 +31,7 @@ fn snapshot(time_ns: i64, host: &str) -> Snapshot {
         gid: 0,
         tags: vec![],
         parent: None,
+        original: None,
         excludes: vec![],
         program_version: "test".into(),
         partial: false,

@@ -263,6 +263,7 @@ fn build() -> Built {
         gid: 0,
         tags: vec!["daily".into()],
         parent: Some(SnapshotId([0x33; 32])),
+        original: Some(SnapshotId([0x44; 32])),
         excludes: vec!["*.tmp".into()],
         program_version: "cairn 0.1.0".into(),
         partial: false,

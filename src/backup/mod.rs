@@ -136,6 +136,7 @@ fn new_snapshot(opts: &BackupOptions, tree: TreeId, paths: Vec<String>, start: i
         gid: nix::unistd::getgid().as_raw(),
         tags: opts.tags.clone(),
         parent: None,
+        original: None,
         excludes: opts.excludes.clone(),
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         partial: false,

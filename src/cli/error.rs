@@ -1,8 +1,9 @@
 //! Errors of the command line, each with its exit code.
 
 use crate::backup::BackupError;
-use crate::prune::PruneError;
 use crate::forget::ForgetError;
+use crate::maintenance::MaintenanceError;
+use crate::prune::PruneError;
 use crate::repo::RepoError;
 use crate::restore::RestoreError;
 
@@ -27,6 +28,10 @@ pub enum CliError {
     Usage(String),
     #[error(transparent)]
     Repo(#[from] RepoError),
+    #[error("source repository: {0}")]
+    FromRepo(RepoError),
+    #[error(transparent)]
+    Maintenance(#[from] MaintenanceError),
     #[error(transparent)]
     Backup(#[from] BackupError),
     #[error(transparent)]
@@ -46,7 +51,8 @@ impl CliError {
         match self {
             Self::NoRepository | Self::Usage(_) => exit::USAGE,
             Self::Password(_) => exit::ERROR,
-            Self::Repo(e) => e.exit_code(),
+            Self::Repo(e) | Self::FromRepo(e) => e.exit_code(),
+            Self::Maintenance(e) => e.exit_code(),
             Self::Backup(BackupError::Repo(e)) => e.exit_code(),
             Self::Restore(e) => e.exit_code(),
             Self::Prune(PruneError::Repo(e)) => e.exit_code(),

@@ -15,18 +15,21 @@ use crate::storage::local::LocalStorage;
 use crate::storage::DynStorage;
 
 pub mod error;
+pub mod from_repo;
 pub mod output;
 pub mod progress;
 
 pub mod cmd_backup;
 pub mod cmd_cat;
 pub mod cmd_check;
+pub mod cmd_copy;
 pub mod cmd_diff;
 pub mod cmd_forget;
 pub mod cmd_init;
 pub mod cmd_key;
 pub mod cmd_ls;
 pub mod cmd_prune;
+pub mod cmd_repair;
 pub mod cmd_restore;
 pub mod cmd_snapshots;
 pub mod cmd_stats;
@@ -99,6 +102,11 @@ pub enum Command {
     Key(cmd_key::KeyCommand),
     /// Remove data that no snapshot needs (in two phases, safe beside backups).
     Prune(cmd_prune::Args),
+    /// Copy snapshots from another repository (--from-repo) into this one.
+    Copy(cmd_copy::Args),
+    /// Rebuild the index from pack headers, or rewrite snapshots whose data is lost.
+    #[command(subcommand)]
+    Repair(cmd_repair::RepairCommand),
 }
 
 /// What a command needs from the outside world.
@@ -169,5 +177,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Forget(args) => cmd_forget::run(&ctx, &args),
         Command::Key(cmd) => cmd_key::run(&ctx, &cmd),
         Command::Prune(args) => cmd_prune::run(&ctx, &args),
+        Command::Copy(args) => cmd_copy::run(&ctx, &args),
+        Command::Repair(cmd) => cmd_repair::run(&ctx, &cmd),
     }
 }

@@ -188,13 +188,14 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
             any::<u32>(),
             vec(".{0,6}", 0..3),
             proptest::option::of(id32()),
+            proptest::option::of(id32()),
         ),
         (vec(".{0,6}", 0..3), ".{0,8}", any::<bool>(), summary()),
     )
         .prop_map(
             |(
                 (time_ns, tree, paths, hostname, username),
-                (uid, gid, tags, parent),
+                (uid, gid, tags, parent, original),
                 (excludes, pv, partial, summary),
             )| {
                 Snapshot {
@@ -207,6 +208,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
                     gid,
                     tags,
                     parent: parent.map(SnapshotId),
+                    original: original.map(SnapshotId),
                     excludes,
                     program_version: pv,
                     partial,

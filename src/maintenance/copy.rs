@@ -1,0 +1,303 @@
+//! `copy`: snapshots from one repository into another.
+//!
+//! A source snapshot is skipped when the destination already holds a copy of
+//! it: a snapshot with the same time, host, user, paths and tags that
+//! descends from the same original (format spec §11). Everything else is
+//! copied blob by blob through the destination's [`BlobSaver`], so packs and
+//! index files are written the normal way, and the snapshots are written
+//! only after the saver has made all of it durable.
+//!
+//! When both repositories name blobs with the same id key (see `init
+//! --copy-chunker-params`), trees and data blobs keep their ids: a tree the
+//! destination already has is not walked, and a blob it already has is not
+//! read. Otherwise every blob is read and named anew with the destination's
+//! key, and every tree is rewritten with the new ids; translations are
+//! remembered for the run so that shared blobs and trees are read once.
+
+use std::collections::{HashMap, HashSet};
+
+use super::error::{MaintenanceError, Result};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Content, Tree};
+use crate::format::{BlobKind, FormatError};
+use crate::id::{BlobId, SnapshotId, TreeId};
+use crate::repo::saver::{BlobSaver, SaverOptions};
+use crate::repo::{IndexedRepository, RepoError};
+
+/// How to copy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CopyOptions {
+    /// Read and name everything but store nothing.
+    pub dry_run: bool,
+    pub saver: SaverOptions,
+}
+
+/// What happens to one source snapshot, in order.
+#[derive(Debug)]
+pub enum CopyEvent<'a> {
+    /// The destination already has a copy of it (`existing`).
+    Skipped {
+        source: SnapshotId,
+        snapshot: &'a Snapshot,
+        existing: SnapshotId,
+    },
+    /// Its trees and blobs are about to be copied.
+    Copying { source: SnapshotId, snapshot: &'a Snapshot },
+    /// Its copy was written (`copy` is `None` in a dry run).
+    Copied {
+        source: SnapshotId,
+        copy: Option<SnapshotId>,
+    },
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CopyStats {
+    pub snapshots_copied: u64,
+    pub snapshots_skipped: u64,
+    /// Blobs added to the destination.
+    pub data_blobs: u64,
+    pub tree_blobs: u64,
+    /// Plaintext bytes of the blobs added.
+    pub data_added: u64,
+    /// Stored (sealed) bytes of the blobs added.
+    pub data_added_packed: u64,
+    /// Whether blobs kept their ids (both repositories share the id key).
+    pub same_ids: bool,
+}
+
+/// The snapshot a snapshot descends from: its `original`, or itself.
+pub fn origin(id: &SnapshotId, snapshot: &Snapshot) -> SnapshotId {
+    snapshot.original.unwrap_or(*id)
+}
+
+/// Whether two snapshots with the same origin are copies of each other.
+pub fn similar(a: &Snapshot, b: &Snapshot) -> bool {
+    a.time_ns == b.time_ns
+        && a.hostname == b.hostname
+        && a.username == b.username
+        && a.paths == b.paths
+        && a.tags == b.tags
+}
+
+/// Copies `selected` snapshots of `src` into `dst`, skipping those the
+/// destination already has. Reports each snapshot through `progress`.
+pub fn copy(
+    src: &IndexedRepository,
+    dst: &IndexedRepository,
+    selected: Vec<(SnapshotId, Snapshot)>,
+    opts: &CopyOptions,
+    progress: &mut dyn FnMut(CopyEvent<'_>),
+) -> Result<CopyStats> {
+    if src.config().id == dst.config().id {
+        return Err(MaintenanceError::SameRepository(dst.storage().location()));
+    }
+    let mut by_origin: HashMap<SnapshotId, Vec<(SnapshotId, Snapshot)>> = HashMap::new();
+    for (id, s) in dst.list_snapshots()? {
+        by_origin.entry(origin(&id, &s)).or_default().push((id, s));
+    }
+    let same_ids = src.key().shares_id_key(dst.key());
+    let mut stats = CopyStats {
+        same_ids,
+        ..CopyStats::default()
+    };
+    let mut seen = HashSet::new();
+    let mut todo = Vec::new();
+    for (id, snapshot) in selected {
+        if !seen.insert(id) {
+            continue;
+        }
+        let existing = by_origin
+            .get(&origin(&id, &snapshot))
+            .and_then(|list| list.iter().find(|(_, d)| similar(d, &snapshot)));
+        match existing {
+            Some((existing, _)) => {
+                stats.snapshots_skipped += 1;
+                progress(CopyEvent::Skipped {
+                    source: id,
+                    snapshot: &snapshot,
+                    existing: *existing,
+                });
+            }
+            None => todo.push((id, snapshot)),
+        }
+    }
+    if todo.is_empty() {
+        return Ok(stats);
+    }
+    let saver = BlobSaver::new(
+        dst,
+        SaverOptions {
+            dry_run: opts.dry_run,
+            ..opts.saver
+        },
+    )?;
+    let mut copier = Copier {
+        src,
+        dst,
+        saver: &saver,
+        same_ids,
+        trees: HashMap::new(),
+        data: HashMap::new(),
+    };
+    let mut roots = Vec::with_capacity(todo.len());
+    for (id, snapshot) in &todo {
+        progress(CopyEvent::Copying { source: *id, snapshot });
+        let root = copier
+            .tree(snapshot.tree)
+            .map_err(|source| MaintenanceError::Snapshot {
+                snapshot: *id,
+                source: Box::new(source),
+            })?;
+        roots.push(root);
+    }
+    drop(copier);
+    // Every pack and index file is durable before any snapshot names them.
+    let saved = saver.finish()?;
+    stats.data_blobs = saved.data_blobs;
+    stats.tree_blobs = saved.tree_blobs;
+    stats.data_added = saved.data_added;
+    stats.data_added_packed = saved.data_added_packed;
+    for ((id, snapshot), root) in todo.into_iter().zip(roots) {
+        let copy = Snapshot {
+            tree: root,
+            // The parent names a snapshot of the source repository.
+            parent: None,
+            original: Some(origin(&id, &snapshot)),
+            ..snapshot
+        };
+        let written = if opts.dry_run {
+            None
+        } else {
+            Some(dst.save_snapshot(&copy)?)
+        };
+        stats.snapshots_copied += 1;
+        progress(CopyEvent::Copied {
+            source: id,
+            copy: written,
+        });
+    }
+    Ok(stats)
+}
+
+/// Copies trees and blobs for one run, remembering what it has done.
+struct Copier<'a> {
+    src: &'a IndexedRepository,
+    dst: &'a IndexedRepository,
+    saver: &'a BlobSaver,
+    same_ids: bool,
+    /// Source tree -> destination tree, for trees handled in this run.
+    trees: HashMap<TreeId, TreeId>,
+    /// Source data blob -> destination data blob, for blobs handled in this run.
+    data: HashMap<BlobId, BlobId>,
+}
+
+impl Copier<'_> {
+    /// Copies the tree `id` and everything below it; returns its id in the
+    /// destination.
+    fn tree(&mut self, id: TreeId) -> Result<TreeId, RepoError> {
+        if let Some(done) = self.trees.get(&id) {
+            return Ok(*done);
+        }
+        // With shared ids a tree the destination has is complete there.
+        if self.same_ids && self.dst.known(BlobKind::Tree, &BlobId::from(id)) {
+            self.trees.insert(id, id);
+            return Ok(id);
+        }
+        let blob = BlobId::from(id);
+        let plain = self.src.read_blob(BlobKind::Tree, &blob)?;
+        let mut tree = Tree::decode(&plain).map_err(|e: FormatError| RepoError::BadBlob {
+            kind: BlobKind::Tree,
+            id: blob,
+            pack: self
+                .src
+                .index()
+                .get(BlobKind::Tree, &blob)
+                .map(|l| l.pack)
+                .unwrap_or_default(),
+            reason: e.to_string(),
+        })?;
+        let mut changed = false;
+        for node in &mut tree.nodes {
+            for part in &mut node.content {
+                if let Content::Blob(b) = part {
+                    let new = self.data_blob(*b)?;
+                    changed |= new != *b;
+                    *b = new;
+                }
+            }
+            if let Some(sub) = node.subtree {
+                let new = self.tree(sub)?;
+                changed |= new != sub;
+                node.subtree = Some(new);
+            }
+        }
+        // Unchanged trees are stored byte for byte as read.
+        let saved = if changed {
+            self.saver.save(BlobKind::Tree, &tree.encode())?
+        } else {
+            self.saver.save(BlobKind::Tree, &plain)?
+        };
+        let new = TreeId(saved.id.0);
+        self.trees.insert(id, new);
+        Ok(new)
+    }
+
+    /// Copies one data blob unless the destination has it; returns its id
+    /// in the destination.
+    fn data_blob(&mut self, id: BlobId) -> Result<BlobId, RepoError> {
+        if let Some(done) = self.data.get(&id) {
+            return Ok(*done);
+        }
+        if self.same_ids && self.dst.known(BlobKind::Data, &id) {
+            // Not remembered: the index answers as fast as the map would.
+            return Ok(id);
+        }
+        let plain = self.src.read_blob(BlobKind::Data, &id)?;
+        let saved = self.saver.save(BlobKind::Data, &plain)?;
+        self.data.insert(id, saved.id);
+        Ok(saved.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::snapshot::Summary;
+
+    fn snap(time_ns: i64, tags: &[&str]) -> Snapshot {
+        Snapshot {
+            time_ns,
+            tree: TreeId::default(),
+            paths: vec!["/data".into()],
+            hostname: "h".into(),
+            username: "u".into(),
+            uid: 0,
+            gid: 0,
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            parent: None,
+            original: None,
+            excludes: vec![],
+            program_version: "t".into(),
+            partial: false,
+            summary: Summary::default(),
+        }
+    }
+
+    #[test]
+    fn origin_and_similarity_follow_copies() {
+        let id = SnapshotId([1; 32]);
+        let s = snap(5, &["a"]);
+        assert_eq!(origin(&id, &s), id);
+        let copy = Snapshot {
+            original: Some(id),
+            tree: TreeId([9; 32]),
+            parent: Some(SnapshotId([7; 32])),
+            ..s.clone()
+        };
+        assert_eq!(origin(&SnapshotId([2; 32]), &copy), id);
+        assert!(similar(&s, &copy));
+        assert!(!similar(&s, &snap(6, &["a"])));
+        assert!(!similar(&s, &snap(5, &["b"])));
+    }
+}
