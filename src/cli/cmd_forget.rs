@@ -62,6 +62,11 @@ pub struct Args {
     /// Show what would be removed; remove nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    /// Run prune afterwards (with the prune options below).
+    #[arg(long)]
+    pub prune: bool,
+    #[command(flatten)]
+    pub prune_args: super::cmd_prune::PruneArgs,
 }
 
 /// A `--keep-*` count: a number, or -1 / `unlimited` for no limit.
@@ -168,7 +173,8 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
         forget::apply(&repo, &plan, ctx.global.connections)?
     };
     if ctx.global.json {
-        return print_json(&plan, (!by_ids).then_some(&policy), args.dry_run);
+        print_json(&plan, (!by_ids).then_some(&policy), args.dry_run)?;
+        return prune_after(ctx, repo, args);
     }
     if human {
         output::line("")?;
@@ -181,7 +187,16 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
             output::line(format_args!("removed {}", snapshots(removed.len())))?;
         }
     }
-    Ok(0)
+    prune_after(ctx, repo, args)
+}
+
+/// `--prune`: prune the repository the snapshots were removed from.
+fn prune_after(ctx: &Context, repo: crate::repo::Repository, args: &Args) -> Result<i32, CliError> {
+    if !args.prune {
+        return Ok(0);
+    }
+    let repo = repo.load_index()?;
+    super::cmd_prune::run_on(ctx, &repo, &args.prune_args, args.dry_run)
 }
 
 fn snapshots(n: usize) -> String {
@@ -308,7 +323,7 @@ mod tests {
     fn parse(args: &[&str]) -> Args {
         let cli = crate::cli::Cli::try_parse_from(["cairn", "forget"].iter().chain(args)).unwrap();
         match cli.command {
-            crate::cli::Command::Forget(a) => a,
+            crate::cli::Command::Forget(a) => *a,
             _ => panic!("not a forget command"),
         }
     }

@@ -8,6 +8,16 @@ use crate::repo::IndexedRepository;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
+    #[command(flatten)]
+    pub prune: PruneArgs,
+    /// Show what would be done and change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+/// Prune's settings, shared with `forget --prune`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PruneArgs {
     /// Unused space to tolerate in kept packs: a share of the used data
     /// (`5%`), a size (`100M`) or `unlimited`; packs are repacked to get under it.
     #[arg(long, default_value = "5%", value_name = "LIMIT", value_parser = parse_max_unused)]
@@ -22,9 +32,6 @@ pub struct Args {
     /// deletes it (e.g. `12h`, `30m`, `2d`; `0` deletes on the next run).
     #[arg(long, default_value = "12h", value_name = "DURATION", value_parser = parse_grace)]
     pub grace: Duration,
-    /// Show what would be done and change nothing.
-    #[arg(long, short = 'n')]
-    pub dry_run: bool,
 }
 
 fn parse_max_unused(s: &str) -> Result<MaxUnused, String> {
@@ -83,17 +90,17 @@ pub fn parse_grace(s: &str) -> Result<Duration, String> {
 
 pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
     let repo = ctx.open_indexed()?;
-    run_on(ctx, &repo, args)
+    run_on(ctx, &repo, &args.prune, args.dry_run)
 }
 
 /// Prunes an opened repository (also used by `forget --prune`).
-pub fn run_on(ctx: &Context, repo: &IndexedRepository, args: &Args) -> Result<i32, CliError> {
+pub fn run_on(ctx: &Context, repo: &IndexedRepository, args: &PruneArgs, dry_run: bool) -> Result<i32, CliError> {
     let opts = PruneOptions {
         max_unused: args.max_unused,
         max_repack_bytes: args.max_repack_size,
         repack_small: !args.no_repack_small,
         grace: args.grace,
-        dry_run: args.dry_run,
+        dry_run,
         connections: ctx.global.connections.max(1),
     };
     if ctx.interactive {

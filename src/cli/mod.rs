@@ -96,7 +96,7 @@ pub enum Command {
     /// Check the repository's integrity.
     Check(cmd_check::Args),
     /// Remove snapshots by id or by a retention policy (--keep-*).
-    Forget(cmd_forget::Args),
+    Forget(Box<cmd_forget::Args>),
     /// Manage passwords (key files).
     #[command(subcommand)]
     Key(cmd_key::KeyCommand),

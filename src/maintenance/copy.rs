@@ -199,11 +199,9 @@ impl Copier<'_> {
         if let Some(done) = self.trees.get(&id) {
             return Ok(*done);
         }
-        // With shared ids a tree the destination has is complete there.
-        if self.same_ids && self.dst.known(BlobKind::Tree, &BlobId::from(id)) {
-            self.trees.insert(id, id);
-            return Ok(id);
-        }
+        // A tree the destination already has is walked all the same: an
+        // interrupted backup or copy may have indexed it before the data
+        // below it, so its presence proves nothing about its children.
         let blob = BlobId::from(id);
         let plain = self.src.read_blob(BlobKind::Tree, &blob)?;
         let mut tree = Tree::decode(&plain).map_err(|e: FormatError| RepoError::BadBlob {
