@@ -316,6 +316,19 @@ impl LockGuard {
         guard(&self.shared.held).lock.time_ns
     }
 
+    /// Whether `lock` (as read from `locks/`) is this guard's lock, in any of
+    /// its refreshed versions: for a holder that lists locks and must leave
+    /// its own out, such as prune looking for the oldest other live lock.
+    pub fn is_mine(&self, lock: &Lock) -> bool {
+        let held = guard(&self.shared.held);
+        let mine = &held.lock;
+        lock.time_ns == mine.time_ns
+            && lock.pid == mine.pid
+            && lock.kind == mine.kind
+            && lock.hostname == mine.hostname
+            && lock.username == mine.username
+    }
+
     /// Fails if the lock may no longer count: its file was removed by
     /// another process, or it has not been refreshed within its lifetime.
     /// Call before a step that relies on the lock, such as writing a snapshot.

@@ -27,7 +27,7 @@ pub mod snapshots;
 
 pub use error::{RepoError, Result};
 pub use index::{BlobLocation, Index, IndexedRepository};
-pub use lock::{LockGuard, LockKind, LockOptions};
+pub use lock::{LockGuard, LockKind, LockOptions, LockWatch};
 
 /// Default target size of a pack file.
 pub const DEFAULT_PACK_SIZE: u32 = 16 << 20;

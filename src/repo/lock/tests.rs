@@ -165,6 +165,13 @@ fn refresh_replaces_the_file_and_keeps_the_start_time() {
     assert_eq!(after.time_ns, before.time_ns);
     assert!(after.expires_ns > before.expires_ns);
     assert_eq!(after.kind, LockKind::Shared);
+    assert!(g.is_mine(after) && g.is_mine(&before));
+    assert!(!g.is_mine(&foreign(
+        LockKind::Shared,
+        &hostname(),
+        std::process::id(),
+        Duration::from_secs(9)
+    )));
     g.ensure_held().unwrap();
     drop(g);
     assert!(r.list_locks().unwrap().is_empty(), "drop removes the lock");
