@@ -231,3 +231,30 @@ fn backup_holds_a_shared_lock_while_it_runs_and_leaves_none_behind() {
     assert!(lock_files(&repo).is_empty(), "lock left after a failed backup");
     assert_eq!(snapshot_count(&repo), 1);
 }
+
+#[test]
+fn prune_runs_beside_a_shared_lock_but_not_beside_another_prune_and_forget_is_exclusive() {
+    let (_tmp, repo, src) = setup();
+    cairn(&repo).arg("backup").arg(&src).assert().success();
+    let holder = Holder::spawn();
+    let shared = plant_lock(&repo, LockKind::Shared, holder.pid());
+    cairn(&repo).arg("prune").assert().success();
+    let out = cairn(&repo).args(["forget", "--keep-last", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(11), "{}", String::from_utf8_lossy(&out.stderr));
+    // A dry run changes nothing and takes no lock.
+    cairn(&repo)
+        .args(["forget", "--keep-last", "1", "--dry-run"])
+        .assert()
+        .success();
+    let pruning = plant_lock(&repo, LockKind::Prune, holder.pid());
+    let out = cairn(&repo).arg("prune").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(11), "{stderr}");
+    assert!(
+        stderr.contains("prune lock") && stderr.contains(&pruning[..8]),
+        "{stderr}"
+    );
+    let mut left = vec![shared, pruning];
+    left.sort();
+    assert_eq!(lock_files(&repo), left);
+}

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::cmd_snapshots::{self, FilterArgs};
 use super::{output, CliError, Context};
 use crate::forget::{self, CalendarDuration, Decision, ForgetError, GroupBy, GroupPlan, Plan, Policy, SnapshotInfo};
+use crate::repo::LockKind;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -144,6 +145,12 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
         return Err(ForgetError::NoPolicy.into());
     }
     let repo = ctx.open()?;
+    // A dry run changes nothing and needs no lock.
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(repo.lock(LockKind::Exclusive, ctx.retry_lock())?)
+    };
     let filter = args.filter.filter();
     let plan = if by_ids {
         let list = cmd_snapshots::select(&repo, &args.ids, &filter)?;

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use super::{output, CliError, Context};
 use crate::prune::{self, MaxUnused, PruneOptions, PruneReport};
-use crate::repo::IndexedRepository;
+use crate::repo::lock::is_stale;
+use crate::repo::{IndexedRepository, LockKind, LockWatch};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -82,12 +83,38 @@ pub fn parse_grace(s: &str) -> Result<Duration, String> {
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
-    let repo = ctx.open_indexed()?;
-    run_on(ctx, &repo, args)
+    let repo = ctx.open()?;
+    let lock = repo.lock(LockKind::Prune, ctx.retry_lock())?;
+    // The start times of the other live locks: a backup that started before
+    // a pack's mark was visible holds off its deletion.
+    let now = crate::repo::now_ns();
+    let lock_times: Vec<i64> = repo
+        .list_locks()?
+        .into_iter()
+        .filter(|(_, l)| !lock.is_mine(l) && !is_stale(l, now))
+        .map(|(_, l)| l.time_ns)
+        .collect();
+    let repo = repo.load_index()?;
+    run_on(ctx, &repo, args, &lock_times, &Held(lock.watch()))
 }
 
-/// Prunes an opened repository (also used by `forget --prune`).
-pub fn run_on(ctx: &Context, repo: &IndexedRepository, args: &Args) -> Result<i32, CliError> {
+/// The prune lock, checked before each step that changes the repository.
+struct Held(LockWatch);
+
+impl prune::LockCheck for Held {
+    fn still_held(&self) -> Result<(), String> {
+        self.0.ensure_held().map_err(|e| e.to_string())
+    }
+}
+
+/// Prunes an opened repository under a lock held by the caller.
+pub fn run_on(
+    ctx: &Context,
+    repo: &IndexedRepository,
+    args: &Args,
+    lock_times: &[i64],
+    lock: &dyn prune::LockCheck,
+) -> Result<i32, CliError> {
     let opts = PruneOptions {
         max_unused: args.max_unused,
         max_repack_bytes: args.max_repack_size,
@@ -99,7 +126,7 @@ pub fn run_on(ctx: &Context, repo: &IndexedRepository, args: &Args) -> Result<i3
     if ctx.interactive {
         eprintln!("pruning {}", repo.storage().location());
     }
-    let report = prune::prune(repo, &opts, &[], crate::repo::now_ns(), &())?;
+    let report = prune::prune(repo, &opts, lock_times, crate::repo::now_ns(), lock)?;
     if ctx.global.json {
         output::print_json(&report)?;
     } else if !ctx.global.quiet {
