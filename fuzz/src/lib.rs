@@ -119,6 +119,10 @@ pub fn key_file(data: &[u8]) {
     let _ = KeyFile::decode(data);
 }
 
+/// Lock decoding; whatever decodes must survive an encode and decode.
 pub fn lock(data: &[u8]) {
-    let _ = Lock::decode(data);
+    if let Ok(lock) = Lock::decode(data) {
+        let again = Lock::decode(&lock.encode());
+        assert!(again.ok().as_ref() == Some(&lock), "lock does not round-trip: {lock:?}");
+    }
 }

@@ -8,6 +8,7 @@ use super::{output, CliError, Context};
 use crate::format::snapshot::Snapshot;
 use crate::maintenance::copy::{self, CopyEvent, CopyOptions};
 use crate::repo::saver::SaverOptions;
+use crate::repo::LockKind;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -27,6 +28,8 @@ pub struct Args {
 pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
     let src = args.from.open()?;
     let dst = ctx.open()?;
+    // Copying adds files to the destination; the source is only read.
+    let _lock = dst.lock(LockKind::Shared, ctx.retry_lock())?;
     let selected = select(&src, &args.ids, &args.filter.filter()).map_err(|e| match e {
         CliError::Repo(e) => from_error(e),
         other => other,

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::cmd_snapshots::{self, FilterArgs};
 use super::{output, CliError, Context};
 use crate::forget::{self, CalendarDuration, Decision, ForgetError, GroupBy, GroupPlan, Plan, Policy, SnapshotInfo};
+use crate::repo::LockKind;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -149,6 +150,12 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
         return Err(ForgetError::NoPolicy.into());
     }
     let repo = ctx.open()?;
+    // A dry run changes nothing and needs no lock.
+    let lock = if args.dry_run {
+        None
+    } else {
+        Some(repo.lock(LockKind::Exclusive, ctx.retry_lock())?)
+    };
     let filter = args.filter.filter();
     let plan = if by_ids {
         let list = cmd_snapshots::select(&repo, &args.ids, &filter)?;
@@ -174,7 +181,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
     };
     if ctx.global.json {
         print_json(&plan, (!by_ids).then_some(&policy), args.dry_run)?;
-        return prune_after(ctx, repo, args);
+        return prune_after(ctx, repo, lock, args);
     }
     if human {
         output::line("")?;
@@ -187,16 +194,33 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
             output::line(format_args!("removed {}", snapshots(removed.len())))?;
         }
     }
-    prune_after(ctx, repo, args)
+    prune_after(ctx, repo, lock, args)
 }
 
-/// `--prune`: prune the repository the snapshots were removed from.
-fn prune_after(ctx: &Context, repo: crate::repo::Repository, args: &Args) -> Result<i32, CliError> {
+/// `--prune`: prune the repository the snapshots were removed from, under
+/// forget's exclusive lock (a second lock would conflict with it).
+fn prune_after(
+    ctx: &Context,
+    repo: crate::repo::Repository,
+    lock: Option<crate::repo::LockGuard>,
+    args: &Args,
+) -> Result<i32, CliError> {
+    use super::cmd_prune::{other_lock_times, run_on, Held};
     if !args.prune {
         return Ok(0);
     }
-    let repo = repo.load_index()?;
-    super::cmd_prune::run_on(ctx, &repo, &args.prune_args, args.dry_run)
+    match lock {
+        Some(lock) => {
+            let times = other_lock_times(&repo, &lock)?;
+            let repo = repo.load_index()?;
+            run_on(ctx, &repo, &args.prune_args, args.dry_run, &times, &Held(lock.watch()))
+        }
+        // A dry run: nothing changes, so nothing needs holding.
+        None => {
+            let repo = repo.load_index()?;
+            run_on(ctx, &repo, &args.prune_args, true, &[], &())
+        }
+    }
 }
 
 fn snapshots(n: usize) -> String {

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use super::{output, CliError, Context};
 use crate::prune::{self, MaxUnused, PruneOptions, PruneReport};
-use crate::repo::IndexedRepository;
+use crate::repo::lock::is_stale;
+use crate::repo::{IndexedRepository, LockGuard, LockKind, LockWatch, Repository};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -89,12 +90,45 @@ pub fn parse_grace(s: &str) -> Result<Duration, String> {
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
-    let repo = ctx.open_indexed()?;
-    run_on(ctx, &repo, &args.prune, args.dry_run)
+    let repo = ctx.open()?;
+    let lock = repo.lock(LockKind::Prune, ctx.retry_lock())?;
+    let lock_times = other_lock_times(&repo, &lock)?;
+    let repo = repo.load_index()?;
+    run_on(ctx, &repo, &args.prune, args.dry_run, &lock_times, &Held(lock.watch()))
 }
 
-/// Prunes an opened repository (also used by `forget --prune`).
-pub fn run_on(ctx: &Context, repo: &IndexedRepository, args: &PruneArgs, dry_run: bool) -> Result<i32, CliError> {
+/// The start times of the other live locks: a backup that started before a
+/// pack's mark was visible holds off its deletion.
+pub fn other_lock_times(repo: &Repository, mine: &LockGuard) -> Result<Vec<i64>, CliError> {
+    let now = crate::repo::now_ns();
+    Ok(repo
+        .list_locks()?
+        .into_iter()
+        .filter(|(_, l)| !mine.is_mine(l) && !is_stale(l, now))
+        .map(|(_, l)| l.time_ns)
+        .collect())
+}
+
+/// A lock held by the caller, checked before each step that changes the
+/// repository.
+pub struct Held(pub LockWatch);
+
+impl prune::LockCheck for Held {
+    fn still_held(&self) -> Result<(), String> {
+        self.0.ensure_held().map_err(|e| e.to_string())
+    }
+}
+
+/// Prunes an opened repository under a lock held by the caller (also used
+/// by `forget --prune`, under forget's exclusive lock).
+pub fn run_on(
+    ctx: &Context,
+    repo: &IndexedRepository,
+    args: &PruneArgs,
+    dry_run: bool,
+    lock_times: &[i64],
+    lock: &dyn prune::LockCheck,
+) -> Result<i32, CliError> {
     let opts = PruneOptions {
         max_unused: args.max_unused,
         max_repack_bytes: args.max_repack_size,
@@ -106,7 +140,7 @@ pub fn run_on(ctx: &Context, repo: &IndexedRepository, args: &PruneArgs, dry_run
     if ctx.interactive {
         eprintln!("pruning {}", repo.storage().location());
     }
-    let report = prune::prune(repo, &opts, &[], crate::repo::now_ns(), &())?;
+    let report = prune::prune(repo, &opts, lock_times, crate::repo::now_ns(), lock)?;
     if ctx.global.json {
         output::print_json(&report)?;
     } else if !ctx.global.quiet {

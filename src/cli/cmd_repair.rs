@@ -8,6 +8,7 @@ use super::{output, CliError, Context};
 use crate::maintenance::repair_index::{self, RepairIndexOptions};
 use crate::maintenance::repair_snapshots::{self, RepairSnapshotsOptions};
 use crate::repo::saver::SaverOptions;
+use crate::repo::LockKind;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RepairCommand {
@@ -55,6 +56,7 @@ pub fn run(ctx: &Context, cmd: &RepairCommand) -> Result<i32, CliError> {
 
 fn run_index(ctx: &Context, args: &IndexArgs) -> Result<i32, CliError> {
     let repo = ctx.open()?;
+    let _lock = repo.lock(LockKind::Exclusive, ctx.retry_lock())?;
     let opts = RepairIndexOptions {
         connections: ctx.global.connections.max(1),
         read_all_packs: args.read_all_packs,
@@ -102,6 +104,12 @@ fn run_index(ctx: &Context, args: &IndexArgs) -> Result<i32, CliError> {
 
 fn run_snapshots(ctx: &Context, args: &SnapshotsArgs) -> Result<i32, CliError> {
     let repo = ctx.open()?;
+    // A dry run changes nothing and needs no lock.
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(repo.lock(LockKind::Exclusive, ctx.retry_lock())?)
+    };
     let selected = select(&repo, &args.ids, &args.filter.filter())?;
     let repo = repo.load_index()?;
     let opts = RepairSnapshotsOptions {

@@ -33,6 +33,7 @@ pub mod cmd_repair;
 pub mod cmd_restore;
 pub mod cmd_snapshots;
 pub mod cmd_stats;
+pub mod cmd_unlock;
 
 pub use error::CliError;
 
@@ -73,6 +74,10 @@ pub struct GlobalArgs {
     /// Concurrent storage operations.
     #[arg(long, global = true, default_value_t = 2, value_name = "N")]
     pub connections: usize,
+    /// Wait up to this long for a conflicting lock to go away (e.g. 30s, 5m,
+    /// 1h30m); 0 fails at once.
+    #[arg(long, global = true, default_value = "0", value_name = "DURATION", value_parser = cmd_unlock::parse_duration)]
+    pub retry_lock: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +112,8 @@ pub enum Command {
     /// Rebuild the index from pack headers, or rewrite snapshots whose data is lost.
     #[command(subcommand)]
     Repair(cmd_repair::RepairCommand),
+    /// Remove stale locks (`--remove-all`: every lock).
+    Unlock(cmd_unlock::Args),
 }
 
 /// What a command needs from the outside world.
@@ -138,6 +145,11 @@ impl Context {
         let storage = self.storage()?;
         let password = self.password("enter repository password: ")?;
         Ok(Repository::open(storage, password.as_bytes())?)
+    }
+
+    /// How long to wait for a conflicting lock (`--retry-lock`).
+    pub fn retry_lock(&self) -> std::time::Duration {
+        self.global.retry_lock
     }
 
     /// Opens the repository and loads its index.
@@ -179,5 +191,6 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Prune(args) => cmd_prune::run(&ctx, &args),
         Command::Copy(args) => cmd_copy::run(&ctx, &args),
         Command::Repair(cmd) => cmd_repair::run(&ctx, &cmd),
+        Command::Unlock(args) => cmd_unlock::run(&ctx, &args),
     }
 }
