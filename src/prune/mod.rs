@@ -62,7 +62,7 @@ pub struct PruneOptions {
     pub max_unused: MaxUnused,
     /// Most pack bytes to download for repacking (None: no limit).
     pub max_repack_bytes: Option<u64>,
-    /// Combine packs smaller than a quarter of the pack size.
+    /// Combine packs smaller than half the pack size.
     pub repack_small: bool,
     /// How long a pack stays marked before it may be deleted.
     pub grace: Duration,
@@ -144,10 +144,11 @@ pub fn prune(
         max_unused: opts.max_unused,
         max_repack_bytes: opts.max_repack_bytes,
         small_pack: if opts.repack_small {
-            u64::from(repo.config().pack_size) / 4
+            u64::from(repo.config().pack_size) / 2
         } else {
             0
         },
+        pack_size: u64::from(repo.config().pack_size),
         grace_ns: i64::try_from(opts.grace.as_nanos()).unwrap_or(i64::MAX),
         now_ns,
     };

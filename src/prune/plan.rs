@@ -65,8 +65,12 @@ pub struct PlanOptions {
     pub max_unused: MaxUnused,
     /// Most pack bytes to download for repacking.
     pub max_repack_bytes: Option<u64>,
-    /// Packs smaller than this are repacked together when there are two or more.
+    /// Packs smaller than this are combined, once those of a kind add up to
+    /// at least `pack_size` (so a run never rewrites the same few small
+    /// packs again and again).
     pub small_pack: u64,
+    /// The repository's target pack size.
+    pub pack_size: u64,
     /// How long a mark must stand before its pack may be deleted.
     pub grace_ns: i64,
     pub now_ns: i64,
@@ -203,7 +207,8 @@ fn choose_repacks(plan: &mut Plan, kept: &[&PackFacts], opts: &PlanOptions) {
             .iter()
             .filter(|p| p.kind == kind && p.size < opts.small_pack && !chosen.contains_key(&p.id))
             .collect();
-        if small.len() < 2 {
+        let total: u64 = small.iter().map(|p| p.size).sum();
+        if small.len() < 2 || total < opts.pack_size {
             continue;
         }
         for p in small {
@@ -259,6 +264,7 @@ mod tests {
             max_unused: MaxUnused::Percent(5.0),
             max_repack_bytes: None,
             small_pack: 0,
+            pack_size: 1000,
             grace_ns: 2 * HOUR,
             now_ns: 100 * HOUR,
         }
@@ -357,13 +363,18 @@ mod tests {
     }
 
     #[test]
-    fn small_packs_are_combined_only_when_there_are_several() {
+    fn small_packs_are_combined_once_they_fill_a_pack() {
         let mut o = opts();
         o.small_pack = 500;
+        o.pack_size = 250;
         let one = [pack(1, 100, 100), pack(2, 5000, 5000)];
         assert!(plan(&one, &[], &o).repack.is_empty());
         let two = [pack(1, 100, 100), pack(2, 5000, 5000), pack(3, 200, 200)];
         assert_eq!(plan(&two, &[], &o).repack, vec![id(1), id(3)]);
+        // Together less than a pack: left alone until more arrive.
+        o.pack_size = 400;
+        assert!(plan(&two, &[], &o).repack.is_empty());
+        o.pack_size = 250;
         let mut tree = pack(3, 200, 200);
         tree.kind = BlobKind::Tree;
         let mixed = [pack(1, 100, 100), tree];

@@ -15,7 +15,8 @@ const HOUR: i64 = 3_600 * 1_000_000_000;
 const T0: i64 = 1_000_000 * HOUR;
 
 fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
+    // Distinct seeds give distinct streams (xorshift needs a non-zero state).
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..len)
         .map(|_| {
             x ^= x << 13;
@@ -103,7 +104,11 @@ fn contents(repo: &IndexedRepository, id: &SnapshotId) -> Vec<u8> {
 /// check with every byte read finds no error and every kept snapshot holds
 /// its bytes.
 fn assert_healthy(f: &Fixture) {
-    let repo = open(&f.storage);
+    assert_kept(&f.storage, &f.kept);
+}
+
+fn assert_kept(storage: &DynStorage, kept: &[(SnapshotId, Vec<u8>)]) {
+    let repo = open(storage);
     let report = check(
         &repo,
         &CheckOptions {
@@ -113,7 +118,7 @@ fn assert_healthy(f: &Fixture) {
     )
     .unwrap();
     assert_eq!(report.errors, 0, "{:#?}", report.problems);
-    for (id, data) in &f.kept {
+    for (id, data) in kept {
         assert!(contents(&repo, id) == *data, "snapshot {id} changed");
     }
 }
@@ -328,4 +333,114 @@ fn a_crash_at_any_step_leaves_a_repository_that_check_passes_and_prune_finishes(
         }
     }
     assert!(stopped >= 12, "only {stopped} crash points were tried");
+}
+
+/// Backups and prunes run at once, each under its real lock, with no grace
+/// period. Every backup loads the index before the prune beside it marks
+/// packs, and stores data that was in the snapshot forgotten just before,
+/// so it leans on packs that are being marked. Whatever is kept restores and
+/// check finds nothing wrong.
+#[test]
+fn backups_and_prunes_running_together_lose_nothing() {
+    use crate::repo::{LockKind, LockOptions};
+    use std::sync::mpsc;
+
+    let storage: DynStorage = Arc::new(MemoryStorage::new());
+    Repository::init(storage.clone(), b"pw", crate::repo::test_options()).unwrap();
+    let timing = LockOptions {
+        poll: Duration::from_millis(5),
+        ..LockOptions::default()
+    };
+    let wait = Duration::from_secs(60);
+    let part = |k: u64| noise(1000 + k, 600_000);
+    // Round r backs up parts r and r-2 (of the snapshot forgotten before).
+    let data = move |r: u64| {
+        let mut d = part(r);
+        d.extend(part(r.saturating_sub(2)));
+        d
+    };
+    let rounds = 6;
+    let (started_tx, started) = mpsc::channel::<()>();
+    let (done_tx, done) = mpsc::channel::<(SnapshotId, Vec<u8>)>();
+    let (go_tx, go) = mpsc::channel::<()>();
+    let (next_tx, next) = mpsc::channel::<()>();
+
+    let backups = {
+        let storage = storage.clone();
+        let timing = timing.clone();
+        std::thread::spawn(move || {
+            for r in 0..rounds {
+                // The forget of the round before is done.
+                next.recv().unwrap();
+                let repo = Repository::open(storage.clone(), b"pw").unwrap();
+                let lock = repo.lock_with(LockKind::Shared, wait, &timing).unwrap();
+                let repo = repo.load_index().unwrap();
+                started_tx.send(()).unwrap();
+                // The prune beside it has seen this lock.
+                go.recv().unwrap();
+                let bytes = data(r);
+                let opts = BackupOptions {
+                    lock: Some(lock.watch()),
+                    ..BackupOptions::default()
+                };
+                let id = backup_reader(&repo, &bytes[..], "data", &opts, &Progress::default())
+                    .unwrap()
+                    .id
+                    .unwrap();
+                drop(lock);
+                done_tx.send((id, bytes)).unwrap();
+            }
+        })
+    };
+    let o = PruneOptions {
+        grace: Duration::ZERO,
+        ..opts()
+    };
+    let mut kept: Vec<(SnapshotId, Vec<u8>)> = Vec::new();
+    let mut marked = 0;
+    let mut unmarked = 0;
+    for _ in 0..rounds {
+        next_tx.send(()).unwrap();
+        started.recv().unwrap();
+        // Prune beside the running backup.
+        let repo = Repository::open(storage.clone(), b"pw").unwrap();
+        let lock = repo.lock_with(LockKind::Prune, wait, &timing).unwrap();
+        let now = crate::repo::now_ns();
+        let times: Vec<i64> = repo
+            .list_locks()
+            .unwrap()
+            .into_iter()
+            .filter(|(_, l)| !lock.is_mine(l) && !crate::repo::lock::is_stale(l, now))
+            .map(|(_, l)| l.time_ns)
+            .collect();
+        assert_eq!(times.len(), 1, "the backup's lock is live");
+        go_tx.send(()).unwrap();
+        let repo = repo.load_index().unwrap();
+        let r = prune(&repo, &o, &times, now, &()).unwrap();
+        assert_eq!(r.packs_deleted, 0, "the running backup holds deletions off");
+        marked += r.plan.mark_packs;
+        unmarked += r.plan.unmark_packs;
+        drop(lock);
+        // Then forget all but the newest snapshot, under an exclusive lock
+        // (which waits for the backup).
+        kept.push(done.recv().unwrap());
+        let repo = Repository::open(storage.clone(), b"pw").unwrap();
+        let _lock = repo.lock_with(LockKind::Exclusive, wait, &timing).unwrap();
+        let n = kept.len() - 1;
+        for (id, _) in kept.drain(..n) {
+            repo.block_on(storage.delete(FileKind::Snapshot, &id.to_hex())).unwrap();
+        }
+    }
+    backups.join().unwrap();
+    assert!(marked > 0 && unmarked > 0, "marked {marked}, unmarked {unmarked}");
+    assert_kept(&storage, &kept);
+    // With nothing running, marks expire and everything unused goes.
+    let mut deleted = 0;
+    for _ in 0..4 {
+        deleted += run(&storage, &o, crate::repo::now_ns()).unwrap().packs_deleted;
+    }
+    assert!(deleted > 0);
+    assert_kept(&storage, &kept);
+    let (_, bytes) = pack_bytes(&storage, &open(&storage));
+    assert!(bytes < 1_400_000, "{bytes} bytes of packs remain for 1.2 MB of data");
 }
