@@ -63,6 +63,8 @@ pub enum RepoError {
     Crypt(#[from] CryptoError),
     #[error("upload failed: {0}")]
     Upload(String),
+    #[error("the index is too large to load: {0}")]
+    IndexTooLarge(String),
 }
 
 fn kind_name(kind: BlobKind) -> &'static str {

@@ -25,7 +25,7 @@ pub mod saver;
 pub mod snapshots;
 
 pub use error::{RepoError, Result};
-pub use index::{BlobLocation, Index, IndexedRepository};
+pub use index::{BlobLocation, Index, IndexBuilder, IndexedRepository, KEY_LEN};
 
 /// Default target size of a pack file.
 pub const DEFAULT_PACK_SIZE: u32 = 16 << 20;
