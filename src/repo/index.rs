@@ -11,6 +11,7 @@ use crate::id::{BlobId, IndexId, PackId, TreeId};
 use crate::storage::FileKind;
 
 mod build;
+mod chunked;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -159,8 +160,8 @@ impl Index {
     /// position order. Full ids are not kept; read the index files where
     /// they are needed.
     pub fn locations(&self) -> impl Iterator<Item = (usize, BlobLocation)> + '_ {
-        let data = self.data.entries().iter().map(|e| self.location(BlobKind::Data, e));
-        let tree = self.tree.entries().iter().map(|e| self.location(BlobKind::Tree, e));
+        let data = self.data.iter().map(|e| self.location(BlobKind::Data, e));
+        let tree = self.tree.iter().map(|e| self.location(BlobKind::Tree, e));
         data.chain(tree).enumerate()
     }
 

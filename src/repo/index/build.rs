@@ -7,9 +7,10 @@
 //! packs by id, sorts the entries into their buckets in place and removes
 //! duplicate ids.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ops::Range;
 
+use super::chunked::ChunkVec;
 use super::table::{bucket_of, Entry, Table, BUCKETS};
 use super::Index;
 use crate::format::index::{IndexFile, MarkedPack};
@@ -20,22 +21,8 @@ use crate::repo::RepoError;
 /// Entries of one kind not yet sorted, with the bucket of each.
 #[derive(Debug, Default)]
 struct Pending {
-    entries: Vec<Entry>,
-    buckets: Vec<u16>,
-}
-
-impl Pending {
-    /// Room for `more` entries, growing by at least an eighth so that
-    /// many small files do not reallocate each time, but never doubling.
-    fn reserve(&mut self, more: usize) {
-        let len = self.entries.len();
-        let spare = self.entries.capacity() - len;
-        if spare < more {
-            let grow = more.max(len / 8);
-            self.entries.reserve_exact(grow);
-            self.buckets.reserve_exact(grow);
-        }
-    }
+    entries: ChunkVec<Entry>,
+    buckets: ChunkVec<u16>,
 }
 
 /// What one added file contributed.
@@ -45,7 +32,7 @@ struct FileRun {
     data: Range<usize>,
     tree: Range<usize>,
     /// Ordinals of the packs it names.
-    packs: Vec<u32>,
+    packs: Range<u32>,
     marked: Vec<MarkedPack>,
     supersedes: Vec<IndexId>,
 }
@@ -55,8 +42,9 @@ struct FileRun {
 pub struct IndexBuilder {
     data: Pending,
     tree: Pending,
-    packs: Vec<(PackId, u64)>,
-    pack_ordinals: HashMap<PackId, u32>,
+    /// Every pack of every file, in the order added: a pack listed by two
+    /// files is here twice until `finish`.
+    packs: ChunkVec<(PackId, u64)>,
     files: Vec<FileRun>,
 }
 
@@ -87,21 +75,11 @@ impl IndexBuilder {
         if self.packs.len() + file.packs.len() > limit {
             return Err(too_large("packs"));
         }
-        self.data.reserve(data);
-        self.tree.reserve(tree);
         let start = (self.data.entries.len(), self.tree.entries.len());
-        let mut packs = Vec::with_capacity(file.packs.len());
+        let first_pack = self.packs.len() as u32;
         for pack in file.packs {
-            let ordinal = match self.pack_ordinals.get(&pack.id) {
-                Some(&o) => o,
-                None => {
-                    let o = self.packs.len() as u32;
-                    self.packs.push((pack.id, pack.size));
-                    self.pack_ordinals.insert(pack.id, o);
-                    o
-                }
-            };
-            packs.push(ordinal);
+            let ordinal = self.packs.len() as u32;
+            self.packs.push((pack.id, pack.size));
             for blob in pack.blobs {
                 let pending = match blob.kind {
                     BlobKind::Data => &mut self.data,
@@ -121,7 +99,7 @@ impl IndexBuilder {
             id,
             data: start.0..self.data.entries.len(),
             tree: start.1..self.tree.entries.len(),
-            packs,
+            packs: first_pack..self.packs.len() as u32,
             marked: file.marked,
             supersedes: file.supersedes,
         });
@@ -134,45 +112,45 @@ impl IndexBuilder {
             mut data,
             mut tree,
             packs,
-            pack_ordinals,
             files,
         } = self;
-        drop(pack_ordinals);
         let superseded: HashSet<IndexId> = files.iter().flat_map(|f| f.supersedes.iter().copied()).collect();
-        let live: Vec<&FileRun> = files.iter().filter(|f| !superseded.contains(&f.id)).collect();
+        let mut live: Vec<&FileRun> = files.iter().filter(|f| !superseded.contains(&f.id)).collect();
+        live.sort_by_key(|f| f.id);
         keep_runs(&mut data, live.iter().map(|f| f.data.clone()));
         keep_runs(&mut tree, live.iter().map(|f| f.tree.clone()));
 
-        // The live packs, sorted by id; entries renumbered to match.
-        let mut used = vec![false; packs.len()];
-        for f in &live {
-            for &p in &f.packs {
-                used[p as usize] = true;
+        // The live packs, sorted by id and each once (with the size the
+        // file with the lowest id gives); entries renumbered to match.
+        let mut order: Vec<u32> = live.iter().flat_map(|f| f.packs.clone()).collect();
+        order.sort_by_key(|&o| packs.at(o as usize).0);
+        let mut renumber = vec![u32::MAX; packs.len()];
+        let mut pack_ids: Vec<PackId> = Vec::with_capacity(order.len());
+        let mut pack_sizes: Vec<u64> = Vec::with_capacity(order.len());
+        for &o in &order {
+            let (id, size) = *packs.at(o as usize);
+            if pack_ids.last() != Some(&id) {
+                pack_ids.push(id);
+                pack_sizes.push(size);
             }
+            renumber[o as usize] = (pack_ids.len() - 1) as u32;
         }
-        let mut kept: Vec<(PackId, u64, u32)> = packs
-            .iter()
-            .zip(0u32..)
-            .filter(|(_, o)| used[*o as usize])
-            .map(|(&(id, size), o)| (id, size, o))
-            .collect();
+        drop(order);
         drop(packs);
-        kept.sort_unstable_by_key(|&(id, _, _)| id);
-        let mut renumber = vec![u32::MAX; used.len()];
-        for (new, &(_, _, old)) in kept.iter().enumerate() {
-            renumber[old as usize] = new as u32;
-        }
-        for e in data.entries.iter_mut().chain(tree.entries.iter_mut()) {
-            e.pack = renumber[e.pack as usize];
+        pack_ids.shrink_to_fit();
+        pack_sizes.shrink_to_fit();
+        for pending in [&mut data, &mut tree] {
+            for i in 0..pending.entries.len() {
+                let mut e = *pending.entries.at(i);
+                e.pack = renumber[e.pack as usize];
+                pending.entries.set(i, e);
+            }
         }
         drop(renumber);
 
         let mut marked: Vec<MarkedPack> = live.iter().flat_map(|f| f.marked.iter().copied()).collect();
         marked.sort_unstable_by_key(|m| (m.id, m.marked_ns));
         marked.dedup();
-        let pack_ids: Vec<PackId> = kept.iter().map(|&(id, _, _)| id).collect();
-        let pack_sizes: Vec<u64> = kept.iter().map(|&(_, size, _)| size).collect();
-        drop(kept);
         let mut marked_bits = Vec::new();
         if !marked.is_empty() {
             marked_bits = vec![0u64; pack_ids.len().div_ceil(64)];
@@ -189,12 +167,8 @@ impl IndexBuilder {
         };
         let (data, data_dups) = sort_table(data, &is_marked);
         let (tree, tree_dups) = sort_table(tree, &is_marked);
-        let live_files: Vec<IndexId> = {
-            let mut ids: Vec<IndexId> = live.iter().map(|f| f.id).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            ids
-        };
+        let mut live_files: Vec<IndexId> = live.iter().map(|f| f.id).collect();
+        live_files.dedup();
         Index {
             data,
             tree,
@@ -208,17 +182,22 @@ impl IndexBuilder {
     }
 }
 
-/// Keeps only the entries in `runs` (ascending, not overlapping), in place.
+/// Keeps only the entries in `runs` (not overlapping), in place.
 fn keep_runs(pending: &mut Pending, runs: impl Iterator<Item = Range<usize>>) {
+    let mut runs: Vec<Range<usize>> = runs.collect();
+    runs.sort_by_key(|r| r.start);
     let mut w = 0;
     for run in runs {
-        let len = run.len();
-        pending.entries.copy_within(run.clone(), w);
-        pending.buckets.copy_within(run, w);
-        w += len;
+        for r in run {
+            if w != r {
+                pending.entries.set(w, *pending.entries.at(r));
+                pending.buckets.set(w, *pending.buckets.at(r));
+            }
+            w += 1;
+        }
     }
-    pending.entries.truncate(w);
-    pending.buckets.truncate(w);
+    pending.entries.truncate_and_shrink(w);
+    pending.buckets.truncate_and_shrink(w);
 }
 
 /// Sorts entries into buckets and by key, keeps one entry per key (the
@@ -235,35 +214,52 @@ fn sort_table(pending: Pending, is_marked: &impl Fn(u32) -> bool) -> (Table, u64
     let starts = sort_into_buckets(&mut entries, &mut buckets);
     drop(buckets);
     let mut new_starts = Vec::with_capacity(BUCKETS + 1);
+    let mut scratch = Vec::new();
     let mut w = 0usize;
     let mut dropped = 0u64;
     for b in 0..BUCKETS {
         new_starts.push(w as u32);
         let (lo, hi) = (starts[b], starts[b + 1]);
-        entries[lo..hi].sort_unstable();
+        sort_run(&mut entries, lo, hi, &mut scratch);
         let mut r = lo;
         while r < hi {
+            let key = entries.at(r).key;
             let mut end = r + 1;
-            while end < hi && entries[end].key == entries[r].key {
+            while end < hi && entries.at(end).key == key {
                 end += 1;
             }
-            let chosen = (r..end).find(|&i| !is_marked(entries[i].pack)).unwrap_or(r);
-            entries[w] = entries[chosen];
+            let chosen = (r..end).find(|&i| !is_marked(entries.at(i).pack)).unwrap_or(r);
+            entries.set(w, *entries.at(chosen));
             w += 1;
             dropped += (end - r - 1) as u64;
             r = end;
         }
     }
     new_starts.push(w as u32);
-    entries.truncate(w);
-    entries.shrink_to_fit();
+    entries.truncate_and_shrink(w);
+    entries.shrink();
     (Table::new(new_starts, entries), dropped)
+}
+
+/// Sorts the entries `lo..hi`: in place when they lie in one chunk, else
+/// through `scratch` (a bucket holds few entries).
+fn sort_run(entries: &mut ChunkVec<Entry>, lo: usize, hi: usize, scratch: &mut Vec<Entry>) {
+    if let Some(run) = entries.slice_mut(lo, hi) {
+        run.sort_unstable();
+        return;
+    }
+    scratch.clear();
+    scratch.extend((lo..hi).map(|i| *entries.at(i)));
+    scratch.sort_unstable();
+    for (i, e) in (lo..hi).zip(scratch.iter()) {
+        entries.set(i, *e);
+    }
 }
 
 /// Moves every entry into the run of its bucket (an in-place radix pass,
 /// one swap per misplaced entry) and returns where each bucket starts,
 /// with the total length at the end.
-fn sort_into_buckets(entries: &mut [Entry], buckets: &mut [u16]) -> Vec<usize> {
+fn sort_into_buckets(entries: &mut ChunkVec<Entry>, buckets: &mut ChunkVec<u16>) -> Vec<usize> {
     let mut starts = vec![0usize; BUCKETS + 1];
     for &b in buckets.iter() {
         starts[usize::from(b) + 1] += 1;
@@ -276,7 +272,7 @@ fn sort_into_buckets(entries: &mut [Entry], buckets: &mut [u16]) -> Vec<usize> {
         let end = starts[b + 1];
         while next[b] < end {
             let i = next[b];
-            let target = usize::from(buckets[i]);
+            let target = usize::from(*buckets.at(i));
             if target == b {
                 next[b] += 1;
             } else {

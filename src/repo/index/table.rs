@@ -5,6 +5,9 @@
 //! bucket, and the bytes from 22 on are not kept at all (see "The in-memory
 //! index" in `format-spec/security.md`). An entry is 36 bytes with no padding.
 
+use std::cmp::Ordering;
+
+use super::chunked::ChunkVec;
 use crate::id::BlobId;
 
 /// Number of leading id bytes a lookup compares (176 bits).
@@ -49,12 +52,12 @@ pub(super) struct Table {
     /// `starts[b]..starts[b + 1]` are the entries of bucket `b`; empty
     /// (not `BUCKETS + 1` zeros) when the table is.
     starts: Vec<u32>,
-    entries: Vec<Entry>,
+    entries: ChunkVec<Entry>,
 }
 
 impl Table {
     /// A table from entries sorted by (bucket, key) with `starts` as above.
-    pub fn new(starts: Vec<u32>, entries: Vec<Entry>) -> Self {
+    pub fn new(starts: Vec<u32>, entries: ChunkVec<Entry>) -> Self {
         debug_assert!(starts.is_empty() || starts.len() == BUCKETS + 1);
         if entries.is_empty() {
             return Table::default();
@@ -65,11 +68,18 @@ impl Table {
     /// The position of the entry whose key equals `id`'s first bytes.
     pub fn find(&self, id: &BlobId) -> Option<usize> {
         let b = usize::from(bucket_of(id));
-        let lo = *self.starts.get(b)? as usize;
-        let hi = *self.starts.get(b + 1)? as usize;
+        let mut lo = *self.starts.get(b)? as usize;
+        let mut hi = *self.starts.get(b + 1)? as usize;
         let key = &id.0[BUCKET_LEN..KEY_LEN];
-        let run = self.entries.get(lo..hi)?;
-        run.binary_search_by(|e| e.key.as_slice().cmp(key)).ok().map(|i| lo + i)
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.entries.get(mid)?.key.as_slice().cmp(key) {
+                Ordering::Less => lo = mid + 1,
+                Ordering::Greater => hi = mid,
+                Ordering::Equal => return Some(mid),
+            }
+        }
+        None
     }
 
     pub fn get(&self, position: usize) -> Option<&Entry> {
@@ -80,12 +90,12 @@ impl Table {
         self.entries.len()
     }
 
-    pub fn entries(&self) -> &[Entry] {
-        &self.entries
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.entries.iter()
     }
 
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.starts.capacity() * std::mem::size_of::<u32>() + self.entries.capacity() * std::mem::size_of::<Entry>()
+        self.starts.capacity() * std::mem::size_of::<u32>() + self.entries.heap_bytes()
     }
 }

@@ -62,6 +62,26 @@ fn superseded_index_files_are_left_out() {
 }
 
 #[test]
+fn a_pack_in_several_files_is_listed_once_with_the_lowest_file_size() {
+    let id = BlobId([3; 32]);
+    let listed = |size: u64| {
+        let mut p = pack(4, vec![blob(BlobKind::Data, id, 0)]);
+        p.size = size;
+        file(vec![p], vec![])
+    };
+    for reversed in [false, true] {
+        let mut files = vec![(IndexId([1; 32]), listed(10)), (IndexId([2; 32]), listed(20))];
+        if reversed {
+            files.reverse();
+        }
+        let index = index_of(files);
+        assert_eq!(index.packs().collect::<Vec<_>>(), vec![(PackId([4; 32]), 10)]);
+        assert_eq!(index.duplicates(), 1);
+        assert_eq!(index.files(), &[IndexId([1; 32]), IndexId([2; 32])]);
+    }
+}
+
+#[test]
 fn an_empty_index_finds_nothing() {
     let index = index_of(vec![]);
     assert!(index.is_empty());
