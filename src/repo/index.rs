@@ -33,7 +33,8 @@ pub struct BlobLocation {
 /// All live index files merged: for each blob kind a table sorted by id,
 /// plus the packs they name.
 ///
-/// A blob costs 36 bytes (see [`table`]) plus its share of the pack table
+/// A blob costs 36 bytes (id bytes 2..22, pack ordinal, offset, length and
+/// raw length; bytes 0..2 select a bucket) plus its share of the pack table
 /// (40 bytes per pack) and of the two bucket tables (256 KiB each).
 /// Lookups compare the first [`KEY_LEN`] bytes of an id only: two ids that
 /// agree on those are the same blob to the index (see "The in-memory

@@ -1,9 +1,9 @@
 //! Building the in-memory index one index file at a time.
 //!
 //! Each file's entries go straight into two growing tables (one per blob
-//! kind) in their final 36-byte form, with the 2-byte bucket of each kept
-//! beside it until the end, so loading holds the tables plus the one file
-//! being added. `finish` drops the entries of superseded files, sorts the
+//! kind, stored in chunks so growing never copies a table) in their final
+//! 36-byte form, with the 2-byte bucket of each kept beside it until the
+//! end, so loading holds the tables plus the one file being added. `finish` drops the entries of superseded files, sorts the
 //! packs by id, sorts the entries into their buckets in place and removes
 //! duplicate ids.
 
