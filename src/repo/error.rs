@@ -69,6 +69,8 @@ pub enum RepoError {
     LockLost(String),
     #[error("cannot start the lock refresh thread: {0}")]
     LockThread(std::io::Error),
+    #[error("the index is too large to load: {0}")]
+    IndexTooLarge(String),
 }
 
 fn kind_name(kind: BlobKind) -> &'static str {

@@ -26,7 +26,7 @@ pub mod saver;
 pub mod snapshots;
 
 pub use error::{RepoError, Result};
-pub use index::{BlobLocation, Index, IndexedRepository};
+pub use index::{BlobLocation, Index, IndexBuilder, IndexedRepository, KEY_LEN};
 pub use lock::{LockGuard, LockKind, LockOptions, LockWatch};
 
 /// Default target size of a pack file.

@@ -397,3 +397,73 @@ pub async fn write_index(storage: &DynStorage, key: &MasterKey, packs: Vec<Index
     storage.put(FileKind::Index, &id.to_hex(), Bytes::from(sealed)).await?;
     Ok(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::index::MarkedPack;
+    use crate::repo::{test_options, Repository};
+    use crate::storage::memory::MemoryStorage;
+
+    /// Stores an index file that marks `pack` for deletion.
+    fn mark(repo: &Repository, pack: crate::id::PackId) {
+        let file = IndexFile {
+            supersedes: Vec::new(),
+            packs: Vec::new(),
+            marked: vec![MarkedPack { id: pack, marked_ns: 1 }],
+        };
+        let sealed = repo.key().seal(ObjectKind::Index, None, &file.encode()).unwrap();
+        let name = IndexId::hash_of(&sealed).to_hex();
+        repo.block_on(repo.storage().put(FileKind::Index, &name, Bytes::from(sealed)))
+            .unwrap();
+    }
+
+    fn save_once(repo: &Repository, plaintext: &[u8]) -> (Saved, SaverStats) {
+        let indexed = repo.clone().load_index().unwrap();
+        let saver = BlobSaver::new(&indexed, SaverOptions::default()).unwrap();
+        let saved = saver.save(BlobKind::Data, plaintext).unwrap();
+        (saved, saver.finish().unwrap())
+    }
+
+    #[test]
+    fn a_blob_only_in_a_marked_pack_is_written_again() {
+        let storage: DynStorage = Arc::new(MemoryStorage::new());
+        let repo = Repository::init(storage, b"pw", test_options()).unwrap();
+        let content = b"a blob that prune will find unused";
+        let (first, stats) = save_once(&repo, content);
+        assert!(first.new);
+        assert_eq!(stats.packs, 1);
+        let (again, stats) = save_once(&repo, content);
+        assert_eq!(
+            again,
+            Saved {
+                id: first.id,
+                new: false
+            }
+        );
+        assert_eq!(stats.packs, 0);
+
+        let indexed = repo.clone().load_index().unwrap();
+        let marked = indexed.index().get(BlobKind::Data, &first.id).unwrap().pack;
+        mark(&repo, marked);
+        let indexed = repo.clone().load_index().unwrap();
+        assert!(indexed.index().is_marked(&marked));
+        assert!(!indexed.known(BlobKind::Data, &first.id));
+        let (rewritten, stats) = save_once(&repo, content);
+        assert_eq!(
+            rewritten,
+            Saved {
+                id: first.id,
+                new: true
+            }
+        );
+        assert_eq!(stats.packs, 1);
+
+        // Now in an unmarked pack too: known again, and reads use that copy.
+        let indexed = repo.load_index().unwrap();
+        assert!(indexed.known(BlobKind::Data, &first.id));
+        assert_ne!(indexed.index().get(BlobKind::Data, &first.id).unwrap().pack, marked);
+        assert_eq!(indexed.index().duplicates(), 1);
+        assert_eq!(indexed.read_blob(BlobKind::Data, &first.id).unwrap(), content);
+    }
+}

@@ -277,3 +277,26 @@ pub fn snapshots_json(repo: &Path, password: &str) -> Vec<serde_json::Value> {
     let out = succeeds(cairn_pw(repo, password).args(["--json", "snapshots"]));
     serde_json::from_str::<Vec<serde_json::Value>>(out.trim()).unwrap()
 }
+
+/// Every blob the live index files of `repo` list, with its full id and
+/// location, sorted by id then kind (the in-memory index keeps no full ids).
+pub fn indexed_blobs(repo: &cairn::repo::IndexedRepository) -> Vec<(cairn::id::BlobId, cairn::repo::BlobLocation)> {
+    let mut out = Vec::new();
+    for file in repo.index().files() {
+        let plain = repo.load_file(cairn::storage::FileKind::Index, &file.to_hex()).unwrap();
+        for pack in cairn::format::index::IndexFile::decode(&plain).unwrap().packs {
+            out.extend(pack.blobs.iter().map(|b| {
+                let loc = cairn::repo::BlobLocation {
+                    kind: b.kind,
+                    pack: pack.id,
+                    offset: b.offset,
+                    length: b.length,
+                    raw_length: b.raw_length,
+                };
+                (b.id, loc)
+            }));
+        }
+    }
+    out.sort_by_key(|(id, loc)| (*id, loc.kind));
+    out
+}
