@@ -14,6 +14,7 @@
 //! key, and every tree is rewritten with the new ids; translations are
 //! remembered for the run so that shared blobs and trees are read once.
 
+use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 
 use super::error::{MaintenanceError, Result};
@@ -215,6 +216,7 @@ impl Copier<'_> {
                 .unwrap_or_default(),
             reason: e.to_string(),
         })?;
+        self.prefetch(&tree)?;
         let mut changed = false;
         for node in &mut tree.nodes {
             for part in &mut node.content {
@@ -239,6 +241,33 @@ impl Copier<'_> {
         let new = TreeId(saved.id.0);
         self.trees.insert(id, new);
         Ok(new)
+    }
+
+    /// Copies the data blobs of a tree's files that the destination lacks,
+    /// several at once (reads and seals overlap), and remembers them.
+    fn prefetch(&mut self, tree: &Tree) -> Result<(), RepoError> {
+        let mut wanted: Vec<BlobId> = tree
+            .nodes
+            .iter()
+            .flat_map(|n| n.content.iter())
+            .filter_map(|c| match c {
+                Content::Blob(b) => Some(*b),
+                Content::Hole(_) => None,
+            })
+            .filter(|b| !(self.data.contains_key(b) || self.same_ids && self.dst.known(BlobKind::Data, b)))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let (src, saver) = (self.src, self.saver);
+        let copied: Vec<(BlobId, BlobId)> = wanted
+            .par_iter()
+            .map(|id| {
+                let plain = src.read_blob(BlobKind::Data, id)?;
+                Ok((*id, saver.save(BlobKind::Data, &plain)?.id))
+            })
+            .collect::<Result<_, RepoError>>()?;
+        self.data.extend(copied);
+        Ok(())
     }
 
     /// Copies one data blob unless the destination has it; returns its id
