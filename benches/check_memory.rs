@@ -222,6 +222,20 @@ fn main() {
         "built {blobs} data blobs, {per_pack} per pack, in {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    // The in-memory index alone, loaded as every command loads it: the
+    // floor under check's figure.
+    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    PEAK_BYTES.store(before, Ordering::Relaxed);
+    let indexed = or_die(repo.clone().load_index(), "load index");
+    let held = LIVE_BYTES.load(Ordering::Relaxed).saturating_sub(before);
+    let peak = PEAK_BYTES.load(Ordering::Relaxed).saturating_sub(before);
+    let n = indexed.index().len() as f64;
+    println!(
+        "index alone: holds {:.1} bytes per blob, peak {:.1} bytes per blob while loading",
+        held as f64 / n,
+        peak as f64 / n
+    );
+    drop(indexed);
     let opts = CheckOptions {
         read_data: if read_data { ReadData::All } else { ReadData::None },
         ..CheckOptions::default()
