@@ -3,6 +3,7 @@
 use crate::backup::BackupError;
 use crate::repo::RepoError;
 use crate::restore::RestoreError;
+use crate::storage::object::OpenError;
 
 /// Exit codes (see README).
 pub mod exit {
@@ -13,6 +14,14 @@ pub mod exit {
     pub const NO_REPOSITORY: i32 = 10;
     pub const LOCKED: i32 = 11;
     pub const WRONG_PASSWORD: i32 = 12;
+    /// A repository URL or `-o` option that cannot be used.
+    pub const BAD_LOCATION: i32 = 20;
+    /// The bucket (or container) of an object store repository does not exist.
+    pub const NO_BUCKET: i32 = 21;
+    /// The object store refused the credentials, or none were found.
+    pub const ACCESS_DENIED: i32 = 22;
+    /// The object store's endpoint did not answer.
+    pub const UNREACHABLE: i32 = 23;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +32,8 @@ pub enum CliError {
     Password(String),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Open(#[from] OpenError),
     #[error(transparent)]
     Repo(#[from] RepoError),
     #[error(transparent)]
@@ -40,6 +51,13 @@ impl CliError {
         match self {
             Self::NoRepository | Self::Usage(_) => exit::USAGE,
             Self::Password(_) => exit::ERROR,
+            Self::Open(e) => match e {
+                OpenError::Url(_) | OpenError::Config { .. } => exit::BAD_LOCATION,
+                OpenError::NoBucket { .. } => exit::NO_BUCKET,
+                OpenError::AccessDenied { .. } => exit::ACCESS_DENIED,
+                OpenError::Unreachable { .. } => exit::UNREACHABLE,
+                OpenError::Storage(_) => exit::ERROR,
+            },
             Self::Repo(e) => e.exit_code(),
             Self::Backup(BackupError::Repo(e)) => e.exit_code(),
             Self::Restore(e) => e.exit_code(),

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::repo::{IndexedRepository, Repository};
+use crate::storage::decorators::RetryStorage;
 use crate::storage::local::LocalStorage;
+use crate::storage::object::{ObjectStorage, OpenError};
+use crate::storage::url::{parse_location, Location, StorageOptions};
 use crate::storage::DynStorage;
 
 pub mod error;
@@ -44,7 +47,8 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
-    /// Repository location (a local directory).
+    /// Repository location: a local directory, s3://bucket/prefix, gs://bucket/prefix or
+    /// azblob://container/prefix.
     #[arg(
         short = 'r',
         long = "repo",
@@ -68,6 +72,11 @@ pub struct GlobalArgs {
     /// Concurrent storage operations.
     #[arg(long, global = true, default_value_t = 2, value_name = "N")]
     pub connections: usize,
+    /// Object store option, repeatable: s3.endpoint=URL, s3.region=NAME, s3.path-style=true|false,
+    /// s3.storage-class=CLASS (packs only), gs.credentials-file=PATH, gs.storage-class=CLASS,
+    /// azblob.account=NAME, azblob.endpoint=URL, timeout=DURATION.
+    #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,7 +120,8 @@ impl Context {
     /// The storage named by `-r`.
     pub fn storage(&self) -> Result<DynStorage, CliError> {
         let location = self.global.repo.as_deref().ok_or(CliError::NoRepository)?;
-        open_storage(location)
+        let options = StorageOptions::parse(&self.global.options).map_err(OpenError::from)?;
+        open_storage_with(location, &options)
     }
 
     /// The password from the environment, a file, a command or a prompt.
@@ -132,17 +142,38 @@ impl Context {
     }
 }
 
-/// Storage for a repository location. Only local paths for now.
+/// Storage for a repository location (a local path or an object store URL)
+/// with no `-o` options.
 pub fn open_storage(location: &str) -> Result<DynStorage, CliError> {
+    open_storage_with(location, &StorageOptions::default())
+}
+
+/// Storage for a repository location with `-o` options. An object store is
+/// checked first (bucket, credentials, endpoint), so a command fails before
+/// any work with one line and its own exit code; its requests are then
+/// retried with backoff when they fail transiently.
+pub fn open_storage_with(location: &str, options: &StorageOptions) -> Result<DynStorage, CliError> {
     if location.is_empty() {
         return Err(CliError::NoRepository);
     }
-    if let Some((scheme, _)) = location.split_once("://") {
-        return Err(CliError::Usage(format!(
-            "repository {location:?}: scheme {scheme}:// is not supported; give a local directory"
-        )));
+    match parse_location(location).map_err(OpenError::from)? {
+        Location::Local(path) => {
+            options.validate(None).map_err(OpenError::from)?;
+            Ok(Arc::new(LocalStorage::new(path)))
+        }
+        Location::Object(loc) => {
+            // The check runs on a runtime of its own and a store of its own:
+            // HTTP connections stay with the runtime that opened them.
+            let probe = ObjectStorage::open(&loc, options)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| CliError::Other(format!("starting the I/O runtime: {e}")))?;
+            rt.block_on(probe.probe())?;
+            let storage = ObjectStorage::open(&loc, options)?;
+            Ok(Arc::new(RetryStorage::new(storage)))
+        }
     }
-    Ok(Arc::new(LocalStorage::new(PathBuf::from(location))))
 }
 
 pub mod password;

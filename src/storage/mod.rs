@@ -15,6 +15,8 @@ use bytes::Bytes;
 pub mod decorators;
 pub mod local;
 pub mod memory;
+pub mod object;
+pub mod url;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
