@@ -155,7 +155,21 @@ fn s3_problems_each_get_one_line_and_their_exit_code() {
         22,
         "access denied",
     );
-    fails_with(cairn_s3(&server, &url).arg("snapshots"), 10, "r");
+    // No credentials at all: 22 too, saying what to set.
+    fails_with(
+        cairn_s3(&server, &url)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("HOME", "/nonexistent")
+            .arg("snapshots"),
+        22,
+        "no usable credentials found; set AWS_ACCESS_KEY_ID",
+    );
+    fails_with(
+        cairn_s3(&server, &url).arg("snapshots"),
+        10,
+        "is not a cairn repository",
+    );
 
     // Nothing listens on the endpoint: 23.
     let closed = {

@@ -54,7 +54,7 @@ impl CliError {
             Self::Open(e) => match e {
                 OpenError::Url(_) | OpenError::Config { .. } => exit::BAD_LOCATION,
                 OpenError::NoBucket { .. } => exit::NO_BUCKET,
-                OpenError::AccessDenied { .. } => exit::ACCESS_DENIED,
+                OpenError::AccessDenied { .. } | OpenError::NoCredentials { .. } => exit::ACCESS_DENIED,
                 OpenError::Unreachable { .. } => exit::UNREACHABLE,
                 OpenError::Storage(_) => exit::ERROR,
             },

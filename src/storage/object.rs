@@ -46,6 +46,12 @@ pub enum OpenError {
     },
     #[error("{location}: access denied, check the credentials ({detail})")]
     AccessDenied { location: String, detail: String },
+    #[error("{location}: no usable credentials found; {hint} ({detail})")]
+    NoCredentials {
+        location: String,
+        hint: &'static str,
+        detail: String,
+    },
     #[error("{location}: cannot reach {endpoint} ({detail})")]
     Unreachable {
         location: String,
@@ -250,7 +256,11 @@ impl ObjectStorage {
                     detail,
                 },
                 ErrorKind::PermissionDenied => OpenError::AccessDenied { location, detail },
-                _ if is_unsigned(&e) => OpenError::AccessDenied { location, detail },
+                _ if is_unsigned(&e) => OpenError::NoCredentials {
+                    hint: self.credentials_hint(),
+                    location,
+                    detail,
+                },
                 _ => OpenError::Storage(StorageError::Backend {
                     message: format!("{location}: listing {dir}: {detail}"),
                     transient: is_transient(&e),
@@ -262,6 +272,14 @@ impl ObjectStorage {
     fn bucket(&self) -> &str {
         let rest = self.location.split_once("://").map_or("", |(_, r)| r);
         rest.split('/').next().unwrap_or(rest)
+    }
+
+    fn credentials_hint(&self) -> &'static str {
+        match self.location.split_once("://").map(|(scheme, _)| scheme) {
+            Some("gs") => "set GOOGLE_APPLICATION_CREDENTIALS or -o gs.credentials-file=PATH",
+            Some("azblob") => "set AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY",
+            _ => "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE",
+        }
     }
 
     fn service_word(&self) -> &'static str {

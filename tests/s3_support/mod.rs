@@ -27,6 +27,8 @@ pub struct S3Server {
     pub endpoint: String,
     /// The buckets created at start.
     pub buckets: Vec<String>,
+    /// Port of the server's filer, whose HTTP API shows what S3 stored.
+    filer_port: u16,
 }
 
 /// The `weed` binary: `$CAIRN_WEED`, else `weed` on the PATH.
@@ -148,6 +150,7 @@ impl S3Server {
             dir,
             endpoint: format!("http://127.0.0.1:{s3_port}"),
             buckets: buckets.iter().map(|b| (*b).to_owned()).collect(),
+            filer_port: p[4],
         };
         let started = Instant::now();
         loop {
@@ -168,6 +171,25 @@ impl S3Server {
     /// What the server printed so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default()
+    }
+
+    /// The stored entry of object `key` in `bucket` as the filer describes
+    /// it (JSON; `Extended` holds S3 headers such as the storage class,
+    /// base64-encoded), or its error page.
+    pub fn stored_entry(&self, bucket: &str, key: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.filer_port)).expect("connecting to the filer");
+        // HTTP/1.0: the whole body, never chunked.
+        write!(
+            s,
+            "GET /buckets/{bucket}/{key}?metadata=true HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+        )
+        .expect("asking the filer");
+        let mut response = String::new();
+        s.read_to_string(&mut response).expect("reading the filer's answer");
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or(response)
     }
 
     /// `s3://BUCKET/PREFIX`
