@@ -125,6 +125,7 @@ fn describe(e: &opendal::Error) -> String {
     let mut text = match (field("code"), field("message")) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
         (Some(code), None) => code.to_owned(),
+        (None, Some(message)) => message.to_owned(),
         _ => raw.lines().next().unwrap_or_default().to_owned(),
     };
     if e.source().is_some() {
@@ -415,6 +416,7 @@ fn build_gcs(loc: &ObjectLocation, o: &StorageOptions) -> Result<Built, BuildErr
         .get("gs.credentials-file")
         .map(str::to_owned)
         .or_else(|| env("GOOGLE_APPLICATION_CREDENTIALS"));
+    let anonymous = o.get_bool("gs.anonymous").unwrap_or(false);
     let builder = |class: Option<&str>| {
         let mut b = opendal::services::Gcs::default()
             .bucket(&loc.bucket)
@@ -422,7 +424,9 @@ fn build_gcs(loc: &ObjectLocation, o: &StorageOptions) -> Result<Built, BuildErr
         if let Some(e) = &endpoint {
             b = b.endpoint(e);
         }
-        if let Some(path) = &credentials {
+        if anonymous {
+            b = b.skip_signature();
+        } else if let Some(path) = &credentials {
             b = b.credential_path(path);
         }
         if let Some(class) = class {

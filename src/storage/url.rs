@@ -45,7 +45,7 @@ impl Service {
     fn keys(self) -> &'static [&'static str] {
         match self {
             Self::S3 => &["endpoint", "region", "path-style", "storage-class"],
-            Self::Gcs => &["endpoint", "credentials-file", "storage-class"],
+            Self::Gcs => &["endpoint", "credentials-file", "storage-class", "anonymous"],
             Self::Azblob => &["endpoint", "account"],
         }
     }
@@ -244,7 +244,7 @@ impl StorageOptions {
             if value.is_empty() {
                 return Err(bad("empty value".into()));
             }
-            if name == "path-style" && parse_bool(value).is_none() {
+            if matches!(name, "path-style" | "anonymous") && parse_bool(value).is_none() {
                 return Err(bad("expected true or false".into()));
             }
             if name == "endpoint" && !(value.starts_with("http://") || value.starts_with("https://")) {
