@@ -156,3 +156,142 @@ async fn gcs_passes_the_conformance_suite_but_for_write_once() {
         "{err}"
     );
 }
+
+/// How the fake store answers.
+#[derive(Clone)]
+enum Answer {
+    Status(u16, &'static str),
+    /// Reads the request and never answers.
+    Hang,
+    /// Closes the connection without answering.
+    Drop,
+}
+
+/// A loopback HTTP server that answers every request the same way, to see
+/// how the store's answers map to errors. Stops when dropped.
+struct FakeStore {
+    endpoint: String,
+    answer: std::sync::Arc<std::sync::Mutex<Answer>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    port: u16,
+}
+
+impl FakeStore {
+    fn start(answer: Answer) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let answer = std::sync::Arc::new(std::sync::Mutex::new(answer));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (a, s) = (answer.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                // Read the head; bodies here are small enough to ignore.
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                let answer = a.lock().unwrap().clone();
+                match answer {
+                    Answer::Status(code, body) => {
+                        let _ = write!(
+                            conn,
+                            "HTTP/1.1 {code} X\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
+                    Answer::Hang => held.push(conn),
+                    Answer::Drop => drop(conn),
+                }
+            }
+        });
+        Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            answer,
+            stop,
+            port,
+        }
+    }
+
+    fn set(&self, answer: Answer) {
+        *self.answer.lock().unwrap() = answer;
+    }
+}
+
+impl Drop for FakeStore {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn s3_error(code: &str) -> &'static str {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{code} from the fake store</Message></Error>"
+    );
+    Box::leak(body.into_boxed_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_answers_map_to_transient_or_permanent_errors() {
+    let fake = FakeStore::start(Answer::Status(500, s3_error("InternalError")));
+    let options = StorageOptions::parse(&[
+        format!("s3.endpoint={}", fake.endpoint),
+        "s3.region=us-east-1".to_owned(),
+        "timeout=1s".to_owned(),
+    ])
+    .unwrap();
+    let s = ObjectStorage::open_with_keys(&location("s3://fake-bucket/r"), &options, Some(&keys("secret"))).unwrap();
+    let name = "0123abcd";
+    for (answer, transient, needle) in [
+        (Answer::Status(500, s3_error("InternalError")), true, "InternalError"),
+        (Answer::Status(503, s3_error("SlowDown")), true, "SlowDown"),
+        (Answer::Status(502, "bad gateway"), true, "bad gateway"),
+        (Answer::Status(429, "too many"), true, "too many"),
+        (Answer::Status(400, s3_error("InvalidRequest")), false, "InvalidRequest"),
+        (Answer::Status(403, s3_error("AccessDenied")), false, "AccessDenied"),
+        (Answer::Hang, true, "timeout"),
+        (Answer::Drop, true, "send http request"),
+    ] {
+        fake.set(answer);
+        for result in [
+            s.get(FileKind::Pack, name).await.map(|_| ()),
+            s.put(FileKind::Snapshot, name, Bytes::from_static(b"x")).await,
+            s.list(FileKind::Index).await.map(|_| ()),
+        ] {
+            match result {
+                Err(e @ StorageError::Backend { .. }) => {
+                    assert_eq!(e.is_transient(), transient, "{needle}: {e}");
+                    let message = e.to_string();
+                    assert!(message.contains(needle), "{needle}: {message}");
+                    assert!(message.contains("s3://fake-bucket/r"), "{message}");
+                    assert_eq!(message.lines().count(), 1, "{message}");
+                }
+                other => panic!("{needle}: {other:?}"),
+            }
+        }
+    }
+    // A missing object is NotFound, never a backend error.
+    fake.set(Answer::Status(404, s3_error("NoSuchKey")));
+    let got = s.get(FileKind::Pack, name).await;
+    assert!(matches!(&got, Err(e) if e.is_not_found()), "{got:?}");
+
+    // The probe sorts the answers into the command line's cases.
+    fake.set(Answer::Status(404, s3_error("NoSuchBucket")));
+    assert!(matches!(s.probe().await, Err(OpenError::NoBucket { .. })));
+    fake.set(Answer::Status(403, s3_error("InvalidAccessKeyId")));
+    assert!(matches!(s.probe().await, Err(OpenError::AccessDenied { .. })));
+    fake.set(Answer::Hang);
+    assert!(matches!(s.probe().await, Err(OpenError::Unreachable { .. })));
+    fake.set(Answer::Status(500, s3_error("InternalError")));
+    let err = s.probe().await.unwrap_err();
+    assert!(matches!(&err, OpenError::Storage(e) if e.is_transient()), "{err}");
+}
