@@ -1,6 +1,8 @@
-//! End-to-end tests of the `cairn` binary on an S3 repository served by a
-//! real S3 server on 127.0.0.1 (SeaweedFS, see `s3_support`).
+//! End-to-end tests of the `cairn` binary on object store repositories:
+//! S3 served by a real S3 server on 127.0.0.1 (SeaweedFS, see `s3_support`)
+//! and Azure Blob served by Azurite (see `azure_support`).
 
+mod azure_support;
 mod cli_support;
 mod s3_support;
 
@@ -10,6 +12,7 @@ use std::path::Path;
 
 use assert_cmd::cargo::CommandCargoExt;
 use assert_cmd::Command;
+use azure_support::AzuriteServer;
 use cli_support::*;
 use s3_support::S3Server;
 
@@ -271,4 +274,49 @@ fn a_backup_cut_off_by_a_server_crash_fails_cleanly_and_the_next_one_works() {
     );
     assert_same_tree(&describe(&src), &describe(&restored(&target, &src)));
     run_ok(cairn_s3(&server, &url).args(["check", "--read-data"]));
+}
+
+#[test]
+fn azblob_repository_backs_up_restores_and_checks() {
+    let server = AzuriteServer::with_containers(&["cairn-az"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    build_tree(&src);
+    let cairn_az = |url: &str| {
+        let mut cmd = Command::cargo_bin("cairn").unwrap();
+        cmd.env("CAIRN_PASSWORD", PASSWORD)
+            .env_remove("CAIRN_REPOSITORY")
+            .env("AZURE_STORAGE_ACCOUNT", azure_support::ACCOUNT)
+            .env("AZURE_STORAGE_KEY", azure_support::KEY)
+            .env_remove("AZURE_STORAGE_SAS_TOKEN")
+            .args(["-r", url, "-o", &format!("azblob.endpoint={}", server.endpoint)]);
+        cmd
+    };
+    let url = "azblob://cairn-az/backups/one";
+    run_ok(cairn_az(url).args(["init", "--chunk-size", "64K", "--pack-size", "1M", "--kdf-memory", "64"]));
+    run_ok(cairn_az(url).arg("backup").arg(&src));
+    fs::write(src.join("docs/readme.txt"), b"changed on azure\n").unwrap();
+    let second = json_summary(&run_ok(cairn_az(url).args(["--json", "backup"]).arg(&src)));
+    assert_eq!(second["files_changed"], 1, "{second}");
+    let target = tmp.path().join("restored");
+    run_ok(
+        cairn_az(url)
+            .args(["restore", "latest", "--verify", "--target"])
+            .arg(&target),
+    );
+    assert_same_tree(&describe(&src), &describe(&restored(&target, &src)));
+    run_ok(cairn_az(url).args(["check", "--read-data"]));
+
+    fails_with(
+        cairn_az("azblob://missing-container/x").arg("snapshots"),
+        21,
+        "container missing-container does not exist",
+    );
+    fails_with(
+        cairn_az(url)
+            .env("AZURE_STORAGE_KEY", "d3Jvbmcta2V5LXdyb25nLWtleQ==")
+            .arg("snapshots"),
+        22,
+        "access denied",
+    );
 }

@@ -62,7 +62,9 @@ pub enum OpenError {
     Storage(#[from] StorageError),
 }
 
-/// S3 credentials given directly rather than through the environment.
+/// Credentials given directly rather than through the environment: an S3
+/// access key id and secret (and session token), or an Azure storage
+/// account name and key. GCS ignores them.
 #[derive(Clone)]
 pub struct AccessKeys {
     pub access_key_id: String,
@@ -168,8 +170,8 @@ impl ObjectStorage {
         Self::open_with_keys(loc, options, None)
     }
 
-    /// Like [`ObjectStorage::open`], with S3 access keys given here rather
-    /// than found in the environment (ignored by the other services).
+    /// Like [`ObjectStorage::open`], with credentials given here rather
+    /// than found in the environment.
     pub fn open_with_keys(
         loc: &ObjectLocation,
         options: &StorageOptions,
@@ -190,7 +192,7 @@ impl ObjectStorage {
         let Built { meta, packs, endpoint } = match loc.service {
             Service::S3 => build_s3(loc, options, keys),
             Service::Gcs => build_gcs(loc, options),
-            Service::Azblob => build_azblob(loc, options),
+            Service::Azblob => build_azblob(loc, options, keys),
         }
         .map_err(|e| match e {
             BuildError::Message(m) => config(m),
@@ -441,10 +443,10 @@ fn build_gcs(loc: &ObjectLocation, o: &StorageOptions) -> Result<Built, BuildErr
     })
 }
 
-fn build_azblob(loc: &ObjectLocation, o: &StorageOptions) -> Result<Built, BuildError> {
-    let account = o
-        .get("azblob.account")
-        .map(str::to_owned)
+fn build_azblob(loc: &ObjectLocation, o: &StorageOptions, keys: Option<&AccessKeys>) -> Result<Built, BuildError> {
+    let account = keys
+        .map(|k| k.access_key_id.clone())
+        .or_else(|| o.get("azblob.account").map(str::to_owned))
         .or_else(|| env("AZURE_STORAGE_ACCOUNT"));
     let endpoint = match (o.get("azblob.endpoint"), &account) {
         (Some(e), _) => e.to_owned(),
@@ -462,7 +464,10 @@ fn build_azblob(loc: &ObjectLocation, o: &StorageOptions) -> Result<Built, Build
     if let Some(account) = &account {
         b = b.account_name(account);
     }
-    if let Some(key) = env("AZURE_STORAGE_KEY") {
+    if let Some(key) = keys
+        .map(|k| k.secret_access_key.clone())
+        .or_else(|| env("AZURE_STORAGE_KEY"))
+    {
         b = b.account_key(&key);
     }
     if let Some(sas) = env("AZURE_STORAGE_SAS_TOKEN") {

@@ -12,9 +12,13 @@ use crate::storage::{conformance, FileKind, Storage, StorageError};
 #[path = "../../../tests/s3_support/mod.rs"]
 mod s3_support;
 
+#[path = "../../../tests/azure_support/mod.rs"]
+mod azure_support;
+
 #[path = "../../../tests/gcs_support/mod.rs"]
 mod gcs_support;
 
+use azure_support::AzuriteServer;
 use gcs_support::GcsServer;
 use s3_support::S3Server;
 
@@ -155,6 +159,39 @@ async fn gcs_passes_the_conformance_suite_but_for_write_once() {
         err.to_string().contains("bucket no-such-bucket does not exist"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azblob_passes_the_conformance_suite() {
+    let server = AzuriteServer::with_containers(&["cairn-az"]);
+    let options = StorageOptions::parse(&[format!("azblob.endpoint={}", server.endpoint)]).unwrap();
+    let account = |key: &str| AccessKeys {
+        access_key_id: azure_support::ACCOUNT.to_owned(),
+        secret_access_key: key.to_owned(),
+        session_token: None,
+    };
+    let open =
+        |url: &str, key: &str| ObjectStorage::open_with_keys(&location(url), &options, Some(&account(key))).unwrap();
+    let s = open("azblob://cairn-az/repo", azure_support::KEY);
+    assert!(s.conditional_writes(), "Azure puts must be conditional creates");
+    s.probe().await.unwrap();
+    conformance::run_all(&s).await;
+
+    let err = open("azblob://no-such-container/repo", azure_support::KEY)
+        .probe()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OpenError::NoBucket { .. }), "{err}");
+    assert!(
+        err.to_string().contains("container no-such-container does not exist"),
+        "{err}"
+    );
+    // Azurite checks signatures: another key is refused.
+    let err = open("azblob://cairn-az/repo", "d3Jvbmcta2V5LXdyb25nLWtleQ==")
+        .probe()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OpenError::AccessDenied { .. }), "{err}");
 }
 
 /// How the fake store answers.
