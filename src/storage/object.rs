@@ -86,6 +86,7 @@ pub struct ObjectStorage {
     meta: Operator,
     /// Packs: the same place, but written with the packs' storage class.
     packs: Operator,
+    place: ObjectLocation,
     location: String,
     endpoint: String,
     conditional: bool,
@@ -211,6 +212,7 @@ impl ObjectStorage {
         Ok(Self {
             meta,
             packs,
+            place: loc.clone(),
             location,
             endpoint,
             conditional,
@@ -253,8 +255,8 @@ impl ObjectStorage {
                     detail,
                 },
                 ErrorKind::NotFound | ErrorKind::ConfigInvalid => OpenError::NoBucket {
-                    word: self.service_word(),
-                    bucket: self.bucket().to_owned(),
+                    word: self.place.service.bucket_word(),
+                    bucket: self.place.bucket.clone(),
                     location,
                     detail,
                 },
@@ -272,24 +274,11 @@ impl ObjectStorage {
         }
     }
 
-    fn bucket(&self) -> &str {
-        let rest = self.location.split_once("://").map_or("", |(_, r)| r);
-        rest.split('/').next().unwrap_or(rest)
-    }
-
     fn credentials_hint(&self) -> &'static str {
-        match self.location.split_once("://").map(|(scheme, _)| scheme) {
-            Some("gs") => "set GOOGLE_APPLICATION_CREDENTIALS or -o gs.credentials-file=PATH",
-            Some("azblob") => "set AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY",
-            _ => "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE",
-        }
-    }
-
-    fn service_word(&self) -> &'static str {
-        if self.location.starts_with("azblob://") {
-            "container"
-        } else {
-            "bucket"
+        match self.place.service {
+            Service::Gcs => "set GOOGLE_APPLICATION_CREDENTIALS or -o gs.credentials-file=PATH",
+            Service::Azblob => "set AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY",
+            Service::S3 => "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE",
         }
     }
 
