@@ -27,6 +27,7 @@ fn cairn_s3(server: &S3Server, url: &str) -> Command {
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_SESSION_TOKEN")
         .envs(server.env())
+        .env("CAIRN_CACHE_DIR", server.cache_dir())
         .arg("-r")
         .arg(url);
     cmd
@@ -106,6 +107,28 @@ fn s3_repository_backs_up_incrementally_restores_and_checks() {
     assert_same_tree(&describe(&src), &describe(&restored(&target, &src)));
 
     run_ok(cairn_s3(&server, &url).args(["check", "--read-data"]));
+
+    // Index files and snapshots were cached locally (one directory for the
+    // repository), each under the hash of its bytes.
+    let repos: Vec<_> = fs::read_dir(server.cache_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(repos.len(), 1, "{repos:?}");
+    for (kind, at_least) in [("snapshots", 2), ("index", 1)] {
+        let files: Vec<_> = fs::read_dir(repos[0].join(kind))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(files.len() >= at_least, "{kind}: {files:?}");
+        for file in files {
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            assert_eq!(blake3::hash(&fs::read(&file).unwrap()).to_hex().as_str(), name);
+        }
+    }
+    // Without the cache, the same answers.
+    let uncached = run_ok(cairn_s3(&server, &url).args(["--no-cache", "--json", "snapshots"]));
+    assert_eq!(uncached.stdout, listed.stdout);
 
     // The repository really is on the server: without it, nothing answers.
     let mut server = server;
@@ -289,7 +312,13 @@ fn azblob_repository_backs_up_restores_and_checks() {
             .env("AZURE_STORAGE_ACCOUNT", azure_support::ACCOUNT)
             .env("AZURE_STORAGE_KEY", azure_support::KEY)
             .env_remove("AZURE_STORAGE_SAS_TOKEN")
-            .args(["-r", url, "-o", &format!("azblob.endpoint={}", server.endpoint)]);
+            .args([
+                "--no-cache",
+                "-r",
+                url,
+                "-o",
+                &format!("azblob.endpoint={}", server.endpoint),
+            ]);
         cmd
     };
     let url = "azblob://cairn-az/backups/one";

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::repo::{IndexedRepository, Repository};
+use crate::storage::cache::CacheStorage;
 use crate::storage::decorators::RetryStorage;
 use crate::storage::local::LocalStorage;
 use crate::storage::object::{ObjectStorage, OpenError};
@@ -77,6 +78,13 @@ pub struct GlobalArgs {
     /// azblob.account=NAME, azblob.endpoint=URL, timeout=DURATION.
     #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
     pub options: Vec<String>,
+    /// Where to cache an object store repository's index files and snapshots
+    /// (default: $XDG_CACHE_HOME/cairn or ~/.cache/cairn).
+    #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not use or fill the local cache.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,7 +129,15 @@ impl Context {
     pub fn storage(&self) -> Result<DynStorage, CliError> {
         let location = self.global.repo.as_deref().ok_or(CliError::NoRepository)?;
         let options = StorageOptions::parse(&self.global.options).map_err(OpenError::from)?;
-        open_storage_with(location, &options)
+        let cache = if self.global.no_cache {
+            None
+        } else {
+            self.global
+                .cache_dir
+                .clone()
+                .or_else(crate::storage::cache::default_root)
+        };
+        open_storage_with(location, &options, cache.as_deref())
     }
 
     /// The password from the environment, a file, a command or a prompt.
@@ -145,14 +161,20 @@ impl Context {
 /// Storage for a repository location (a local path or an object store URL)
 /// with no `-o` options.
 pub fn open_storage(location: &str) -> Result<DynStorage, CliError> {
-    open_storage_with(location, &StorageOptions::default())
+    open_storage_with(location, &StorageOptions::default(), None)
 }
 
 /// Storage for a repository location with `-o` options. An object store is
 /// checked first (bucket, credentials, endpoint), so a command fails before
 /// any work with one line and its own exit code; its requests are then
-/// retried with backoff when they fail transiently.
-pub fn open_storage_with(location: &str, options: &StorageOptions) -> Result<DynStorage, CliError> {
+/// retried with backoff when they fail transiently, and its index files and
+/// snapshots are cached below `cache` when given (local repositories are
+/// never cached).
+pub fn open_storage_with(
+    location: &str,
+    options: &StorageOptions,
+    cache: Option<&std::path::Path>,
+) -> Result<DynStorage, CliError> {
     if location.is_empty() {
         return Err(CliError::NoRepository);
     }
@@ -170,8 +192,11 @@ pub fn open_storage_with(location: &str, options: &StorageOptions) -> Result<Dyn
                 .build()
                 .map_err(|e| CliError::Other(format!("starting the I/O runtime: {e}")))?;
             rt.block_on(probe.probe())?;
-            let storage = ObjectStorage::open(&loc, options)?;
-            Ok(Arc::new(RetryStorage::new(storage)))
+            let storage = RetryStorage::new(ObjectStorage::open(&loc, options)?);
+            Ok(match cache {
+                Some(root) => Arc::new(CacheStorage::new(storage, root)),
+                None => Arc::new(storage),
+            })
         }
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub mod cache;
 pub mod decorators;
 pub mod local;
 pub mod memory;

@@ -235,6 +235,11 @@ impl S3Server {
             .unwrap_or(response)
     }
 
+    /// A cache directory for clients of this server, removed with it.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
     /// `s3://BUCKET/PREFIX`
     pub fn url(&self, bucket: &str, prefix: &str) -> String {
         format!("s3://{bucket}/{prefix}")
