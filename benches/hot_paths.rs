@@ -17,7 +17,7 @@ use cairn::format::index::{IndexFile, IndexPack};
 use cairn::format::pack::PackEntry;
 use cairn::format::{BlobKind, ObjectKind};
 use cairn::id::{BlobId, IndexId, PackId};
-use cairn::repo::Index;
+use cairn::repo::{Index, IndexBuilder};
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 
 const MIB: usize = 1 << 20;
@@ -179,17 +179,23 @@ fn sealing(c: &mut Criterion) {
     group.finish();
 }
 
-/// Counts the bytes held by live heap allocations, to measure the index's
-/// memory per entry.
+/// Counts the bytes held by live heap allocations, and their peak, to
+/// measure the index's memory per blob.
 struct CountingAlloc;
 
 static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+static PEAK_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(by: usize) {
+    let now = LIVE_BYTES.fetch_add(by, Ordering::Relaxed) + by;
+    PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
+}
 
 // SAFETY: every call is forwarded unchanged to the system allocator; the
-// counter only observes sizes.
+// counters only observe sizes.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        grew(layout.size());
         // SAFETY: same layout as the caller's.
         unsafe { System.alloc(layout) }
     }
@@ -201,7 +207,8 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
+        // Counted as if the old block lived until the new one exists.
+        grew(new_size);
         LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: `ptr` came from `alloc` with this layout.
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -211,83 +218,110 @@ unsafe impl GlobalAlloc for CountingAlloc {
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
-const INDEX_ENTRIES: u64 = 1_000_000;
-const BLOBS_PER_PACK: u64 = 1000;
+/// Data blobs per pack with the default chunker (1 MiB average) and
+/// 16 MiB packs.
+const BLOBS_PER_PACK: u64 = 16;
+/// Packs per index file, as a backup writes them.
+const PACKS_PER_FILE: u64 = 64;
 
 /// The id of synthetic blob `i` (a hash, so ids are spread like real ones).
 fn synthetic_blob(i: u64) -> BlobId {
     BlobId(*blake3::hash(&i.to_le_bytes()).as_bytes())
 }
 
-/// An index of `INDEX_ENTRIES` data blobs in packs of `BLOBS_PER_PACK`.
-fn synthetic_index() -> Index {
-    let packs = (0..INDEX_ENTRIES / BLOBS_PER_PACK)
+/// Index file `f` of a synthetic repository of `blobs` data blobs in packs
+/// of `per_pack`.
+fn synthetic_file(f: u64, blobs: u64, per_pack: u64) -> IndexFile {
+    let first_pack = f * PACKS_PER_FILE;
+    let last_pack = ((f + 1) * PACKS_PER_FILE).min(blobs.div_ceil(per_pack));
+    let packs = (first_pack..last_pack)
         .map(|p| IndexPack {
             id: PackId::hash_of(&p.to_be_bytes()),
             size: 16 << 20,
-            blobs: (0..BLOBS_PER_PACK)
-                .map(|b| PackEntry {
+            blobs: (p * per_pack..((p + 1) * per_pack).min(blobs))
+                .map(|i| PackEntry {
                     kind: BlobKind::Data,
-                    id: synthetic_blob(p * BLOBS_PER_PACK + b),
-                    offset: (b * 16_000) as u32,
-                    length: 16_000,
-                    raw_length: 15_958,
+                    id: synthetic_blob(i),
+                    offset: ((i % per_pack) * 1_000_000) as u32,
+                    length: 1_000_000,
+                    raw_length: 1_048_000,
                 })
                 .collect(),
         })
         .collect();
-    let file = IndexFile {
+    IndexFile {
         supersedes: vec![],
         packs,
         marked: vec![],
-    };
-    Index::from_files(vec![(IndexId::hash_of(b"bench"), file)])
+    }
 }
 
-/// Blob id -> location lookups in an index of one million blobs. The memory
-/// the index holds per blob is measured with a counting allocator and
-/// printed (about 52 bytes: a 32-byte id, a 4-byte pack number, three
-/// 4-byte offsets and lengths and a kind byte, padded to 4; the entry vector
-/// may hold up to twice its length while it grows).
-fn index_lookup(c: &mut Criterion) {
+/// Loads a synthetic index file by file, as `load_index` does, and prints
+/// the heap it holds per blob and the peak while loading.
+fn synthetic_index(blobs: u64, per_pack: u64) -> Index {
+    let files = blobs.div_ceil(per_pack).div_ceil(PACKS_PER_FILE);
     let before = LIVE_BYTES.load(Ordering::Relaxed);
-    let index = synthetic_index();
+    PEAK_BYTES.store(before, Ordering::Relaxed);
+    let mut builder = IndexBuilder::new();
+    for f in 0..files {
+        let file = synthetic_file(f, blobs, per_pack);
+        if let Err(e) = builder.add_file(IndexId::hash_of(&f.to_be_bytes()), file) {
+            panic!("synthetic index: {e}");
+        }
+    }
+    let index = builder.finish();
     let held = LIVE_BYTES.load(Ordering::Relaxed).saturating_sub(before);
+    let peak = PEAK_BYTES.load(Ordering::Relaxed).saturating_sub(before);
+    let n = index.len() as f64;
     println!(
-        "index of {} blobs holds {} bytes: {:.1} bytes per entry",
+        "index of {} blobs, {per_pack} per pack, {files} files: holds {held} bytes = {:.2} bytes per blob \
+         (index's own count {:.2}); peak while loading {:.2} bytes per blob",
         index.len(),
-        held,
-        held as f64 / index.len() as f64
+        held as f64 / n,
+        index.heap_bytes() as f64 / n,
+        peak as f64 / n,
     );
-    const BATCH: u64 = 10_000;
-    let hits: Vec<BlobId> = (0..BATCH)
-        .map(|i| synthetic_blob(i.wrapping_mul(7919) % INDEX_ENTRIES))
-        .collect();
-    let misses: Vec<BlobId> = (0..BATCH).map(|i| synthetic_blob(INDEX_ENTRIES + i)).collect();
-    let mut group = c.benchmark_group("index_1M");
-    short(&mut group);
-    group.throughput(Throughput::Elements(BATCH));
-    group.bench_function("get_hits", |b| {
-        b.iter(|| {
-            let found = hits
-                .iter()
-                .filter(|id| index.get(BlobKind::Data, black_box(id)).is_some())
-                .count();
-            assert_eq!(found as u64, BATCH);
-            found
-        })
-    });
-    group.bench_function("get_misses", |b| {
-        b.iter(|| {
-            let found = misses
-                .iter()
-                .filter(|id| index.get(BlobKind::Data, black_box(id)).is_some())
-                .count();
-            assert_eq!(found, 0);
-            found
-        })
-    });
-    group.finish();
+    index
+}
+
+/// Prints the memory per blob for other pack fills, then times random
+/// lookups (hits and misses) in indexes of one and ten million blobs.
+fn index_lookup(c: &mut Criterion) {
+    for per_pack in [4, 1000] {
+        drop(synthetic_index(1_000_000, per_pack));
+    }
+    for blobs in [1_000_000u64, 10_000_000] {
+        let index = synthetic_index(blobs, BLOBS_PER_PACK);
+        const BATCH: u64 = 10_000;
+        let hits: Vec<BlobId> = (0..BATCH)
+            .map(|i| synthetic_blob(i.wrapping_mul(7919) % blobs))
+            .collect();
+        let misses: Vec<BlobId> = (0..BATCH).map(|i| synthetic_blob(blobs + i)).collect();
+        let mut group = c.benchmark_group(format!("index_{}M", blobs / 1_000_000));
+        short(&mut group);
+        group.throughput(Throughput::Elements(BATCH));
+        group.bench_function("get_hits", |b| {
+            b.iter(|| {
+                let found = hits
+                    .iter()
+                    .filter(|id| index.get(BlobKind::Data, black_box(id)).is_some())
+                    .count();
+                assert_eq!(found as u64, BATCH);
+                found
+            })
+        });
+        group.bench_function("get_misses", |b| {
+            b.iter(|| {
+                let found = misses
+                    .iter()
+                    .filter(|id| index.get(BlobKind::Data, black_box(id)).is_some())
+                    .count();
+                assert_eq!(found, 0);
+                found
+            })
+        });
+        group.finish();
+    }
 }
 
 criterion_group!(benches, chunking, hashing, compression, sealing, index_lookup);

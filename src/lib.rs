@@ -10,6 +10,9 @@
 //! - [`source`]: what a backup reads (local trees, stdin)
 //! - [`backup`], [`restore`]: the archiver and the restorer
 //! - [`check`]: structural and data verification
+//! - [`prune`]: removing what no snapshot needs
+//! - [`forget`]: retention policies and removing snapshots
+//! - [`maintenance`]: copy between repositories, repair of index and snapshots
 //! - [`cli`]: argument parsing and output
 
 pub mod backup;
@@ -17,8 +20,11 @@ pub mod check;
 pub mod chunker;
 pub mod cli;
 pub mod crypto;
+pub mod forget;
 pub mod format;
 pub mod id;
+pub mod maintenance;
+pub mod prune;
 pub mod repo;
 pub mod restore;
 pub mod source;

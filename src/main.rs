@@ -3,7 +3,10 @@
 use clap::Parser;
 
 fn main() {
-    let cli = cairn::cli::Cli::parse();
+    let cli = match cairn::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => usage_error(e),
+    };
     let code = match cairn::cli::run(cli) {
         Ok(code) => code,
         // The reader of our output went away (`cairn ls | head`): not an error.
@@ -15,4 +18,24 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Help and version go to stdout as clap prints them; a usage error becomes
+/// one line on stderr (clap's first line, without its hint) and exit code 2.
+fn usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let rendered = e.render().to_string();
+    let first = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid arguments");
+    let line = first.strip_prefix("error: ").unwrap_or(first);
+    eprintln!("cairn: {line}");
+    std::process::exit(2);
 }

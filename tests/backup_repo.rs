@@ -320,3 +320,34 @@ fn invalid_stdin_filename_is_named() {
     assert!(matches!(err, BackupError::InvalidOption(_)), "{err}");
     assert!(err.to_string().contains("\"a/b\""), "{err}");
 }
+
+#[test]
+fn a_backup_whose_lock_was_lost_writes_no_snapshot() {
+    use cairn::repo::{LockKind, LockOptions, RepoError};
+    use std::time::{Duration, Instant};
+
+    let (storage, repo) = small_repo();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("f"), b"data").unwrap();
+    let opts = LockOptions {
+        ttl: Duration::from_secs(60),
+        refresh: Duration::from_millis(20),
+        poll: Duration::from_millis(20),
+    };
+    let lock = repo.lock_with(LockKind::Shared, Duration::ZERO, &opts).unwrap();
+    // Someone runs `unlock --remove-all`; the next refresh notices.
+    assert_eq!(repo.remove_all_locks().unwrap(), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lock.ensure_held().is_ok() {
+        assert!(Instant::now() < deadline, "lost lock not noticed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let indexed = repo.clone().load_index().unwrap();
+    let backup = BackupOptions {
+        lock: Some(lock.watch()),
+        ..BackupOptions::default()
+    };
+    let err = backup_paths(&indexed, &[dir.path().to_path_buf()], &backup, &Progress::default()).unwrap_err();
+    assert!(matches!(err, BackupError::Repo(RepoError::LockLost(_))), "{err}");
+    assert!(repo.block_on(storage.list(FileKind::Snapshot)).unwrap().is_empty());
+}

@@ -77,9 +77,8 @@ impl Fixture {
 
     /// A data blob and where it is stored.
     fn data_blob(&self) -> (BlobId, cairn::repo::BlobLocation) {
-        self.indexed()
-            .index()
-            .iter()
+        cli_support::indexed_blobs(&self.indexed())
+            .into_iter()
             .find(|(_, loc)| loc.kind == BlobKind::Data)
             .unwrap()
     }
@@ -254,6 +253,7 @@ fn save_snapshot(repo: &Repository, tree: TreeId) -> SnapshotId {
         gid: 0,
         tags: vec![],
         parent: None,
+        original: None,
         excludes: vec![],
         program_version: "cairn test".into(),
         partial: false,

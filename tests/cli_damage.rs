@@ -31,6 +31,11 @@ impl Fixture {
             .unwrap()
     }
 
+    /// Every indexed blob with its full id.
+    fn indexed_blobs(&self) -> Vec<(cairn::id::BlobId, cairn::repo::BlobLocation)> {
+        cli_support::indexed_blobs(&self.indexed())
+    }
+
     /// Where a pack file lives in the local repository.
     fn pack_path(&self, pack: &cairn::id::PackId) -> PathBuf {
         let name = pack.to_hex();
@@ -188,10 +193,9 @@ fn flipped_byte_in_an_index_is_named_by_restore() {
 #[test]
 fn flipped_byte_in_a_data_blob_is_named_and_never_restored() {
     let fx = fixture();
-    let indexed = fx.indexed();
-    let (id, loc) = indexed
-        .index()
-        .iter()
+    let (id, loc) = fx
+        .indexed_blobs()
+        .into_iter()
         .find(|(_, l)| l.kind == BlobKind::Data && l.raw_length > 1000)
         .unwrap();
     let pack = fx.pack_path(&loc.pack);
@@ -204,8 +208,11 @@ fn flipped_byte_in_a_data_blob_is_named_and_never_restored() {
 #[test]
 fn missing_pack_is_named_by_restore() {
     let fx = fixture();
-    let indexed = fx.indexed();
-    let (_, loc) = indexed.index().iter().find(|(_, l)| l.kind == BlobKind::Data).unwrap();
+    let (_, loc) = fx
+        .indexed_blobs()
+        .into_iter()
+        .find(|(_, l)| l.kind == BlobKind::Data)
+        .unwrap();
     let name = loc.pack.to_hex();
     fs::remove_file(fx.pack_path(&loc.pack)).unwrap();
     restore_fails_naming(&fx, &name);

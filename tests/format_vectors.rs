@@ -18,7 +18,7 @@ use cairn::format::envelope::{self, NONCE_LEN};
 use cairn::format::index::{IndexFile, IndexPack, MarkedPack};
 use cairn::format::keyfile::{KdfParams, KeyFile};
 use cairn::format::limits;
-use cairn::format::lock::Lock;
+use cairn::format::lock::{Lock, LockKind};
 use cairn::format::pack::{self, PackEntry, PackHeader, TRAILER_LEN};
 use cairn::format::snapshot::{Snapshot, Summary};
 use cairn::format::tree::{Content, Node, NodeKind, Tree, Xattr};
@@ -149,7 +149,7 @@ fn lock_value() -> Lock {
         hostname: "node-1".into(),
         username: "root".into(),
         pid: 4242,
-        exclusive: true,
+        kind: LockKind::Exclusive,
     }
 }
 
@@ -263,6 +263,7 @@ fn build() -> Built {
         gid: 0,
         tags: vec!["daily".into()],
         parent: Some(SnapshotId([0x33; 32])),
+        original: Some(SnapshotId([0x44; 32])),
         excludes: vec!["*.tmp".into()],
         program_version: "cairn 0.1.0".into(),
         partial: false,

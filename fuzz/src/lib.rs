@@ -14,7 +14,9 @@ use cairn::format::lock::Lock;
 use cairn::format::pack::{self, PackHeader, TRAILER_LEN};
 use cairn::format::snapshot::Snapshot;
 use cairn::format::tree::Tree;
-use cairn::format::ObjectKind;
+use cairn::format::{BlobKind, ObjectKind};
+use cairn::id::{BlobId, IndexId, PackId};
+use cairn::repo::{IndexBuilder, KEY_LEN};
 
 /// Decompressed-size limit used by the targets, small enough to keep runs fast.
 const LIMIT: usize = 1 << 24;
@@ -89,8 +91,36 @@ pub fn pack_header(data: &[u8]) {
     }
 }
 
+/// An index file that decodes, loaded into an in-memory index: every blob
+/// it lists is found in a pack it lists, and each listing is counted once.
 pub fn index(data: &[u8]) {
-    let _ = IndexFile::decode(data);
+    let Ok(file) = IndexFile::decode(data) else { return };
+    let id = IndexId::hash_of(data);
+    let live = !file.supersedes.contains(&id);
+    let listed: Vec<(BlobKind, BlobId, PackId)> = file
+        .packs
+        .iter()
+        .flat_map(|p| p.blobs.iter().map(move |b| (b.kind, b.id, p.id)))
+        .collect();
+    let mut builder = IndexBuilder::new();
+    if builder.add_file(id, file.clone()).is_err() {
+        return;
+    }
+    let index = builder.finish();
+    if !live {
+        assert!(index.is_empty() && index.files().is_empty());
+        return;
+    }
+    assert_eq!(index.len() as u64 + index.duplicates(), listed.len() as u64);
+    for (kind, blob, _) in &listed {
+        let loc = index.get(*kind, blob).expect("a listed blob is found");
+        assert_eq!(loc.kind, *kind);
+        assert!(listed
+            .iter()
+            .any(|(k, b, p)| k == kind && b.0[..KEY_LEN] == blob.0[..KEY_LEN] && *p == loc.pack));
+        assert!(index.position(*kind, blob).is_some_and(|p| p < index.len()));
+    }
+    assert!(index.packs().all(|(p, _)| file.packs.iter().any(|l| l.id == p)));
 }
 
 /// A tree that decodes must have only safe, strictly increasing names.
@@ -119,6 +149,10 @@ pub fn key_file(data: &[u8]) {
     let _ = KeyFile::decode(data);
 }
 
+/// Lock decoding; whatever decodes must survive an encode and decode.
 pub fn lock(data: &[u8]) {
-    let _ = Lock::decode(data);
+    if let Ok(lock) = Lock::decode(data) {
+        let again = Lock::decode(&lock.encode());
+        assert!(again.ok().as_ref() == Some(&lock), "lock does not round-trip: {lock:?}");
+    }
 }

@@ -12,6 +12,7 @@ use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::{Content, Node, NodeKind, Tree};
 use crate::format::BlobKind;
 use crate::id::{SnapshotId, TreeId};
+use crate::repo::lock::LockWatch;
 use crate::repo::saver::{BlobSaver, SaverOptions};
 use crate::repo::{now_ns, IndexedRepository, RepoError};
 use crate::source::walk::{WalkOptions, Walker};
@@ -73,6 +74,8 @@ pub struct BackupOptions {
     pub excludes: Vec<String>,
     /// Files read at once (0: the default, 4).
     pub readers: usize,
+    /// The lock the backup runs under: checked before the snapshot is written.
+    pub lock: Option<LockWatch>,
 }
 
 /// The result of a backup.
@@ -136,6 +139,7 @@ fn new_snapshot(opts: &BackupOptions, tree: TreeId, paths: Vec<String>, start: i
         gid: nix::unistd::getgid().as_raw(),
         tags: opts.tags.clone(),
         parent: None,
+        original: None,
         excludes: opts.excludes.clone(),
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         partial: false,
@@ -146,12 +150,13 @@ fn new_snapshot(opts: &BackupOptions, tree: TreeId, paths: Vec<String>, start: i
     }
 }
 
-/// Finishes the saver, then writes the snapshot (unless a dry run).
+/// Finishes the saver, then writes the snapshot (unless a dry run) if the
+/// lock, when there is one, still holds.
 fn commit(
     repo: &IndexedRepository,
     saver: BlobSaver,
     mut snapshot: Snapshot,
-    dry_run: bool,
+    opts: &BackupOptions,
 ) -> Result<BackupOutcome, BackupError> {
     let stats = saver.finish()?;
     snapshot.summary.data_blobs = stats.data_blobs;
@@ -160,9 +165,12 @@ fn commit(
     snapshot.summary.data_added_packed = stats.data_added_packed;
     snapshot.summary.backup_end_ns = now_ns();
     snapshot.partial = snapshot.summary.errors > 0;
-    let id = if dry_run {
+    let id = if opts.dry_run {
         None
     } else {
+        if let Some(lock) = &opts.lock {
+            lock.ensure_held()?;
+        }
         Some(repo.save_snapshot(&snapshot)?)
     };
     Ok(BackupOutcome { id, snapshot })
@@ -197,7 +205,7 @@ pub fn backup_paths(
         backup_start_ns: start,
         ..archiver.summary
     };
-    commit(repo, saver, snapshot, opts.dry_run)
+    commit(repo, saver, snapshot, opts)
 }
 
 /// A stream read and saved, its snapshot not yet written.
@@ -265,7 +273,7 @@ pub fn backup_reader<R: std::io::Read>(
     progress: &Progress,
 ) -> Result<BackupOutcome, BackupError> {
     let staged = stage_reader(repo, reader, filename, opts, progress)?;
-    commit(repo, staged.saver, staged.snapshot, opts.dry_run)
+    commit(repo, staged.saver, staged.snapshot, opts)
 }
 
 /// Runs `command` and backs up its standard output. A command that cannot
@@ -298,5 +306,5 @@ pub fn backup_command(
         staged.saver.finish()?;
         return Err(fail(status.to_string()));
     }
-    commit(repo, staged.saver, staged.snapshot, opts.dry_run)
+    commit(repo, staged.saver, staged.snapshot, opts)
 }

@@ -172,7 +172,10 @@ fn merge(files: Vec<(IndexId, IndexFile)>, report: &mut CheckReport) -> LoadedIn
     }
     loaded.marked = marked.into_iter().filter(|id| !loaded.packs.contains_key(id)).collect();
     report_duplicates(&loaded.packs, report);
-    loaded.index = Index::from_files(live);
+    loaded.index = Index::from_files(live).unwrap_or_else(|e| {
+        report.error(ObjectType::Repository, "index", e.to_string());
+        Index::default()
+    });
     report.counters.packs = loaded.packs.len() as u64;
     report.counters.blobs = loaded.index.len() as u64;
     loaded

@@ -13,7 +13,7 @@ use super::{CheckError, CheckReport};
 use crate::crypto::MasterKey;
 use crate::format::tree::{Content, NodeKind, Tree};
 use crate::format::{limits, BlobKind};
-use crate::id::{BlobId, SnapshotId, TreeId};
+use crate::id::{BlobId, PackId, SnapshotId, TreeId};
 use crate::repo::{BlobLocation, Repository};
 use crate::storage::{FileKind, StorageError};
 
@@ -219,20 +219,29 @@ fn visit_nodes(
 /// Reports indexed blobs that no snapshot reaches (info), the first
 /// `limit` by name and then a count of the rest.
 pub(super) fn report_unused(loaded: &LoadedIndex, reached: &Reached, limit: usize, report: &mut CheckReport) {
+    // The index keeps no full ids: take them from the packs the live index
+    // files list, one per (id, kind), sorted.
+    let mut unused: Vec<(&BlobId, BlobKind, &PackId)> = loaded
+        .packs
+        .iter()
+        .flat_map(|(pack, p)| p.blobs.iter().map(move |b| (&b.id, b.kind, pack)))
+        .filter(|(id, kind, _)| !reached.blobs.contains(&(*kind, **id)))
+        .collect();
+    unused.sort_unstable();
+    unused.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
     let mut shown = 0usize;
     let mut rest = 0u64;
-    for (id, loc) in loaded.index.iter() {
-        if reached.blobs.contains(&(loc.kind, id)) {
-            continue;
-        }
+    for (id, kind, listed_in) in unused {
         report.counters.unused_blobs += 1;
         if shown < limit {
             shown += 1;
-            let kind = match loc.kind {
+            // The copy that reads would use.
+            let pack = loaded.index.get(kind, id).map_or(*listed_in, |loc| loc.pack);
+            let object = match kind {
                 BlobKind::Tree => ObjectType::Tree,
                 BlobKind::Data => ObjectType::DataBlob,
             };
-            report.info(kind, id, format!("in pack {} is not used by any snapshot", loc.pack));
+            report.info(object, id, format!("in pack {pack} is not used by any snapshot"));
         } else {
             rest += 1;
         }

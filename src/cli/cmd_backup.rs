@@ -9,7 +9,7 @@ use crate::backup::progress::Progress;
 use crate::backup::{backup_command, backup_paths, backup_reader, BackupOptions, BackupOutcome, ParentChoice};
 use crate::repo::saver::SaverOptions;
 use crate::repo::snapshots::SnapshotFilter;
-use crate::repo::{IndexedRepository, RepoError};
+use crate::repo::{IndexedRepository, LockKind, RepoError};
 use crate::source::walk::WalkOptions;
 
 #[derive(Debug, clap::Args)]
@@ -166,7 +166,11 @@ fn parent(repo: &IndexedRepository, args: &Args) -> Result<ParentChoice, CliErro
 pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
     let source = source(args)?;
     let walk = walk_options(args)?;
-    let repo = ctx.open_indexed()?;
+    let repo = ctx.open()?;
+    // Taken before the index is read, so that the index reflects whatever
+    // a conflicting operation that just finished wrote.
+    let lock = repo.lock(LockKind::Shared, ctx.retry_lock())?;
+    let repo = repo.load_index()?;
     let mut excludes = walk.excludes.clone();
     excludes.extend(walk.iexcludes.iter().cloned());
     let opts = BackupOptions {
@@ -183,6 +187,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
         time_ns: args.time,
         excludes,
         readers: usize::from(args.read_concurrency),
+        lock: Some(lock.watch()),
     };
     let mode = if ctx.global.json {
         Mode::Json {

@@ -2,6 +2,7 @@
 
 use super::{output, CliError, Context};
 use crate::check::{self, CheckOptions, CheckReport, ReadData, Severity, Subset};
+use crate::repo::LockKind;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -34,6 +35,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
         ..CheckOptions::default()
     };
     let repo = ctx.open()?;
+    let _lock = repo.lock(LockKind::Shared, ctx.retry_lock())?;
     if ctx.interactive {
         eprintln!("checking {}", repo.storage().location());
     }

@@ -7,7 +7,7 @@ use crate::repo::{InitOptions, Repository};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Average chunk size (a power of two, e.g. 1M, 512K); min is half, max eight times it.
-    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_size, conflicts_with = "copy_chunker_params")]
     pub chunk_size: u64,
     /// Target pack file size.
     #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
@@ -15,6 +15,13 @@ pub struct Args {
     /// Compression: off, auto, fastest, max or a zstd level 1-22.
     #[arg(long, default_value = "auto", value_parser = parse_compression)]
     pub compression: Compression,
+    /// Share the chunker parameters and the chunker and blob-id keys of the
+    /// repository given with --from-repo, so that backups of the same data
+    /// give the same blobs in both and copies between them deduplicate.
+    #[arg(long)]
+    pub copy_chunker_params: bool,
+    #[command(flatten)]
+    pub from: super::from_repo::FromRepoArgs,
     /// Argon2id memory in KiB for the first key (for tests).
     #[arg(long, value_name = "KIB", hide = true)]
     pub kdf_memory: Option<u32>,
@@ -65,6 +72,12 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
     let pack_size = u32::try_from(args.pack_size)
         .map_err(|_| CliError::Usage(format!("--pack-size {} is too large", args.pack_size)))?;
     let kdf = super::cmd_key::kdf_params(args.kdf_memory)?;
+    let (chunker, share_chunker_with) = if args.copy_chunker_params {
+        let from = args.from.open()?;
+        (from.config().chunker, Some(from.key().clone()))
+    } else {
+        (chunker, None)
+    };
     let storage = ctx.storage()?;
     let password = password_for_init(ctx)?;
     let opts = InitOptions {
@@ -72,7 +85,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
         pack_size,
         compression: args.compression.0,
         kdf,
-        ..InitOptions::default()
+        share_chunker_with,
     };
     let repo = Repository::init(storage, password.as_bytes(), opts)?;
     if ctx.global.json {

@@ -1,6 +1,9 @@
 //! Errors of the command line, each with its exit code.
 
 use crate::backup::BackupError;
+use crate::forget::ForgetError;
+use crate::maintenance::MaintenanceError;
+use crate::prune::PruneError;
 use crate::repo::RepoError;
 use crate::restore::RestoreError;
 use crate::storage::object::OpenError;
@@ -36,10 +39,18 @@ pub enum CliError {
     Open(#[from] OpenError),
     #[error(transparent)]
     Repo(#[from] RepoError),
+    #[error("source repository: {0}")]
+    FromRepo(RepoError),
+    #[error(transparent)]
+    Maintenance(#[from] MaintenanceError),
     #[error(transparent)]
     Backup(#[from] BackupError),
     #[error(transparent)]
     Restore(#[from] RestoreError),
+    #[error(transparent)]
+    Prune(#[from] PruneError),
+    #[error(transparent)]
+    Forget(#[from] ForgetError),
     #[error("{0}")]
     Other(String),
     #[error("writing output: {0}")]
@@ -58,9 +69,13 @@ impl CliError {
                 OpenError::Unreachable { .. } => exit::UNREACHABLE,
                 OpenError::Storage(_) => exit::ERROR,
             },
-            Self::Repo(e) => e.exit_code(),
+            Self::Repo(e) | Self::FromRepo(e) => e.exit_code(),
+            Self::Maintenance(e) => e.exit_code(),
             Self::Backup(BackupError::Repo(e)) => e.exit_code(),
             Self::Restore(e) => e.exit_code(),
+            Self::Prune(PruneError::Repo(e)) => e.exit_code(),
+            Self::Forget(e) if e.is_usage() => exit::USAGE,
+            Self::Forget(ForgetError::Repo(e)) => e.exit_code(),
             _ => exit::ERROR,
         }
     }

@@ -19,19 +19,25 @@ use crate::storage::url::{parse_location, Location, StorageOptions};
 use crate::storage::DynStorage;
 
 pub mod error;
+pub mod from_repo;
 pub mod output;
 pub mod progress;
 
 pub mod cmd_backup;
 pub mod cmd_cat;
 pub mod cmd_check;
+pub mod cmd_copy;
 pub mod cmd_diff;
+pub mod cmd_forget;
 pub mod cmd_init;
 pub mod cmd_key;
 pub mod cmd_ls;
+pub mod cmd_prune;
+pub mod cmd_repair;
 pub mod cmd_restore;
 pub mod cmd_snapshots;
 pub mod cmd_stats;
+pub mod cmd_unlock;
 
 pub use error::CliError;
 
@@ -85,6 +91,10 @@ pub struct GlobalArgs {
     /// Do not use or fill the local cache.
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// Wait up to this long for a conflicting lock to go away (e.g. 30s, 5m,
+    /// 1h30m); 0 fails at once.
+    #[arg(long, global = true, default_value = "0", value_name = "DURATION", value_parser = cmd_unlock::parse_duration)]
+    pub retry_lock: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,9 +117,20 @@ pub enum Command {
     Stats(cmd_stats::Args),
     /// Check the repository's integrity.
     Check(cmd_check::Args),
+    /// Remove snapshots by id or by a retention policy (--keep-*).
+    Forget(Box<cmd_forget::Args>),
     /// Manage passwords (key files).
     #[command(subcommand)]
     Key(cmd_key::KeyCommand),
+    /// Remove data that no snapshot needs (in two phases, safe beside backups).
+    Prune(cmd_prune::Args),
+    /// Copy snapshots from another repository (--from-repo) into this one.
+    Copy(cmd_copy::Args),
+    /// Rebuild the index from pack headers, or rewrite snapshots whose data is lost.
+    #[command(subcommand)]
+    Repair(cmd_repair::RepairCommand),
+    /// Remove stale locks (`--remove-all`: every lock).
+    Unlock(cmd_unlock::Args),
 }
 
 /// What a command needs from the outside world.
@@ -150,6 +171,11 @@ impl Context {
         let storage = self.storage()?;
         let password = self.password("enter repository password: ")?;
         Ok(Repository::open(storage, password.as_bytes())?)
+    }
+
+    /// How long to wait for a conflicting lock (`--retry-lock`).
+    pub fn retry_lock(&self) -> std::time::Duration {
+        self.global.retry_lock
     }
 
     /// Opens the repository and loads its index.
@@ -216,6 +242,11 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Diff(args) => cmd_diff::run(&ctx, &args),
         Command::Stats(args) => cmd_stats::run(&ctx, &args),
         Command::Check(args) => cmd_check::run(&ctx, &args),
+        Command::Forget(args) => cmd_forget::run(&ctx, &args),
         Command::Key(cmd) => cmd_key::run(&ctx, &cmd),
+        Command::Prune(args) => cmd_prune::run(&ctx, &args),
+        Command::Copy(args) => cmd_copy::run(&ctx, &args),
+        Command::Repair(cmd) => cmd_repair::run(&ctx, &cmd),
+        Command::Unlock(args) => cmd_unlock::run(&ctx, &args),
     }
 }

@@ -8,17 +8,42 @@ use zeroize::Zeroizing;
 use super::{CliError, GlobalArgs};
 
 pub fn read(global: &GlobalArgs, prompt: &str) -> Result<Zeroizing<String>, CliError> {
-    if let Ok(p) = std::env::var("CAIRN_PASSWORD") {
+    read_from(
+        &Source {
+            env: "CAIRN_PASSWORD",
+            file: global.password_file.as_deref(),
+            command: global.password_command.as_deref(),
+            options: "set CAIRN_PASSWORD, --password-file or --password-command",
+        },
+        prompt,
+    )
+}
+
+/// Where one repository's password may come from.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    /// The environment variable that holds the password itself.
+    pub env: &'static str,
+    pub file: Option<&'a std::path::Path>,
+    pub command: Option<&'a str>,
+    /// How to give it, for the message when none is given.
+    pub options: &'static str,
+}
+
+/// Reads a password from `source`, in order: its environment variable, its
+/// file, its command, a prompt on a terminal.
+pub fn read_from(source: &Source<'_>, prompt: &str) -> Result<Zeroizing<String>, CliError> {
+    if let Ok(p) = std::env::var(source.env) {
         return Ok(Zeroizing::new(p));
     }
-    if let Some(path) = &global.password_file {
+    if let Some(path) = source.file {
         let text = Zeroizing::new(
             std::fs::read_to_string(path)
                 .map_err(|e| CliError::Password(format!("cannot read password file {}: {e}", path.display())))?,
         );
         return Ok(Zeroizing::new(first_line(&text)));
     }
-    if let Some(command) = &global.password_command {
+    if let Some(command) = source.command {
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(command)
@@ -40,9 +65,10 @@ pub fn read(global: &GlobalArgs, prompt: &str) -> Result<Zeroizing<String>, CliE
             rpassword::prompt_password(prompt).map_err(|e| CliError::Password(format!("cannot read password: {e}")))?;
         return Ok(Zeroizing::new(p));
     }
-    Err(CliError::Password(
-        "no password given: set CAIRN_PASSWORD, --password-file or --password-command, or run on a terminal".into(),
-    ))
+    Err(CliError::Password(format!(
+        "no password given: {}, or run on a terminal",
+        source.options
+    )))
 }
 
 /// Asks for a new password twice on a terminal, or takes it from the usual

@@ -72,6 +72,17 @@ impl MasterKey {
         Ok(key)
     }
 
+    /// Whether `other` names blobs with the same id key, so that a blob has
+    /// the same id in both repositories.
+    pub fn shares_id_key(&self, other: &MasterKey) -> bool {
+        self.id_key == other.id_key
+    }
+
+    /// Whether `other` derives the same chunker gear table.
+    pub fn shares_chunker_key(&self, other: &MasterKey) -> bool {
+        self.chunker_key == other.chunker_key
+    }
+
     pub fn from_bytes(bytes: &[u8; MASTER_KEY_LEN]) -> Self {
         let mut k = Self {
             encryption: [0; 32],
@@ -339,5 +350,8 @@ mod tests {
         let shared = MasterKey::generate_sharing_chunker(&a).unwrap();
         assert_eq!(shared.gear_table()[..], a.gear_table()[..]);
         assert_eq!(shared.blob_id(b"x"), a.blob_id(b"x"));
+        assert!(shared.shares_id_key(&a) && shared.shares_chunker_key(&a));
+        assert!(!b.shares_id_key(&a) && !b.shares_chunker_key(&a));
+        assert_ne!(shared.to_bytes()[..32], a.to_bytes()[..32]);
     }
 }

@@ -41,6 +41,9 @@ pub struct Snapshot {
     pub gid: u32,
     pub tags: Vec<String>,
     pub parent: Option<SnapshotId>,
+    /// The snapshot this one was copied or rewritten from (by `copy` or
+    /// `repair snapshots`); `None` for a snapshot made by a backup.
+    pub original: Option<SnapshotId>,
     pub excludes: Vec<String>,
     pub program_version: String,
     /// Some entries could not be read (see `summary.errors`).

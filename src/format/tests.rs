@@ -8,7 +8,7 @@ use super::config::{ChunkerParams, Config};
 use super::envelope::{self, COMPRESSION_NONE, COMPRESSION_ZSTD, OVERHEAD};
 use super::index::{IndexFile, IndexPack, MarkedPack};
 use super::keyfile::{KdfParams, KeyFile};
-use super::lock::Lock;
+use super::lock::{Lock, LockKind};
 use super::pack::{self, PackEntry, PackHeader, TRAILER_LEN};
 use super::snapshot::{Snapshot, Summary};
 use super::tree::{Content, Node, NodeKind, Tree, Xattr};
@@ -188,13 +188,14 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
             any::<u32>(),
             vec(".{0,6}", 0..3),
             proptest::option::of(id32()),
+            proptest::option::of(id32()),
         ),
         (vec(".{0,6}", 0..3), ".{0,8}", any::<bool>(), summary()),
     )
         .prop_map(
             |(
                 (time_ns, tree, paths, hostname, username),
-                (uid, gid, tags, parent),
+                (uid, gid, tags, parent, original),
                 (excludes, pv, partial, summary),
             )| {
                 Snapshot {
@@ -207,6 +208,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
                     gid,
                     tags,
                     parent: parent.map(SnapshotId),
+                    original: original.map(SnapshotId),
                     excludes,
                     program_version: pv,
                     partial,
@@ -277,15 +279,15 @@ fn lock() -> impl Strategy<Value = Lock> {
         ".{0,12}",
         ".{0,12}",
         any::<u32>(),
-        any::<bool>(),
+        prop_oneof![Just(LockKind::Shared), Just(LockKind::Exclusive), Just(LockKind::Prune)],
     )
-        .prop_map(|(time_ns, expires_ns, hostname, username, pid, exclusive)| Lock {
+        .prop_map(|(time_ns, expires_ns, hostname, username, pid, kind)| Lock {
             time_ns,
             expires_ns,
             hostname,
             username,
             pid,
-            exclusive,
+            kind,
         })
 }
 
@@ -591,5 +593,41 @@ fn key_file_rejects_bad_header_and_kdf() {
         },
     ] {
         assert!(KeyFile::decode(&KeyFile { kdf, ..k.clone() }.encode()).is_err());
+    }
+}
+
+#[test]
+fn lock_kind_is_the_last_byte_and_unknown_kinds_are_rejected() {
+    let lock = Lock {
+        time_ns: 1,
+        expires_ns: 2,
+        hostname: "h".into(),
+        username: "u".into(),
+        pid: 7,
+        kind: LockKind::Shared,
+    };
+    let mut bytes = lock.encode();
+    for (byte, kind) in [(0u8, LockKind::Shared), (1, LockKind::Exclusive), (2, LockKind::Prune)] {
+        *bytes.last_mut().unwrap() = byte;
+        assert_eq!(Lock::decode(&bytes).unwrap().kind, kind);
+    }
+    *bytes.last_mut().unwrap() = 3;
+    assert!(Lock::decode(&bytes).is_err(), "lock kind 3 must be rejected");
+}
+
+#[test]
+fn lock_conflict_matrix() {
+    use LockKind::*;
+    let table = [
+        (Shared, Shared, false),
+        (Shared, Prune, false),
+        (Shared, Exclusive, true),
+        (Prune, Prune, true),
+        (Prune, Exclusive, true),
+        (Exclusive, Exclusive, true),
+    ];
+    for (a, b, conflict) in table {
+        assert_eq!(a.conflicts_with(b), conflict, "{a} vs {b}");
+        assert_eq!(b.conflicts_with(a), conflict, "{b} vs {a}");
     }
 }

@@ -63,6 +63,14 @@ pub enum RepoError {
     Crypt(#[from] CryptoError),
     #[error("upload failed: {0}")]
     Upload(String),
+    #[error("repository is locked: {holder}")]
+    Locked { holder: String },
+    #[error("lost the repository lock: {0}")]
+    LockLost(String),
+    #[error("cannot start the lock refresh thread: {0}")]
+    LockThread(std::io::Error),
+    #[error("the index is too large to load: {0}")]
+    IndexTooLarge(String),
 }
 
 fn kind_name(kind: BlobKind) -> &'static str {
@@ -77,6 +85,7 @@ impl RepoError {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::NotARepository { .. } => 10,
+            Self::Locked { .. } => 11,
             Self::WrongPassword { .. } => 12,
             _ => 1,
         }

@@ -10,6 +10,16 @@ use crate::format::{limits, BlobKind, FormatError};
 use crate::id::{BlobId, IndexId, PackId, TreeId};
 use crate::storage::FileKind;
 
+mod build;
+mod chunked;
+mod table;
+#[cfg(test)]
+mod tests;
+
+pub use build::IndexBuilder;
+pub use table::KEY_LEN;
+use table::{Entry, Table};
+
 /// Where a blob is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobLocation {
@@ -20,23 +30,27 @@ pub struct BlobLocation {
     pub raw_length: u32,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    id: BlobId,
-    pack: u32,
-    offset: u32,
-    length: u32,
-    raw_length: u32,
-    kind: BlobKind,
-}
-
-/// All index files merged: blob id -> location, sorted for binary search.
+/// All live index files merged: for each blob kind a table sorted by id,
+/// plus the packs they name.
+///
+/// A blob costs 36 bytes (id bytes 2..22, pack ordinal, offset, length and
+/// raw length; bytes 0..2 select a bucket) plus its share of the pack table
+/// (40 bytes per pack) and of the two bucket tables (256 KiB each).
+/// Lookups compare the first [`KEY_LEN`] bytes of an id only: two ids that
+/// agree on those are the same blob to the index (see "The in-memory
+/// index" in `format-spec/security.md`); every blob read is still checked
+/// against its full id.
 #[derive(Debug, Default)]
 pub struct Index {
+    data: Table,
+    tree: Table,
+    /// Pack ids sorted, and the size of each.
     packs: Vec<PackId>,
     pack_sizes: Vec<u64>,
-    entries: Vec<Entry>,
+    /// One bit per pack ordinal: marked for deletion. Empty when none is.
+    marked_bits: Vec<u64>,
     files: Vec<IndexId>,
+    /// Sorted by pack id.
     marked: Vec<MarkedPack>,
     duplicates: u64,
 }
@@ -44,89 +58,96 @@ pub struct Index {
 impl Index {
     /// Builds the live index from decoded index files: a file that another
     /// one supersedes is left out (its content is in the superseding file).
-    pub fn from_files(files: Vec<(IndexId, IndexFile)>) -> Self {
-        let mut index = Index::default();
-        let mut pack_pos = std::collections::HashMap::new();
-        let superseded: std::collections::HashSet<IndexId> =
-            files.iter().flat_map(|(_, f)| f.supersedes.iter().copied()).collect();
-        for (id, file) in files.into_iter().filter(|(id, _)| !superseded.contains(id)) {
-            index.files.push(id);
-            index.marked.extend(file.marked);
-            for pack in file.packs {
-                let pos = *pack_pos.entry(pack.id).or_insert_with(|| {
-                    index.packs.push(pack.id);
-                    index.pack_sizes.push(pack.size);
-                    (index.packs.len() - 1) as u32
-                });
-                for b in pack.blobs {
-                    index.entries.push(Entry {
-                        id: b.id,
-                        pack: pos,
-                        offset: b.offset,
-                        length: b.length,
-                        raw_length: b.raw_length,
-                        kind: b.kind,
-                    });
-                }
-            }
+    pub fn from_files(files: Vec<(IndexId, IndexFile)>) -> Result<Self> {
+        let mut builder = IndexBuilder::new();
+        for (id, file) in files {
+            builder.add_file(id, file)?;
         }
-        index
-            .entries
-            .sort_unstable_by(|a, b| a.id.cmp(&b.id).then(a.kind.cmp(&b.kind)));
-        let before = index.entries.len();
-        index.entries.dedup_by(|a, b| a.id == b.id && a.kind == b.kind);
-        index.duplicates = (before - index.entries.len()) as u64;
-        index
+        Ok(builder.finish())
     }
 
-    fn find(&self, kind: BlobKind, id: &BlobId) -> Option<&Entry> {
-        let i = self.entries.partition_point(|e| (e.id, e.kind) < (*id, kind));
-        self.entries.get(i).filter(|e| e.id == *id && e.kind == kind)
+    fn table(&self, kind: BlobKind) -> &Table {
+        match kind {
+            BlobKind::Data => &self.data,
+            BlobKind::Tree => &self.tree,
+        }
     }
 
-    /// Where a blob of `kind` with `id` is stored.
-    pub fn get(&self, kind: BlobKind, id: &BlobId) -> Option<BlobLocation> {
-        self.find(kind, id).map(|e| BlobLocation {
-            kind: e.kind,
+    fn location(&self, kind: BlobKind, e: &Entry) -> BlobLocation {
+        BlobLocation {
+            kind,
             pack: self.packs[e.pack as usize],
             offset: e.offset,
             length: e.length,
             raw_length: e.raw_length,
-        })
+        }
+    }
+
+    fn find(&self, kind: BlobKind, id: &BlobId) -> Option<&Entry> {
+        let table = self.table(kind);
+        table.find(id).and_then(|i| table.get(i))
+    }
+
+    /// Where a blob of `kind` with `id` is stored. An id that agrees with an
+    /// indexed one on its first [`KEY_LEN`] bytes finds that blob.
+    pub fn get(&self, kind: BlobKind, id: &BlobId) -> Option<BlobLocation> {
+        self.find(kind, id).map(|e| self.location(kind, e))
     }
 
     /// A dense ordinal of the blob in `0..len()`, stable while this index
     /// lives: callers keep per-blob flags (such as prune's reachability
-    /// bitmap) in a vector indexed by it instead of a set of ids.
+    /// bitmap) in a vector indexed by it instead of a set of ids. Data
+    /// blobs come first, then tree blobs.
     pub fn position(&self, kind: BlobKind, id: &BlobId) -> Option<usize> {
-        let i = self.entries.partition_point(|e| (e.id, e.kind) < (*id, kind));
-        self.entries.get(i).filter(|e| e.id == *id && e.kind == kind).map(|_| i)
+        let i = self.table(kind).find(id)?;
+        Some(match kind {
+            BlobKind::Data => i,
+            BlobKind::Tree => self.data.len() + i,
+        })
     }
 
     pub fn contains(&self, kind: BlobKind, id: &BlobId) -> bool {
         self.find(kind, id).is_some()
     }
 
+    /// Whether the blob is indexed in a pack that is not marked for
+    /// deletion, so that a new snapshot may refer to it. (When a blob is in
+    /// several packs, the index keeps a copy in an unmarked pack if any.)
+    pub fn contains_live(&self, kind: BlobKind, id: &BlobId) -> bool {
+        self.find(kind, id).is_some_and(|e| !self.is_marked_ordinal(e.pack))
+    }
+
+    /// Whether prune has marked `pack` for deletion.
+    pub fn is_marked(&self, pack: &PackId) -> bool {
+        self.marked.binary_search_by(|m| m.id.cmp(pack)).is_ok()
+    }
+
+    fn is_marked_ordinal(&self, pack: u32) -> bool {
+        self.marked_bits
+            .get(pack as usize / 64)
+            .is_some_and(|w| w & (1 << (pack % 64)) != 0)
+    }
+
     /// Number of distinct blobs.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.data.len() + self.tree.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
-    /// Packs named by the index with their sizes.
+    /// Packs named by the live index files with their sizes, sorted by id.
     pub fn packs(&self) -> impl Iterator<Item = (PackId, u64)> + '_ {
         self.packs.iter().copied().zip(self.pack_sizes.iter().copied())
     }
 
-    /// Index files that were loaded.
+    /// Index files that were loaded and are live, sorted.
     pub fn files(&self) -> &[IndexId] {
         &self.files
     }
 
-    /// Packs marked for deletion.
+    /// Packs marked for deletion, sorted by pack id.
     pub fn marked(&self) -> &[MarkedPack] {
         &self.marked
     }
@@ -136,20 +157,25 @@ impl Index {
         self.duplicates
     }
 
-    /// Every blob with its location.
-    pub fn iter(&self) -> impl Iterator<Item = (BlobId, BlobLocation)> + '_ {
-        self.entries.iter().map(|e| {
-            (
-                e.id,
-                BlobLocation {
-                    kind: e.kind,
-                    pack: self.packs[e.pack as usize],
-                    offset: e.offset,
-                    length: e.length,
-                    raw_length: e.raw_length,
-                },
-            )
-        })
+    /// Every blob's position (see [`Index::position`]) and location, in
+    /// position order. Full ids are not kept; read the index files where
+    /// they are needed.
+    pub fn locations(&self) -> impl Iterator<Item = (usize, BlobLocation)> + '_ {
+        let data = self.data.iter().map(|e| self.location(BlobKind::Data, e));
+        let tree = self.tree.iter().map(|e| self.location(BlobKind::Tree, e));
+        data.chain(tree).enumerate()
+    }
+
+    /// Heap bytes held by the index (tables, packs, file and mark lists).
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.data.heap_bytes()
+            + self.tree.heap_bytes()
+            + self.packs.capacity() * size_of::<PackId>()
+            + self.pack_sizes.capacity() * size_of::<u64>()
+            + self.marked_bits.capacity() * size_of::<u64>()
+            + self.files.capacity() * size_of::<IndexId>()
+            + self.marked.capacity() * size_of::<MarkedPack>()
     }
 }
 
@@ -167,45 +193,51 @@ impl Deref for IndexedRepository {
     }
 }
 
+/// Index files fetched at once while loading. Decoding happens one file at
+/// a time on the caller's thread, and a file is fetched only when a slot is
+/// free, so loading holds the tables, this many fetched files and one
+/// decoded file.
+const LOAD_CONNECTIONS: usize = 8;
+
 impl Repository {
     /// Reads every index file and builds the in-memory index.
     pub fn load_index(self) -> Result<IndexedRepository> {
-        let names = self.block_on(self.storage.list(FileKind::Index))?;
+        let mut names = self.block_on(self.storage.list(FileKind::Index))?.into_iter();
         let mut set = tokio::task::JoinSet::new();
-        let limit = Arc::new(tokio::sync::Semaphore::new(8));
-        for info in names {
-            let storage = self.storage.clone();
-            let limit = limit.clone();
-            set.spawn_on(
-                async move {
-                    let _permit = limit.acquire_owned().await;
-                    let bytes = storage.get(FileKind::Index, &info.name).await;
-                    (info.name, bytes)
-                },
-                self.runtime(),
-            );
-        }
-        let mut files = Vec::new();
-        while let Some(joined) = self.block_on(set.join_next()) {
+        let mut builder = IndexBuilder::new();
+        loop {
+            while set.len() < LOAD_CONNECTIONS {
+                let Some(info) = names.next() else { break };
+                let storage = self.storage.clone();
+                set.spawn_on(
+                    async move {
+                        let bytes = storage.get(FileKind::Index, &info.name).await;
+                        (info.name, bytes)
+                    },
+                    self.runtime(),
+                );
+            }
+            let Some(joined) = self.block_on(set.join_next()) else {
+                break;
+            };
             let (name, bytes) = joined.map_err(|e| RepoError::InvalidOption(format!("index loader failed: {e}")))?;
-            let bytes = bytes?;
-            let plain = self.open_file(FileKind::Index, &name, &bytes)?;
+            let plain = self.open_file(FileKind::Index, &name, &bytes?)?;
             let file = IndexFile::decode(&plain).map_err(|source| RepoError::Format {
                 kind: FileKind::Index,
                 name: name.clone(),
                 source,
             })?;
+            drop(plain);
             let id: IndexId = name.parse().map_err(|_| RepoError::NameMismatch {
                 kind: FileKind::Index,
                 name: name.clone(),
                 actual: "not a hex id".into(),
             })?;
-            files.push((id, file));
+            builder.add_file(id, file)?;
         }
-        files.sort_by_key(|(id, _)| *id);
         Ok(IndexedRepository {
             repo: self,
-            index: Arc::new(Index::from_files(files)),
+            index: Arc::new(builder.finish()),
         })
     }
 }
@@ -273,44 +305,11 @@ impl IndexedRepository {
         })
     }
 
-    /// Blob ids already stored (for a saver's dedup set).
+    /// Whether a new snapshot may refer to the blob without storing it
+    /// again: it is indexed in a pack that prune has not marked for
+    /// deletion. A blob only in marked packs counts as unknown, so a backup
+    /// writes it again rather than refer to a pack a later prune deletes.
     pub fn known(&self, kind: BlobKind, id: &BlobId) -> bool {
-        self.index.contains(kind, id)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::format::index::IndexPack;
-    use crate::format::pack::PackEntry;
-
-    fn file(pack: u8, blob: u8, supersedes: Vec<IndexId>) -> IndexFile {
-        IndexFile {
-            supersedes,
-            packs: vec![IndexPack {
-                id: PackId([pack; 32]),
-                size: 1000,
-                blobs: vec![PackEntry {
-                    kind: BlobKind::Data,
-                    id: BlobId([blob; 32]),
-                    offset: 0,
-                    length: 100,
-                    raw_length: 50,
-                }],
-            }],
-            marked: vec![],
-        }
-    }
-
-    #[test]
-    fn superseded_index_files_are_left_out() {
-        let old = IndexId([1; 32]);
-        let new = IndexId([2; 32]);
-        let index = Index::from_files(vec![(old, file(1, 1, vec![])), (new, file(2, 2, vec![old]))]);
-        assert_eq!(index.files(), &[new]);
-        assert!(index.contains(BlobKind::Data, &BlobId([2; 32])));
-        assert!(!index.contains(BlobKind::Data, &BlobId([1; 32])));
-        assert_eq!(index.packs().map(|(p, _)| p).collect::<Vec<_>>(), vec![PackId([2; 32])]);
+        self.index.contains_live(kind, id)
     }
 }

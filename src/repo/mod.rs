@@ -19,13 +19,15 @@ use crate::storage::{DynStorage, FileKind};
 pub mod error;
 pub mod index;
 pub mod keys;
+pub mod lock;
 pub mod packer;
 pub mod recycle;
 pub mod saver;
 pub mod snapshots;
 
 pub use error::{RepoError, Result};
-pub use index::{BlobLocation, Index, IndexedRepository};
+pub use index::{BlobLocation, Index, IndexBuilder, IndexedRepository, KEY_LEN};
+pub use lock::{LockGuard, LockKind, LockOptions, LockWatch};
 
 /// Default target size of a pack file.
 pub const DEFAULT_PACK_SIZE: u32 = 16 << 20;

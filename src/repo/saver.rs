@@ -39,6 +39,10 @@ pub struct SaverOptions {
     pub open_packs: usize,
     /// Do all the work but store nothing.
     pub dry_run: bool,
+    /// Store blobs even when the index already lists them (prune's repack:
+    /// the listed copies are about to go). Blobs are still stored once per
+    /// saver.
+    pub rewrite_known: bool,
 }
 
 impl Default for SaverOptions {
@@ -47,6 +51,7 @@ impl Default for SaverOptions {
             connections: 2,
             open_packs: 2,
             dry_run: false,
+            rewrite_known: false,
         }
     }
 }
@@ -110,6 +115,7 @@ pub struct BlobSaver {
     failure: Arc<Mutex<Option<String>>>,
     counters: Counters,
     pack_size: usize,
+    rewrite_known: bool,
 }
 
 thread_local! {
@@ -154,6 +160,7 @@ impl BlobSaver {
             failure,
             counters: Counters::default(),
             pack_size,
+            rewrite_known: opts.rewrite_known,
         })
     }
 
@@ -172,7 +179,7 @@ impl BlobSaver {
     /// Stores a blob unless the repository already has it.
     pub fn save(&self, kind: BlobKind, plaintext: &[u8]) -> Result<Saved> {
         let id = BlobId(self.repo.key().blob_id(plaintext));
-        if self.repo.known(kind, &id) || !lock(&self.state).reserved.insert((kind, id)) {
+        if (!self.rewrite_known && self.repo.known(kind, &id)) || !lock(&self.state).reserved.insert((kind, id)) {
             return Ok(Saved { id, new: false });
         }
         let full = SCRATCH.with(|cell| -> Result<Option<(Packer, bool)>> {
@@ -389,4 +396,74 @@ pub async fn write_index(storage: &DynStorage, key: &MasterKey, packs: Vec<Index
     let id = IndexId::hash_of(&sealed);
     storage.put(FileKind::Index, &id.to_hex(), Bytes::from(sealed)).await?;
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::index::MarkedPack;
+    use crate::repo::{test_options, Repository};
+    use crate::storage::memory::MemoryStorage;
+
+    /// Stores an index file that marks `pack` for deletion.
+    fn mark(repo: &Repository, pack: crate::id::PackId) {
+        let file = IndexFile {
+            supersedes: Vec::new(),
+            packs: Vec::new(),
+            marked: vec![MarkedPack { id: pack, marked_ns: 1 }],
+        };
+        let sealed = repo.key().seal(ObjectKind::Index, None, &file.encode()).unwrap();
+        let name = IndexId::hash_of(&sealed).to_hex();
+        repo.block_on(repo.storage().put(FileKind::Index, &name, Bytes::from(sealed)))
+            .unwrap();
+    }
+
+    fn save_once(repo: &Repository, plaintext: &[u8]) -> (Saved, SaverStats) {
+        let indexed = repo.clone().load_index().unwrap();
+        let saver = BlobSaver::new(&indexed, SaverOptions::default()).unwrap();
+        let saved = saver.save(BlobKind::Data, plaintext).unwrap();
+        (saved, saver.finish().unwrap())
+    }
+
+    #[test]
+    fn a_blob_only_in_a_marked_pack_is_written_again() {
+        let storage: DynStorage = Arc::new(MemoryStorage::new());
+        let repo = Repository::init(storage, b"pw", test_options()).unwrap();
+        let content = b"a blob that prune will find unused";
+        let (first, stats) = save_once(&repo, content);
+        assert!(first.new);
+        assert_eq!(stats.packs, 1);
+        let (again, stats) = save_once(&repo, content);
+        assert_eq!(
+            again,
+            Saved {
+                id: first.id,
+                new: false
+            }
+        );
+        assert_eq!(stats.packs, 0);
+
+        let indexed = repo.clone().load_index().unwrap();
+        let marked = indexed.index().get(BlobKind::Data, &first.id).unwrap().pack;
+        mark(&repo, marked);
+        let indexed = repo.clone().load_index().unwrap();
+        assert!(indexed.index().is_marked(&marked));
+        assert!(!indexed.known(BlobKind::Data, &first.id));
+        let (rewritten, stats) = save_once(&repo, content);
+        assert_eq!(
+            rewritten,
+            Saved {
+                id: first.id,
+                new: true
+            }
+        );
+        assert_eq!(stats.packs, 1);
+
+        // Now in an unmarked pack too: known again, and reads use that copy.
+        let indexed = repo.load_index().unwrap();
+        assert!(indexed.known(BlobKind::Data, &first.id));
+        assert_ne!(indexed.index().get(BlobKind::Data, &first.id).unwrap().pack, marked);
+        assert_eq!(indexed.index().duplicates(), 1);
+        assert_eq!(indexed.read_blob(BlobKind::Data, &first.id).unwrap(), content);
+    }
 }

@@ -18,6 +18,10 @@ pub fn cairn(repo: &Path) -> Command {
         .env_remove("CAIRN_REPOSITORY")
         .env_remove("CAIRN_PASSWORD_FILE")
         .env_remove("CAIRN_PASSWORD_COMMAND")
+        .env_remove("CAIRN_FROM_REPOSITORY")
+        .env_remove("CAIRN_FROM_PASSWORD")
+        .env_remove("CAIRN_FROM_PASSWORD_FILE")
+        .env_remove("CAIRN_FROM_PASSWORD_COMMAND")
         .arg("-r")
         .arg(repo);
     cmd
@@ -211,4 +215,88 @@ pub fn snapshot_count(repo: &Path) -> usize {
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
+}
+
+/// `cairn -r REPO` opened with `password` instead of [`PASSWORD`] (for tests
+/// with two repositories).
+pub fn cairn_pw(repo: &Path, password: &str) -> Command {
+    let mut cmd = cairn(repo);
+    cmd.env("CAIRN_PASSWORD", password);
+    cmd
+}
+
+/// Runs a command that must fail with exit code `code` and exactly one line
+/// on stderr; returns that line.
+pub fn fails_with(cmd: &mut Command, code: i32) -> String {
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
+    err
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn succeeds(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "command failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Restores snapshot `spec` of `repo` (opened with `password`) into a new
+/// directory below `scratch` and describes what landed where `source` was.
+pub fn restore_described(
+    repo: &Path,
+    password: &str,
+    spec: &str,
+    scratch: &Path,
+    source: &Path,
+) -> BTreeMap<PathBuf, Entry> {
+    let target = tempfile::tempdir_in(scratch).unwrap().keep();
+    succeeds(
+        cairn_pw(repo, password)
+            .args(["restore", spec, "--target"])
+            .arg(&target),
+    );
+    describe(&restored(&target, source))
+}
+
+/// The ids of a repository's snapshots, oldest first.
+pub fn snapshot_ids(repo: &Path, password: &str) -> Vec<String> {
+    snapshots_json(repo, password)
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `snapshots --json` of a repository.
+pub fn snapshots_json(repo: &Path, password: &str) -> Vec<serde_json::Value> {
+    let out = succeeds(cairn_pw(repo, password).args(["--json", "snapshots"]));
+    serde_json::from_str::<Vec<serde_json::Value>>(out.trim()).unwrap()
+}
+
+/// Every blob the live index files of `repo` list, with its full id and
+/// location, sorted by id then kind (the in-memory index keeps no full ids).
+pub fn indexed_blobs(repo: &cairn::repo::IndexedRepository) -> Vec<(cairn::id::BlobId, cairn::repo::BlobLocation)> {
+    let mut out = Vec::new();
+    for file in repo.index().files() {
+        let plain = repo.load_file(cairn::storage::FileKind::Index, &file.to_hex()).unwrap();
+        for pack in cairn::format::index::IndexFile::decode(&plain).unwrap().packs {
+            out.extend(pack.blobs.iter().map(|b| {
+                let loc = cairn::repo::BlobLocation {
+                    kind: b.kind,
+                    pack: pack.id,
+                    offset: b.offset,
+                    length: b.length,
+                    raw_length: b.raw_length,
+                };
+                (b.id, loc)
+            }));
+        }
+    }
+    out.sort_by_key(|(id, loc)| (*id, loc.kind));
+    out
 }

@@ -98,6 +98,7 @@ impl Fixture {
                 gid: 1000,
                 tags: Vec::new(),
                 parent: None,
+                original: None,
                 excludes: Vec::new(),
                 program_version: "test".into(),
                 partial: false,

@@ -7,9 +7,12 @@ use crate::storage::conformance;
 use crate::storage::local::LocalStorage;
 use crate::storage::memory::MemoryStorage;
 
+/// Enough attempts that a request unlucky enough to meet a periodic fault
+/// on every try (64 puts at once share the fault counter) is practically
+/// impossible.
 fn fast_retry<S: Storage>(inner: S) -> RetryStorage<S> {
     RetryStorage::new(inner)
-        .with_attempts(5)
+        .with_attempts(12)
         .with_base_delay(Duration::from_millis(1))
         .with_max_delay(Duration::from_millis(4))
 }

@@ -280,13 +280,19 @@ fn s3_error(code: &str) -> &'static str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_answers_map_to_transient_or_permanent_errors() {
     let fake = FakeStore::start(Answer::Status(500, s3_error("InternalError")));
-    let options = StorageOptions::parse(&[
-        format!("s3.endpoint={}", fake.endpoint),
-        "s3.region=us-east-1".to_owned(),
-        "timeout=1s".to_owned(),
-    ])
-    .unwrap();
-    let s = ObjectStorage::open_with_keys(&location("s3://fake-bucket/r"), &options, Some(&keys("secret"))).unwrap();
+    // Answers get a generous timeout, so that a loaded machine does not
+    // turn them into timeouts; the hanging store gets a short one.
+    let with_timeout = |timeout: &str| {
+        let options = StorageOptions::parse(&[
+            format!("s3.endpoint={}", fake.endpoint),
+            "s3.region=us-east-1".to_owned(),
+            format!("timeout={timeout}"),
+        ])
+        .unwrap();
+        ObjectStorage::open_with_keys(&location("s3://fake-bucket/r"), &options, Some(&keys("secret"))).unwrap()
+    };
+    let patient = with_timeout("60s");
+    let hasty = with_timeout("1s");
     let name = "0123abcd";
     for (answer, transient, needle) in [
         (Answer::Status(500, s3_error("InternalError")), true, "InternalError"),
@@ -298,6 +304,11 @@ async fn store_answers_map_to_transient_or_permanent_errors() {
         (Answer::Hang, true, "timeout"),
         (Answer::Drop, true, "send http request"),
     ] {
+        let s = if matches!(answer, Answer::Hang) {
+            &hasty
+        } else {
+            &patient
+        };
         fake.set(answer);
         for result in [
             s.get(FileKind::Pack, name).await.map(|_| ()),
@@ -316,6 +327,7 @@ async fn store_answers_map_to_transient_or_permanent_errors() {
             }
         }
     }
+    let s = &patient;
     // A missing object is NotFound, never a backend error.
     fake.set(Answer::Status(404, s3_error("NoSuchKey")));
     let got = s.get(FileKind::Pack, name).await;
@@ -327,7 +339,7 @@ async fn store_answers_map_to_transient_or_permanent_errors() {
     fake.set(Answer::Status(403, s3_error("InvalidAccessKeyId")));
     assert!(matches!(s.probe().await, Err(OpenError::AccessDenied { .. })));
     fake.set(Answer::Hang);
-    assert!(matches!(s.probe().await, Err(OpenError::Unreachable { .. })));
+    assert!(matches!(hasty.probe().await, Err(OpenError::Unreachable { .. })));
     fake.set(Answer::Status(500, s3_error("InternalError")));
     let err = s.probe().await.unwrap_err();
     assert!(matches!(&err, OpenError::Storage(e) if e.is_transient()), "{err}");

@@ -1,0 +1,287 @@
+//! `repair snapshots`: rewrite snapshots whose data is lost.
+//!
+//! Each snapshot's trees are walked. A tree that cannot be loaded becomes an
+//! empty directory; a file with a data blob that is missing from the index
+//! (or, with `read_data`, cannot be read and verified) is dropped from its
+//! directory. Nothing is ever invented. A snapshot that lost something is
+//! written anew, marked partial, tagged `repaired` and naming the old one as
+//! its `original`; with `forget` the old snapshot file is deleted once every
+//! new one is written. Snapshots that need no repair are left as they are.
+//!
+//! The index must agree with storage: if it names packs that are gone, the
+//! blobs it promises cannot be trusted (and the blob saver would take them
+//! as present), so the repair refuses and asks for `repair index` first.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::error::{MaintenanceError, Result};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Content, NodeKind, Tree};
+use crate::format::BlobKind;
+use crate::id::{BlobId, PackId, SnapshotId, TreeId};
+use crate::repo::saver::{BlobSaver, SaverOptions};
+use crate::repo::{IndexedRepository, RepoError};
+use crate::storage::FileKind;
+
+/// The tag added to every repaired snapshot.
+pub const REPAIRED_TAG: &str = "repaired";
+
+/// How to repair.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RepairSnapshotsOptions {
+    /// Show what would be dropped; write and delete nothing.
+    pub dry_run: bool,
+    /// Delete each repaired snapshot once its replacement is written.
+    pub forget: bool,
+    /// Read and verify every data blob, not only look it up in the index.
+    pub read_data: bool,
+    pub saver: SaverOptions,
+}
+
+/// One entry left out of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Dropped {
+    /// Absolute path inside the snapshot, `/`-separated.
+    pub path: String,
+    /// What was lost: `file` (dropped) or `dir` (emptied).
+    pub what: &'static str,
+    pub reason: String,
+}
+
+/// What happened to one snapshot.
+#[derive(Debug, Clone)]
+pub struct SnapshotRepair {
+    pub snapshot: SnapshotId,
+    /// Empty when the snapshot needed no repair.
+    pub dropped: Vec<Dropped>,
+    /// The replacement (None when unchanged or in a dry run).
+    pub new_snapshot: Option<SnapshotId>,
+    /// Whether the old snapshot file was deleted.
+    pub forgotten: bool,
+}
+
+/// Repairs `selected` snapshots of `repo`; returns one entry per snapshot.
+pub fn repair_snapshots(
+    repo: &IndexedRepository,
+    selected: Vec<(SnapshotId, Snapshot)>,
+    opts: &RepairSnapshotsOptions,
+) -> Result<Vec<SnapshotRepair>> {
+    let stored: HashSet<PackId> = repo
+        .block_on(repo.storage().list(FileKind::Pack))?
+        .into_iter()
+        .filter_map(|info| info.name.parse().ok())
+        .collect();
+    let missing: Vec<PackId> = repo
+        .index()
+        .packs()
+        .map(|(id, _)| id)
+        .filter(|id| !stored.contains(id))
+        .collect();
+    if let Some(first) = missing.iter().min() {
+        return Err(MaintenanceError::IndexAheadOfStorage {
+            count: missing.len(),
+            first: first.to_hex(),
+        });
+    }
+    let saver = BlobSaver::new(
+        repo,
+        SaverOptions {
+            dry_run: opts.dry_run,
+            ..opts.saver
+        },
+    )?;
+    let mut rewriter = Rewriter {
+        repo,
+        saver: &saver,
+        read_data: opts.read_data,
+        trees: HashMap::new(),
+        data: HashMap::new(),
+    };
+    let mut out = Vec::with_capacity(selected.len());
+    let mut rewritten = Vec::new();
+    let mut seen = HashSet::new();
+    for (id, snapshot) in selected {
+        if !seen.insert(id) {
+            continue;
+        }
+        let done = rewriter
+            .tree(snapshot.tree)
+            .map_err(|source| MaintenanceError::Snapshot {
+                snapshot: id,
+                source: Box::new(source),
+            })?;
+        let dropped: Vec<Dropped> = done
+            .dropped
+            .iter()
+            .map(|d| Dropped {
+                path: format!("/{}", d.path),
+                ..d.clone()
+            })
+            .collect();
+        if done.id != snapshot.tree {
+            rewritten.push((out.len(), id, snapshot, done.id));
+        }
+        out.push(SnapshotRepair {
+            snapshot: id,
+            dropped,
+            new_snapshot: None,
+            forgotten: false,
+        });
+    }
+    drop(rewriter);
+    // The new trees are durable before any snapshot names them.
+    saver.finish()?;
+    if opts.dry_run {
+        return Ok(out);
+    }
+    for (pos, id, snapshot, tree) in &rewritten {
+        let mut tags = snapshot.tags.clone();
+        if !tags.iter().any(|t| t == REPAIRED_TAG) {
+            tags.push(REPAIRED_TAG.to_owned());
+        }
+        let new = Snapshot {
+            tree: *tree,
+            tags,
+            original: Some(*id),
+            partial: true,
+            ..snapshot.clone()
+        };
+        out[*pos].new_snapshot = Some(repo.save_snapshot(&new)?);
+    }
+    if opts.forget {
+        for (pos, id, _, _) in &rewritten {
+            repo.block_on(repo.storage().delete(FileKind::Snapshot, &id.to_hex()))?;
+            out[*pos].forgotten = true;
+        }
+    }
+    Ok(out)
+}
+
+/// A tree after repair: its id and what was left out below it (paths
+/// relative to the tree).
+struct Repaired {
+    id: TreeId,
+    dropped: Vec<Dropped>,
+}
+
+/// Rewrites trees for one run, remembering each tree's result.
+struct Rewriter<'a> {
+    repo: &'a IndexedRepository,
+    saver: &'a BlobSaver,
+    read_data: bool,
+    trees: HashMap<TreeId, Arc<Repaired>>,
+    /// Why a data blob is unusable (None: it is fine).
+    data: HashMap<BlobId, Option<String>>,
+}
+
+impl Rewriter<'_> {
+    fn tree(&mut self, id: TreeId) -> Result<Arc<Repaired>, RepoError> {
+        if let Some(done) = self.trees.get(&id) {
+            return Ok(done.clone());
+        }
+        let done = Arc::new(self.rewrite(id)?);
+        self.trees.insert(id, done.clone());
+        Ok(done)
+    }
+
+    fn rewrite(&mut self, id: TreeId) -> Result<Repaired, RepoError> {
+        let tree = match self.repo.load_tree(&id) {
+            Ok(tree) => tree,
+            Err(e) if lost(&e) => {
+                let saved = self.saver.save(BlobKind::Tree, &Tree::default().encode())?;
+                return Ok(Repaired {
+                    id: TreeId(saved.id.0),
+                    dropped: vec![Dropped {
+                        path: String::new(),
+                        what: "dir",
+                        reason: format!("its contents are lost: {e}"),
+                    }],
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let mut nodes = Vec::with_capacity(tree.nodes.len());
+        let mut dropped = Vec::new();
+        let mut changed = false;
+        for mut node in tree.nodes {
+            let name = node.name_lossy().into_owned();
+            if node.kind == NodeKind::File {
+                if let Some(reason) = self.unusable(&node.content)? {
+                    dropped.push(Dropped {
+                        path: name,
+                        what: "file",
+                        reason,
+                    });
+                    changed = true;
+                    continue;
+                }
+            }
+            if let Some(sub) = node.subtree {
+                let done = self.tree(sub)?;
+                for d in &done.dropped {
+                    dropped.push(Dropped {
+                        path: if d.path.is_empty() {
+                            name.clone()
+                        } else {
+                            format!("{name}/{}", d.path)
+                        },
+                        ..d.clone()
+                    });
+                }
+                if done.id != sub {
+                    node.subtree = Some(done.id);
+                    changed = true;
+                }
+            }
+            nodes.push(node);
+        }
+        if !changed {
+            return Ok(Repaired { id, dropped });
+        }
+        let saved = self.saver.save(BlobKind::Tree, &Tree { nodes }.encode())?;
+        Ok(Repaired {
+            id: TreeId(saved.id.0),
+            dropped,
+        })
+    }
+
+    /// Why a file's content cannot be restored, if it cannot.
+    fn unusable(&mut self, content: &[Content]) -> Result<Option<String>, RepoError> {
+        for part in content {
+            let Content::Blob(b) = part else { continue };
+            if let Some(known) = self.data.get(b) {
+                if known.is_some() {
+                    return Ok(known.clone());
+                }
+                continue;
+            }
+            let verdict = if !self.repo.known(BlobKind::Data, b) {
+                Some(format!("data blob {b} is not in the index"))
+            } else if self.read_data {
+                match self.repo.read_blob(BlobKind::Data, b) {
+                    Ok(_) => None,
+                    Err(e) if lost(&e) => Some(e.to_string()),
+                    Err(e) => return Err(e),
+                }
+            } else {
+                None
+            };
+            self.data.insert(*b, verdict.clone());
+            if verdict.is_some() {
+                return Ok(verdict);
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Whether an error means the blob is gone or damaged for good (rather than
+/// a storage hiccup, which stops the repair instead).
+fn lost(e: &RepoError) -> bool {
+    match e {
+        RepoError::BlobNotFound { .. } | RepoError::BadBlob { .. } => true,
+        RepoError::Storage(s) => !s.is_transient(),
+        _ => false,
+    }
+}

@@ -1,0 +1,549 @@
+//! Prune: find what no snapshot needs, mark it, and delete what was marked
+//! long enough ago, while backups go on.
+//!
+//! The order of writes and deletions (format-spec/format.md, "Pruning"):
+//! 1. repacked blobs go to new packs, indexed by new index files;
+//! 2. index files that change are written anew, the last new file naming
+//!    the ones it replaces in `supersedes` and carrying every mark;
+//! 3. the replaced index files are deleted;
+//! 4. the packs whose marks expired are deleted.
+//!
+//! A crash after any step leaves a repository that check passes (at worst
+//! with duplicate index entries or packs no index names) and that the next
+//! prune finishes.
+
+pub mod plan;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rayon::prelude::*;
+
+use crate::format::index::{IndexFile, MarkedPack};
+use crate::format::pack::PackEntry;
+use crate::format::tree::{Content, NodeKind};
+use crate::format::{BlobKind, ObjectKind};
+use crate::id::{BlobId, IndexId, PackId, SnapshotId, TreeId};
+use crate::repo::saver::{BlobSaver, SaverOptions};
+use crate::repo::{Index, IndexedRepository, RepoError, DEFAULT_COMPRESSION};
+use crate::storage::FileKind;
+
+pub use plan::{MaxUnused, PackFacts, Plan, PlanOptions, PlanStats};
+
+/// Errors of prune.
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(
+        "snapshot {snapshot} needs {kind} blob {id}, which no index lists: nothing was changed; \
+         run `cairn check`, then `cairn repair index` or `cairn repair snapshots`"
+    )]
+    Unindexed {
+        snapshot: SnapshotId,
+        kind: &'static str,
+        id: BlobId,
+    },
+    #[error(
+        "pack {pack} is missing from storage but holds blobs that snapshots need ({more} more such packs): \
+         nothing was changed; run `cairn repair snapshots`"
+    )]
+    MissingPack { pack: PackId, more: usize },
+    #[error("the lock on the repository was lost: {0}")]
+    LockLost(String),
+}
+
+pub type Result<T, E = PruneError> = std::result::Result<T, E>;
+
+/// How prune runs.
+#[derive(Debug, Clone)]
+pub struct PruneOptions {
+    pub max_unused: MaxUnused,
+    /// Most pack bytes to download for repacking (None: no limit).
+    pub max_repack_bytes: Option<u64>,
+    /// Combine packs smaller than half the pack size.
+    pub repack_small: bool,
+    /// How long a pack stays marked before it may be deleted.
+    pub grace: Duration,
+    /// Plan only: change nothing.
+    pub dry_run: bool,
+    /// Concurrent transfers.
+    pub connections: usize,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        Self {
+            max_unused: MaxUnused::Percent(5.0),
+            max_repack_bytes: None,
+            repack_small: true,
+            grace: DEFAULT_GRACE,
+            dry_run: false,
+            connections: 2,
+        }
+    }
+}
+
+/// Default time between marking a pack and deleting it.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(12 * 3600);
+
+/// What prune found and did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PruneReport {
+    pub dry_run: bool,
+    pub snapshots: u64,
+    pub trees: u64,
+    #[serde(flatten)]
+    pub plan: PlanStats,
+    /// Packs marked earlier that wait for their grace period or a lock.
+    pub waiting: Vec<String>,
+    pub new_packs: u64,
+    pub index_files_written: u64,
+    pub index_files_deleted: u64,
+    pub packs_deleted: u64,
+}
+
+/// Checks, before each step that changes the repository, that the caller
+/// still holds its lock.
+pub trait LockCheck {
+    fn still_held(&self) -> std::result::Result<(), String>;
+}
+
+impl LockCheck for () {
+    fn still_held(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Runs prune. `lock_times` are the start times (Unix ns) of the live locks
+/// of other processes; `now_ns` is the time marks are stamped with.
+pub fn prune(
+    repo: &IndexedRepository,
+    opts: &PruneOptions,
+    lock_times: &[i64],
+    now_ns: i64,
+    lock: &dyn LockCheck,
+) -> Result<PruneReport> {
+    let index = repo.index();
+    let mut report = PruneReport {
+        dry_run: opts.dry_run,
+        ..PruneReport::default()
+    };
+    let live = reachable(repo, &mut report)?;
+    let scan = scan_index(repo, &live)?;
+    let stored: HashMap<PackId, u64> = repo
+        .block_on(repo.storage().list(FileKind::Pack))
+        .map_err(RepoError::from)?
+        .into_iter()
+        .filter_map(|info| info.name.parse::<PackId>().ok().map(|id| (id, info.size)))
+        .collect();
+    let marks = earliest_marks(index.marked());
+    let facts = pack_facts(&scan, &stored, &marks);
+    let plan_opts = PlanOptions {
+        max_unused: opts.max_unused,
+        max_repack_bytes: opts.max_repack_bytes,
+        small_pack: if opts.repack_small {
+            u64::from(repo.config().pack_size) / 2
+        } else {
+            0
+        },
+        pack_size: u64::from(repo.config().pack_size),
+        grace_ns: i64::try_from(opts.grace.as_nanos()).unwrap_or(i64::MAX),
+        now_ns,
+    };
+    let plan = plan::plan(&facts, lock_times, &plan_opts);
+    if let Some(first) = plan.missing_needed.first() {
+        return Err(PruneError::MissingPack {
+            pack: *first,
+            more: plan.missing_needed.len() - 1,
+        });
+    }
+    report.plan = plan.stats.clone();
+    report.waiting = plan.wait.iter().map(PackId::to_hex).collect();
+    if opts.dry_run {
+        return Ok(report);
+    }
+
+    // 1. Repack.
+    if !plan.repack.is_empty() {
+        lock.still_held().map_err(PruneError::LockLost)?;
+        report.new_packs = repack(repo, &live, &plan.repack, opts.connections)?;
+    }
+
+    // 2. New index files for those that change, the last one carrying the
+    //    marks and the list of files it replaces.
+    let dropped: HashSet<PackId> = plan.delete.iter().chain(&plan.forget_missing).copied().collect();
+    let mut new_marks: Vec<MarkedPack> = plan
+        .wait
+        .iter()
+        .filter_map(|id| marks.get(id).map(|&t| MarkedPack { id: *id, marked_ns: t }))
+        .collect();
+    new_marks.extend(plan.mark.iter().map(|id| MarkedPack {
+        id: *id,
+        marked_ns: now_ns,
+    }));
+    new_marks.sort_by_key(|m| m.id);
+    let mut old_marks: Vec<MarkedPack> = marks
+        .iter()
+        .map(|(id, &t)| MarkedPack { id: *id, marked_ns: t })
+        .collect();
+    old_marks.sort_by_key(|m| m.id);
+    let rewrite: Vec<IndexId> = scan
+        .files
+        .iter()
+        .filter(|f| f.has_marks || f.packs.iter().any(|p| dropped.contains(p)))
+        .map(|f| f.id)
+        .collect();
+    if new_marks != old_marks || !rewrite.is_empty() {
+        lock.still_held().map_err(PruneError::LockLost)?;
+        let mut supersedes: Vec<IndexId> = Vec::new();
+        for id in &rewrite {
+            let mut file = load_index_file(repo, id)?;
+            supersedes.push(*id);
+            supersedes.append(&mut file.supersedes);
+            file.packs.retain(|p| !dropped.contains(&p.id));
+            file.marked.clear();
+            if !file.packs.is_empty() {
+                write_index_file(repo, &file)?;
+                report.index_files_written += 1;
+            }
+        }
+        supersedes.sort();
+        supersedes.dedup();
+        let last = IndexFile {
+            supersedes: supersedes.clone(),
+            packs: Vec::new(),
+            marked: new_marks,
+        };
+        write_index_file(repo, &last)?;
+        report.index_files_written += 1;
+
+        // 3. The replaced index files.
+        lock.still_held().map_err(PruneError::LockLost)?;
+        report.index_files_deleted = delete_all(repo, FileKind::Index, supersedes, opts.connections)?;
+    }
+
+    // 4. Packs whose marks expired.
+    if !plan.delete.is_empty() {
+        lock.still_held().map_err(PruneError::LockLost)?;
+        report.packs_deleted = delete_all(repo, FileKind::Pack, plan.delete.clone(), opts.connections)?;
+    }
+    Ok(report)
+}
+
+/// A bitmap over the index's blob positions.
+pub struct Bitmap(Vec<u64>);
+
+impl Bitmap {
+    fn new(len: usize) -> Self {
+        Self(vec![0; len.div_ceil(64)])
+    }
+
+    /// Sets bit `i`; returns whether it was already set.
+    fn set(&mut self, i: usize) -> bool {
+        let (w, b) = (i / 64, 1u64 << (i % 64));
+        let was = self.0[w] & b != 0;
+        self.0[w] |= b;
+        was
+    }
+
+    pub fn get(&self, i: usize) -> bool {
+        self.0[i / 64] & (1u64 << (i % 64)) != 0
+    }
+}
+
+/// Trees loaded at once while walking.
+const WALK_BATCH: usize = 256;
+
+/// Marks every blob reachable from a snapshot, walking each tree once.
+fn reachable(repo: &IndexedRepository, report: &mut PruneReport) -> Result<Bitmap> {
+    let index = repo.index();
+    let mut live = Bitmap::new(index.len());
+    let snapshots = repo.list_snapshots()?;
+    report.snapshots = snapshots.len() as u64;
+    let mut frontier: Vec<(TreeId, SnapshotId)> = Vec::new();
+    for (sid, snap) in &snapshots {
+        visit_tree(index, &mut live, snap.tree, *sid, &mut frontier)?;
+    }
+    while !frontier.is_empty() {
+        let batch: Vec<(TreeId, SnapshotId)> = frontier.split_off(frontier.len().saturating_sub(WALK_BATCH));
+        let loaded: Vec<_> = batch
+            .par_iter()
+            .map(|(id, sid)| repo.load_tree(id).map(|t| (t, *sid)))
+            .collect();
+        for result in loaded {
+            let (tree, sid) = result?;
+            report.trees += 1;
+            for node in &tree.nodes {
+                if let Some(sub) = node.subtree {
+                    visit_tree(index, &mut live, sub, sid, &mut frontier)?;
+                }
+                if node.kind == NodeKind::File {
+                    for c in &node.content {
+                        if let Content::Blob(id) = c {
+                            let pos = index.position(BlobKind::Data, id).ok_or(PruneError::Unindexed {
+                                snapshot: sid,
+                                kind: "data",
+                                id: *id,
+                            })?;
+                            live.set(pos);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(live)
+}
+
+fn visit_tree(
+    index: &Index,
+    live: &mut Bitmap,
+    tree: TreeId,
+    sid: SnapshotId,
+    frontier: &mut Vec<(TreeId, SnapshotId)>,
+) -> Result<()> {
+    let blob = BlobId::from(tree);
+    let pos = index.position(BlobKind::Tree, &blob).ok_or(PruneError::Unindexed {
+        snapshot: sid,
+        kind: "tree",
+        id: blob,
+    })?;
+    if !live.set(pos) {
+        frontier.push((tree, sid));
+    }
+    Ok(())
+}
+
+/// One live index file as prune saw it.
+struct ScannedFile {
+    id: IndexId,
+    packs: Vec<PackId>,
+    has_marks: bool,
+}
+
+/// What the index says about a pack.
+struct ScannedPack {
+    kind: BlobKind,
+    size: u64,
+    blobs: u64,
+    used_blobs: u64,
+    used_bytes: u64,
+    unused_bytes: u64,
+}
+
+struct Scan {
+    files: Vec<ScannedFile>,
+    packs: HashMap<PackId, ScannedPack>,
+}
+
+/// Whether this copy of a blob is the one a snapshot needs: the blob is
+/// reachable and the index reads it from this pack.
+fn is_used(index: &Index, live: &Bitmap, pack: &PackId, e: &PackEntry) -> bool {
+    index.position(e.kind, &e.id).is_some_and(|pos| live.get(pos))
+        && index.get(e.kind, &e.id).is_some_and(|loc| loc.pack == *pack)
+}
+
+/// Reads the live index files one at a time and sums up each pack.
+fn scan_index(repo: &IndexedRepository, live: &Bitmap) -> Result<Scan> {
+    let index = repo.index();
+    let mut scan = Scan {
+        files: Vec::new(),
+        packs: HashMap::new(),
+    };
+    for id in index.files() {
+        let file = load_index_file(repo, id)?;
+        let mut packs = Vec::with_capacity(file.packs.len());
+        for p in &file.packs {
+            packs.push(p.id);
+            if scan.packs.contains_key(&p.id) {
+                continue;
+            }
+            let mut s = ScannedPack {
+                kind: p.blobs.first().map_or(BlobKind::Data, |e| e.kind),
+                size: p.size,
+                blobs: p.blobs.len() as u64,
+                used_blobs: 0,
+                used_bytes: 0,
+                unused_bytes: 0,
+            };
+            for e in &p.blobs {
+                if is_used(index, live, &p.id, e) {
+                    s.used_blobs += 1;
+                    s.used_bytes += u64::from(e.length);
+                } else {
+                    s.unused_bytes += u64::from(e.length);
+                }
+            }
+            scan.packs.insert(p.id, s);
+        }
+        scan.files.push(ScannedFile {
+            id: *id,
+            packs,
+            has_marks: !file.marked.is_empty(),
+        });
+    }
+    Ok(scan)
+}
+
+/// The earliest mark of each pack.
+fn earliest_marks(marked: &[MarkedPack]) -> HashMap<PackId, i64> {
+    let mut marks: HashMap<PackId, i64> = HashMap::new();
+    for m in marked {
+        let t = marks.entry(m.id).or_insert(m.marked_ns);
+        *t = (*t).min(m.marked_ns);
+    }
+    marks
+}
+
+/// Every pack prune must decide on: the indexed ones and the stored ones.
+fn pack_facts(scan: &Scan, stored: &HashMap<PackId, u64>, marks: &HashMap<PackId, i64>) -> Vec<PackFacts> {
+    let mut facts: Vec<PackFacts> = scan
+        .packs
+        .iter()
+        .map(|(id, s)| PackFacts {
+            id: *id,
+            kind: s.kind,
+            size: s.size,
+            indexed: true,
+            stored: stored.contains_key(id),
+            blobs: s.blobs,
+            used_blobs: s.used_blobs,
+            used_bytes: s.used_bytes,
+            unused_bytes: s.unused_bytes,
+            marked_ns: marks.get(id).copied(),
+        })
+        .collect();
+    facts.extend(
+        stored
+            .iter()
+            .filter(|(id, _)| !scan.packs.contains_key(id))
+            .map(|(id, &size)| PackFacts {
+                id: *id,
+                kind: BlobKind::Data,
+                size,
+                indexed: false,
+                stored: true,
+                blobs: 0,
+                used_blobs: 0,
+                used_bytes: 0,
+                unused_bytes: size,
+                marked_ns: marks.get(id).copied(),
+            }),
+    );
+    facts.sort_by_key(|f| f.id);
+    facts
+}
+
+/// Copies the used blobs of `packs` into new packs; returns how many packs
+/// were written.
+fn repack(repo: &IndexedRepository, live: &Bitmap, packs: &[PackId], connections: usize) -> Result<u64> {
+    let index = repo.index();
+    let wanted: HashSet<PackId> = packs.iter().copied().collect();
+    let mut entries: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
+    for id in index.files() {
+        let file = load_index_file(repo, id)?;
+        for p in file.packs {
+            if wanted.contains(&p.id) && !entries.contains_key(&p.id) {
+                let used: Vec<PackEntry> = p.blobs.into_iter().filter(|e| is_used(index, live, &p.id, e)).collect();
+                entries.insert(p.id, used);
+            }
+        }
+    }
+    let saver = BlobSaver::new(
+        repo,
+        SaverOptions {
+            connections,
+            rewrite_known: true,
+            ..SaverOptions::default()
+        },
+    )?;
+    for pack in packs {
+        let Some(used) = entries.get(pack) else { continue };
+        if used.is_empty() {
+            continue;
+        }
+        let bytes: Bytes = repo
+            .block_on(repo.storage().get(FileKind::Pack, &pack.to_hex()))
+            .map_err(RepoError::from)?;
+        let plains: Vec<(BlobKind, Vec<u8>)> = used
+            .par_iter()
+            .map(|e| {
+                let loc = crate::repo::BlobLocation {
+                    kind: e.kind,
+                    pack: *pack,
+                    offset: e.offset,
+                    length: e.length,
+                    raw_length: e.raw_length,
+                };
+                let sealed = bytes
+                    .get(e.offset as usize..e.end() as usize)
+                    .ok_or_else(|| RepoError::BadBlob {
+                        kind: e.kind,
+                        id: e.id,
+                        pack: *pack,
+                        reason: format!("it ends past the pack's {} bytes", bytes.len()),
+                    })?;
+                repo.open_blob(&e.id, &loc, sealed).map(|plain| (e.kind, plain))
+            })
+            .collect::<std::result::Result<_, RepoError>>()?;
+        for (kind, plain) in plains {
+            saver.save(kind, &plain)?;
+        }
+    }
+    Ok(saver.finish()?.packs)
+}
+
+fn load_index_file(repo: &IndexedRepository, id: &IndexId) -> Result<IndexFile> {
+    let name = id.to_hex();
+    let plain = repo.load_file(FileKind::Index, &name)?;
+    IndexFile::decode(&plain).map_err(|source| {
+        PruneError::Repo(RepoError::Format {
+            kind: FileKind::Index,
+            name,
+            source,
+        })
+    })
+}
+
+fn write_index_file(repo: &IndexedRepository, file: &IndexFile) -> Result<IndexId> {
+    let sealed = repo
+        .key()
+        .seal(ObjectKind::Index, Some(DEFAULT_COMPRESSION), &file.encode())
+        .map_err(RepoError::from)?;
+    let id = IndexId::hash_of(&sealed);
+    repo.block_on(repo.storage().put(FileKind::Index, &id.to_hex(), Bytes::from(sealed)))
+        .map_err(RepoError::from)?;
+    Ok(id)
+}
+
+/// Deletes objects with at most `connections` requests at once; returns how
+/// many were deleted.
+fn delete_all<I: ToString>(repo: &IndexedRepository, kind: FileKind, ids: Vec<I>, connections: usize) -> Result<u64> {
+    let names: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let count = names.len() as u64;
+    let storage = repo.storage().clone();
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(connections.max(1)));
+    repo.block_on(async move {
+        let mut set = tokio::task::JoinSet::new();
+        for name in names {
+            let storage = storage.clone();
+            let limit = limit.clone();
+            set.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                storage.delete(kind, &name).await
+            });
+        }
+        while let Some(joined) = set.join_next().await {
+            joined
+                .map_err(|e| RepoError::Upload(format!("a delete task failed: {e}")))?
+                .map_err(RepoError::from)?;
+        }
+        Ok::<_, PruneError>(())
+    })?;
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,446 @@
+//! Prune on the memory backend, including a crash at every step.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::backup::progress::Progress;
+use crate::backup::{backup_reader, BackupOptions};
+use crate::check::{check, CheckOptions, ReadData};
+use crate::repo::Repository;
+use crate::storage::decorators::{FaultRule, FaultStorage, Operation};
+use crate::storage::memory::MemoryStorage;
+use crate::storage::DynStorage;
+
+const HOUR: i64 = 3_600 * 1_000_000_000;
+const T0: i64 = 1_000_000 * HOUR;
+
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    // Distinct seeds give distinct streams (xorshift needs a non-zero state).
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+struct Fixture {
+    fault: Arc<FaultStorage<MemoryStorage>>,
+    storage: DynStorage,
+    /// Each kept snapshot with the bytes it holds.
+    kept: Vec<(SnapshotId, Vec<u8>)>,
+    /// The forgotten snapshot of `c`.
+    forgotten_c: crate::format::snapshot::Snapshot,
+}
+
+fn open(storage: &DynStorage) -> IndexedRepository {
+    Repository::open(storage.clone(), b"pw").unwrap().load_index().unwrap()
+}
+
+fn backup(repo: &IndexedRepository, data: &[u8]) -> SnapshotId {
+    backup_reader(repo, data, "data", &BackupOptions::default(), &Progress::default())
+        .unwrap()
+        .id
+        .unwrap()
+}
+
+/// Three snapshots: `a`, `a` with a new tail, and an unrelated `c`. The
+/// first and the third are forgotten, so some packs are wholly unused and
+/// the second snapshot's packs are partly used.
+fn fixture() -> Fixture {
+    let fault = Arc::new(FaultStorage::new(MemoryStorage::new()));
+    let storage: DynStorage = fault.clone();
+    Repository::init(storage.clone(), b"pw", crate::repo::test_options()).unwrap();
+    let a = noise(1, 1_500_000);
+    let mut b = a[..400_000].to_vec();
+    b.extend(noise(2, 300_000));
+    let c = noise(3, 1_200_000);
+    let repo = open(&storage);
+    let sa = backup(&repo, &a);
+    let repo = open(&storage);
+    let sb = backup(&repo, &b);
+    let repo = open(&storage);
+    let sc = backup(&repo, &c);
+    let forgotten_c = repo.load_snapshot(&sc).unwrap();
+    for s in [sa, sc] {
+        repo.block_on(storage.delete(FileKind::Snapshot, &s.to_hex())).unwrap();
+    }
+    Fixture {
+        fault,
+        storage,
+        kept: vec![(sb, b)],
+        forgotten_c,
+    }
+}
+
+fn opts() -> PruneOptions {
+    PruneOptions {
+        max_unused: MaxUnused::Percent(0.0),
+        grace: Duration::from_secs(2 * 3600),
+        ..PruneOptions::default()
+    }
+}
+
+fn run(storage: &DynStorage, opts: &PruneOptions, now: i64) -> Result<PruneReport> {
+    prune(&open(storage), opts, &[], now, &())
+}
+
+/// The bytes of the one file of a stdin snapshot.
+fn contents(repo: &IndexedRepository, id: &SnapshotId) -> Vec<u8> {
+    let snap = repo.load_snapshot(id).unwrap();
+    let tree = repo.load_tree(&snap.tree).unwrap();
+    let mut out = Vec::new();
+    for c in &tree.nodes[0].content {
+        if let Content::Blob(b) = c {
+            out.extend(repo.read_blob(BlobKind::Data, b).unwrap());
+        }
+    }
+    out
+}
+
+/// check with every byte read finds no error and every kept snapshot holds
+/// its bytes.
+fn assert_healthy(f: &Fixture) {
+    assert_kept(&f.storage, &f.kept);
+}
+
+fn assert_kept(storage: &DynStorage, kept: &[(SnapshotId, Vec<u8>)]) {
+    let repo = open(storage);
+    let report = check(
+        &repo,
+        &CheckOptions {
+            read_data: ReadData::All,
+            ..CheckOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(report.errors, 0, "{:#?}", report.problems);
+    for (id, data) in kept {
+        assert!(contents(&repo, id) == *data, "snapshot {id} changed");
+    }
+}
+
+fn pack_bytes(storage: &DynStorage, repo: &IndexedRepository) -> (usize, u64) {
+    let packs = repo.block_on(storage.list(FileKind::Pack)).unwrap();
+    (packs.len(), packs.iter().map(|p| p.size).sum())
+}
+
+#[test]
+fn a_clean_repository_needs_nothing() {
+    let f = fixture();
+    let repo = open(&f.storage);
+    // Keep everything: put the forgotten data back into use.
+    let all = Fixture { kept: vec![], ..f };
+    let r = prune(&repo, &opts(), &[], T0, &()).unwrap();
+    assert!(r.plan.mark_packs > 0);
+    // After marking and deleting, a further run has nothing to do.
+    run(&all.storage, &opts(), T0 + 3 * HOUR).unwrap();
+    let r = run(&all.storage, &opts(), T0 + 4 * HOUR).unwrap();
+    assert_eq!(
+        (
+            r.plan.mark_packs,
+            r.plan.repack_packs,
+            r.plan.delete_packs,
+            r.plan.wait_packs
+        ),
+        (0, 0, 0, 0),
+        "{r:#?}"
+    );
+    assert_eq!(r.index_files_written, 0);
+    assert_eq!(r.plan.remaining_unused_bytes, 0);
+}
+
+#[test]
+fn unused_packs_are_marked_and_deleted_only_after_the_grace_period() {
+    let f = fixture();
+    let repo = open(&f.storage);
+    let before = pack_bytes(&f.storage, &repo);
+    let r = run(&f.storage, &opts(), T0).unwrap();
+    assert!(r.plan.mark_packs > 0 && r.plan.repack_packs > 0, "{r:#?}");
+    assert_eq!(r.packs_deleted, 0);
+    assert!(r.new_packs > 0);
+    assert_healthy(&f);
+    let after_mark = pack_bytes(&f.storage, &repo);
+    assert_eq!(
+        after_mark.0,
+        before.0 + r.new_packs as usize,
+        "nothing is deleted at once"
+    );
+
+    // Within the grace period the marks stand.
+    let r = run(&f.storage, &opts(), T0 + HOUR).unwrap();
+    assert_eq!(r.packs_deleted, 0);
+    assert!(r.plan.wait_packs > 0);
+    assert_eq!(r.plan.mark_packs, 0, "{r:#?}");
+    assert_healthy(&f);
+
+    let r = run(&f.storage, &opts(), T0 + 3 * HOUR).unwrap();
+    assert!(r.packs_deleted > 0);
+    assert_healthy(&f);
+    let (_, bytes) = pack_bytes(&f.storage, &repo);
+    // Only the kept snapshot's data (700 kB) and its tree remain.
+    assert!(bytes < 800_000, "{bytes} bytes of packs remain");
+    assert!(bytes < before.1 / 3);
+}
+
+#[test]
+fn a_live_lock_older_than_the_mark_holds_off_deletion() {
+    let f = fixture();
+    run(&f.storage, &opts(), T0).unwrap();
+    let repo = open(&f.storage);
+    let r = prune(&repo, &opts(), &[T0 - HOUR], T0 + 3 * HOUR, &()).unwrap();
+    assert_eq!(r.packs_deleted, 0);
+    assert!(r.plan.wait_packs > 0);
+    assert_healthy(&f);
+}
+
+#[test]
+fn a_backup_writes_blobs_of_marked_packs_again() {
+    let f = fixture();
+    run(&f.storage, &opts(), T0).unwrap();
+    // `c` was forgotten and its packs marked; backing it up again must not
+    // lean on them.
+    let c = noise(3, 1_200_000);
+    let repo = open(&f.storage);
+    let sc = backup(&repo, &c);
+    let f = Fixture {
+        kept: vec![f.kept[0].clone(), (sc, c)],
+        ..f
+    };
+    let r = run(&f.storage, &opts(), T0 + 3 * HOUR).unwrap();
+    assert!(r.packs_deleted > 0);
+    assert_eq!(r.plan.unmark_packs, 0);
+    assert_healthy(&f);
+}
+
+#[test]
+fn a_snapshot_that_needs_a_marked_pack_unmarks_it() {
+    let f = fixture();
+    let r = run(&f.storage, &opts(), T0).unwrap();
+    assert!(r.plan.mark_packs > 0);
+    // A backup that read the index before prune marked the packs finishes
+    // after it, naming blobs in them: here, `c` comes back.
+    let repo = open(&f.storage);
+    let back = repo.save_snapshot(&f.forgotten_c).unwrap();
+    let f = Fixture {
+        kept: vec![f.kept[0].clone(), (back, noise(3, 1_200_000))],
+        ..f
+    };
+    let r = run(&f.storage, &opts(), T0 + 3 * HOUR).unwrap();
+    assert!(r.plan.unmark_packs > 0, "{r:#?}");
+    assert_healthy(&f);
+    // The unmarked packs stay; only `a`'s unused data went.
+    let r = run(&f.storage, &opts(), T0 + 6 * HOUR).unwrap();
+    assert_eq!(r.plan.unmark_packs, 0);
+    assert_healthy(&f);
+}
+
+#[test]
+fn a_missing_needed_pack_stops_prune_before_any_change() {
+    let f = fixture();
+    let repo = open(&f.storage);
+    let kept = f.kept[0].0;
+    let snap = repo.load_snapshot(&kept).unwrap();
+    let tree = repo.load_tree(&snap.tree).unwrap();
+    let Content::Blob(first) = tree.nodes[0].content[0] else {
+        panic!("no blob")
+    };
+    let pack = repo.index().get(BlobKind::Data, &first).unwrap().pack;
+    repo.block_on(f.storage.delete(FileKind::Pack, &pack.to_hex())).unwrap();
+    let before = f.fault.total();
+    let puts = f.fault.count(Operation::Put);
+    let deletes = f.fault.count(Operation::Delete);
+    let err = run(&f.storage, &opts(), T0).unwrap_err();
+    assert!(
+        matches!(err, PruneError::MissingPack { pack: p, .. } if p == pack),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&pack.to_hex()));
+    assert!(f.fault.total() > before);
+    assert_eq!(f.fault.count(Operation::Put), puts);
+    assert_eq!(f.fault.count(Operation::Delete), deletes);
+}
+
+#[test]
+fn dry_run_reports_and_changes_nothing() {
+    let f = fixture();
+    let puts = f.fault.count(Operation::Put);
+    let deletes = f.fault.count(Operation::Delete);
+    let r = run(
+        &f.storage,
+        &PruneOptions {
+            dry_run: true,
+            ..opts()
+        },
+        T0,
+    )
+    .unwrap();
+    assert!(r.dry_run && r.plan.mark_packs > 0 && r.plan.repack_packs > 0);
+    assert_eq!(f.fault.count(Operation::Put), puts);
+    assert_eq!(f.fault.count(Operation::Delete), deletes);
+}
+
+/// Prune twice (mark, then delete after the grace period) with the given
+/// time offset.
+fn two_prunes(storage: &DynStorage, start: i64) -> Result<()> {
+    run(storage, &opts(), start)?;
+    run(storage, &opts(), start + 3 * HOUR)?;
+    Ok(())
+}
+
+#[test]
+fn a_crash_at_any_step_leaves_a_repository_that_check_passes_and_prune_finishes() {
+    // The size prune reaches without faults.
+    let clean = fixture();
+    two_prunes(&clean.storage, T0).unwrap();
+    let target = pack_bytes(&clean.storage, &open(&clean.storage));
+
+    let mut stopped = 0;
+    // A request that fails before it takes effect, and one whose effect
+    // happens but whose answer is lost.
+    for (op, took_effect) in [
+        (Operation::Put, false),
+        (Operation::Delete, false),
+        (Operation::Put, true),
+        (Operation::Delete, true),
+    ] {
+        for k in 0.. {
+            let f = fixture();
+            let rule = FaultRule::on(op).after(k).permanent();
+            f.fault.add_rule(if took_effect { rule.after_effect() } else { rule });
+            let injected = f.fault.injected();
+            let result = two_prunes(&f.storage, T0);
+            if f.fault.injected() == injected {
+                result.unwrap();
+                break;
+            }
+            assert!(result.is_err(), "{op} #{k}: a failed write went unnoticed");
+            stopped += 1;
+            f.fault.heal();
+            assert_healthy(&f);
+            // The next prunes finish the work.
+            two_prunes(&f.storage, T0 + 10 * HOUR).unwrap();
+            run(&f.storage, &opts(), T0 + 20 * HOUR).unwrap();
+            assert_healthy(&f);
+            let end = pack_bytes(&f.storage, &open(&f.storage));
+            assert!(
+                end.1 <= target.1 + target.1 / 10,
+                "{op} #{k}: {end:?} packs remain, a clean run leaves {target:?}"
+            );
+        }
+    }
+    assert!(stopped >= 12, "only {stopped} crash points were tried");
+}
+
+/// Backups and prunes run at once, each under its real lock, with no grace
+/// period. Every backup loads the index before the prune beside it marks
+/// packs, and stores data that was in the snapshot forgotten just before,
+/// so it leans on packs that are being marked. Whatever is kept restores and
+/// check finds nothing wrong.
+#[test]
+fn backups_and_prunes_running_together_lose_nothing() {
+    use crate::repo::{LockKind, LockOptions};
+    use std::sync::mpsc;
+
+    let storage: DynStorage = Arc::new(MemoryStorage::new());
+    Repository::init(storage.clone(), b"pw", crate::repo::test_options()).unwrap();
+    let timing = LockOptions {
+        poll: Duration::from_millis(5),
+        ..LockOptions::default()
+    };
+    let wait = Duration::from_secs(60);
+    let part = |k: u64| noise(1000 + k, 600_000);
+    // Round r backs up parts r and r-2 (of the snapshot forgotten before).
+    let data = move |r: u64| {
+        let mut d = part(r);
+        d.extend(part(r.saturating_sub(2)));
+        d
+    };
+    let rounds = 6;
+    let (started_tx, started) = mpsc::channel::<()>();
+    let (done_tx, done) = mpsc::channel::<(SnapshotId, Vec<u8>)>();
+    let (go_tx, go) = mpsc::channel::<()>();
+    let (next_tx, next) = mpsc::channel::<()>();
+
+    let backups = {
+        let storage = storage.clone();
+        let timing = timing.clone();
+        std::thread::spawn(move || {
+            for r in 0..rounds {
+                // The forget of the round before is done.
+                next.recv().unwrap();
+                let repo = Repository::open(storage.clone(), b"pw").unwrap();
+                let lock = repo.lock_with(LockKind::Shared, wait, &timing).unwrap();
+                let repo = repo.load_index().unwrap();
+                started_tx.send(()).unwrap();
+                // The prune beside it has seen this lock.
+                go.recv().unwrap();
+                let bytes = data(r);
+                let opts = BackupOptions {
+                    lock: Some(lock.watch()),
+                    ..BackupOptions::default()
+                };
+                let id = backup_reader(&repo, &bytes[..], "data", &opts, &Progress::default())
+                    .unwrap()
+                    .id
+                    .unwrap();
+                drop(lock);
+                done_tx.send((id, bytes)).unwrap();
+            }
+        })
+    };
+    let o = PruneOptions {
+        grace: Duration::ZERO,
+        ..opts()
+    };
+    let mut kept: Vec<(SnapshotId, Vec<u8>)> = Vec::new();
+    let mut marked = 0;
+    let mut unmarked = 0;
+    for _ in 0..rounds {
+        next_tx.send(()).unwrap();
+        started.recv().unwrap();
+        // Prune beside the running backup.
+        let repo = Repository::open(storage.clone(), b"pw").unwrap();
+        let lock = repo.lock_with(LockKind::Prune, wait, &timing).unwrap();
+        let now = crate::repo::now_ns();
+        let times: Vec<i64> = repo
+            .list_locks()
+            .unwrap()
+            .into_iter()
+            .filter(|(_, l)| !lock.is_mine(l) && !crate::repo::lock::is_stale(l, now))
+            .map(|(_, l)| l.time_ns)
+            .collect();
+        assert_eq!(times.len(), 1, "the backup's lock is live");
+        go_tx.send(()).unwrap();
+        let repo = repo.load_index().unwrap();
+        let r = prune(&repo, &o, &times, now, &()).unwrap();
+        assert_eq!(r.packs_deleted, 0, "the running backup holds deletions off");
+        marked += r.plan.mark_packs;
+        unmarked += r.plan.unmark_packs;
+        drop(lock);
+        // Then forget all but the newest snapshot, under an exclusive lock
+        // (which waits for the backup).
+        kept.push(done.recv().unwrap());
+        let repo = Repository::open(storage.clone(), b"pw").unwrap();
+        let _lock = repo.lock_with(LockKind::Exclusive, wait, &timing).unwrap();
+        let n = kept.len() - 1;
+        for (id, _) in kept.drain(..n) {
+            repo.block_on(storage.delete(FileKind::Snapshot, &id.to_hex())).unwrap();
+        }
+    }
+    backups.join().unwrap();
+    assert!(marked > 0 && unmarked > 0, "marked {marked}, unmarked {unmarked}");
+    assert_kept(&storage, &kept);
+    // With nothing running, marks expire and everything unused goes.
+    let mut deleted = 0;
+    for _ in 0..4 {
+        deleted += run(&storage, &o, crate::repo::now_ns()).unwrap().packs_deleted;
+    }
+    assert!(deleted > 0);
+    assert_kept(&storage, &kept);
+    let (_, bytes) = pack_bytes(&storage, &open(&storage));
+    assert!(bytes < 1_400_000, "{bytes} bytes of packs remain for 1.2 MB of data");
+}
