@@ -282,21 +282,30 @@ fn a_backup_cut_off_by_a_server_crash_fails_cleanly_and_the_next_one_works() {
     );
 
     server.restart();
+    // After the restart a failure shows the server's side too.
+    let run = |cmd: &mut Command| -> std::process::Output {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed: {}\nserver log after the restart:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            server.log()
+        );
+        out
+    };
     // No snapshot refers to what was lost, and the repository is sound.
-    let listed = run_ok(cairn_s3(&server, &url).args(["--json", "snapshots"]));
+    let listed = run(cairn_s3(&server, &url).args(["--json", "snapshots"]));
     let snapshots: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(snapshots.as_array().map(Vec::len), Some(0), "{snapshots}");
-    run_ok(cairn_s3(&server, &url).args(["check", "--read-data"]));
+    run(cairn_s3(&server, &url).args(["check", "--read-data"]));
 
-    run_ok(cairn_s3(&server, &url).arg("backup").arg(&src));
+    run(cairn_s3(&server, &url).arg("backup").arg(&src));
     let target = tmp.path().join("restored");
-    run_ok(
-        cairn_s3(&server, &url)
-            .args(["restore", "latest", "--target"])
-            .arg(&target),
-    );
+    run(cairn_s3(&server, &url)
+        .args(["restore", "latest", "--target"])
+        .arg(&target));
     assert_same_tree(&describe(&src), &describe(&restored(&target, &src)));
-    run_ok(cairn_s3(&server, &url).args(["check", "--read-data"]));
+    run(cairn_s3(&server, &url).args(["check", "--read-data"]));
 }
 
 #[test]

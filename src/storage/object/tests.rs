@@ -230,12 +230,22 @@ impl FakeStore {
                 }
                 let Ok(mut conn) = conn else { continue };
                 let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-                // Read the head; bodies here are small enough to ignore.
+                // Read the whole request: closing a socket with unread
+                // bytes would reset the connection before the answer.
                 let mut head = Vec::new();
                 let mut byte = [0u8; 1];
                 while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
                     head.push(byte[0]);
                 }
+                let length = String::from_utf8_lossy(&head)
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<u64>().ok())?
+                    })
+                    .unwrap_or(0);
+                let _ = std::io::copy(&mut (&conn).take(length), &mut std::io::sink());
                 let answer = a.lock().unwrap().clone();
                 match answer {
                     Answer::Status(code, body) => {
