@@ -233,7 +233,7 @@ pub fn prune(
 }
 
 /// Trees loaded at once while walking.
-const WALK_BATCH: usize = 256;
+const WALK_BATCH: usize = 64;
 
 /// Marks every blob reachable from a snapshot, walking each tree once.
 fn reachable(repo: &IndexedRepository, report: &mut PruneReport) -> Result<Bitmap> {
@@ -446,30 +446,28 @@ fn repack(repo: &IndexedRepository, live: &Bitmap, packs: &[PackId], connections
         let bytes: Bytes = repo
             .block_on(repo.storage().get(FileKind::Pack, &pack.to_hex()))
             .map_err(RepoError::from)?;
-        let plains: Vec<(BlobKind, Vec<u8>)> = used
-            .par_iter()
-            .map(|e| {
-                let loc = crate::repo::BlobLocation {
+        // Each blob is opened, checked against its id and handed to the
+        // saver as it comes: only the pack and the blobs being sealed are
+        // in memory.
+        used.par_iter().try_for_each(|e| {
+            let loc = crate::repo::BlobLocation {
+                kind: e.kind,
+                pack: *pack,
+                offset: e.offset,
+                length: e.length,
+                raw_length: e.raw_length,
+            };
+            let sealed = bytes
+                .get(e.offset as usize..e.end() as usize)
+                .ok_or_else(|| RepoError::BadBlob {
                     kind: e.kind,
+                    id: e.id,
                     pack: *pack,
-                    offset: e.offset,
-                    length: e.length,
-                    raw_length: e.raw_length,
-                };
-                let sealed = bytes
-                    .get(e.offset as usize..e.end() as usize)
-                    .ok_or_else(|| RepoError::BadBlob {
-                        kind: e.kind,
-                        id: e.id,
-                        pack: *pack,
-                        reason: format!("it ends past the pack's {} bytes", bytes.len()),
-                    })?;
-                repo.open_blob(&e.id, &loc, sealed).map(|plain| (e.kind, plain))
-            })
-            .collect::<std::result::Result<_, RepoError>>()?;
-        for (kind, plain) in plains {
-            saver.save(kind, &plain)?;
-        }
+                    reason: format!("it ends past the pack's {} bytes", bytes.len()),
+                })?;
+            let plain = repo.open_blob(&e.id, &loc, sealed)?;
+            saver.save(e.kind, &plain).map(|_| ())
+        })?;
     }
     Ok(saver.finish()?.packs)
 }
