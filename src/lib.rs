@@ -13,6 +13,7 @@
 //! - [`prune`]: removing what no snapshot needs
 //! - [`forget`]: retention policies and removing snapshots
 //! - [`maintenance`]: copy between repositories, repair of index and snapshots
+//! - `k8s` (feature `k8s`): Kubernetes manifest backup and restore
 //! - [`cli`]: argument parsing and output
 
 pub mod backup;
@@ -23,6 +24,8 @@ pub mod crypto;
 pub mod forget;
 pub mod format;
 pub mod id;
+#[cfg(feature = "k8s")]
+pub mod k8s;
 pub mod maintenance;
 pub mod prune;
 pub mod repo;
