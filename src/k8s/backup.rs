@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::client::{chain, describe, status_code, Cluster};
 use super::discovery::{discover, qualified, Resource};
-use super::filter::{excluded_by_label, ClusterResources, Filters, ResourceNames};
+use super::filter::{excluded_by_label, needable, ClusterResources, Filters, ResourceNames};
 use super::normalise::{normalise, path_of, to_bytes};
 use super::K8sError;
 use crate::backup::MemoryFile;
@@ -66,15 +66,10 @@ impl Needed {
             ("", "persistentvolumes") => {
                 self.add("storage.k8s.io", "storageclasses", str_at("/spec/storageClassName"));
             }
-            ("rbac.authorization.k8s.io", "clusterrolebindings") => {
-                if str_at("/roleRef/kind") == "ClusterRole" {
-                    self.add("rbac.authorization.k8s.io", "clusterroles", str_at("/roleRef/name"));
-                }
-            }
-            ("rbac.authorization.k8s.io", "rolebindings") => {
-                if str_at("/roleRef/kind") == "ClusterRole" {
-                    self.add("rbac.authorization.k8s.io", "clusterroles", str_at("/roleRef/name"));
-                }
+            ("rbac.authorization.k8s.io", "clusterrolebindings" | "rolebindings")
+                if str_at("/roleRef/kind") == "ClusterRole" =>
+            {
+                self.add("rbac.authorization.k8s.io", "clusterroles", str_at("/roleRef/name"));
             }
             _ => {}
         }
@@ -87,11 +82,6 @@ impl Needed {
             return true;
         }
         match (r.group.as_str(), r.plural.as_str()) {
-            // A PV bound to a claim in a selected namespace.
-            ("", "persistentvolumes") => object
-                .pointer("/spec/claimRef/namespace")
-                .and_then(Value::as_str)
-                .is_some_and(|ns| filters.namespace_selected(ns)),
             // A binding that grants something to a service account of a
             // selected namespace.
             ("rbac.authorization.k8s.io", "clusterrolebindings") => object
@@ -286,14 +276,13 @@ pub async fn collect(cluster: &Cluster, filters: &Filters) -> Result<Collected, 
         },
         needed: Needed::default(),
     };
-    let selected: Vec<&Resource> = discovered
-        .resources
-        .iter()
-        .filter(|r| r.listable() && filters.resource_selected(&names(r)))
-        .collect();
     // The same resource may be served by two groups (events, events.k8s.io):
     // both are kept, as their paths differ.
-    for r in selected.iter().filter(|r| r.namespaced) {
+    let namespaced = discovered
+        .resources
+        .iter()
+        .filter(|r| r.namespaced && r.listable() && filters.resource_selected(&names(r)));
+    for r in namespaced {
         lister.namespaced(r).await?;
     }
     let everything = match filters.cluster_resources {
@@ -301,14 +290,25 @@ pub async fn collect(cluster: &Cluster, filters: &Filters) -> Result<Collected, 
         ClusterResources::False => false,
         ClusterResources::Auto => filters.all_namespaces() && filters.selector.is_none(),
     };
-    let mut cluster_types: Vec<&Resource> = selected.iter().copied().filter(|r| !r.namespaced).collect();
-    cluster_types.sort_by_key(|r| cluster_rank(r));
-    for r in cluster_types {
-        let take = match filters.cluster_resources {
-            ClusterResources::False => Take::None,
-            _ if everything || filters.resource_named(&names(r)) => Take::All,
-            _ => Take::Needed,
-        };
+    let mut cluster_types: Vec<(&Resource, Take)> = discovered
+        .resources
+        .iter()
+        .filter(|r| !r.namespaced && r.listable() && !filters.resource_excluded(&names(r)))
+        .filter_map(|r| {
+            let selected = filters.resource_selected(&names(r));
+            let take = match filters.cluster_resources {
+                ClusterResources::False => Take::None,
+                _ if selected && (everything || filters.resource_named(&names(r))) => Take::All,
+                _ if selected || needable(&r.group, &r.plural) => Take::Needed,
+                _ => Take::None,
+            };
+            // Namespace objects follow the namespace filter in every mode.
+            let namespace = r.group.is_empty() && r.plural == "namespaces";
+            (take != Take::None || namespace).then_some((r, take))
+        })
+        .collect();
+    cluster_types.sort_by_key(|(r, _)| cluster_rank(r));
+    for (r, take) in cluster_types {
         lister.cluster_scoped(r, take).await?;
     }
     lister.out.files.sort_by(|a, b| a.path.cmp(&b.path));

@@ -52,6 +52,23 @@ pub const NOISE: &[&str] = &[
     "nodes",
 ];
 
+/// Cluster-scoped resources whose objects namespaced objects may need
+/// (taken in `auto` mode even when the resource filter leaves them out,
+/// unless it excludes them): (group, plural).
+pub const NEEDABLE: &[(&str, &str)] = &[
+    ("", "namespaces"),
+    ("", "persistentvolumes"),
+    ("storage.k8s.io", "storageclasses"),
+    ("apiextensions.k8s.io", "customresourcedefinitions"),
+    ("rbac.authorization.k8s.io", "clusterrolebindings"),
+    ("rbac.authorization.k8s.io", "clusterroles"),
+];
+
+/// Whether a cluster-scoped resource is in [`NEEDABLE`].
+pub fn needable(group: &str, plural: &str) -> bool {
+    NEEDABLE.iter().any(|(g, p)| *g == group && *p == plural)
+}
+
 /// The names by which a resource can be selected.
 #[derive(Debug, Clone, Copy)]
 pub struct ResourceNames<'a> {
@@ -316,6 +333,11 @@ impl Filters {
         }
         let noise = NOISE.iter().any(|n| matches_pattern(n, r));
         !noise && (self.include_resources.is_empty() || self.include_resources.iter().any(|p| p == "*"))
+    }
+
+    /// Whether an exclude pattern names this resource type.
+    pub fn resource_excluded(&self, r: &ResourceNames<'_>) -> bool {
+        self.exclude_resources.iter().any(|p| matches_pattern(p, r))
     }
 
     /// Whether the include list names this resource type explicitly (so a

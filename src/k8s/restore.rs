@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::client::{chain, describe, status_code, Cluster};
 use super::discovery::{discover, qualified, Discovered};
-use super::filter::{excluded_by_label, ClusterResources, Filters, ResourceNames};
+use super::filter::{excluded_by_label, needable, ClusterResources, Filters, ResourceNames};
 use super::order::{is_builtin_group, Order};
 use super::stored::StoredObject;
 use super::transform::{skip_reason, transform, Rewrite};
@@ -140,18 +140,18 @@ fn names_of<'a>(discovered: &'a Discovered, o: &'a StoredObject) -> ResourceName
 
 /// The objects the filters select.
 fn select(objects: Vec<StoredObject>, discovered: &Discovered, filters: &Filters) -> Vec<StoredObject> {
-    let namespaced: Vec<StoredObject>;
-    let mut cluster: Vec<StoredObject>;
-    (namespaced, cluster) = objects
+    let (namespaced, mut cluster): (Vec<StoredObject>, Vec<StoredObject>) = objects
         .into_iter()
-        .filter(|o| filters.resource_selected(&names_of(discovered, o)) && !excluded_by_label(&o.object))
+        .filter(|o| !excluded_by_label(&o.object) && !filters.resource_excluded(&names_of(discovered, o)))
         .partition(|o| o.at.namespace.is_some());
     let namespaced: Vec<StoredObject> = namespaced
         .into_iter()
         .filter(|o| {
-            o.at.namespace
-                .as_deref()
-                .is_some_and(|ns| filters.namespace_selected(ns))
+            filters.resource_selected(&names_of(discovered, o))
+                && o.at
+                    .namespace
+                    .as_deref()
+                    .is_some_and(|ns| filters.namespace_selected(ns))
                 && filters.label_selected(&o.object)
         })
         .collect();
@@ -162,33 +162,59 @@ fn select(objects: Vec<StoredObject>, discovered: &Discovered, filters: &Filters
     };
     // What the selected namespaced objects need, in `auto` mode.
     let mut needed: BTreeSet<(String, String, String)> = BTreeSet::new();
+    let mut need = |g: &str, p: &str, n: &str| {
+        if !n.is_empty() {
+            needed.insert((g.to_owned(), p.to_owned(), n.to_owned()));
+        }
+    };
+    let rbac = "rbac.authorization.k8s.io";
     for o in &namespaced {
-        let s = |p: &str| o.object.pointer(p).and_then(Value::as_str).unwrap_or("").to_owned();
+        let s = |p: &str| o.object.pointer(p).and_then(Value::as_str).unwrap_or("");
         if !o.at.group.is_empty() {
-            needed.insert((
-                "apiextensions.k8s.io".into(),
-                "customresourcedefinitions".into(),
-                qualified(&o.at.group, &o.at.plural),
-            ));
+            need(
+                "apiextensions.k8s.io",
+                "customresourcedefinitions",
+                &qualified(&o.at.group, &o.at.plural),
+            );
         }
         if o.at.group.is_empty() && o.at.plural == "persistentvolumeclaims" {
-            needed.insert(("".into(), "persistentvolumes".into(), s("/spec/volumeName")));
-            needed.insert((
-                "storage.k8s.io".into(),
-                "storageclasses".into(),
-                s("/spec/storageClassName"),
-            ));
+            need("", "persistentvolumes", s("/spec/volumeName"));
+            need("storage.k8s.io", "storageclasses", s("/spec/storageClassName"));
+        }
+        if o.at.group == rbac && o.at.plural == "rolebindings" && s("/roleRef/kind") == "ClusterRole" {
+            need(rbac, "clusterroles", s("/roleRef/name"));
+        }
+    }
+    for o in &cluster {
+        let grants_selected = o
+            .object
+            .get("subjects")
+            .and_then(Value::as_array)
+            .is_some_and(|subjects| {
+                subjects.iter().any(|s| {
+                    s.get("kind").and_then(Value::as_str) == Some("ServiceAccount")
+                        && s.get("namespace")
+                            .and_then(Value::as_str)
+                            .is_some_and(|ns| filters.namespace_selected(ns))
+                })
+            });
+        if o.at.group == rbac && o.at.plural == "clusterrolebindings" && grants_selected {
+            need(rbac, "clusterrolebindings", &o.at.name);
+            let role = o.object.pointer("/roleRef/name").and_then(Value::as_str).unwrap_or("");
+            need(rbac, "clusterroles", role);
         }
     }
     cluster.retain(|o| {
-        let is_namespace = o.at.group.is_empty() && o.at.plural == "namespaces";
-        if is_namespace {
+        if o.at.group.is_empty() && o.at.plural == "namespaces" {
             return filters.namespace_selected(&o.at.name);
         }
+        let names = names_of(discovered, o);
+        let selected = filters.resource_selected(&names);
+        let wanted = needed.contains(&(o.at.group.clone(), o.at.plural.clone(), o.at.name.clone()));
         match filters.cluster_resources {
             ClusterResources::False => false,
-            _ if everything || filters.resource_named(&names_of(discovered, o)) => filters.label_selected(&o.object),
-            _ => needed.contains(&(o.at.group.clone(), o.at.plural.clone(), o.at.name.clone())),
+            _ if selected && (everything || filters.resource_named(&names)) => filters.label_selected(&o.object),
+            _ => wanted && (selected || needable(&o.at.group, &o.at.plural)),
         }
     });
     cluster.extend(namespaced);
