@@ -2,6 +2,8 @@
 //! fake API server on loopback (tests/k8s_support), through the binary and
 //! its real kube client.
 
+#![cfg(feature = "k8s")]
+
 mod cli_support;
 mod k8s_support;
 

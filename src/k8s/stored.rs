@@ -34,6 +34,29 @@ fn read_file(repo: &IndexedRepository, content: &[Content], size: u64) -> Result
     Ok(bytes)
 }
 
+/// Decodes one stored object: its path must be one a manifest backup
+/// writes, its bytes a JSON object whose name is the file's.
+pub fn decode_object(path: &str, bytes: &[u8]) -> Result<StoredObject, K8sError> {
+    let invalid = |reason: String| K8sError::InvalidObject {
+        path: path.to_owned(),
+        reason,
+    };
+    let at = parse_path(path).ok_or_else(|| {
+        invalid(format!(
+            "not where a manifest backup stores objects ({ROOT}/<group>/<resource>/namespaces/<ns>/<name>.json)"
+        ))
+    })?;
+    let object: Value = serde_json::from_slice(bytes).map_err(|e| invalid(format!("not JSON: {e}")))?;
+    if !object.is_object() || object.pointer("/metadata/name").and_then(Value::as_str) != Some(at.name.as_str()) {
+        return Err(invalid("not an object named as its file".into()));
+    }
+    Ok(StoredObject {
+        path: path.to_owned(),
+        at,
+        object,
+    })
+}
+
 fn walk(repo: &IndexedRepository, tree: TreeId, dir: &str, out: &mut Vec<StoredObject>) -> Result<(), K8sError> {
     let listing = repo.load_tree(&tree)?;
     for node in listing.nodes {
@@ -41,27 +64,8 @@ fn walk(repo: &IndexedRepository, tree: TreeId, dir: &str, out: &mut Vec<StoredO
         match (node.kind, node.subtree) {
             (NodeKind::Dir, Some(sub)) => walk(repo, sub, &path, out)?,
             (NodeKind::File, _) => {
-                let invalid = |reason: String| K8sError::InvalidObject {
-                    path: path.clone(),
-                    reason,
-                };
-                let at = parse_path(&path).ok_or_else(|| {
-                    invalid(format!(
-                        "not where a manifest backup stores objects ({ROOT}/<group>/<resource>/namespaces/<ns>/<name>.json)"
-                    ))
-                })?;
                 let bytes = read_file(repo, &node.content, node.size)?;
-                let object: Value =
-                    serde_json::from_slice(&bytes).map_err(|e| invalid(format!("not a JSON object: {e}")))?;
-                let name = object.pointer("/metadata/name").and_then(Value::as_str);
-                if !object.is_object() || name != Some(at.name.as_str()) {
-                    return Err(invalid("its metadata.name differs from its file name".into()));
-                }
-                out.push(StoredObject {
-                    path: path.clone(),
-                    at,
-                    object,
-                });
+                out.push(decode_object(&path, &bytes)?);
             }
             _ => {}
         }
@@ -93,4 +97,25 @@ pub fn load_objects(
     let mut out = Vec::new();
     walk(repo, tree, &base, &mut out)?;
     Ok((source.snapshot, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_objects_and_names_what_is_wrong() {
+        let path = "/resources/core/configmaps/namespaces/web/a.json";
+        let ok = decode_object(path, br#"{"metadata": {"name": "a"}, "data": {}}"#).unwrap();
+        assert_eq!(ok.at.namespace.as_deref(), Some("web"));
+        for (p, bytes) in [
+            (path, &b"{"[..]),
+            (path, br#"{"metadata": {"name": "b"}}"#),
+            (path, b"[1]"),
+            ("/resources/core/configmaps/a.json", br#"{"metadata": {"name": "a"}}"#),
+        ] {
+            let err = decode_object(p, bytes).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("snapshot file {p}: ")), "{err}");
+        }
+    }
 }
