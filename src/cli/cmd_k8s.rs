@@ -345,3 +345,58 @@ fn print_report(report: &Report, dry_run: bool, cluster: &str, snapshot: &str, n
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<K8sCommand, clap::Error> {
+        let cli = crate::cli::Cli::try_parse_from(["cairn", "k8s"].iter().chain(args))?;
+        match cli.command {
+            crate::cli::Command::K8s(cmd) => Ok(cmd),
+            _ => panic!("not a k8s command"),
+        }
+    }
+
+    #[test]
+    fn restore_options_parse() {
+        let cmd = parse(&[
+            "restore",
+            "latest",
+            "--namespace-mapping",
+            "a:b,c:d",
+            "--existing-resource-policy",
+            "update",
+            "--order",
+            "cm,secrets",
+            "--include-cluster-resources",
+            "false",
+            "--dry-run",
+        ])
+        .unwrap();
+        let K8sCommand::Restore(args) = cmd else {
+            panic!("not a restore")
+        };
+        assert_eq!(args.snapshot, "latest");
+        assert_eq!(parse_mapping(&args.namespace_mapping).unwrap().len(), 2);
+        assert_eq!(args.existing_resource_policy, ExistingPolicy::Update);
+        assert_eq!(Order::new(split_list(&args.order)).first(), ["cm", "secrets"]);
+        assert_eq!(args.filters.include_cluster_resources, ClusterResources::False);
+        assert!(args.dry_run);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        assert!(parse(&["restore", "latest", "--existing-resource-policy", "merge"]).is_err());
+        assert!(parse(&["backup", "--include-cluster-resources", "yes"]).is_err());
+        assert!(parse(&["restore"]).is_err());
+        let cmd = parse(&["backup", "--include-namespaces", "["]).unwrap();
+        let K8sCommand::Backup(args) = cmd else {
+            panic!("not a backup")
+        };
+        let err = CliError::from(args.filters.filters().unwrap_err());
+        assert_eq!(err.exit_code(), exit::USAGE);
+        assert!(err.to_string().contains("--include-namespaces"), "{err}");
+    }
+}
