@@ -99,7 +99,7 @@ fn remove_keys(object: &mut Value, pointer: &str, keys: &[&str]) {
 }
 
 /// Rewrites an object for creation: namespace mapping (also where other
-/// objects name the namespace), no cluster IPs, no binding to a volume that
+/// objects name the namespace), no cluster IPs or node ports, no binding to a volume that
 /// is not restored, no owner references (their uids are gone), and the
 /// labels naming the snapshot and the restore.
 pub fn transform(at: &ObjectPath, object: &mut Value, rewrite: &Rewrite) {
@@ -123,6 +123,14 @@ pub fn transform(at: &ObjectPath, object: &mut Value, rewrite: &Rewrite) {
             let headless = object.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
             if !headless {
                 remove_keys(object, "/spec", &["clusterIP", "clusterIPs"]);
+            }
+            // Node ports are allocated by the cluster too; a copy beside the
+            // original would find them taken.
+            remove_keys(object, "/spec", &["healthCheckNodePort"]);
+            if let Some(ports) = object.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+                for port in ports {
+                    remove_keys(port, "", &["nodePort"]);
+                }
             }
         }
         ("", "persistentvolumeclaims") => {
@@ -200,9 +208,10 @@ mod tests {
     #[test]
     fn services_lose_cluster_ips_unless_headless() {
         let mut svc = json!({"metadata": {"name": "s", "namespace": "a"},
-            "spec": {"clusterIP": "10.0.0.5", "clusterIPs": ["10.0.0.5"], "ports": []}});
+            "spec": {"clusterIP": "10.0.0.5", "clusterIPs": ["10.0.0.5"], "type": "NodePort",
+                     "ports": [{"port": 80, "nodePort": 30080}]}});
         transform(&at("", "services", Some("a"), "s"), &mut svc, &rewrite());
-        assert_eq!(svc["spec"], json!({"ports": []}));
+        assert_eq!(svc["spec"], json!({"type": "NodePort", "ports": [{"port": 80}]}));
         let mut headless = json!({"metadata": {"name": "h"}, "spec": {"clusterIP": "None"}});
         transform(&at("", "services", Some("a"), "h"), &mut headless, &rewrite());
         assert_eq!(headless["spec"]["clusterIP"], "None");
