@@ -32,3 +32,12 @@ pub mod repo;
 pub mod restore;
 pub mod source;
 pub mod storage;
+
+/// Installs aws-lc-rs as the process's one rustls crypto provider, so that
+/// every TLS client (object storage, Kubernetes) agrees on it. A second
+/// provider compiled in would leave rustls unable to choose one at run
+/// time. Calling it again is harmless.
+pub fn install_crypto_provider() {
+    // Err only means a provider is installed already.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

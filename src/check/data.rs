@@ -1,20 +1,16 @@
 //! `--read-data`: download packs in full and verify every byte.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 
 use rayon::prelude::*;
 
-use super::concurrent::for_each_bounded;
 use super::report::{ObjectType, Problem, Severity};
-use super::structure::{compare_header, open_header, IndexedPack, LoadedIndex};
-use super::{CheckError, CheckReport};
+use super::structure::{compare_header, open_header, PackView};
+use super::CheckReport;
 use crate::crypto::MasterKey;
 use crate::format::pack::{header_location, PackEntry, TRAILER_LEN};
 use crate::format::{limits, BlobKind};
 use crate::id::PackId;
-use crate::repo::Repository;
-use crate::storage::FileKind;
 
 /// Which packs `--read-data-subset` reads.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,25 +50,60 @@ impl Subset {
     /// The packs of `packs` (sorted) this subset selects; `seed` picks the
     /// random percentage.
     pub fn select(&self, packs: &[PackId], seed: [u8; 32]) -> Vec<PackId> {
+        let chosen = self.selection(packs.iter().copied(), seed);
+        packs.iter().copied().filter(|p| chosen.contains(p)).collect()
+    }
+
+    /// Which of the `packs` this subset reads, as a test on pack ids that
+    /// holds no list of packs: `N/M` needs none, `P%` keeps a threshold on
+    /// a keyed hash of the id (one 8-byte hash per pack while it is found).
+    pub fn selection(&self, packs: impl Iterator<Item = PackId>, seed: [u8; 32]) -> Selection {
         match *self {
-            Self::Slice { n, m } => packs.iter().copied().filter(|p| pack_number(p) % m == n - 1).collect(),
+            Self::Slice { n, m } => Selection::Slice { n, m },
             Self::Percent(p) => {
-                let want = ((packs.len() as f64) * p / 100.0).ceil() as usize;
-                let mut keyed: Vec<([u8; 32], PackId)> = packs
-                    .iter()
-                    .map(|id| (*blake3::keyed_hash(&seed, id.as_bytes()).as_bytes(), *id))
-                    .collect();
-                keyed.sort_unstable();
-                let mut chosen: Vec<PackId> = keyed
-                    .into_iter()
-                    .take(want.min(packs.len()))
-                    .map(|(_, id)| id)
-                    .collect();
-                chosen.sort_unstable();
-                chosen
+                let mut hashes: Vec<u64> = packs.map(|id| seeded_rank(&seed, &id)).collect();
+                let want = ((hashes.len() as f64) * p / 100.0).ceil() as usize;
+                let want = want.min(hashes.len());
+                if want == 0 {
+                    return Selection::Nothing;
+                }
+                let (_, &mut threshold, _) = hashes.select_nth_unstable(want - 1);
+                Selection::Below { seed, threshold }
             }
         }
     }
+}
+
+/// Which packs to read; see [`Subset::selection`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Selection {
+    /// No pack.
+    Nothing,
+    /// Every pack.
+    All,
+    /// The packs whose number is `n - 1` modulo `m`.
+    Slice { n: u64, m: u64 },
+    /// The packs whose rank under `seed` is at most `threshold`.
+    Below { seed: [u8; 32], threshold: u64 },
+}
+
+impl Selection {
+    pub fn contains(&self, id: &PackId) -> bool {
+        match *self {
+            Self::Nothing => false,
+            Self::All => true,
+            Self::Slice { n, m } => pack_number(id) % m == n - 1,
+            Self::Below { seed, threshold } => seeded_rank(&seed, id) <= threshold,
+        }
+    }
+}
+
+/// A pack's place in a random order chosen by `seed`.
+fn seeded_rank(seed: &[u8; 32], id: &PackId) -> u64 {
+    let hash = blake3::keyed_hash(seed, id.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash.as_bytes()[..8]);
+    u64::from_be_bytes(first)
 }
 
 /// A pack id as a number: its first 8 bytes, big-endian.
@@ -82,44 +113,8 @@ pub fn pack_number(id: &PackId) -> u64 {
     u64::from_be_bytes(first)
 }
 
-/// Downloads `packs` with at most `connections` in flight and verifies each
-/// on the rayon pool while the next ones download.
-pub(super) fn read_packs(
-    repo: &Repository,
-    loaded: &LoadedIndex,
-    packs: Vec<PackId>,
-    connections: usize,
-    report: &mut CheckReport,
-) -> Result<(), CheckError> {
-    let storage = repo.storage().clone();
-    let key = repo.key_arc();
-    for_each_bounded(
-        repo.runtime(),
-        packs,
-        connections,
-        move |id: PackId| {
-            let storage = storage.clone();
-            async move {
-                let got = storage.get(FileKind::Pack, &id.to_hex()).await;
-                (id, got)
-            }
-        },
-        |(id, got)| {
-            let Some(pack) = loaded.packs.get(&id) else { return };
-            match got {
-                Ok(bytes) => {
-                    report.counters.bytes_read += bytes.len() as u64;
-                    report.counters.packs_read += 1;
-                    verify_pack(&key, &id, &bytes, pack, report);
-                }
-                Err(e) => report.error(ObjectType::Pack, id, format!("cannot be read: {e}")),
-            }
-        },
-    )
-}
-
 /// Checks one whole pack: its hash, its header and every blob.
-pub(super) fn verify_pack(key: &MasterKey, id: &PackId, bytes: &[u8], pack: &IndexedPack, report: &mut CheckReport) {
+pub(super) fn verify_pack(key: &MasterKey, id: &PackId, bytes: &[u8], pack: &PackView<'_>, report: &mut CheckReport) {
     let actual = PackId::hash_of(bytes);
     if actual != *id {
         report.error(
@@ -196,18 +191,6 @@ fn verify_blob(key: &MasterKey, pack: &PackId, bytes: &[u8], entry: &PackEntry) 
     Ok(())
 }
 
-/// The packs that can be read, sorted: indexed and present in storage.
-pub(super) fn readable_packs(loaded: &LoadedIndex, stored: &HashMap<PackId, u64>) -> Vec<PackId> {
-    let mut ids: Vec<PackId> = loaded
-        .packs
-        .keys()
-        .filter(|id| stored.contains_key(id))
-        .copied()
-        .collect();
-    ids.sort_unstable();
-    ids
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +236,19 @@ mod tests {
         assert_eq!(a, Subset::Percent(10.0).select(&packs, [1; 32]));
         assert_eq!(Subset::Percent(0.1).select(&packs, [1; 32]).len(), 1);
         assert_eq!(Subset::Percent(100.0).select(&packs, [1; 32]).len(), 200);
+        let chosen = Subset::Percent(10.0).selection(packs.iter().copied(), [1; 32]);
+        assert!(a.iter().all(|p| chosen.contains(p)));
+        assert_eq!(packs.iter().filter(|p| chosen.contains(p)).count(), 20);
+    }
+
+    #[test]
+    fn selections_of_nothing_and_everything() {
+        let packs: Vec<PackId> = (0..10u64).map(id).collect();
+        assert!(packs.iter().all(|p| Selection::All.contains(p)));
+        assert!(!packs.iter().any(|p| Selection::Nothing.contains(p)));
+        assert_eq!(
+            Subset::Percent(50.0).selection(std::iter::empty(), [1; 32]),
+            Selection::Nothing
+        );
     }
 }

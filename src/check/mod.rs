@@ -6,24 +6,30 @@
 //! files (or to run at all) is a [`CheckError`].
 //!
 //! 1. The config and every key file decode.
-//! 2. Every index file loads (name hash, decryption, decoding); the live
-//!    index is the union of the files no other file supersedes.
-//! 3. The packs in storage are compared with the index: indexed but missing
-//!    (error), stored but not indexed (warning), size differs (error).
-//! 4. Every pack header is read with two ranged reads and compared with the
-//!    index.
-//! 5. Every snapshot loads; its trees are walked from the root, each tree
+//! 2. Every index file loads (name hash, decryption, decoding), one at a
+//!    time into the in-memory [`Index`](crate::repo::Index); the live index
+//!    is the union of the files no other file supersedes.
+//! 3. Every snapshot loads; its trees are walked from the root, each tree
 //!    once: every tree loads and decodes, every data blob is in the index.
-//!    Indexed blobs no snapshot reaches are reported (info).
-//! 6. With [`ReadData`], packs are downloaded whole and every blob is opened
-//!    and checked against its id.
+//!    Reached blobs are one bit each, by index position.
+//! 4. The packs in storage are compared with the index: stored but not
+//!    indexed (warning), size differs (error).
+//! 5. The live index files are read again one at a time; where the first of
+//!    them lists a pack: other files that list it differently (error), the
+//!    pack missing from storage (error), its header (two ranged reads)
+//!    against the entries, blobs stored in several packs and indexed blobs
+//!    no snapshot reaches (info); with [`ReadData`], the pack is downloaded
+//!    whole and every blob is opened and checked against its id.
 //!
-//! Reads run on the repository's I/O runtime with bounded concurrency;
-//! opening blobs runs on the rayon pool.
+//! Memory is the index, a bit per blob, a few bytes per pack and bounded
+//! buffers; no list of blob ids is kept beyond those reported. Reads run on
+//! the repository's I/O runtime with bounded concurrency; opening blobs runs
+//! on the rayon pool.
 
 mod concurrent;
 mod data;
 mod error;
+mod packs;
 mod report;
 mod structure;
 mod walk;
@@ -31,7 +37,7 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
-pub use data::{pack_number, Subset};
+pub use data::{pack_number, Selection, Subset};
 pub use error::CheckError;
 pub use report::{CheckReport, Counters, ObjectType, Problem, Severity};
 
@@ -82,25 +88,22 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, Chec
     }
     let mut report = CheckReport::default();
     structure::check_keys_and_config(repo, &mut report)?;
-    let loaded = structure::load_index(repo, opts.small_reads, &mut report)?;
-    let stored = structure::compare_pack_lists(repo, &loaded, &mut report)?;
-    structure::check_pack_headers(repo, &loaded, &stored, opts.small_reads, &mut report)?;
-    let reached = walk::check_snapshots(repo, &loaded, opts.small_reads, &mut report)?;
-    walk::report_unused(&loaded, &reached, opts.list_unused, &mut report);
-    drop(reached);
-    let readable = data::readable_packs(&loaded, &stored);
-    let to_read = match opts.read_data {
-        ReadData::None => Vec::new(),
-        ReadData::All => readable,
+    let index = structure::load_index(repo, opts.small_reads, &mut report)?;
+    let reached = walk::check_snapshots(repo, &index, opts.small_reads, &mut report)?;
+    let stored = structure::compare_pack_lists(repo, &index, &mut report)?;
+    let selection = match opts.read_data {
+        ReadData::None => Selection::Nothing,
+        ReadData::All => Selection::All,
         ReadData::Subset(subset) => {
             let mut seed = [0u8; 32];
             crate::crypto::random_bytes(&mut seed).map_err(CheckError::Random)?;
-            subset.select(&readable, seed)
+            let readable = (0..index.pack_count())
+                .filter(|&pos| stored.present.get(pos))
+                .filter_map(|pos| index.pack_at(pos).map(|(id, _)| id));
+            subset.selection(readable, seed)
         }
     };
-    if !to_read.is_empty() {
-        data::read_packs(repo, &loaded, to_read, opts.connections, &mut report)?;
-    }
+    packs::check_packs(repo, &index, &stored, &reached, selection, opts, &mut report)?;
     report.sort();
     Ok(report)
 }

@@ -1,7 +1,7 @@
 //! The structure check: keys, config, index files, the pack list and pack
 //! headers. Reads no pack data beyond the headers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use bytes::Bytes;
 
@@ -14,27 +14,38 @@ use crate::format::keyfile::KeyFile;
 use crate::format::pack::{header_location, PackEntry, PackHeader, TRAILER_LEN};
 use crate::format::{limits, ObjectKind};
 use crate::id::{BlobId, IndexId, PackId};
-use crate::repo::{verify_name, Index, Repository};
-use crate::storage::{FileKind, ObjectInfo, StorageError};
+use crate::repo::{verify_name, Bitmap, Index, IndexBuilder, Repository};
+use crate::storage::{DynStorage, FileKind, ObjectInfo, StorageError};
 
-/// A pack as the live index lists it.
-#[derive(Debug, Clone)]
-pub(super) struct IndexedPack {
+/// A pack as the first live index file (by id) that names it lists it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PackView<'a> {
     pub size: u64,
-    pub blobs: Vec<PackEntry>,
-    /// The index file that listed it first.
+    pub blobs: &'a [PackEntry],
     pub index_file: IndexId,
 }
 
-/// What the index files say.
+/// The packs found in storage, by their position in the index.
 #[derive(Debug, Default)]
-pub(super) struct LoadedIndex {
-    /// Lookups by blob id, built from the live index files.
-    pub index: Index,
-    /// Every live pack with its entries.
-    pub packs: HashMap<PackId, IndexedPack>,
-    /// Packs marked for deletion and listed by no live index file.
-    pub marked: HashSet<PackId>,
+pub(super) struct StoredPacks {
+    /// One bit per indexed pack: found in storage.
+    pub present: Bitmap,
+    /// Indexed packs whose size in storage differs from the index's, sorted
+    /// by position, with the size in storage.
+    pub wrong_size: Vec<(usize, u64)>,
+}
+
+impl StoredPacks {
+    /// The size of the indexed pack at `position` in storage, if stored.
+    pub fn size(&self, index: &Index, position: usize) -> Option<u64> {
+        if !self.present.get(position) {
+            return None;
+        }
+        match self.wrong_size.binary_search_by_key(&position, |(p, _)| *p) {
+            Ok(i) => Some(self.wrong_size[i].1),
+            Err(_) => index.pack_at(position).map(|(_, size)| size),
+        }
+    }
 }
 
 /// Lists the files of one kind or stops the check.
@@ -83,17 +94,15 @@ pub(super) fn check_keys_and_config(repo: &Repository, report: &mut CheckReport)
     Ok(())
 }
 
-/// Loads every index file; a bad one is reported and skipped. Applies
-/// `supersedes` to find the live index files and merges them.
-pub(super) fn load_index(
-    repo: &Repository,
-    connections: usize,
-    report: &mut CheckReport,
-) -> Result<LoadedIndex, CheckError> {
+/// Loads every index file, one at a time into the index builder; a bad one
+/// is reported and skipped. The live index is the union of the files no
+/// other loaded file supersedes. Holds the growing index, the files being
+/// fetched and one decoded file.
+pub(super) fn load_index(repo: &Repository, connections: usize, report: &mut CheckReport) -> Result<Index, CheckError> {
     let names = list(repo, FileKind::Index)?;
     let storage = repo.storage().clone();
-    let mut files: Vec<(IndexId, IndexFile)> = Vec::with_capacity(names.len());
-    let mut fetched: Vec<(String, Result<Bytes, StorageError>)> = Vec::new();
+    let mut builder = IndexBuilder::new();
+    let mut too_large = false;
     for_each_bounded(
         repo.runtime(),
         names,
@@ -105,162 +114,91 @@ pub(super) fn load_index(
                 (info.name, got)
             }
         },
-        |item| fetched.push(item),
-    )?;
-    for (name, got) in fetched {
-        let Ok(id) = name.parse::<IndexId>() else {
-            report.warning(ObjectType::Index, &name, "is not named by a file id; ignored");
-            continue;
-        };
-        let bytes = match got {
-            Ok(b) => b,
-            Err(e) => {
-                report.error(ObjectType::Index, &name, format!("cannot be read: {e}"));
-                continue;
-            }
-        };
-        report.counters.bytes_read += bytes.len() as u64;
-        let decoded = repo
-            .open_file(FileKind::Index, &name, &bytes)
-            .map_err(|e| e.to_string())
-            .and_then(|plain| IndexFile::decode(&plain).map_err(|e| format!("cannot be decoded: {e}")));
-        match decoded {
-            Ok(file) => files.push((id, file)),
-            Err(msg) => report.error(ObjectType::Index, &name, msg),
-        }
-    }
-    files.sort_by_key(|(id, _)| *id);
-    report.counters.index_files = files.len() as u64;
-    Ok(merge(files, report))
-}
-
-/// Merges the live index files (those no other loaded file supersedes).
-fn merge(files: Vec<(IndexId, IndexFile)>, report: &mut CheckReport) -> LoadedIndex {
-    let superseded: HashSet<IndexId> = files.iter().flat_map(|(_, f)| f.supersedes.iter().copied()).collect();
-    let live: Vec<(IndexId, IndexFile)> = files.into_iter().filter(|(id, _)| !superseded.contains(id)).collect();
-    let mut loaded = LoadedIndex::default();
-    let mut marked = HashSet::new();
-    for (file_id, file) in &live {
-        marked.extend(file.marked.iter().map(|m| m.id));
-        for pack in &file.packs {
-            match loaded.packs.get(&pack.id) {
-                None => {
-                    loaded.packs.insert(
-                        pack.id,
-                        IndexedPack {
-                            size: pack.size,
-                            blobs: pack.blobs.clone(),
-                            index_file: *file_id,
-                        },
-                    );
+        |(name, got): (String, Result<Bytes, StorageError>)| {
+            let Ok(id) = name.parse::<IndexId>() else {
+                report.warning(ObjectType::Index, &name, "is not named by a file id; ignored");
+                return;
+            };
+            let bytes = match got {
+                Ok(b) => b,
+                Err(e) => {
+                    report.error(ObjectType::Index, &name, format!("cannot be read: {e}"));
+                    return;
                 }
-                Some(first) if first.size != pack.size || first.blobs != pack.blobs => report.error(
-                    ObjectType::Pack,
-                    pack.id,
-                    format!(
-                        "index files {} and {file_id} list it differently ({} and {} bytes, {} and {} blobs)",
-                        first.index_file,
-                        first.size,
-                        pack.size,
-                        first.blobs.len(),
-                        pack.blobs.len()
-                    ),
-                ),
-                Some(_) => {}
+            };
+            report.counters.bytes_read += bytes.len() as u64;
+            match decode_index(repo, &name, &bytes) {
+                Ok(file) => {
+                    report.counters.index_files += 1;
+                    if too_large {
+                        return;
+                    }
+                    if let Err(e) = builder.add_file(id, file) {
+                        too_large = true;
+                        report.error(ObjectType::Repository, "index", e.to_string());
+                    }
+                }
+                Err(msg) => report.error(ObjectType::Index, &name, msg),
             }
-        }
-    }
-    loaded.marked = marked.into_iter().filter(|id| !loaded.packs.contains_key(id)).collect();
-    report_duplicates(&loaded.packs, report);
-    loaded.index = Index::from_files(live).unwrap_or_else(|e| {
-        report.error(ObjectType::Repository, "index", e.to_string());
-        Index::default()
-    });
-    report.counters.packs = loaded.packs.len() as u64;
-    report.counters.blobs = loaded.index.len() as u64;
-    loaded
+        },
+    )?;
+    let index = if too_large { Index::default() } else { builder.finish() };
+    report.counters.packs = index.pack_count() as u64;
+    report.counters.blobs = index.len() as u64;
+    Ok(index)
 }
 
-/// Reports blobs listed in more than one pack (info: any copy may be read).
-fn report_duplicates(packs: &HashMap<PackId, IndexedPack>, report: &mut CheckReport) {
-    let mut all: Vec<(BlobId, bool, PackId)> = packs
-        .iter()
-        .flat_map(|(pack, p)| {
-            p.blobs
-                .iter()
-                .map(move |b| (b.id, b.kind == crate::format::BlobKind::Tree, *pack))
-        })
-        .collect();
-    all.sort_unstable();
-    for run in all.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
-        if run.len() < 2 {
-            continue;
-        }
-        report.counters.duplicate_blobs += 1;
-        let kind = if run[0].1 {
-            ObjectType::Tree
-        } else {
-            ObjectType::DataBlob
-        };
-        let packs: Vec<String> = run.iter().map(|(_, _, p)| p.to_hex()).collect();
-        report.info(
-            kind,
-            run[0].0,
-            format!("is stored {} times, in packs {}", run.len(), packs.join(", ")),
-        );
-    }
+/// Opens and decodes the stored bytes of index file `name`.
+pub(super) fn decode_index(repo: &Repository, name: &str, bytes: &[u8]) -> Result<IndexFile, String> {
+    let plain = repo
+        .open_file(FileKind::Index, name, bytes)
+        .map_err(|e| e.to_string())?;
+    IndexFile::decode(&plain).map_err(|e| format!("cannot be decoded: {e}"))
 }
 
-/// Compares the packs in storage with the index; returns the storage sizes
-/// of the packs found.
+/// Compares the packs in storage with the index: records which indexed
+/// packs are stored and with what size, and reports stored packs no live
+/// index file names. Indexed packs missing from storage are reported when
+/// their index file is read again (the message names it).
 pub(super) fn compare_pack_lists(
     repo: &Repository,
-    loaded: &LoadedIndex,
+    index: &Index,
     report: &mut CheckReport,
-) -> Result<HashMap<PackId, u64>, CheckError> {
-    let mut stored = HashMap::new();
-    for info in list(repo, FileKind::Pack)? {
-        match info.name.parse::<PackId>() {
-            Ok(id) => {
-                stored.insert(id, info.size);
+) -> Result<StoredPacks, CheckError> {
+    let listed = list(repo, FileKind::Pack)?;
+    let mut stored = StoredPacks {
+        present: Bitmap::new(index.pack_count()),
+        wrong_size: Vec::new(),
+    };
+    let mut in_storage = 0u64;
+    for info in listed {
+        let Ok(id) = info.name.parse::<PackId>() else {
+            report.warning(ObjectType::Pack, &info.name, "is not named by a pack id; ignored");
+            continue;
+        };
+        let Some(position) = index.pack_position(&id) else {
+            in_storage += 1;
+            if index.is_marked(&id) {
+                report.info(ObjectType::Pack, id, "is marked for deletion by prune");
+            } else {
+                report.warning(
+                    ObjectType::Pack,
+                    id,
+                    "is in storage but no index names it (left by an interrupted backup?); prune removes it",
+                );
             }
-            Err(_) => report.warning(ObjectType::Pack, &info.name, "is not named by a pack id; ignored"),
+            continue;
+        };
+        if stored.present.set(position) {
+            continue;
+        }
+        in_storage += 1;
+        if index.pack_at(position).is_some_and(|(_, size)| size != info.size) {
+            stored.wrong_size.push((position, info.size));
         }
     }
-    report.counters.packs_in_storage = stored.len() as u64;
-    let mut indexed: Vec<(&PackId, &IndexedPack)> = loaded.packs.iter().collect();
-    indexed.sort_by_key(|(id, _)| **id);
-    for (id, pack) in indexed {
-        match stored.get(id) {
-            None => report.error(
-                ObjectType::Pack,
-                id,
-                format!("is listed in index {} but missing from storage", pack.index_file),
-            ),
-            Some(&size) if size != pack.size => report.error(
-                ObjectType::Pack,
-                id,
-                format!(
-                    "has {size} bytes in storage but index {} says {}",
-                    pack.index_file, pack.size
-                ),
-            ),
-            Some(_) => {}
-        }
-    }
-    let mut extra: Vec<&PackId> = stored.keys().filter(|id| !loaded.packs.contains_key(id)).collect();
-    extra.sort();
-    for id in extra {
-        if loaded.marked.contains(id) {
-            report.info(ObjectType::Pack, id, "is marked for deletion by prune");
-        } else {
-            report.warning(
-                ObjectType::Pack,
-                id,
-                "is in storage but no index names it (left by an interrupted backup?); prune removes it",
-            );
-        }
-    }
+    stored.wrong_size.sort_unstable();
+    report.counters.packs_in_storage = in_storage;
     Ok(stored)
 }
 
@@ -269,69 +207,27 @@ pub(super) fn read_header_error(e: &StorageError) -> String {
     format!("cannot read its header: {e}")
 }
 
-/// Reads the sealed header of every pack that is both indexed and stored,
-/// with ranged reads, and compares it with the index.
-pub(super) fn check_pack_headers(
-    repo: &Repository,
-    loaded: &LoadedIndex,
-    stored: &HashMap<PackId, u64>,
-    connections: usize,
-    report: &mut CheckReport,
-) -> Result<(), CheckError> {
-    let mut todo: Vec<(PackId, u64)> = loaded
-        .packs
-        .keys()
-        .filter_map(|id| stored.get(id).map(|size| (*id, *size)))
-        .collect();
-    todo.sort_unstable();
-    let storage = repo.storage().clone();
-    let key = repo.key_arc();
-    for_each_bounded(
-        repo.runtime(),
-        todo,
-        connections,
-        move |(id, size): (PackId, u64)| {
-            let storage = storage.clone();
-            async move {
-                let name = id.to_hex();
-                let result: Result<(u64, Bytes), String> = async {
-                    if size < TRAILER_LEN as u64 {
-                        return Err(format!("is only {size} bytes long"));
-                    }
-                    let trailer = storage
-                        .get_range(FileKind::Pack, &name, size - TRAILER_LEN as u64, TRAILER_LEN as u64)
-                        .await
-                        .map_err(|e| read_header_error(&e))?;
-                    let trailer: [u8; TRAILER_LEN] = trailer
-                        .as_ref()
-                        .try_into()
-                        .map_err(|_| format!("short read of its trailer: {} bytes", trailer.len()))?;
-                    let (offset, len) = header_location(size, trailer).map_err(|e| e.to_string())?;
-                    let sealed = storage
-                        .get_range(FileKind::Pack, &name, offset, u64::from(len))
-                        .await
-                        .map_err(|e| read_header_error(&e))?;
-                    Ok((offset, sealed))
-                }
-                .await;
-                (id, result)
-            }
-        },
-        |(id, result)| {
-            let Some(pack) = loaded.packs.get(&id) else { return };
-            match result {
-                Ok((offset, sealed)) => {
-                    report.counters.bytes_read += sealed.len() as u64 + TRAILER_LEN as u64;
-                    report.counters.pack_headers += 1;
-                    match open_header(&key, &sealed, offset) {
-                        Ok(header) => compare_header(&id, &header, pack, report),
-                        Err(msg) => report.error(ObjectType::Pack, id, msg),
-                    }
-                }
-                Err(msg) => report.error(ObjectType::Pack, id, msg),
-            }
-        },
-    )
+/// Reads the sealed header of pack `id` of `size` bytes with two ranged
+/// reads; returns where it starts and its bytes.
+pub(super) async fn fetch_header(storage: &DynStorage, id: &PackId, size: u64) -> Result<(u64, Bytes), String> {
+    let name = id.to_hex();
+    if size < TRAILER_LEN as u64 {
+        return Err(format!("is only {size} bytes long"));
+    }
+    let trailer = storage
+        .get_range(FileKind::Pack, &name, size - TRAILER_LEN as u64, TRAILER_LEN as u64)
+        .await
+        .map_err(|e| read_header_error(&e))?;
+    let trailer: [u8; TRAILER_LEN] = trailer
+        .as_ref()
+        .try_into()
+        .map_err(|_| format!("short read of its trailer: {} bytes", trailer.len()))?;
+    let (offset, len) = header_location(size, trailer).map_err(|e| e.to_string())?;
+    let sealed = storage
+        .get_range(FileKind::Pack, &name, offset, u64::from(len))
+        .await
+        .map_err(|e| read_header_error(&e))?;
+    Ok((offset, sealed))
 }
 
 /// Opens and decodes a sealed pack header found at `offset`.
@@ -353,7 +249,7 @@ pub(super) fn open_header(key: &crate::crypto::MasterKey, sealed: &[u8], offset:
 }
 
 /// Compares a pack's header with its index entries.
-pub(super) fn compare_header(id: &PackId, header: &PackHeader, pack: &IndexedPack, report: &mut CheckReport) {
+pub(super) fn compare_header(id: &PackId, header: &PackHeader, pack: &PackView<'_>, report: &mut CheckReport) {
     if header.entries == pack.blobs {
         return;
     }

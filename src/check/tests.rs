@@ -86,3 +86,147 @@ fn problems_print_with_severity_kind_and_id() {
     assert_eq!(json["problems"][0]["severity"], "error");
     assert_eq!(json["errors"], 1);
 }
+
+/// Saves `plain` as a data blob no snapshot refers to; `again` stores it
+/// even if the index has it. Returns its id and the pack it went to.
+fn save_loose_blob(repo: &Repository, plain: &[u8], again: bool) -> (crate::id::BlobId, crate::id::PackId) {
+    use crate::repo::saver::{BlobSaver, SaverOptions};
+    let indexed = repo.clone().load_index().unwrap();
+    let saver = BlobSaver::new(
+        &indexed,
+        SaverOptions {
+            rewrite_known: again,
+            ..SaverOptions::default()
+        },
+    )
+    .unwrap();
+    let saved = saver.save(crate::format::BlobKind::Data, plain).unwrap();
+    assert!(saved.new);
+    saver.finish().unwrap();
+    let pack = repo
+        .clone()
+        .load_index()
+        .unwrap()
+        .index()
+        .packs()
+        .map(|(id, _)| id)
+        .find(|id| !indexed.index().packs().any(|(old, _)| old == *id))
+        .unwrap();
+    (saved.id, pack)
+}
+
+#[test]
+fn unused_blobs_are_listed_up_to_the_limit_then_counted() {
+    let (_, repo) = repo_with_backup();
+    let (a, pack_a) = save_loose_blob(&repo, b"first loose blob", false);
+    let (b, _) = save_loose_blob(&repo, b"second loose blob", false);
+    let report = check(&repo, &CheckOptions::default()).unwrap();
+    assert_eq!(report.errors + report.warnings, 0, "{report:#?}");
+    assert_eq!(report.counters.unused_blobs, 2);
+    assert_eq!(report.counters.blobs_referenced + 2, report.counters.blobs);
+    let about_a = report.about(&a.to_hex());
+    assert_eq!(about_a.len(), 1, "{report:#?}");
+    assert_eq!(about_a[0].severity, Severity::Info);
+    assert_eq!(
+        about_a[0].message,
+        format!("in pack {pack_a} is not used by any snapshot")
+    );
+
+    let opts = CheckOptions {
+        list_unused: 1,
+        ..CheckOptions::default()
+    };
+    let report = check(&repo, &opts).unwrap();
+    let first = a.min(b);
+    let last = a.max(b);
+    assert_eq!(report.about(&first.to_hex()).len(), 1, "the smaller id is listed");
+    assert!(report.about(&last.to_hex()).is_empty(), "{report:#?}");
+    let rest = report.about("index");
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].message, "1 more blobs are not used by any snapshot");
+}
+
+#[test]
+fn a_blob_in_two_packs_is_a_duplicate_naming_both() {
+    let (_, repo) = repo_with_backup();
+    let (blob, first) = save_loose_blob(&repo, b"stored twice", false);
+    let (again, second) = save_loose_blob(&repo, b"stored twice", true);
+    assert_eq!(blob, again);
+    assert_ne!(first, second);
+    let report = check(&repo, &CheckOptions::default()).unwrap();
+    assert_eq!(report.errors + report.warnings, 0, "{report:#?}");
+    assert_eq!(report.counters.duplicate_blobs, 1);
+    assert_eq!(report.counters.unused_blobs, 1);
+    let found: Vec<_> = report
+        .about(&blob.to_hex())
+        .into_iter()
+        .filter(|p| p.message.starts_with("is stored"))
+        .collect();
+    assert_eq!(found.len(), 1, "{report:#?}");
+    let (lo, hi) = (first.min(second), first.max(second));
+    assert_eq!(found[0].message, format!("is stored 2 times, in packs {lo}, {hi}"));
+}
+
+#[test]
+fn a_pack_listed_differently_by_two_index_files_is_an_error() {
+    use crate::format::index::IndexFile;
+    let (storage, repo) = repo_with_backup();
+    let names = repo.block_on(storage.list(FileKind::Index)).unwrap();
+    let original = &names[0].name;
+    let mut file = IndexFile::decode(&repo.load_file(FileKind::Index, original).unwrap()).unwrap();
+    // The same listing in a second file is no problem.
+    let copy = repo.save_file(FileKind::Index, &file.encode()).unwrap();
+    let report = check(&repo, &CheckOptions::default()).unwrap();
+    assert_eq!(report.problems, vec![], "{report:#?}");
+    repo.block_on(storage.delete(FileKind::Index, &copy)).unwrap();
+
+    let pack = file.packs[0].id;
+    let blobs = file.packs[0].blobs.len();
+    file.packs.truncate(1);
+    file.packs[0].blobs.pop();
+    let changed = repo.save_file(FileKind::Index, &file.encode()).unwrap();
+    let report = check(&repo, &CheckOptions::default()).unwrap();
+    let found = report.about(&pack.to_hex());
+    let listed: Vec<_> = found
+        .iter()
+        .filter(|p| p.message.contains("list it differently"))
+        .collect();
+    assert_eq!(listed.len(), 1, "{report:#?}");
+    assert_eq!(listed[0].severity, Severity::Error);
+    let (lo, hi) = if original < &changed {
+        (original, &changed)
+    } else {
+        (&changed, original)
+    };
+    assert!(
+        listed[0]
+            .message
+            .starts_with(&format!("index files {lo} and {hi} list it differently")),
+        "{listed:?}"
+    );
+    let (more, fewer) = if lo == original {
+        (blobs, blobs - 1)
+    } else {
+        (blobs - 1, blobs)
+    };
+    assert!(
+        listed[0].message.ends_with(&format!("{more} and {fewer} blobs)")),
+        "{listed:?}"
+    );
+}
+
+#[test]
+fn percentage_subsets_read_that_share_of_the_packs() {
+    let (_, repo) = repo_with_backup();
+    let all = check(&repo, &CheckOptions::default()).unwrap().counters.packs;
+    assert!(all >= 2, "{all} packs");
+    let read = |p: f64| {
+        let opts = CheckOptions {
+            read_data: ReadData::Subset(Subset::Percent(p)),
+            ..CheckOptions::default()
+        };
+        check(&repo, &opts).unwrap().counters.packs_read
+    };
+    assert_eq!(read(100.0), all);
+    assert_eq!(read(0.001), 1);
+}

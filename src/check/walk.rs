@@ -1,5 +1,10 @@
 //! Snapshots and their trees: every snapshot loads, every tree it reaches
 //! loads and decodes, every data blob a file names is in the index.
+//!
+//! Reached blobs are bits in a [`Bitmap`] over the index's blob positions;
+//! only blobs missing from the index are kept by id (each is an error).
+//! Trees are walked depth first in batches, so the trees waiting to be
+//! read are at most the subdirectories of the directories on one path.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -8,13 +13,13 @@ use bytes::Bytes;
 
 use super::concurrent::for_each_bounded;
 use super::report::ObjectType;
-use super::structure::{list, LoadedIndex};
+use super::structure::list;
 use super::{CheckError, CheckReport};
 use crate::crypto::MasterKey;
 use crate::format::tree::{Content, NodeKind, Tree};
 use crate::format::{limits, BlobKind};
-use crate::id::{BlobId, PackId, SnapshotId, TreeId};
-use crate::repo::{BlobLocation, Repository};
+use crate::id::{BlobId, SnapshotId, TreeId};
+use crate::repo::{Bitmap, BlobLocation, Index, Repository};
 use crate::storage::{FileKind, StorageError};
 
 /// Where a tree was first reached from.
@@ -25,22 +30,58 @@ struct Origin {
     path: String,
 }
 
+/// Trees read at once (at most `connections` of them in flight).
+const WALK_BATCH: usize = 256;
+
 /// Blobs reached from the snapshots.
 #[derive(Debug, Default)]
 pub(super) struct Reached {
-    pub blobs: HashSet<(BlobKind, BlobId)>,
+    /// One bit per indexed blob, by [`Index::position`].
+    pub blobs: Bitmap,
+    /// Blobs reached but not in the index (each reported once).
+    pub missing: HashSet<(BlobKind, BlobId)>,
+}
+
+impl Reached {
+    fn new(index: &Index) -> Self {
+        Self {
+            blobs: Bitmap::new(index.len()),
+            missing: HashSet::new(),
+        }
+    }
+
+    /// Records `blob` as reached.
+    fn reach(&mut self, index: &Index, kind: BlobKind, blob: &BlobId) -> Reach {
+        match index.position(kind, blob) {
+            Some(pos) if self.blobs.set(pos) => Reach::Again,
+            Some(_) => Reach::First,
+            None if self.missing.insert((kind, *blob)) => Reach::Missing,
+            None => Reach::Again,
+        }
+    }
+}
+
+/// What reaching a blob found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Indexed and reached for the first time.
+    First,
+    /// Reached before (indexed or not).
+    Again,
+    /// Not in the index, reached for the first time.
+    Missing,
 }
 
 /// Loads every snapshot and walks its trees, each tree once.
 pub(super) fn check_snapshots(
     repo: &Repository,
-    loaded: &LoadedIndex,
+    index: &Index,
     connections: usize,
     report: &mut CheckReport,
 ) -> Result<Reached, CheckError> {
     let mut names = list(repo, FileKind::Snapshot)?;
     names.sort();
-    let mut reached = Reached::default();
+    let mut reached = Reached::new(index);
     let mut frontier: Vec<(TreeId, Origin)> = Vec::new();
     for info in names {
         let Ok(id) = info.name.parse::<SnapshotId>() else {
@@ -57,15 +98,15 @@ pub(super) fn check_snapshots(
         report.counters.snapshots += 1;
         report.counters.bytes_read += info.size;
         let root = snapshot.tree;
-        if !loaded.index.contains(BlobKind::Tree, &BlobId::from(root)) {
+        let Some(pos) = index.position(BlobKind::Tree, &BlobId::from(root)) else {
             report.error(
                 ObjectType::Snapshot,
                 id,
                 format!("its root tree {root} is not in the index"),
             );
             continue;
-        }
-        if reached.blobs.insert((BlobKind::Tree, BlobId::from(root))) {
+        };
+        if !reached.blobs.set(pos) {
             frontier.push((
                 root,
                 Origin {
@@ -75,33 +116,34 @@ pub(super) fn check_snapshots(
             ));
         }
     }
-    // Breadth first: each level's trees are read concurrently.
+    // Depth first, a batch of trees read concurrently at a time.
     while !frontier.is_empty() {
-        frontier = walk_level(repo, loaded, frontier, connections, &mut reached, report)?;
+        let batch = frontier.split_off(frontier.len().saturating_sub(WALK_BATCH));
+        walk_batch(repo, index, batch, connections, &mut reached, report, &mut frontier)?;
     }
-    report.counters.blobs_referenced = reached.blobs.len() as u64;
+    report.counters.blobs_referenced = (reached.blobs.count_ones() + reached.missing.len()) as u64;
     Ok(reached)
 }
 
-/// Reads one level of trees; returns the subtrees not seen before.
-fn walk_level(
+/// Reads a batch of trees; pushes the subtrees not seen before on `next`.
+fn walk_batch(
     repo: &Repository,
-    loaded: &LoadedIndex,
-    level: Vec<(TreeId, Origin)>,
+    index: &Index,
+    batch: Vec<(TreeId, Origin)>,
     connections: usize,
     reached: &mut Reached,
     report: &mut CheckReport,
-) -> Result<Vec<(TreeId, Origin)>, CheckError> {
-    let mut todo = Vec::with_capacity(level.len());
-    for (id, origin) in level {
+    next: &mut Vec<(TreeId, Origin)>,
+) -> Result<(), CheckError> {
+    let mut todo = Vec::with_capacity(batch.len());
+    for (id, origin) in batch {
         // Only trees found in the index are queued.
-        if let Some(loc) = loaded.index.get(BlobKind::Tree, &BlobId::from(id)) {
+        if let Some(loc) = index.get(BlobKind::Tree, &BlobId::from(id)) {
             todo.push((id, origin, loc));
         }
     }
     let storage = repo.storage().clone();
     let key: Arc<MasterKey> = repo.key_arc();
-    let mut next = Vec::new();
     for_each_bounded(
         repo.runtime(),
         todo,
@@ -142,10 +184,9 @@ fn walk_level(
                 }
             };
             report.counters.trees += 1;
-            visit_nodes(loaded, &tree, &origin, reached, report, &mut next);
+            visit_nodes(index, &tree, &origin, reached, report, next);
         },
-    )?;
-    Ok(next)
+    )
 }
 
 /// Opens a tree blob, checks it against its id and decodes it.
@@ -166,7 +207,7 @@ pub(super) fn open_tree(key: &MasterKey, id: &TreeId, loc: &BlobLocation, sealed
 
 /// Records the blobs a tree names; queues subtrees not seen before.
 fn visit_nodes(
-    loaded: &LoadedIndex,
+    index: &Index,
     tree: &Tree,
     origin: &Origin,
     reached: &mut Reached,
@@ -182,30 +223,27 @@ fn visit_nodes(
         if node.kind == NodeKind::Dir {
             if let Some(sub) = node.subtree {
                 let blob = BlobId::from(sub);
-                if !reached.blobs.insert((BlobKind::Tree, blob)) {
-                    continue;
-                }
-                if loaded.index.contains(BlobKind::Tree, &blob) {
-                    next.push((
+                match reached.reach(index, BlobKind::Tree, &blob) {
+                    Reach::Again => {}
+                    Reach::First => next.push((
                         sub,
                         Origin {
                             snapshot: origin.snapshot,
                             path,
                         },
-                    ));
-                } else {
-                    report.error(
+                    )),
+                    Reach::Missing => report.error(
                         ObjectType::Tree,
                         sub,
                         format!("is not in the index (directory {path} of snapshot {})", origin.snapshot),
-                    );
+                    ),
                 }
             }
             continue;
         }
         for content in &node.content {
             let Content::Blob(blob) = content else { continue };
-            if reached.blobs.insert((BlobKind::Data, *blob)) && !loaded.index.contains(BlobKind::Data, blob) {
+            if reached.reach(index, BlobKind::Data, blob) == Reach::Missing {
                 report.error(
                     ObjectType::DataBlob,
                     blob,
@@ -213,44 +251,5 @@ fn visit_nodes(
                 );
             }
         }
-    }
-}
-
-/// Reports indexed blobs that no snapshot reaches (info), the first
-/// `limit` by name and then a count of the rest.
-pub(super) fn report_unused(loaded: &LoadedIndex, reached: &Reached, limit: usize, report: &mut CheckReport) {
-    // The index keeps no full ids: take them from the packs the live index
-    // files list, one per (id, kind), sorted.
-    let mut unused: Vec<(&BlobId, BlobKind, &PackId)> = loaded
-        .packs
-        .iter()
-        .flat_map(|(pack, p)| p.blobs.iter().map(move |b| (&b.id, b.kind, pack)))
-        .filter(|(id, kind, _)| !reached.blobs.contains(&(*kind, **id)))
-        .collect();
-    unused.sort_unstable();
-    unused.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-    let mut shown = 0usize;
-    let mut rest = 0u64;
-    for (id, kind, listed_in) in unused {
-        report.counters.unused_blobs += 1;
-        if shown < limit {
-            shown += 1;
-            // The copy that reads would use.
-            let pack = loaded.index.get(kind, id).map_or(*listed_in, |loc| loc.pack);
-            let object = match kind {
-                BlobKind::Tree => ObjectType::Tree,
-                BlobKind::Data => ObjectType::DataBlob,
-            };
-            report.info(object, id, format!("in pack {pack} is not used by any snapshot"));
-        } else {
-            rest += 1;
-        }
-    }
-    if rest > 0 {
-        report.info(
-            ObjectType::Repository,
-            "index",
-            format!("{rest} more blobs are not used by any snapshot"),
-        );
     }
 }

@@ -6,6 +6,7 @@ use crate::maintenance::MaintenanceError;
 use crate::prune::PruneError;
 use crate::repo::RepoError;
 use crate::restore::RestoreError;
+use crate::storage::object::OpenError;
 
 /// Exit codes (see README).
 pub mod exit {
@@ -16,6 +17,14 @@ pub mod exit {
     pub const NO_REPOSITORY: i32 = 10;
     pub const LOCKED: i32 = 11;
     pub const WRONG_PASSWORD: i32 = 12;
+    /// A repository URL or `-o` option that cannot be used.
+    pub const BAD_LOCATION: i32 = 20;
+    /// The bucket (or container) of an object store repository does not exist.
+    pub const NO_BUCKET: i32 = 21;
+    /// The object store refused the credentials, or none were found.
+    pub const ACCESS_DENIED: i32 = 22;
+    /// The object store's endpoint did not answer.
+    pub const UNREACHABLE: i32 = 23;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +35,8 @@ pub enum CliError {
     Password(String),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Open(#[from] OpenError),
     #[error(transparent)]
     Repo(#[from] RepoError),
     #[error("source repository: {0}")]
@@ -65,6 +76,13 @@ impl CliError {
         match self {
             Self::NoRepository | Self::Usage(_) => exit::USAGE,
             Self::Password(_) => exit::ERROR,
+            Self::Open(e) => match e {
+                OpenError::Url(_) | OpenError::Config { .. } => exit::BAD_LOCATION,
+                OpenError::NoBucket { .. } => exit::NO_BUCKET,
+                OpenError::AccessDenied { .. } | OpenError::NoCredentials { .. } => exit::ACCESS_DENIED,
+                OpenError::Unreachable { .. } => exit::UNREACHABLE,
+                OpenError::Storage(_) => exit::ERROR,
+            },
             Self::Repo(e) | Self::FromRepo(e) => e.exit_code(),
             Self::Maintenance(e) => e.exit_code(),
             Self::Backup(BackupError::Repo(e)) => e.exit_code(),

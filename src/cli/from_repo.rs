@@ -10,7 +10,7 @@ use crate::repo::{RepoError, Repository};
 /// Where the source repository is and how to open it.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct FromRepoArgs {
-    /// The source repository (a local directory).
+    /// The source repository (a local directory or an object store URL).
     #[arg(long = "from-repo", env = "CAIRN_FROM_REPOSITORY", value_name = "REPOSITORY")]
     pub from_repo: Option<String>,
     /// Read the source repository's password from this file (first line).

@@ -11,7 +11,11 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::repo::{IndexedRepository, Repository};
+use crate::storage::cache::CacheStorage;
+use crate::storage::decorators::RetryStorage;
 use crate::storage::local::LocalStorage;
+use crate::storage::object::{ObjectStorage, OpenError};
+use crate::storage::url::{parse_location, Location, StorageOptions};
 use crate::storage::DynStorage;
 
 pub mod error;
@@ -52,7 +56,8 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
-    /// Repository location (a local directory).
+    /// Repository location: a local directory, s3://bucket/prefix, gs://bucket/prefix or
+    /// azblob://container/prefix.
     #[arg(
         short = 'r',
         long = "repo",
@@ -76,6 +81,18 @@ pub struct GlobalArgs {
     /// Concurrent storage operations.
     #[arg(long, global = true, default_value_t = 2, value_name = "N")]
     pub connections: usize,
+    /// Object store option, repeatable: s3.endpoint=URL, s3.region=NAME, s3.path-style=true|false,
+    /// s3.storage-class=CLASS (packs only), gs.credentials-file=PATH, gs.storage-class=CLASS,
+    /// azblob.account=NAME, azblob.endpoint=URL, timeout=DURATION.
+    #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// Where to cache an object store repository's index files and snapshots
+    /// (default: $XDG_CACHE_HOME/cairn or ~/.cache/cairn).
+    #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not use or fill the local cache.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
     /// Wait up to this long for a conflicting lock to go away (e.g. 30s, 5m,
     /// 1h30m); 0 fails at once.
     #[arg(long, global = true, default_value = "0", value_name = "DURATION", value_parser = cmd_unlock::parse_duration)]
@@ -138,7 +155,16 @@ impl Context {
     /// The storage named by `-r`.
     pub fn storage(&self) -> Result<DynStorage, CliError> {
         let location = self.global.repo.as_deref().ok_or(CliError::NoRepository)?;
-        open_storage(location)
+        let options = StorageOptions::parse(&self.global.options).map_err(OpenError::from)?;
+        let cache = if self.global.no_cache {
+            None
+        } else {
+            self.global
+                .cache_dir
+                .clone()
+                .or_else(crate::storage::cache::default_root)
+        };
+        open_storage_with(location, &options, cache.as_deref())
     }
 
     /// The password from the environment, a file, a command or a prompt.
@@ -164,17 +190,47 @@ impl Context {
     }
 }
 
-/// Storage for a repository location. Only local paths for now.
+/// Storage for a repository location (a local path or an object store URL)
+/// with no `-o` options.
 pub fn open_storage(location: &str) -> Result<DynStorage, CliError> {
+    open_storage_with(location, &StorageOptions::default(), None)
+}
+
+/// Storage for a repository location with `-o` options. An object store is
+/// checked first (bucket, credentials, endpoint), so a command fails before
+/// any work with one line and its own exit code; its requests are then
+/// retried with backoff when they fail transiently, and its index files and
+/// snapshots are cached below `cache` when given (local repositories are
+/// never cached).
+pub fn open_storage_with(
+    location: &str,
+    options: &StorageOptions,
+    cache: Option<&std::path::Path>,
+) -> Result<DynStorage, CliError> {
     if location.is_empty() {
         return Err(CliError::NoRepository);
     }
-    if let Some((scheme, _)) = location.split_once("://") {
-        return Err(CliError::Usage(format!(
-            "repository {location:?}: scheme {scheme}:// is not supported; give a local directory"
-        )));
+    match parse_location(location).map_err(OpenError::from)? {
+        Location::Local(path) => {
+            options.validate(None).map_err(OpenError::from)?;
+            Ok(Arc::new(LocalStorage::new(path)))
+        }
+        Location::Object(loc) => {
+            // The check runs on a runtime of its own and a store of its own:
+            // HTTP connections stay with the runtime that opened them.
+            let probe = ObjectStorage::open(&loc, options)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| CliError::Other(format!("starting the I/O runtime: {e}")))?;
+            rt.block_on(probe.probe())?;
+            let storage = RetryStorage::new(ObjectStorage::open(&loc, options)?);
+            Ok(match cache {
+                Some(root) => Arc::new(CacheStorage::new(storage, root)),
+                None => Arc::new(storage),
+            })
+        }
     }
-    Ok(Arc::new(LocalStorage::new(PathBuf::from(location))))
 }
 
 pub mod password;

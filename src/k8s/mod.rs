@@ -70,14 +70,8 @@ impl K8sError {
     }
 }
 
-/// Installs aws-lc-rs as the process's one rustls crypto provider. Every
-/// TLS client in the binary (the Kubernetes client, object storage) then
-/// agrees on it; a second provider compiled in would make rustls refuse to
-/// pick one at run time. Calling it again is harmless.
-pub fn install_crypto_provider() {
-    // Err only means a provider is installed already, which is what we want.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-}
+/// See [`crate::install_crypto_provider`].
+pub use crate::install_crypto_provider;
 
 /// A runtime for the Kubernetes client, separate from the repository's.
 pub fn runtime() -> Result<tokio::runtime::Runtime, K8sError> {

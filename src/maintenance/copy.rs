@@ -14,6 +14,7 @@
 //! key, and every tree is rewritten with the new ids; translations are
 //! remembered for the run so that shared blobs and trees are read once.
 
+use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 
 use super::error::{MaintenanceError, Result};
@@ -215,6 +216,7 @@ impl Copier<'_> {
                 .unwrap_or_default(),
             reason: e.to_string(),
         })?;
+        self.prefetch(&tree)?;
         let mut changed = false;
         for node in &mut tree.nodes {
             for part in &mut node.content {
@@ -239,6 +241,33 @@ impl Copier<'_> {
         let new = TreeId(saved.id.0);
         self.trees.insert(id, new);
         Ok(new)
+    }
+
+    /// Copies the data blobs of a tree's files that the destination lacks,
+    /// several at once (reads and seals overlap), and remembers them.
+    fn prefetch(&mut self, tree: &Tree) -> Result<(), RepoError> {
+        let mut wanted: Vec<BlobId> = tree
+            .nodes
+            .iter()
+            .flat_map(|n| n.content.iter())
+            .filter_map(|c| match c {
+                Content::Blob(b) => Some(*b),
+                Content::Hole(_) => None,
+            })
+            .filter(|b| !(self.data.contains_key(b) || self.same_ids && self.dst.known(BlobKind::Data, b)))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let (src, saver) = (self.src, self.saver);
+        let copied: Vec<(BlobId, BlobId)> = wanted
+            .par_iter()
+            .map(|id| {
+                let plain = src.read_blob(BlobKind::Data, id)?;
+                Ok((*id, saver.save(BlobKind::Data, &plain)?.id))
+            })
+            .collect::<Result<_, RepoError>>()?;
+        self.data.extend(copied);
+        Ok(())
     }
 
     /// Copies one data blob unless the destination has it; returns its id
@@ -297,5 +326,73 @@ mod tests {
         assert!(similar(&s, &copy));
         assert!(!similar(&s, &snap(6, &["a"])));
         assert!(!similar(&s, &snap(5, &["b"])));
+    }
+
+    /// A destination that already has a snapshot's root tree but none of
+    /// its data (an interrupted copy indexed the tree pack first) still gets
+    /// every data blob.
+    #[test]
+    fn a_tree_already_there_does_not_stop_its_data_from_being_copied() {
+        use crate::backup::progress::Progress;
+        use crate::backup::{backup_reader, BackupOptions};
+        use crate::repo::saver::BlobSaver;
+        use crate::repo::{InitOptions, Repository};
+        use crate::storage::memory::MemoryStorage;
+        use crate::storage::DynStorage;
+        use std::sync::Arc;
+
+        let src_storage: DynStorage = Arc::new(MemoryStorage::new());
+        let src = Repository::init(src_storage, b"a", crate::repo::test_options()).unwrap();
+        let data: Vec<u8> = (0..400_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let src = src.load_index().unwrap();
+        let id = backup_reader(&src, &data[..], "f", &BackupOptions::default(), &Progress::default())
+            .unwrap()
+            .id
+            .unwrap();
+        let src = Repository::open(src.storage().clone(), b"a")
+            .unwrap()
+            .load_index()
+            .unwrap();
+        let snapshot = src.load_snapshot(&id).unwrap();
+
+        let dst_storage: DynStorage = Arc::new(MemoryStorage::new());
+        let opts = InitOptions {
+            share_chunker_with: Some(src.key().clone()),
+            ..crate::repo::test_options()
+        };
+        let dst = Repository::init(dst_storage.clone(), b"b", opts)
+            .unwrap()
+            .load_index()
+            .unwrap();
+        let tree = src.read_blob(BlobKind::Tree, &BlobId::from(snapshot.tree)).unwrap();
+        let saver = BlobSaver::new(&dst, SaverOptions::default()).unwrap();
+        saver.save(BlobKind::Tree, &tree).unwrap();
+        saver.finish().unwrap();
+
+        let dst = Repository::open(dst_storage, b"b").unwrap().load_index().unwrap();
+        assert!(dst.known(BlobKind::Tree, &BlobId::from(snapshot.tree)));
+        let stats = copy(
+            &src,
+            &dst,
+            vec![(id, snapshot.clone())],
+            &CopyOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(stats.data_blobs > 0, "{stats:?}");
+        let dst = Repository::open(dst.storage().clone(), b"b")
+            .unwrap()
+            .load_index()
+            .unwrap();
+        let root = dst.load_tree(&snapshot.tree).unwrap();
+        let mut restored = Vec::new();
+        for c in &root.nodes[0].content {
+            if let Content::Blob(b) = c {
+                restored.extend(dst.read_blob(BlobKind::Data, b).unwrap());
+            }
+        }
+        assert!(restored == data);
     }
 }

@@ -26,7 +26,7 @@ use crate::format::tree::{Content, NodeKind};
 use crate::format::{BlobKind, ObjectKind};
 use crate::id::{BlobId, IndexId, PackId, SnapshotId, TreeId};
 use crate::repo::saver::{BlobSaver, SaverOptions};
-use crate::repo::{Index, IndexedRepository, RepoError, DEFAULT_COMPRESSION};
+use crate::repo::{Bitmap, Index, IndexedRepository, RepoError, DEFAULT_COMPRESSION};
 use crate::storage::FileKind;
 
 pub use plan::{MaxUnused, PackFacts, Plan, PlanOptions, PlanStats};
@@ -230,27 +230,6 @@ pub fn prune(
         report.packs_deleted = delete_all(repo, FileKind::Pack, plan.delete.clone(), opts.connections)?;
     }
     Ok(report)
-}
-
-/// A bitmap over the index's blob positions.
-pub struct Bitmap(Vec<u64>);
-
-impl Bitmap {
-    fn new(len: usize) -> Self {
-        Self(vec![0; len.div_ceil(64)])
-    }
-
-    /// Sets bit `i`; returns whether it was already set.
-    fn set(&mut self, i: usize) -> bool {
-        let (w, b) = (i / 64, 1u64 << (i % 64));
-        let was = self.0[w] & b != 0;
-        self.0[w] |= b;
-        was
-    }
-
-    pub fn get(&self, i: usize) -> bool {
-        self.0[i / 64] & (1u64 << (i % 64)) != 0
-    }
 }
 
 /// Trees loaded at once while walking.

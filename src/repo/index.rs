@@ -142,6 +142,23 @@ impl Index {
         self.packs.iter().copied().zip(self.pack_sizes.iter().copied())
     }
 
+    /// Number of packs the live index files name.
+    pub fn pack_count(&self) -> usize {
+        self.packs.len()
+    }
+
+    /// The position of `pack` in [`Index::packs`] (which is sorted by id), in
+    /// `0..pack_count()`: callers keep per-pack data in vectors indexed by
+    /// it.
+    pub fn pack_position(&self, pack: &PackId) -> Option<usize> {
+        self.packs.binary_search(pack).ok()
+    }
+
+    /// The pack at `position` in [`Index::packs`] and its size.
+    pub fn pack_at(&self, position: usize) -> Option<(PackId, u64)> {
+        Some((*self.packs.get(position)?, *self.pack_sizes.get(position)?))
+    }
+
     /// Index files that were loaded and are live, sorted.
     pub fn files(&self) -> &[IndexId] {
         &self.files

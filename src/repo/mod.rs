@@ -16,6 +16,7 @@ use crate::format::{envelope, limits, ObjectKind};
 use crate::id::RepoId;
 use crate::storage::{DynStorage, FileKind};
 
+pub mod bitmap;
 pub mod error;
 pub mod index;
 pub mod keys;
@@ -25,6 +26,7 @@ pub mod recycle;
 pub mod saver;
 pub mod snapshots;
 
+pub use bitmap::Bitmap;
 pub use error::{RepoError, Result};
 pub use index::{BlobLocation, Index, IndexBuilder, IndexedRepository, KEY_LEN};
 pub use lock::{LockGuard, LockKind, LockOptions, LockWatch};

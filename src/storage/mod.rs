@@ -12,9 +12,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub mod cache;
 pub mod decorators;
 pub mod local;
 pub mod memory;
+pub mod object;
+pub mod url;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
