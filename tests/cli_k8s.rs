@@ -422,6 +422,22 @@ fn restore_filters_select_what_is_restored() {
     assert!(names.contains("persistentvolumes/pv-data-db-0"));
     assert!(!names.contains("secrets/db-credentials"));
     assert!(!names.iter().any(|n| n.starts_with("configmaps/frontend")));
+
+    // Without its volume, a claim loses its binding (and gets a new volume).
+    let target = FakeCluster::empty();
+    restore(
+        &repo.path,
+        &target,
+        &["--include-namespaces", "data", "--include-cluster-resources", "false"],
+    );
+    let objects = target.objects();
+    assert!(!objects.keys().any(|k| k.1 == "persistentvolumes"));
+    let pvc = &objects[&key("", "persistentvolumeclaims", "data", "data-db-0")];
+    assert!(pvc["spec"].get("volumeName").is_none(), "{pvc}");
+    assert!(pvc["metadata"]["annotations"]
+        .get("pv.kubernetes.io/bind-completed")
+        .is_none());
+    assert_eq!(pvc["spec"]["storageClassName"], "standard");
 }
 
 #[test]
@@ -766,4 +782,58 @@ fn large_lists_are_read_page_by_page() {
         "{pages:?}"
     );
     assert_eq!(paths(&repo.path).iter().filter(|p| p.contains("/bulk-")).count(), 1203);
+}
+
+#[test]
+fn context_picks_the_cluster_of_a_kubeconfig() {
+    let cluster = FakeCluster::seeded();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let kubeconfig = cluster.dir().join("two-contexts");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster:\n    server: http://{closed}\n\
+             - name: staging\n  cluster:\n    server: {}\n\
+             users:\n- name: tester\n  user:\n    token: t\n\
+             contexts:\n- name: old\n  context:\n    cluster: gone\n    user: tester\n\
+             - name: stage\n  context:\n    cluster: staging\n    user: tester\n\
+             current-context: old\n",
+            cluster.url
+        ),
+    )
+    .unwrap();
+    let repo = repo();
+    let run = |extra: &[&str]| {
+        cairn(&repo.path)
+            .env_remove("KUBECONFIG")
+            .args(["--json", "k8s", "backup", "--include-namespaces", "web"])
+            .args(extra)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(run(&[]).status.code(), Some(1));
+    let out = run(&["--context", "stage"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json_summary(&out)["cluster"], "staging");
+    // KUBECONFIG is read when --kubeconfig is not given.
+    let out = cairn(&repo.path)
+        .env("KUBECONFIG", &kubeconfig)
+        .args([
+            "--json",
+            "k8s",
+            "backup",
+            "--context",
+            "stage",
+            "--include-namespaces",
+            "web",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json_summary(&out)["objects_unmodified"], json_summary(&out)["objects"]);
 }
