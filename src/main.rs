@@ -3,6 +3,8 @@
 use clap::Parser;
 
 fn main() {
+    // Before any TLS client exists: one crypto provider for all of them.
+    cairn::install_crypto_provider();
     let cli = match cairn::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => usage_error(e),

@@ -36,7 +36,7 @@ const KINDS: [ObjectKind; 8] = [
 pub type Target = fn(&[u8]);
 
 /// Every target by name, as its corpus directory is named.
-pub const TARGETS: [(&str, Target); 9] = [
+pub const TARGETS: [(&str, Target); 10] = [
     ("envelope", envelope),
     ("open", open),
     ("pack_header", pack_header),
@@ -46,6 +46,7 @@ pub const TARGETS: [(&str, Target); 9] = [
     ("config", config),
     ("key_file", key_file),
     ("lock", lock),
+    ("k8s_object", k8s_object),
 ];
 
 /// Envelope splitting for every kind, and plaintext unframing of the input
@@ -154,5 +155,24 @@ pub fn lock(data: &[u8]) {
     if let Ok(lock) = Lock::decode(data) {
         let again = Lock::decode(&lock.encode());
         assert!(again.ok().as_ref() == Some(&lock), "lock does not round-trip: {lock:?}");
+    }
+}
+
+/// A stored Kubernetes object: the first line is its path in the snapshot,
+/// the rest its bytes. What decodes is then rewritten as a restore would.
+pub fn k8s_object(data: &[u8]) {
+    use cairn::k8s::stored::decode_object;
+    use cairn::k8s::transform::{skip_reason, transform, Rewrite};
+    let split = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
+    let path = String::from_utf8_lossy(&data[..split]);
+    let bytes = data.get(split + 1..).unwrap_or_default();
+    if let Ok(mut stored) = decode_object(&path, bytes) {
+        let _ = skip_reason(&stored.at, &stored.object);
+        let rewrite = Rewrite {
+            mapping: [("web".to_owned(), "web-copy".to_owned())].into(),
+            ..Rewrite::default()
+        };
+        transform(&stored.at, &mut stored.object, &rewrite);
+        assert!(stored.object.is_object());
     }
 }

@@ -20,9 +20,11 @@ use crate::source::SourceError;
 
 pub mod archiver;
 pub mod file;
+pub mod memory;
 pub mod progress;
 
 use archiver::Archiver;
+pub use memory::{backup_files, MemoryFile};
 use progress::Progress;
 
 /// Errors that stop a backup. (Unreadable source entries do not: they are

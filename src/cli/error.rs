@@ -51,10 +51,24 @@ pub enum CliError {
     Prune(#[from] PruneError),
     #[error(transparent)]
     Forget(#[from] ForgetError),
+    #[cfg(feature = "k8s")]
+    #[error(transparent)]
+    K8s(#[from] crate::k8s::K8sError),
     #[error("{0}")]
     Other(String),
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
+}
+
+#[cfg(feature = "k8s")]
+fn k8s_exit_code(e: &crate::k8s::K8sError) -> i32 {
+    use crate::k8s::K8sError;
+    match e {
+        K8sError::InvalidOption(_) => exit::USAGE,
+        K8sError::Repo(e) | K8sError::Backup(BackupError::Repo(e)) => e.exit_code(),
+        K8sError::Restore(e) => e.exit_code(),
+        _ => exit::ERROR,
+    }
 }
 
 impl CliError {
@@ -76,6 +90,8 @@ impl CliError {
             Self::Prune(PruneError::Repo(e)) => e.exit_code(),
             Self::Forget(e) if e.is_usage() => exit::USAGE,
             Self::Forget(ForgetError::Repo(e)) => e.exit_code(),
+            #[cfg(feature = "k8s")]
+            Self::K8s(e) => k8s_exit_code(e),
             _ => exit::ERROR,
         }
     }

@@ -30,6 +30,8 @@ pub mod cmd_copy;
 pub mod cmd_diff;
 pub mod cmd_forget;
 pub mod cmd_init;
+#[cfg(feature = "k8s")]
+pub mod cmd_k8s;
 pub mod cmd_key;
 pub mod cmd_ls;
 pub mod cmd_prune;
@@ -131,6 +133,10 @@ pub enum Command {
     Repair(cmd_repair::RepairCommand),
     /// Remove stale locks (`--remove-all`: every lock).
     Unlock(cmd_unlock::Args),
+    /// Back up and restore Kubernetes objects through the API.
+    #[cfg(feature = "k8s")]
+    #[command(subcommand)]
+    K8s(cmd_k8s::K8sCommand),
 }
 
 /// What a command needs from the outside world.
@@ -248,5 +254,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Copy(args) => cmd_copy::run(&ctx, &args),
         Command::Repair(cmd) => cmd_repair::run(&ctx, &cmd),
         Command::Unlock(args) => cmd_unlock::run(&ctx, &args),
+        #[cfg(feature = "k8s")]
+        Command::K8s(cmd) => cmd_k8s::run(&ctx, &cmd),
     }
 }

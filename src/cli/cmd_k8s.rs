@@ -1,0 +1,402 @@
+//! `cairn k8s backup` and `cairn k8s restore`: Kubernetes objects through
+//! the API, stored as JSON files in snapshots.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::error::exit;
+use super::{output, CliError, Context};
+use crate::backup::progress::Progress;
+use crate::backup::{backup_files, BackupOptions, ParentChoice};
+use crate::k8s::backup::collect;
+use crate::k8s::client::{connect, ClusterAccess};
+use crate::k8s::filter::{split_list, ClusterResources, Filters};
+use crate::k8s::order::Order;
+use crate::k8s::restore::{restore, ExistingPolicy, Outcome, Report, RestoreOptions};
+use crate::k8s::stored::load_objects;
+use crate::k8s::transform::{parse_mapping, Rewrite};
+use crate::k8s::{runtime, K8sError, ROOT};
+use crate::repo::saver::SaverOptions;
+use crate::repo::snapshots::SnapshotFilter;
+use crate::repo::LockKind;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum K8sCommand {
+    /// Back up the cluster's objects into a snapshot (one JSON file per object).
+    Backup(BackupArgs),
+    /// Create the objects of a manifest snapshot in a cluster.
+    Restore(RestoreArgs),
+}
+
+/// How to reach the cluster.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AccessArgs {
+    /// Kubeconfig file (default: KUBECONFIG, ~/.kube/config, then the
+    /// in-cluster service account).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: its current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+impl AccessArgs {
+    fn access(&self) -> ClusterAccess {
+        ClusterAccess {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+        }
+    }
+}
+
+/// Which objects (comma-separated lists, repeatable).
+#[derive(Debug, Clone, clap::Args)]
+pub struct FilterArgs {
+    /// Namespaces to take (globs; `*` for all, the default).
+    #[arg(long, value_name = "NS,...")]
+    pub include_namespaces: Vec<String>,
+    /// Namespaces to leave out (globs).
+    #[arg(long, value_name = "NS,...")]
+    pub exclude_namespaces: Vec<String>,
+    /// Resources to take: `deployments.apps`, `configmaps`, kinds, short
+    /// names, `*`. Events, leases, nodes and component statuses are taken only
+    /// when named.
+    #[arg(long, value_name = "RESOURCE,...")]
+    pub include_resources: Vec<String>,
+    /// Resources to leave out.
+    #[arg(long, value_name = "RESOURCE,...")]
+    pub exclude_resources: Vec<String>,
+    /// Only objects whose labels match (`app=web,tier in (front,back)`).
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Cluster-scoped objects: auto (all when every namespace is taken
+    /// without a selector, else those the taken objects need), true, false.
+    #[arg(long, value_name = "auto|true|false", default_value = "auto")]
+    pub include_cluster_resources: ClusterResources,
+}
+
+impl FilterArgs {
+    fn filters(&self) -> Result<Filters, K8sError> {
+        Filters::new(
+            &self.include_namespaces,
+            &self.exclude_namespaces,
+            &self.include_resources,
+            &self.exclude_resources,
+            self.selector.as_deref(),
+            self.include_cluster_resources,
+        )
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub access: AccessArgs,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    /// Tag the snapshot (repeatable; TAG,TAG gives several).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Host name recorded in the snapshot (default: the cluster's name).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// Read everything, store nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// The snapshot (id, prefix or `latest`; `ID:/resources/...` for part of it).
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshot: String,
+    #[command(flatten)]
+    pub access: AccessArgs,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    /// Restore namespace OLD as NEW (`old:new,...`).
+    #[arg(long, value_name = "OLD:NEW,...")]
+    pub namespace_mapping: Vec<String>,
+    /// What to do with objects that exist: none (leave them) or update
+    /// (server-side apply the backed-up object).
+    #[arg(long, value_name = "none|update", default_value = "none")]
+    pub existing_resource_policy: ExistingPolicy,
+    /// Resources restored first, in this order (replaces the default
+    /// CRDs, namespaces, storage classes, PVs, PVCs, secrets, config maps,
+    /// service accounts, limit ranges).
+    #[arg(long, value_name = "RESOURCE,...")]
+    pub order: Vec<String>,
+    /// Print the plan; change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// With `latest`: the latest snapshot of this host (cluster).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// Seconds to wait for a restored CustomResourceDefinition to be established.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub crd_timeout: u64,
+}
+
+pub fn run(ctx: &Context, cmd: &K8sCommand) -> Result<i32, CliError> {
+    crate::k8s::install_crypto_provider();
+    match cmd {
+        K8sCommand::Backup(args) => run_backup(ctx, args),
+        K8sCommand::Restore(args) => run_restore(ctx, args),
+    }
+}
+
+fn run_backup(ctx: &Context, args: &BackupArgs) -> Result<i32, CliError> {
+    let filters = args.filters.filters()?;
+    let repo = ctx.open()?;
+    let lock = repo.lock(LockKind::Shared, ctx.retry_lock())?;
+    let repo = repo.load_index()?;
+    let rt = runtime()?;
+    let (cluster, collected) = rt.block_on(async {
+        let cluster = connect(&args.access.access()).await?;
+        let collected = collect(&cluster, &filters).await?;
+        Ok::<_, K8sError>((cluster, collected))
+    })?;
+    drop(rt);
+    for e in &collected.errors {
+        eprintln!("warning: {e}");
+    }
+    let mut tags = vec!["k8s".to_owned(), format!("cluster={}", cluster.name)];
+    tags.extend(filters.tags());
+    for tag in split_list(&args.tags) {
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    let opts = BackupOptions {
+        tags,
+        hostname: Some(args.host.clone().unwrap_or_else(|| cluster.name.clone())),
+        parent: ParentChoice::Latest,
+        dry_run: args.dry_run,
+        saver: SaverOptions {
+            connections: ctx.global.connections.max(1),
+            ..SaverOptions::default()
+        },
+        lock: Some(lock.watch()),
+        ..BackupOptions::default()
+    };
+    let progress = Progress::default();
+    let outcome = backup_files(
+        &repo,
+        &collected.files,
+        vec![format!("/{ROOT}")],
+        collected.errors.len() as u64,
+        &opts,
+        &progress,
+    )?;
+    let snap = &outcome.snapshot;
+    if ctx.global.json {
+        output::print_json(&serde_json::json!({
+            "message_type": "summary",
+            "snapshot_id": outcome.id.map(|id| id.to_hex()),
+            "dry_run": outcome.id.is_none(),
+            "cluster": cluster.name,
+            "server": cluster.server,
+            "partial": snap.partial,
+            "errors": collected.errors,
+            "objects": collected.files.len(),
+            "resources": collected.counts,
+            "objects_new": snap.summary.files_new,
+            "objects_changed": snap.summary.files_changed,
+            "objects_unmodified": snap.summary.files_unchanged,
+            "data_added": snap.summary.data_added,
+        }))?;
+    } else if !ctx.global.quiet {
+        output::line(format!(
+            "cluster {} ({}, {}): {} objects",
+            cluster.name,
+            cluster.server,
+            cluster.version,
+            collected.files.len()
+        ))?;
+        for (resource, n) in &collected.counts {
+            output::line(format!("  {resource:<48} {n:>7}"))?;
+        }
+        let s = &snap.summary;
+        output::line(format!(
+            "Objects: {} new, {} changed, {} unmodified; added to the repository: {}",
+            s.files_new,
+            s.files_changed,
+            s.files_unchanged,
+            output::bytes(s.data_added)
+        ))?;
+        match outcome.id {
+            Some(id) => output::line(format!("snapshot {} saved", id.short()))?,
+            None => output::line("(dry run: no snapshot saved)")?,
+        }
+    }
+    if snap.partial {
+        eprintln!(
+            "warning: {} resource list{} could not be read; the snapshot is partial",
+            collected.errors.len(),
+            if collected.errors.len() == 1 { "" } else { "s" }
+        );
+        return Ok(exit::PARTIAL);
+    }
+    Ok(exit::OK)
+}
+
+fn run_restore(ctx: &Context, args: &RestoreArgs) -> Result<i32, CliError> {
+    let filters = args.filters.filters()?;
+    let mapping = parse_mapping(&args.namespace_mapping)?;
+    let order = Order::new(split_list(&args.order));
+    let repo = ctx.open_indexed()?;
+    let filter = SnapshotFilter {
+        hosts: args.host.iter().cloned().collect(),
+        ..SnapshotFilter::default()
+    };
+    let (snapshot, objects) = load_objects(&repo, &args.snapshot, &filter)?;
+    let restore_name = format!("restore-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S"));
+    let opts = RestoreOptions {
+        filters,
+        rewrite: Rewrite {
+            mapping,
+            snapshot: snapshot.short(),
+            restore: restore_name.clone(),
+            ..Rewrite::default()
+        },
+        policy: args.existing_resource_policy,
+        dry_run: args.dry_run,
+        order,
+        crd_timeout: Duration::from_secs(args.crd_timeout),
+    };
+    let rt = runtime()?;
+    let (cluster, report) = rt.block_on(async {
+        let cluster = connect(&args.access.access()).await?;
+        let report = restore(&cluster, objects, &opts).await?;
+        Ok::<_, K8sError>((cluster, report))
+    })?;
+    drop(rt);
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if ctx.global.json {
+        output::print_json(&serde_json::json!({
+            "message_type": "summary",
+            "snapshot_id": snapshot.to_hex(),
+            "restore": restore_name,
+            "cluster": cluster.name,
+            "dry_run": args.dry_run,
+            "resources": report.counts(),
+            "objects": report.results,
+            "warnings": report.warnings,
+        }))?;
+    } else if !ctx.global.quiet {
+        print_report(&report, args.dry_run, &cluster.name, &snapshot.short(), &restore_name)?;
+    }
+    let failed = report.failed();
+    if failed > 0 {
+        eprintln!(
+            "warning: {failed} object{} could not be restored",
+            if failed == 1 { "" } else { "s" }
+        );
+        return Ok(exit::PARTIAL);
+    }
+    Ok(exit::OK)
+}
+
+fn print_report(report: &Report, dry_run: bool, cluster: &str, snapshot: &str, name: &str) -> Result<(), CliError> {
+    if dry_run {
+        output::line(format!(
+            "dry run: plan for restoring snapshot {snapshot} into cluster {cluster}"
+        ))?;
+    } else {
+        output::line(format!(
+            "restore {name}: snapshot {snapshot} into cluster {cluster} (objects labelled {}={snapshot}, {}={name})",
+            crate::k8s::SNAPSHOT_LABEL,
+            crate::k8s::RESTORE_LABEL
+        ))?;
+    }
+    for r in &report.results {
+        let target = match &r.namespace {
+            Some(ns) => format!("{} {ns}/{}", r.resource, r.name),
+            None => format!("{} {}", r.resource, r.name),
+        };
+        let text = match &r.outcome {
+            Outcome::WouldCreate => format!("  create  {target}"),
+            Outcome::WouldUpdate => format!("  update  {target}"),
+            Outcome::Skipped(why) => format!("  skipped {target}: {why}"),
+            Outcome::Failed(why) => format!("  FAILED  {target}: {why}"),
+            Outcome::Created | Outcome::Updated => continue,
+        };
+        output::line(text)?;
+    }
+    let (created, updated) = if dry_run {
+        ("to create", "to update")
+    } else {
+        ("created", "updated")
+    };
+    output::line(format!(
+        "{:<48} {created:>9} {updated:>9} {:>8} {:>7}",
+        "resource", "skipped", "failed"
+    ))?;
+    for (resource, c) in report.counts() {
+        output::line(format!(
+            "{resource:<48} {:>9} {:>9} {:>8} {:>7}",
+            c.created, c.updated, c.skipped, c.failed
+        ))?;
+    }
+    if dry_run {
+        output::line("(dry run: nothing was changed)")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<K8sCommand, clap::Error> {
+        let cli = crate::cli::Cli::try_parse_from(["cairn", "k8s"].iter().chain(args))?;
+        match cli.command {
+            crate::cli::Command::K8s(cmd) => Ok(cmd),
+            _ => panic!("not a k8s command"),
+        }
+    }
+
+    #[test]
+    fn restore_options_parse() {
+        let cmd = parse(&[
+            "restore",
+            "latest",
+            "--namespace-mapping",
+            "a:b,c:d",
+            "--existing-resource-policy",
+            "update",
+            "--order",
+            "cm,secrets",
+            "--include-cluster-resources",
+            "false",
+            "--dry-run",
+        ])
+        .unwrap();
+        let K8sCommand::Restore(args) = cmd else {
+            panic!("not a restore")
+        };
+        assert_eq!(args.snapshot, "latest");
+        assert_eq!(parse_mapping(&args.namespace_mapping).unwrap().len(), 2);
+        assert_eq!(args.existing_resource_policy, ExistingPolicy::Update);
+        assert_eq!(Order::new(split_list(&args.order)).first(), ["cm", "secrets"]);
+        assert_eq!(args.filters.include_cluster_resources, ClusterResources::False);
+        assert!(args.dry_run);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        assert!(parse(&["restore", "latest", "--existing-resource-policy", "merge"]).is_err());
+        assert!(parse(&["backup", "--include-cluster-resources", "yes"]).is_err());
+        assert!(parse(&["restore"]).is_err());
+        let cmd = parse(&["backup", "--include-namespaces", "["]).unwrap();
+        let K8sCommand::Backup(args) = cmd else {
+            panic!("not a backup")
+        };
+        let err = CliError::from(args.filters.filters().unwrap_err());
+        assert_eq!(err.exit_code(), exit::USAGE);
+        assert!(err.to_string().contains("--include-namespaces"), "{err}");
+    }
+}

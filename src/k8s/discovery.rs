@@ -1,0 +1,135 @@
+//! Discovery: every resource the cluster serves, at its group's preferred
+//! version.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
+use kube::discovery::ApiResource;
+
+use super::client::{describe, Cluster};
+use super::K8sError;
+
+/// A resource type served by the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// The API group (`""` for the legacy core group).
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    /// The plural name used in URLs and in the snapshot's paths.
+    pub plural: String,
+    pub singular: String,
+    pub short_names: Vec<String>,
+    pub namespaced: bool,
+    pub verbs: Vec<String>,
+}
+
+impl Resource {
+    /// `apps/v1`, or `v1` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `deployments.apps`, or `configmaps` for the core group.
+    pub fn qualified(&self) -> String {
+        qualified(&self.group, &self.plural)
+    }
+
+    /// Whether objects of this type can be listed (and so backed up).
+    pub fn listable(&self) -> bool {
+        self.verbs.iter().any(|v| v == "list")
+    }
+
+    pub fn api_resource(&self) -> ApiResource {
+        ApiResource {
+            group: self.group.clone(),
+            version: self.version.clone(),
+            api_version: self.api_version(),
+            kind: self.kind.clone(),
+            plural: self.plural.clone(),
+        }
+    }
+}
+
+/// `plural.group`, or `plural` for the core group.
+pub fn qualified(group: &str, plural: &str) -> String {
+    if group.is_empty() {
+        plural.to_owned()
+    } else {
+        format!("{plural}.{group}")
+    }
+}
+
+/// The result of a discovery: what the cluster serves, and the API groups
+/// that could not be asked (such as an aggregated API whose backend is down).
+#[derive(Debug, Clone, Default)]
+pub struct Discovered {
+    pub resources: Vec<Resource>,
+    pub errors: Vec<String>,
+}
+
+impl Discovered {
+    /// The resource of this group and plural name.
+    pub fn find(&self, group: &str, plural: &str) -> Option<&Resource> {
+        self.resources.iter().find(|r| r.group == group && r.plural == plural)
+    }
+}
+
+fn resources_of(list: APIResourceList, group: &str, version: &str, out: &mut Vec<Resource>) {
+    for r in list.resources {
+        // Subresources (`pods/log`, `deployments/scale`) are not objects.
+        if r.name.contains('/') {
+            continue;
+        }
+        out.push(Resource {
+            group: group.to_owned(),
+            version: version.to_owned(),
+            kind: r.kind,
+            singular: r.singular_name,
+            short_names: r.short_names.unwrap_or_default(),
+            namespaced: r.namespaced,
+            verbs: r.verbs,
+            plural: r.name,
+        });
+    }
+}
+
+/// Asks the cluster what it serves. Failing to read `/api` or `/apis` is an
+/// error; a group version that cannot be read is recorded and skipped.
+pub async fn discover(cluster: &Cluster) -> Result<Discovered, K8sError> {
+    let client = &cluster.client;
+    let api_error = |what: &str, e: kube::Error| K8sError::Api {
+        server: cluster.server.clone(),
+        what: what.to_owned(),
+        reason: describe(&e),
+    };
+    let mut found = Discovered::default();
+    let core = client
+        .list_core_api_versions()
+        .await
+        .map_err(|e| api_error("GET /api", e))?;
+    if let Some(version) = core.versions.first() {
+        let what = format!("GET /api/{version}");
+        match client.list_core_api_resources(version).await {
+            Ok(list) => resources_of(list, "", version, &mut found.resources),
+            Err(e) => return Err(api_error(&what, e)),
+        }
+    }
+    let groups = client.list_api_groups().await.map_err(|e| api_error("GET /apis", e))?;
+    for group in groups.groups {
+        let preferred = group
+            .preferred_version
+            .clone()
+            .or_else(|| group.versions.first().cloned());
+        let Some(gv) = preferred else { continue };
+        match client.list_api_group_resources(&gv.group_version).await {
+            Ok(list) => resources_of(list, &group.name, &gv.version, &mut found.resources),
+            Err(e) => found
+                .errors
+                .push(format!("discovery of {}: {}", gv.group_version, describe(&e))),
+        }
+    }
+    Ok(found)
+}

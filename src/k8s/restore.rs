@@ -1,0 +1,526 @@
+//! Restoring objects into a cluster: filter, order, rewrite, create (or
+//! update what exists), and report per object.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::client::{chain, describe, status_code, Cluster};
+use super::discovery::{discover, qualified, Discovered};
+use super::filter::{excluded_by_label, needable, ClusterResources, Filters, ResourceNames};
+use super::order::{is_builtin_group, Order};
+use super::stored::StoredObject;
+use super::transform::{skip_reason, transform, Rewrite};
+use super::K8sError;
+
+/// What to do with an object that exists already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExistingPolicy {
+    /// Leave it as it is (reported as skipped).
+    #[default]
+    None,
+    /// Server-side apply the backed-up object over it.
+    Update,
+}
+
+impl std::str::FromStr for ExistingPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Self::None),
+            "update" => Ok(Self::Update),
+            _ => Err(format!("{s:?} is not one of none, update")),
+        }
+    }
+}
+
+/// How a restore runs.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub filters: Filters,
+    pub rewrite: Rewrite,
+    pub policy: ExistingPolicy,
+    pub dry_run: bool,
+    pub order: Order,
+    /// How long to wait for a created CustomResourceDefinition to be
+    /// established.
+    pub crd_timeout: Duration,
+}
+
+/// What happened to one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "reason", rename_all = "snake_case")]
+pub enum Outcome {
+    Created,
+    Updated,
+    Skipped(String),
+    Failed(String),
+    /// Dry run: would be created.
+    WouldCreate,
+    /// Dry run: exists and would be updated.
+    WouldUpdate,
+}
+
+/// One object's line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectResult {
+    /// `deployments.apps`
+    pub resource: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// Counts for one resource.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub created: usize,
+    pub updated: usize,
+    pub skipped: usize,
+    pub failed: usize,
+}
+
+/// The result of a restore, in the order the objects were handled.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub results: Vec<ObjectResult>,
+    /// Problems that concern no single object (a definition that never
+    /// became established, an API group that could not be discovered).
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    /// Counts per resource (dry-run outcomes count as what they would be).
+    pub fn counts(&self) -> BTreeMap<String, Counts> {
+        let mut out: BTreeMap<String, Counts> = BTreeMap::new();
+        for r in &self.results {
+            let c = out.entry(r.resource.clone()).or_default();
+            match r.outcome {
+                Outcome::Created | Outcome::WouldCreate => c.created += 1,
+                Outcome::Updated | Outcome::WouldUpdate => c.updated += 1,
+                Outcome::Skipped(_) => c.skipped += 1,
+                Outcome::Failed(_) => c.failed += 1,
+            }
+        }
+        out
+    }
+
+    pub fn failed(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
+            .count()
+    }
+}
+
+/// The names of a stored object's resource, from the cluster's discovery
+/// when it serves the resource.
+fn names_of<'a>(discovered: &'a Discovered, o: &'a StoredObject) -> ResourceNames<'a> {
+    match discovered.find(&o.at.group, &o.at.plural) {
+        Some(r) => ResourceNames {
+            group: &r.group,
+            plural: &r.plural,
+            singular: &r.singular,
+            kind: &r.kind,
+            short_names: &r.short_names,
+        },
+        None => ResourceNames {
+            group: &o.at.group,
+            plural: &o.at.plural,
+            singular: "",
+            kind: o.object.get("kind").and_then(Value::as_str).unwrap_or(""),
+            short_names: &[],
+        },
+    }
+}
+
+/// The objects the filters select.
+fn select(objects: Vec<StoredObject>, discovered: &Discovered, filters: &Filters) -> Vec<StoredObject> {
+    let (namespaced, mut cluster): (Vec<StoredObject>, Vec<StoredObject>) = objects
+        .into_iter()
+        .filter(|o| !excluded_by_label(&o.object) && !filters.resource_excluded(&names_of(discovered, o)))
+        .partition(|o| o.at.namespace.is_some());
+    let namespaced: Vec<StoredObject> = namespaced
+        .into_iter()
+        .filter(|o| {
+            filters.resource_selected(&names_of(discovered, o))
+                && o.at
+                    .namespace
+                    .as_deref()
+                    .is_some_and(|ns| filters.namespace_selected(ns))
+                && filters.label_selected(&o.object)
+        })
+        .collect();
+    let everything = match filters.cluster_resources {
+        ClusterResources::True => true,
+        ClusterResources::False => false,
+        ClusterResources::Auto => filters.all_namespaces() && filters.selector.is_none(),
+    };
+    // What the selected namespaced objects need, in `auto` mode.
+    let mut needed: BTreeSet<(String, String, String)> = BTreeSet::new();
+    let mut need = |g: &str, p: &str, n: &str| {
+        if !n.is_empty() {
+            needed.insert((g.to_owned(), p.to_owned(), n.to_owned()));
+        }
+    };
+    let rbac = "rbac.authorization.k8s.io";
+    for o in &namespaced {
+        let s = |p: &str| o.object.pointer(p).and_then(Value::as_str).unwrap_or("");
+        if !o.at.group.is_empty() {
+            need(
+                "apiextensions.k8s.io",
+                "customresourcedefinitions",
+                &qualified(&o.at.group, &o.at.plural),
+            );
+        }
+        if o.at.group.is_empty() && o.at.plural == "persistentvolumeclaims" {
+            need("", "persistentvolumes", s("/spec/volumeName"));
+            need("storage.k8s.io", "storageclasses", s("/spec/storageClassName"));
+        }
+        if o.at.group == rbac && o.at.plural == "rolebindings" && s("/roleRef/kind") == "ClusterRole" {
+            need(rbac, "clusterroles", s("/roleRef/name"));
+        }
+    }
+    for o in &cluster {
+        let grants_selected = o
+            .object
+            .get("subjects")
+            .and_then(Value::as_array)
+            .is_some_and(|subjects| {
+                subjects.iter().any(|s| {
+                    s.get("kind").and_then(Value::as_str) == Some("ServiceAccount")
+                        && s.get("namespace")
+                            .and_then(Value::as_str)
+                            .is_some_and(|ns| filters.namespace_selected(ns))
+                })
+            });
+        if o.at.group == rbac && o.at.plural == "clusterrolebindings" && grants_selected {
+            need(rbac, "clusterrolebindings", &o.at.name);
+            let role = o.object.pointer("/roleRef/name").and_then(Value::as_str).unwrap_or("");
+            need(rbac, "clusterroles", role);
+        }
+    }
+    cluster.retain(|o| {
+        if o.at.group.is_empty() && o.at.plural == "namespaces" {
+            return filters.namespace_selected(&o.at.name);
+        }
+        let names = names_of(discovered, o);
+        let selected = filters.resource_selected(&names);
+        let wanted = needed.contains(&(o.at.group.clone(), o.at.plural.clone(), o.at.name.clone()));
+        match filters.cluster_resources {
+            ClusterResources::False => false,
+            _ if selected && (everything || filters.resource_named(&names)) => filters.label_selected(&o.object),
+            _ => wanted && (selected || needable(&o.at.group, &o.at.plural)),
+        }
+    });
+    cluster.extend(namespaced);
+    cluster
+}
+
+struct Restorer<'a> {
+    cluster: &'a Cluster,
+    opts: &'a RestoreOptions,
+    discovered: Discovered,
+    /// (group, plural) of the custom resources whose definitions are restored.
+    definitions: BTreeSet<(String, String)>,
+    /// Namespaces known to exist (or, in a dry run, to be created).
+    namespaces: BTreeSet<String>,
+    report: Report,
+}
+
+/// Whether a failed request means the server is gone (as opposed to the
+/// server refusing the object).
+fn lost(e: &kube::Error) -> bool {
+    !matches!(e, kube::Error::Api(_) | kube::Error::SerdeError(_))
+}
+
+impl Restorer<'_> {
+    fn unreachable(&self, what: &str, e: &kube::Error) -> K8sError {
+        K8sError::Unreachable {
+            server: self.cluster.server.clone(),
+            reason: format!("{what}: {}", chain(e)),
+        }
+    }
+
+    fn api(&self, ar: &ApiResource, namespace: Option<&str>) -> Api<DynamicObject> {
+        match namespace {
+            Some(ns) => Api::namespaced_with(self.cluster.client.clone(), ns, ar),
+            None => Api::all_with(self.cluster.client.clone(), ar),
+        }
+    }
+
+    fn push(&mut self, resource: String, namespace: Option<String>, name: String, outcome: Outcome) {
+        self.report.results.push(ObjectResult {
+            resource,
+            namespace,
+            name,
+            outcome,
+        });
+    }
+
+    /// Makes sure a namespace exists before objects go into it (a bare one
+    /// is created when the backup does not hold it, or it was filtered out).
+    async fn ensure_namespace(&mut self, ns: &str) -> Result<(), K8sError> {
+        if self.namespaces.contains(ns) {
+            return Ok(());
+        }
+        let ar = ApiResource {
+            group: String::new(),
+            version: "v1".into(),
+            api_version: "v1".into(),
+            kind: "Namespace".into(),
+            plural: "namespaces".into(),
+        };
+        let api = self.api(&ar, None);
+        match api.get_opt(ns).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                let outcome = if self.opts.dry_run {
+                    Outcome::WouldCreate
+                } else {
+                    let mut obj = DynamicObject::new(ns, &ar);
+                    obj.metadata.labels = Some(
+                        [
+                            (super::SNAPSHOT_LABEL.to_owned(), self.opts.rewrite.snapshot.clone()),
+                            (super::RESTORE_LABEL.to_owned(), self.opts.rewrite.restore.clone()),
+                        ]
+                        .into(),
+                    );
+                    match api.create(&PostParams::default(), &obj).await {
+                        Ok(_) => Outcome::Created,
+                        Err(e) if status_code(&e) == Some(409) => Outcome::Skipped("already exists".into()),
+                        Err(e) if lost(&e) => return Err(self.unreachable(&format!("creating namespace {ns}"), &e)),
+                        Err(e) => Outcome::Failed(describe(&e)),
+                    }
+                };
+                self.push("namespaces".into(), None, ns.to_owned(), outcome);
+            }
+            Err(e) if lost(&e) => return Err(self.unreachable(&format!("reading namespace {ns}"), &e)),
+            // Not allowed to read it: creating objects in it will tell.
+            Err(_) => {}
+        }
+        self.namespaces.insert(ns.to_owned());
+        Ok(())
+    }
+
+    /// Waits until the definitions just created are established, then asks
+    /// the cluster again what it serves.
+    async fn settle_definitions(&mut self, names: &[String]) -> Result<(), K8sError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let ar = ApiResource {
+            group: "apiextensions.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "apiextensions.k8s.io/v1".into(),
+            kind: "CustomResourceDefinition".into(),
+            plural: "customresourcedefinitions".into(),
+        };
+        let api = self.api(&ar, None);
+        for name in names {
+            let deadline = Instant::now() + self.opts.crd_timeout;
+            loop {
+                let crd = api
+                    .get_opt(name)
+                    .await
+                    .map_err(|e| self.unreachable(&format!("reading customresourcedefinition {name}"), &e))?;
+                let established = crd.as_ref().is_some_and(|crd| {
+                    crd.data
+                        .pointer("/status/conditions")
+                        .and_then(Value::as_array)
+                        .is_some_and(|cs| {
+                            cs.iter().any(|c| {
+                                c.get("type").and_then(Value::as_str) == Some("Established")
+                                    && c.get("status").and_then(Value::as_str) == Some("True")
+                            })
+                        })
+                });
+                if established {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    self.report.warnings.push(format!(
+                        "customresourcedefinition {name} was not established within {:?}",
+                        self.opts.crd_timeout
+                    ));
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let again = discover(self.cluster).await?;
+        self.discovered = again;
+        Ok(())
+    }
+
+    /// Creates (or updates, or plans) one object.
+    async fn one(&mut self, stored: StoredObject) -> Result<Option<String>, K8sError> {
+        let resource = qualified(&stored.at.group, &stored.at.plural);
+        let namespace = stored
+            .at
+            .namespace
+            .as_deref()
+            .map(|ns| self.opts.rewrite.namespace(ns).to_owned());
+        let mut object = stored.object;
+        let is_namespace = stored.at.group.is_empty() && stored.at.plural == "namespaces";
+        let name = if is_namespace {
+            self.opts.rewrite.namespace(&stored.at.name).to_owned()
+        } else {
+            stored.at.name.clone()
+        };
+        if let Some(why) = skip_reason(&stored.at, &object) {
+            self.push(resource, namespace, name, Outcome::Skipped(why));
+            return Ok(None);
+        }
+        let Some(served) = self.discovered.find(&stored.at.group, &stored.at.plural) else {
+            let defined = self
+                .definitions
+                .contains(&(stored.at.group.clone(), stored.at.plural.clone()));
+            if self.opts.dry_run && defined {
+                // Its definition would be created first.
+                self.push(resource, namespace, name, Outcome::WouldCreate);
+                return Ok(None);
+            }
+            let why = format!("the cluster does not serve {resource}");
+            self.push(resource, namespace, name, Outcome::Failed(why));
+            return Ok(None);
+        };
+        let api_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let version = api_version.rsplit('/').next().unwrap_or(&served.version).to_owned();
+        let ar = ApiResource {
+            group: stored.at.group.clone(),
+            version: if version.is_empty() {
+                served.version.clone()
+            } else {
+                version
+            },
+            api_version: if api_version.is_empty() {
+                served.api_version()
+            } else {
+                api_version
+            },
+            kind: served.kind.clone(),
+            plural: stored.at.plural.clone(),
+        };
+        transform(&stored.at, &mut object, &self.opts.rewrite);
+        let dynamic: DynamicObject = match serde_json::from_value(object) {
+            Ok(d) => d,
+            Err(e) => {
+                let why = format!("{}: not an object: {e}", stored.path);
+                self.push(resource, namespace, name, Outcome::Failed(why));
+                return Ok(None);
+            }
+        };
+        if let Some(ns) = &namespace {
+            self.ensure_namespace(ns).await?;
+        }
+        let api = self.api(&ar, namespace.as_deref());
+        let outcome = if self.opts.dry_run {
+            match api.get_opt(&name).await {
+                Ok(None) => Outcome::WouldCreate,
+                Ok(Some(_)) if self.opts.policy == ExistingPolicy::Update => Outcome::WouldUpdate,
+                Ok(Some(_)) => Outcome::Skipped("already exists".into()),
+                Err(e) if lost(&e) => return Err(self.unreachable(&format!("reading {resource} {name}"), &e)),
+                Err(e) => Outcome::Failed(describe(&e)),
+            }
+        } else {
+            match api.create(&PostParams::default(), &dynamic).await {
+                Ok(_) => Outcome::Created,
+                Err(e) if status_code(&e) == Some(409) => match self.opts.policy {
+                    ExistingPolicy::None => Outcome::Skipped("already exists".into()),
+                    ExistingPolicy::Update => {
+                        let params = PatchParams::apply("cairn").force();
+                        match api.patch(&name, &params, &Patch::Apply(&dynamic)).await {
+                            Ok(_) => Outcome::Updated,
+                            Err(e) if lost(&e) => {
+                                return Err(self.unreachable(&format!("updating {resource} {name}"), &e))
+                            }
+                            Err(e) => Outcome::Failed(format!("exists, and updating it failed: {}", describe(&e))),
+                        }
+                    }
+                },
+                Err(e) if lost(&e) => return Err(self.unreachable(&format!("creating {resource} {name}"), &e)),
+                Err(e) => Outcome::Failed(describe(&e)),
+            }
+        };
+        let created_definition = matches!(outcome, Outcome::Created | Outcome::Updated)
+            && stored.at.group == "apiextensions.k8s.io"
+            && stored.at.plural == "customresourcedefinitions";
+        if is_namespace && !matches!(outcome, Outcome::Failed(_)) {
+            self.namespaces.insert(name.clone());
+        }
+        self.push(resource, namespace, name.clone(), outcome);
+        Ok(created_definition.then_some(name))
+    }
+}
+
+/// Restores `objects` into the cluster.
+pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &RestoreOptions) -> Result<Report, K8sError> {
+    let discovered = discover(cluster).await?;
+    let mut selected = select(objects, &discovered, &opts.filters);
+    // Custom resources: those whose definition is in the backup, and those
+    // of groups Kubernetes does not define.
+    let definitions: BTreeSet<(String, String)> = selected
+        .iter()
+        .filter(|o| o.at.group == "apiextensions.k8s.io" && o.at.plural == "customresourcedefinitions")
+        .filter_map(|o| {
+            let group = o.object.pointer("/spec/group")?.as_str()?;
+            let plural = o.object.pointer("/spec/names/plural")?.as_str()?;
+            Some((group.to_owned(), plural.to_owned()))
+        })
+        .collect();
+    let rank = |o: &StoredObject| {
+        let custom = definitions.contains(&(o.at.group.clone(), o.at.plural.clone())) || !is_builtin_group(&o.at.group);
+        opts.order.rank(&names_of(&discovered, o), custom)
+    };
+    selected.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.path.cmp(&b.path)));
+    let mut rewrite_volumes = opts.rewrite.restored_volumes.clone();
+    rewrite_volumes.extend(
+        selected
+            .iter()
+            .filter(|o| {
+                o.at.group.is_empty() && o.at.plural == "persistentvolumes" && skip_reason(&o.at, &o.object).is_none()
+            })
+            .map(|o| o.at.name.clone()),
+    );
+    let opts = RestoreOptions {
+        rewrite: Rewrite {
+            restored_volumes: rewrite_volumes,
+            ..opts.rewrite.clone()
+        },
+        ..opts.clone()
+    };
+    let mut restorer = Restorer {
+        cluster,
+        opts: &opts,
+        report: Report {
+            warnings: discovered.errors.clone(),
+            ..Report::default()
+        },
+        discovered,
+        definitions,
+        namespaces: BTreeSet::new(),
+    };
+    let mut pending_definitions: Vec<String> = Vec::new();
+    for stored in selected {
+        let is_definition =
+            stored.at.group == "apiextensions.k8s.io" && stored.at.plural == "customresourcedefinitions";
+        if !is_definition && !pending_definitions.is_empty() {
+            restorer.settle_definitions(&pending_definitions).await?;
+            pending_definitions.clear();
+        }
+        if let Some(name) = restorer.one(stored).await? {
+            pending_definitions.push(name);
+        }
+    }
+    restorer.settle_definitions(&pending_definitions).await?;
+    Ok(restorer.report)
+}

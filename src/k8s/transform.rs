@@ -1,0 +1,258 @@
+//! What a restore changes in an object before creating it, and which
+//! objects it leaves to the cluster's controllers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+
+use super::normalise::ObjectPath;
+use super::{K8sError, RESTORE_LABEL, SNAPSHOT_LABEL};
+
+/// Resources never restored, and why.
+const NOT_RESTORED: &[(&str, &str, &str)] = &[
+    ("", "nodes", "nodes belong to the cluster's machines"),
+    ("", "events", "events are history, not state"),
+    ("events.k8s.io", "events", "events are history, not state"),
+    (
+        "discovery.k8s.io",
+        "endpointslices",
+        "the endpoint slice controller recreates them from their services",
+    ),
+];
+
+/// Parses `old:new,old2:new2` (repeatable) into a namespace mapping.
+pub fn parse_mapping(values: &[String]) -> Result<BTreeMap<String, String>, K8sError> {
+    let mut map = BTreeMap::new();
+    for pair in super::filter::split_list(values) {
+        let (old, new) = pair
+            .split_once(':')
+            .map(|(a, b)| (a.trim(), b.trim()))
+            .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+            .ok_or_else(|| K8sError::InvalidOption(format!("--namespace-mapping {pair:?}: expected OLD:NEW")))?;
+        let valid = new.len() <= 63
+            && new
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !new.starts_with('-')
+            && !new.ends_with('-');
+        if !valid {
+            return Err(K8sError::InvalidOption(format!(
+                "--namespace-mapping {pair:?}: {new:?} is not a valid namespace name"
+            )));
+        }
+        if map.insert(old.to_owned(), new.to_owned()).is_some() {
+            return Err(K8sError::InvalidOption(format!(
+                "--namespace-mapping: namespace {old:?} is mapped twice"
+            )));
+        }
+    }
+    Ok(map)
+}
+
+/// Why an object is left out of a restore, if it is.
+pub fn skip_reason(at: &ObjectPath, object: &Value) -> Option<String> {
+    if let Some((_, _, why)) = NOT_RESTORED.iter().find(|(g, p, _)| *g == at.group && *p == at.plural) {
+        return Some((*why).to_owned());
+    }
+    let owners = object.pointer("/metadata/ownerReferences").and_then(Value::as_array)?;
+    let controller = owners
+        .iter()
+        .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))?;
+    let kind = controller.get("kind").and_then(Value::as_str).unwrap_or("?");
+    let name = controller.get("name").and_then(Value::as_str).unwrap_or("?");
+    Some(format!("owned by {kind}/{name}, which recreates it"))
+}
+
+/// The inputs of [`transform`] that are the same for every object.
+#[derive(Debug, Clone, Default)]
+pub struct Rewrite {
+    /// Old namespace to new.
+    pub mapping: BTreeMap<String, String>,
+    /// The PersistentVolumes this restore creates.
+    pub restored_volumes: BTreeSet<String>,
+    /// Values of the snapshot and restore labels.
+    pub snapshot: String,
+    pub restore: String,
+}
+
+impl Rewrite {
+    /// The namespace an object of `ns` lands in.
+    pub fn namespace<'a>(&'a self, ns: &'a str) -> &'a str {
+        self.mapping.get(ns).map_or(ns, String::as_str)
+    }
+}
+
+fn map_field(value: Option<&mut Value>, rewrite: &Rewrite) {
+    if let Some(v) = value {
+        if let Some(new) = v.as_str().and_then(|ns| rewrite.mapping.get(ns)) {
+            *v = Value::String(new.clone());
+        }
+    }
+}
+
+fn remove_keys(object: &mut Value, pointer: &str, keys: &[&str]) {
+    if let Some(map) = object.pointer_mut(pointer).and_then(Value::as_object_mut) {
+        for key in keys {
+            map.remove(*key);
+        }
+    }
+}
+
+/// Rewrites an object for creation: namespace mapping (also where other
+/// objects name the namespace), no cluster IPs or node ports, no binding to a volume that
+/// is not restored, no owner references (their uids are gone), and the
+/// labels naming the snapshot and the restore.
+pub fn transform(at: &ObjectPath, object: &mut Value, rewrite: &Rewrite) {
+    if at.namespace.is_some() {
+        map_field(object.pointer_mut("/metadata/namespace"), rewrite);
+    }
+    match (at.group.as_str(), at.plural.as_str()) {
+        ("", "namespaces") => map_field(object.pointer_mut("/metadata/name"), rewrite),
+        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
+            if let Some(subjects) = object.get_mut("subjects").and_then(Value::as_array_mut) {
+                for s in subjects {
+                    map_field(s.get_mut("namespace"), rewrite);
+                }
+            }
+        }
+        ("", "persistentvolumes") => {
+            map_field(object.pointer_mut("/spec/claimRef/namespace"), rewrite);
+            remove_keys(object, "/spec/claimRef", &["uid", "resourceVersion"]);
+        }
+        ("", "services") => {
+            let headless = object.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
+            if !headless {
+                remove_keys(object, "/spec", &["clusterIP", "clusterIPs"]);
+            }
+            // Node ports are allocated by the cluster too; a copy beside the
+            // original would find them taken.
+            remove_keys(object, "/spec", &["healthCheckNodePort"]);
+            if let Some(ports) = object.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+                for port in ports {
+                    remove_keys(port, "", &["nodePort"]);
+                }
+            }
+        }
+        ("", "persistentvolumeclaims") => {
+            let volume = object.pointer("/spec/volumeName").and_then(Value::as_str).unwrap_or("");
+            if !volume.is_empty() && !rewrite.restored_volumes.contains(volume) {
+                remove_keys(object, "/spec", &["volumeName"]);
+                remove_keys(
+                    object,
+                    "/metadata/annotations",
+                    &[
+                        "pv.kubernetes.io/bind-completed",
+                        "pv.kubernetes.io/bound-by-controller",
+                    ],
+                );
+            }
+        }
+        _ => {}
+    }
+    remove_keys(object, "/metadata", &["ownerReferences"]);
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        let labels = meta.entry("labels").or_insert_with(|| Value::Object(Map::new()));
+        if !labels.is_object() {
+            *labels = Value::Object(Map::new());
+        }
+        if let Some(labels) = labels.as_object_mut() {
+            labels.insert(SNAPSHOT_LABEL.into(), Value::String(rewrite.snapshot.clone()));
+            labels.insert(RESTORE_LABEL.into(), Value::String(rewrite.restore.clone()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(group: &str, plural: &str, ns: Option<&str>, name: &str) -> ObjectPath {
+        ObjectPath {
+            group: group.into(),
+            plural: plural.into(),
+            namespace: ns.map(Into::into),
+            name: name.into(),
+        }
+    }
+
+    fn rewrite() -> Rewrite {
+        Rewrite {
+            mapping: parse_mapping(&["web:web-copy".into()]).unwrap(),
+            restored_volumes: ["pv-kept".to_owned()].into(),
+            snapshot: "1a2b3c4d".into(),
+            restore: "restore-1".into(),
+        }
+    }
+
+    #[test]
+    fn mapping_rewrites_namespace_and_binding_subjects() {
+        let mut rb = json!({"metadata": {"name": "r", "namespace": "web"},
+            "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": "web"},
+                         {"kind": "ServiceAccount", "name": "x", "namespace": "other"}]});
+        transform(
+            &at("rbac.authorization.k8s.io", "rolebindings", Some("web"), "r"),
+            &mut rb,
+            &rewrite(),
+        );
+        assert_eq!(rb["metadata"]["namespace"], "web-copy");
+        assert_eq!(rb["subjects"][0]["namespace"], "web-copy");
+        assert_eq!(rb["subjects"][1]["namespace"], "other");
+        assert_eq!(rb["metadata"]["labels"][SNAPSHOT_LABEL], "1a2b3c4d");
+        assert_eq!(rb["metadata"]["labels"][RESTORE_LABEL], "restore-1");
+        let mut ns = json!({"metadata": {"name": "web"}});
+        transform(&at("", "namespaces", None, "web"), &mut ns, &rewrite());
+        assert_eq!(ns["metadata"]["name"], "web-copy");
+    }
+
+    #[test]
+    fn services_lose_cluster_ips_unless_headless() {
+        let mut svc = json!({"metadata": {"name": "s", "namespace": "a"},
+            "spec": {"clusterIP": "10.0.0.5", "clusterIPs": ["10.0.0.5"], "type": "NodePort",
+                     "ports": [{"port": 80, "nodePort": 30080}]}});
+        transform(&at("", "services", Some("a"), "s"), &mut svc, &rewrite());
+        assert_eq!(svc["spec"], json!({"type": "NodePort", "ports": [{"port": 80}]}));
+        let mut headless = json!({"metadata": {"name": "h"}, "spec": {"clusterIP": "None"}});
+        transform(&at("", "services", Some("a"), "h"), &mut headless, &rewrite());
+        assert_eq!(headless["spec"]["clusterIP"], "None");
+    }
+
+    #[test]
+    fn claims_keep_their_volume_only_when_it_is_restored() {
+        let claim = |pv: &str| {
+            json!({"metadata": {"name": "c", "annotations": {"pv.kubernetes.io/bind-completed": "yes"}},
+                   "spec": {"volumeName": pv}})
+        };
+        let (mut kept, mut dropped) = (claim("pv-kept"), claim("pv-gone"));
+        transform(&at("", "persistentvolumeclaims", Some("a"), "c"), &mut kept, &rewrite());
+        transform(
+            &at("", "persistentvolumeclaims", Some("a"), "c"),
+            &mut dropped,
+            &rewrite(),
+        );
+        assert_eq!(kept["spec"]["volumeName"], "pv-kept");
+        assert!(dropped["spec"].get("volumeName").is_none());
+        assert!(dropped["metadata"]["annotations"]
+            .get("pv.kubernetes.io/bind-completed")
+            .is_none());
+    }
+
+    #[test]
+    fn owned_objects_and_noise_are_skipped() {
+        let pod = json!({"metadata": {"name": "p", "ownerReferences": [
+            {"kind": "ReplicaSet", "name": "web-1", "controller": true}]}});
+        let reason = skip_reason(&at("", "pods", Some("a"), "p"), &pod).unwrap();
+        assert!(reason.contains("ReplicaSet/web-1"), "{reason}");
+        let free = json!({"metadata": {"name": "p", "ownerReferences": [{"kind": "X", "name": "y"}]}});
+        assert_eq!(skip_reason(&at("", "pods", Some("a"), "p"), &free), None);
+        assert!(skip_reason(&at("discovery.k8s.io", "endpointslices", Some("a"), "e"), &free).is_some());
+    }
+
+    #[test]
+    fn bad_mappings_are_refused() {
+        assert!(parse_mapping(&["a".into()]).is_err());
+        assert!(parse_mapping(&["a:B".into()]).is_err());
+        assert!(parse_mapping(&["a:b,a:c".into()]).is_err());
+        assert_eq!(parse_mapping(&["a:b, c:d".into()]).unwrap().len(), 2);
+    }
+}
