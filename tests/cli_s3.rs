@@ -358,3 +358,108 @@ fn azblob_repository_backs_up_restores_and_checks() {
         "access denied",
     );
 }
+
+/// The maintenance commands on S3, and a cross-cloud copy: a local
+/// repository is copied to S3 (another password), the copy restores from
+/// S3 identically, and forget plus two prunes free the space of a replaced
+/// file on the server while check with every byte read stays clean.
+#[test]
+fn s3_copy_from_local_forget_prune_and_restore() {
+    let server = S3Server::start();
+    let url = server.url("cairn-test", "offsite");
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    build_tree(&src);
+    let local = tmp.path().join("local");
+    init(
+        &local,
+        &["--chunk-size", "64K", "--pack-size", "1M", "--kdf-memory", "64"],
+    );
+    succeeds(cairn(&local).arg("backup").arg(&src));
+    let first = describe(&src);
+    fs::write(src.join("big.bin"), pseudo_random(3 << 20, 99)).unwrap();
+    succeeds(cairn(&local).arg("backup").arg(&src));
+    let second = describe(&src);
+
+    run_ok(cairn_s3(&server, &url).env("CAIRN_PASSWORD", "another password").args([
+        "init",
+        "--kdf-memory",
+        "64",
+        "--pack-size",
+        "1M",
+    ]));
+    run_ok(
+        cairn_s3(&server, &url)
+            .env("CAIRN_PASSWORD", "another password")
+            .env("CAIRN_FROM_PASSWORD", PASSWORD)
+            .arg("copy")
+            .arg("--from-repo")
+            .arg(&local),
+    );
+    // Copied again: nothing to do.
+    let again = run_ok(
+        cairn_s3(&server, &url)
+            .env("CAIRN_PASSWORD", "another password")
+            .env("CAIRN_FROM_PASSWORD", PASSWORD)
+            .args(["--json", "copy", "--from-repo"])
+            .arg(&local),
+    );
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(text.contains("\"snapshots_copied\":0"), "{text}");
+
+    let s3 = |cmd: &mut Command| {
+        cmd.env("CAIRN_PASSWORD", "another password");
+    };
+    let mut restore = cairn_s3(&server, &url);
+    s3(&mut restore);
+    let target = tmp.path().join("from-s3");
+    run_ok(restore.args(["restore", "latest", "--verify", "--target"]).arg(&target));
+    assert_same_tree(&second, &describe(&restored(&target, &src)));
+
+    let mut forget = cairn_s3(&server, &url);
+    s3(&mut forget);
+    run_ok(forget.args(["forget", "--keep-last", "1"]));
+    let size = |server: &S3Server| {
+        let mut cmd = cairn_s3(server, &url);
+        s3(&mut cmd);
+        // Bytes of all packs on the server, as prune sees them.
+        let out = run_ok(cmd.args(["--json", "prune", "--dry-run"]));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["bytes"].as_u64().unwrap()
+    };
+    let before = size(&server);
+    for _ in 0..2 {
+        let mut prune = cairn_s3(&server, &url);
+        s3(&mut prune);
+        run_ok(prune.args(["prune", "--grace", "0", "--max-unused", "0%"]));
+    }
+    let after = size(&server);
+    assert!(after < before, "prune freed nothing on S3: {before} -> {after}");
+    let mut check = cairn_s3(&server, &url);
+    s3(&mut check);
+    let out = run_ok(check.args(["check", "--read-data"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no errors"));
+    let mut restore = cairn_s3(&server, &url);
+    s3(&mut restore);
+    let target = tmp.path().join("after-prune");
+    run_ok(restore.args(["restore", "latest", "--target"]).arg(&target));
+    assert_same_tree(&second, &describe(&restored(&target, &src)));
+    // The forgotten first snapshot is gone from S3, the local one is not.
+    let local_list = succeeds(cairn(&local).args(["--json", "snapshots"]));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&local_list)
+            .unwrap()
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    let target = tmp.path().join("first-local");
+    succeeds(
+        cairn(&local)
+            .args(["restore"])
+            .arg(snapshot_ids(&local, PASSWORD)[0].as_str())
+            .arg("--target")
+            .arg(&target),
+    );
+    assert_same_tree(&first, &describe(&restored(&target, &src)));
+}
