@@ -318,6 +318,22 @@ impl ObjectStorage {
         }
     }
 
+    /// The size, asked up to three times: after a refused range some
+    /// servers drop the connection the next request would reuse.
+    async fn stat_size_settled(&self, kind: FileKind, name: &str) -> Result<u64> {
+        let mut last = self.stat_size(kind, name).await;
+        for pause in [50u64, 200] {
+            match &last {
+                Err(e) if !e.is_not_found() => {
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    last = self.stat_size(kind, name).await;
+                }
+                _ => break,
+            }
+        }
+        last
+    }
+
     async fn out_of_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> StorageError {
         match self.stat_size(kind, name).await {
             Ok(size) => StorageError::OutOfRange {
@@ -555,7 +571,7 @@ impl Storage for ObjectStorage {
             Err(e) if e.kind() == ErrorKind::NotFound || is_transient(&e) => Err(self.error("reading", kind, name, e)),
             // A range past the end is refused (416) or comes back short,
             // which opendal reports as an error: the size tells which.
-            Err(e) => match self.stat_size(kind, name).await {
+            Err(e) => match self.stat_size_settled(kind, name).await {
                 Ok(size) if end > size => Err(StorageError::OutOfRange {
                     kind,
                     name: name.to_owned(),
