@@ -31,7 +31,7 @@ pub struct PruneArgs {
     pub no_repack_small: bool,
     /// How long a pack found unused stays marked before a later prune
     /// deletes it (e.g. `12h`, `30m`, `2d`; `0` deletes on the next run).
-    #[arg(long, default_value = "12h", value_name = "DURATION", value_parser = parse_grace)]
+    #[arg(long, default_value = "12h", value_name = "DURATION", value_parser = super::cmd_unlock::parse_duration)]
     pub grace: Duration,
 }
 
@@ -51,42 +51,6 @@ fn parse_max_unused(s: &str) -> Result<MaxUnused, String> {
         return Ok(MaxUnused::Percent(p));
     }
     super::cmd_init::parse_size(t).map(MaxUnused::Bytes)
-}
-
-/// Parses `0`, `90s`, `30m`, `12h`, `2d`, `1w` and sums like `1d12h`.
-pub fn parse_grace(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if t == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    for c in t.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit: u64 = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 7 * 86_400,
-            _ => return Err(format!("{s:?}: unknown unit {c:?} (use s, m, h, d or w)")),
-        };
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("{s:?} is not a duration such as 12h"))?;
-        digits.clear();
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("{s:?} is too long"))?;
-    }
-    if !digits.is_empty() || t.is_empty() {
-        return Err(format!("{s:?} is not a duration such as 12h (a number needs a unit)"));
-    }
-    Ok(Duration::from_secs(total))
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
@@ -212,17 +176,6 @@ fn print_human(r: &PruneReport) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_grace("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_grace("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_grace("1d12h"), Ok(Duration::from_secs(36 * 3600)));
-        assert_eq!(parse_grace("2w"), Ok(Duration::from_secs(14 * 86_400)));
-        for bad in ["", "12", "h", "3x", "1h30"] {
-            assert!(parse_grace(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn max_unused() {
