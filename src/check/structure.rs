@@ -12,7 +12,6 @@ use crate::format::config::Config;
 use crate::format::index::IndexFile;
 use crate::format::keyfile::KeyFile;
 use crate::format::pack::{header_location, PackEntry, PackHeader, TRAILER_LEN};
-use crate::format::{limits, ObjectKind};
 use crate::id::{BlobId, IndexId, PackId};
 use crate::repo::{verify_name, Bitmap, Index, IndexBuilder, Repository};
 use crate::storage::{DynStorage, FileKind, ObjectInfo, StorageError};
@@ -230,23 +229,7 @@ pub(super) async fn fetch_header(storage: &DynStorage, id: &PackId, size: u64) -
     Ok((offset, sealed))
 }
 
-/// Opens and decodes a sealed pack header found at `offset`.
-pub(super) fn open_header(key: &crate::crypto::MasterKey, sealed: &[u8], offset: u64) -> Result<PackHeader, String> {
-    let plain = key
-        .open(ObjectKind::PackHeader, sealed, limits::MAX_OBJECT, None)
-        .map_err(|e| format!("its header cannot be opened: {e}"))?;
-    let header = PackHeader::decode(&plain).map_err(|e| format!("its header cannot be decoded: {e}"))?;
-    if header.data_end() > offset {
-        return Err(format!(
-            "its header lists blobs up to offset {} but the header starts at {offset}",
-            header.data_end()
-        ));
-    }
-    if header.entries.is_empty() {
-        return Err("its header lists no blobs".into());
-    }
-    Ok(header)
-}
+pub(super) use crate::repo::packer::open_header;
 
 /// Compares a pack's header with its index entries.
 pub(super) fn compare_header(id: &PackId, header: &PackHeader, pack: &PackView<'_>, report: &mut CheckReport) {

@@ -259,21 +259,6 @@ fn print_group(group: &GroupPlan) -> Result<(), CliError> {
             ]);
         }
     }
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let text: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}", w = *w))
-            .collect();
-        output::line(text.join("  ").trim_end())
-    };
-    let rule = "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1));
     output::line("")?;
     let key = &group.key;
     if key.hostname.is_none() && key.paths.is_none() && key.tags.is_none() {
@@ -281,12 +266,7 @@ fn print_group(group: &GroupPlan) -> Result<(), CliError> {
     } else {
         output::line(format_args!("snapshots of {key}:"))?;
     }
-    line(&header)?;
-    output::line(&rule)?;
-    for row in &rows {
-        line(row)?;
-    }
-    output::line(&rule)?;
+    output::table(&header, &rows)?;
     output::line(format_args!(
         "keep {}, remove {}",
         snapshots(group.kept()),

@@ -181,27 +181,7 @@ fn print_table(list: &[(SnapshotId, Snapshot)], compact: bool) -> Result<(), Cli
             }
         }
     }
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let text: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}", w = *w))
-            .collect();
-        output::line(text.join("  ").trim_end())
-    };
-    let rule = "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1));
-    line(&header)?;
-    output::line(&rule)?;
-    for row in &rows {
-        line(row)?;
-    }
-    output::line(&rule)?;
+    output::table(&header, &rows)?;
     let n = list.len();
     output::line(format_args!("{n} snapshot{}", if n == 1 { "" } else { "s" }))
 }

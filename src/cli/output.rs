@@ -54,6 +54,32 @@ pub fn local_time(ns: i64) -> String {
         .unwrap_or_else(|| ns.to_string())
 }
 
+/// Prints rows as left-aligned columns: the header, a rule, the rows and a
+/// closing rule.
+pub fn table(header: &[String], rows: &[Vec<String>]) -> Result<(), CliError> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let print = |cells: &[String]| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}", w = *w))
+            .collect();
+        line(text.join("  ").trim_end())
+    };
+    let rule = "-".repeat(widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1));
+    print(header)?;
+    line(&rule)?;
+    for row in rows {
+        print(row)?;
+    }
+    line(&rule)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

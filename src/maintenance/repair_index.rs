@@ -20,7 +20,7 @@ use super::error::{MaintenanceError, Result};
 use crate::crypto::MasterKey;
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::pack::{header_location, PackEntry, PackHeader, TRAILER_LEN};
-use crate::format::{limits, BlobKind, ObjectKind};
+use crate::format::{limits, BlobKind};
 use crate::id::{IndexId, PackId};
 use crate::repo::saver::INDEX_BATCH;
 use crate::repo::Repository;
@@ -243,23 +243,10 @@ async fn read_header(
     Ok((header, sealed.len() as u64 + TRAILER_LEN as u64))
 }
 
-/// Opens and decodes a sealed header found at `offset`, and checks that the
-/// blobs it lists end before it.
+/// Opens and checks a sealed header found at `offset` (see
+/// [`crate::repo::packer::open_header`]), naming the pack in the message.
 fn open_header(key: &MasterKey, name: &str, sealed: &[u8], offset: u64) -> std::result::Result<PackHeader, String> {
-    let plain = key
-        .open(ObjectKind::PackHeader, sealed, limits::MAX_OBJECT, None)
-        .map_err(|e| format!("pack {name}: its header cannot be opened: {e}"))?;
-    let header = PackHeader::decode(&plain).map_err(|e| format!("pack {name}: its header cannot be decoded: {e}"))?;
-    if header.data_end() > offset {
-        return Err(format!(
-            "pack {name}: its header lists blobs up to offset {} but starts at {offset}",
-            header.data_end()
-        ));
-    }
-    if header.entries.is_empty() {
-        return Err(format!("pack {name}: its header lists no blobs"));
-    }
-    Ok(header)
+    crate::repo::packer::open_header(key, sealed, offset).map_err(|e| format!("pack {name}: {e}"))
 }
 
 /// Checks a whole pack: its header, and every blob against its id. Blobs

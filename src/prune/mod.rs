@@ -23,10 +23,10 @@ use rayon::prelude::*;
 use crate::format::index::{IndexFile, MarkedPack};
 use crate::format::pack::PackEntry;
 use crate::format::tree::{Content, NodeKind};
-use crate::format::{BlobKind, ObjectKind};
+use crate::format::BlobKind;
 use crate::id::{BlobId, IndexId, PackId, SnapshotId, TreeId};
 use crate::repo::saver::{BlobSaver, SaverOptions};
-use crate::repo::{Bitmap, Index, IndexedRepository, RepoError, DEFAULT_COMPRESSION};
+use crate::repo::{Bitmap, Index, IndexedRepository, RepoError};
 use crate::storage::FileKind;
 
 pub use plan::{MaxUnused, PackFacts, Plan, PlanOptions, PlanStats};
@@ -484,15 +484,10 @@ fn load_index_file(repo: &IndexedRepository, id: &IndexId) -> Result<IndexFile> 
     })
 }
 
-fn write_index_file(repo: &IndexedRepository, file: &IndexFile) -> Result<IndexId> {
-    let sealed = repo
-        .key()
-        .seal(ObjectKind::Index, Some(DEFAULT_COMPRESSION), &file.encode())
-        .map_err(RepoError::from)?;
-    let id = IndexId::hash_of(&sealed);
-    repo.block_on(repo.storage().put(FileKind::Index, &id.to_hex(), Bytes::from(sealed)))
-        .map_err(RepoError::from)?;
-    Ok(id)
+/// Seals and stores an index file as any repository file is stored.
+fn write_index_file(repo: &IndexedRepository, file: &IndexFile) -> Result<()> {
+    repo.save_file(FileKind::Index, &file.encode())?;
+    Ok(())
 }
 
 /// Deletes objects with at most `connections` requests at once; returns how

@@ -444,3 +444,22 @@ fn backups_and_prunes_running_together_lose_nothing() {
     let (_, bytes) = pack_bytes(&storage, &open(&storage));
     assert!(bytes < 1_400_000, "{bytes} bytes of packs remain for 1.2 MB of data");
 }
+
+#[test]
+fn a_snapshot_needing_an_unindexed_blob_stops_prune_before_any_change() {
+    let f = fixture();
+    let repo = open(&f.storage);
+    let mut broken = f.forgotten_c.clone();
+    broken.tree = crate::id::TreeId([7; 32]);
+    let sid = repo.save_snapshot(&broken).unwrap();
+    let puts = f.fault.count(Operation::Put);
+    let deletes = f.fault.count(Operation::Delete);
+    let err = run(&f.storage, &opts(), T0).unwrap_err();
+    assert!(
+        matches!(&err, PruneError::Unindexed { snapshot, kind: "tree", .. } if *snapshot == sid),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&sid.to_hex()), "{err}");
+    assert_eq!(f.fault.count(Operation::Put), puts);
+    assert_eq!(f.fault.count(Operation::Delete), deletes);
+}

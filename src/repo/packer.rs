@@ -91,6 +91,25 @@ impl Packer {
     }
 }
 
+/// Opens and decodes a sealed pack header found at `offset`, and checks
+/// that the blobs it lists end before it. Messages read after a pack id.
+pub fn open_header(key: &crate::crypto::MasterKey, sealed: &[u8], offset: u64) -> Result<PackHeader, String> {
+    let plain = key
+        .open(ObjectKind::PackHeader, sealed, crate::format::limits::MAX_OBJECT, None)
+        .map_err(|e| format!("its header cannot be opened: {e}"))?;
+    let header = PackHeader::decode(&plain).map_err(|e| format!("its header cannot be decoded: {e}"))?;
+    if header.data_end() > offset {
+        return Err(format!(
+            "its header lists blobs up to offset {} but the header starts at {offset}",
+            header.data_end()
+        ));
+    }
+    if header.entries.is_empty() {
+        return Err("its header lists no blobs".into());
+    }
+    Ok(header)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
