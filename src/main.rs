@@ -23,7 +23,7 @@ fn main() {
 }
 
 /// Help and version go to stdout as clap prints them; a usage error becomes
-/// one line on stderr (clap's first line, without its hint) and exit code 2.
+/// one line on stderr (clap's message, without its hint) and exit code 2.
 fn usage_error(e: clap::Error) -> ! {
     use clap::error::ErrorKind;
     if matches!(
@@ -32,12 +32,18 @@ fn usage_error(e: clap::Error) -> ! {
     ) {
         e.exit();
     }
+    // clap's message runs to the first blank line (a missing argument is
+    // named on the line after the sentence); it is joined into one line.
     let rendered = e.render().to_string();
-    let first = rendered
+    let message: Vec<&str> = rendered
         .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("invalid arguments");
-    let line = first.strip_prefix("error: ").unwrap_or(first);
+        .skip_while(|l| l.trim().is_empty())
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let joined = message.join(" ");
+    let line = joined.strip_prefix("error: ").unwrap_or(&joined);
+    let line = if line.is_empty() { "invalid arguments" } else { line };
     eprintln!("cairn: {line}");
     std::process::exit(2);
 }

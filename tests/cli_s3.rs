@@ -463,3 +463,89 @@ fn s3_copy_from_local_forget_prune_and_restore() {
     );
     assert_same_tree(&first, &describe(&restored(&target, &src)));
 }
+
+#[test]
+fn object_lock_protects_every_object_and_prune_waits_for_it() {
+    let server = S3Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    build_tree(&src);
+    fs::write(src.join("big.bin"), pseudo_random(2 << 20, 7)).unwrap();
+    let init = |url: &str| {
+        let mut cmd = cairn_s3(&server, url);
+        cmd.args([
+            "init",
+            "--kdf-memory",
+            "64",
+            "--pack-size",
+            "1M",
+            "--object-lock-days",
+            "2",
+        ]);
+        cmd
+    };
+
+    // A bucket without Object Lock: one line, and nothing written.
+    let plain = server.url("cairn-test", "plain");
+    let line = fails_with(&mut init(&plain), 1, "does not have Object Lock enabled");
+    assert!(line.contains("s3://cairn-test/plain"), "{line}");
+    assert!(!server.has_objects_under("cairn-test", "plain"), "init wrote something");
+
+    server.create_locked_bucket("cairn-locked");
+    let url = server.url("cairn-locked", "repo");
+    let out = run_ok(&mut init(&url));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("object lock"));
+    run_ok(cairn_s3(&server, &url).arg("backup").arg(&src));
+    let first = describe(&src);
+    fs::write(src.join("big.bin"), pseudo_random(2 << 20, 8)).unwrap();
+    run_ok(cairn_s3(&server, &url).arg("backup").arg(&src));
+    let second = describe(&src);
+
+    // Every object but lock files carries a retention of two days.
+    let keys = server.keys("cairn-locked", "repo/");
+    for dir in [
+        "repo/config",
+        "repo/keys/",
+        "repo/data/",
+        "repo/index/",
+        "repo/snapshots/",
+    ] {
+        assert!(keys.iter().any(|k| k.starts_with(dir)), "nothing under {dir}: {keys:?}");
+    }
+    let tomorrow = chrono::Utc::now() + chrono::Duration::days(1);
+    for key in &keys {
+        let until = server
+            .retain_until("cairn-locked", key)
+            .unwrap_or_else(|| panic!("{key} has no retention"));
+        let until = chrono::DateTime::parse_from_rfc3339(&until).unwrap();
+        assert!(until > tomorrow, "{key} is locked only until {until}");
+    }
+
+    // Forget the first snapshot: its packs are marked, then wait for the
+    // lock even once the grace period is over.
+    run_ok(cairn_s3(&server, &url).args(["forget", "--keep-last", "1"]));
+    let packs_before = server.keys("cairn-locked", "repo/data/").len();
+    let first_prune = run_ok(cairn_s3(&server, &url).args(["prune", "--grace", "0", "--max-unused", "0%"]));
+    let text = String::from_utf8_lossy(&first_prune.stdout).into_owned();
+    assert!(!text.contains("marked 0 packs"), "nothing to mark: {text}");
+    let second_prune = run_ok(cairn_s3(&server, &url).args(["prune", "--grace", "0", "--max-unused", "0%"]));
+    let text = String::from_utf8_lossy(&second_prune.stdout).into_owned();
+    assert!(text.contains("under object lock"), "{text}");
+    assert!(text.contains("deleted 0 packs (0 B) marked earlier"), "{text}");
+    assert!(
+        server.keys("cairn-locked", "repo/data/").len() >= packs_before,
+        "a locked pack was deleted"
+    );
+
+    // The repository stays whole and the kept snapshot restores.
+    let out = run_ok(cairn_s3(&server, &url).args(["check", "--read-data"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no errors"));
+    let target = tmp.path().join("restored");
+    run_ok(
+        cairn_s3(&server, &url)
+            .args(["restore", "latest", "--target"])
+            .arg(&target),
+    );
+    assert_same_tree(&second, &describe(&restored(&target, &src)));
+    assert_ne!(first, second);
+}

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cairn::crypto::{self, MasterKey, MASTER_KEY_LEN};
-use cairn::format::config::{ChunkerParams, Config};
+use cairn::format::config::{ChunkerParams, Config, ObjectLockConfig};
 use cairn::format::envelope::{self, NONCE_LEN};
 use cairn::format::index::{IndexFile, IndexPack, MarkedPack};
 use cairn::format::keyfile::{KdfParams, KeyFile};
@@ -139,6 +139,10 @@ fn config_value() -> Config {
         chunker: ChunkerParams::default(),
         pack_size: 16 << 20,
         compression: Some(ZSTD_LEVEL),
+        object_lock: Some(ObjectLockConfig {
+            days: 30,
+            compliance: true,
+        }),
     }
 }
 

@@ -1,7 +1,7 @@
 //! `cairn init`: create a repository.
 
 use super::{output, CliError, Context};
-use crate::format::config::ChunkerParams;
+use crate::format::config::{ChunkerParams, ObjectLockConfig};
 use crate::repo::{InitOptions, Repository};
 
 #[derive(Debug, clap::Args)]
@@ -22,6 +22,15 @@ pub struct Args {
     pub copy_chunker_params: bool,
     #[command(flatten)]
     pub from: super::from_repo::FromRepoArgs,
+    /// Protect every object with S3 Object Lock for this many days (the
+    /// bucket must have Object Lock enabled). Prune leaves objects alone
+    /// while they are locked and extends the lock of what it keeps.
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub object_lock_days: Option<u32>,
+    /// Object Lock mode: compliance (nobody can shorten a lock) or
+    /// governance (users with the bypass permission can).
+    #[arg(long, value_name = "MODE", default_value = "compliance", value_parser = ["compliance", "governance"], requires = "object_lock_days")]
+    pub object_lock_mode: String,
     /// Argon2id memory in KiB for the first key (for tests).
     #[arg(long, value_name = "KIB", hide = true)]
     pub kdf_memory: Option<u32>,
@@ -86,6 +95,10 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
         compression: args.compression.0,
         kdf,
         share_chunker_with,
+        object_lock: args.object_lock_days.map(|days| ObjectLockConfig {
+            days,
+            compliance: args.object_lock_mode == "compliance",
+        }),
     };
     let repo = Repository::init(storage, password.as_bytes(), opts)?;
     if ctx.global.json {
@@ -100,6 +113,13 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
             repo.config().id.short(),
             repo.storage().location()
         );
+        if let Some(lock) = repo.config().object_lock {
+            println!(
+                "Every object is written under object lock for {} days ({} mode); prune extends the lock of what it keeps.",
+                lock.days,
+                if lock.compliance { "compliance" } else { "governance" }
+            );
+        }
         println!("Keep the password safe: data in the repository cannot be read without it.");
     }
     Ok(0)

@@ -153,6 +153,12 @@ fn print_human(r: &PruneReport) -> Result<(), CliError> {
             b(p.wait_bytes)
         ))?;
     }
+    if p.wait_locked_packs > 0 {
+        output::line(format_args!(
+            "{} of them are under object lock and are deleted once it ends",
+            p.wait_locked_packs
+        ))?;
+    }
     if p.unmark_packs > 0 {
         output::line(format_args!(
             "{} marked packs are needed again and were unmarked",
@@ -169,6 +175,9 @@ fn print_human(r: &PruneReport) -> Result<(), CliError> {
             "wrote {} packs and {} index files; deleted {} index files and {} packs",
             r.new_packs, r.index_files_written, r.index_files_deleted, r.packs_deleted
         ))?;
+        if r.locks_extended > 0 {
+            output::line(format_args!("extended the object lock of {} objects", r.locks_extended))?;
+        }
     }
     Ok(())
 }

@@ -65,6 +65,33 @@ pub struct Config {
     pub pack_size: u32,
     /// zstd level for new blobs; `None` stores them uncompressed.
     pub compression: Option<i32>,
+    /// Object lock retention every object but locks is written with.
+    pub object_lock: Option<ObjectLockConfig>,
+}
+
+/// The object lock a repository was created with: every object but lock
+/// files is written with a retention of `days` days, in compliance mode
+/// (nobody can shorten it) or governance mode (a privileged user can).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectLockConfig {
+    pub days: u32,
+    pub compliance: bool,
+}
+
+impl ObjectLockConfig {
+    /// The longest retention accepted: 100 years.
+    pub const MAX_DAYS: u32 = 36_500;
+
+    pub fn validate(&self) -> Result<(), FormatError> {
+        if (1..=Self::MAX_DAYS).contains(&self.days) {
+            Ok(())
+        } else {
+            Err(FormatError::Limit {
+                what: "config",
+                reason: format!("object lock of {} days (1 to {} allowed)", self.days, Self::MAX_DAYS),
+            })
+        }
+    }
 }
 
 impl Config {
@@ -75,6 +102,9 @@ impl Config {
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         let c: Self = from_postcard("config", bytes)?;
         c.chunker.validate()?;
+        if let Some(lock) = &c.object_lock {
+            lock.validate()?;
+        }
         Ok(c)
     }
 }

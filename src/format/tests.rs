@@ -4,7 +4,7 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-use super::config::{ChunkerParams, Config};
+use super::config::{ChunkerParams, Config, ObjectLockConfig};
 use super::envelope::{self, COMPRESSION_NONE, COMPRESSION_ZSTD, OVERHEAD};
 use super::index::{IndexFile, IndexPack, MarkedPack};
 use super::keyfile::{KdfParams, KeyFile};
@@ -239,13 +239,15 @@ fn config() -> impl Strategy<Value = Config> {
         chunker_params(),
         any::<u32>(),
         proptest::option::of(any::<i32>()),
+        proptest::option::of((1..=ObjectLockConfig::MAX_DAYS, any::<bool>())),
     )
-        .prop_map(|(id, created_ns, chunker, pack_size, compression)| Config {
+        .prop_map(|(id, created_ns, chunker, pack_size, compression, lock)| Config {
             id: RepoId(id),
             created_ns,
             chunker,
             pack_size,
             compression,
+            object_lock: lock.map(|(days, compliance)| ObjectLockConfig { days, compliance }),
         })
 }
 
@@ -538,6 +540,7 @@ fn config_rejects_bad_chunker_params() {
         chunker: ChunkerParams::default(),
         pack_size: 16 << 20,
         compression: Some(3),
+        object_lock: None,
     };
     assert!(Config::decode(&c.encode()).is_ok());
     for (min, avg, max) in [
@@ -552,6 +555,27 @@ fn config_rejects_bad_chunker_params() {
             max_size: max,
         };
         assert!(Config::decode(&c.encode()).is_err(), "{min}/{avg}/{max}");
+    }
+}
+
+#[test]
+fn config_rejects_object_locks_outside_one_day_to_a_century() {
+    let mut c = Config {
+        id: RepoId([0; 32]),
+        created_ns: 0,
+        chunker: ChunkerParams::default(),
+        pack_size: 16 << 20,
+        compression: Some(3),
+        object_lock: Some(ObjectLockConfig {
+            days: 1,
+            compliance: false,
+        }),
+    };
+    assert_eq!(Config::decode(&c.encode()).unwrap(), c);
+    for days in [0, ObjectLockConfig::MAX_DAYS + 1, u32::MAX] {
+        c.object_lock = Some(ObjectLockConfig { days, compliance: true });
+        let e = Config::decode(&c.encode()).unwrap_err().to_string();
+        assert!(e.contains(&format!("object lock of {days} days")), "{e}");
     }
 }
 

@@ -13,6 +13,7 @@
 //! prune finishes.
 
 pub mod plan;
+mod retention;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -102,6 +103,8 @@ pub struct PruneReport {
     pub index_files_written: u64,
     pub index_files_deleted: u64,
     pub packs_deleted: u64,
+    /// Objects whose object lock was extended.
+    pub locks_extended: u64,
 }
 
 /// Checks, before each step that changes the repository, that the caller
@@ -139,7 +142,16 @@ pub fn prune(
         .filter_map(|info| info.name.parse::<PackId>().ok().map(|id| (id, info.size)))
         .collect();
     let marks = earliest_marks(index.marked());
-    let facts = pack_facts(&scan, &stored, &marks);
+    let object_lock = repo.config().object_lock;
+    let locks = match object_lock {
+        Some(_) => retention::pack_locks(
+            repo,
+            marks.keys().filter(|id| stored.contains_key(id)).copied(),
+            opts.connections,
+        )?,
+        None => HashMap::new(),
+    };
+    let facts = pack_facts(&scan, &stored, &marks, &locks);
     let plan_opts = PlanOptions {
         max_unused: opts.max_unused,
         max_repack_bytes: opts.max_repack_bytes,
@@ -228,6 +240,24 @@ pub fn prune(
     if !plan.delete.is_empty() {
         lock.still_held().map_err(PruneError::LockLost)?;
         report.packs_deleted = delete_all(repo, FileKind::Pack, plan.delete.clone(), opts.connections)?;
+    }
+
+    // 5. Under an object lock, what stays keeps its protection.
+    if let Some(object_lock) = &object_lock {
+        lock.still_held().map_err(PruneError::LockLost)?;
+        let leaving: HashSet<PackId> = plan
+            .mark
+            .iter()
+            .chain(&plan.delete)
+            .chain(&plan.wait)
+            .chain(&plan.forget_missing)
+            .copied()
+            .collect();
+        let kept = facts
+            .iter()
+            .filter(|f| f.stored && f.indexed && !leaving.contains(&f.id))
+            .map(|f| f.id);
+        report.locks_extended = retention::extend_kept(repo, object_lock, kept, &locks, now_ns, opts.connections)?;
     }
     Ok(report)
 }
@@ -377,7 +407,12 @@ fn earliest_marks(marked: &[MarkedPack]) -> HashMap<PackId, i64> {
 }
 
 /// Every pack prune must decide on: the indexed ones and the stored ones.
-fn pack_facts(scan: &Scan, stored: &HashMap<PackId, u64>, marks: &HashMap<PackId, i64>) -> Vec<PackFacts> {
+fn pack_facts(
+    scan: &Scan,
+    stored: &HashMap<PackId, u64>,
+    marks: &HashMap<PackId, i64>,
+    locks: &HashMap<PackId, i64>,
+) -> Vec<PackFacts> {
     let mut facts: Vec<PackFacts> = scan
         .packs
         .iter()
@@ -392,6 +427,7 @@ fn pack_facts(scan: &Scan, stored: &HashMap<PackId, u64>, marks: &HashMap<PackId
             used_bytes: s.used_bytes,
             unused_bytes: s.unused_bytes,
             marked_ns: marks.get(id).copied(),
+            locked_until_ns: locks.get(id).copied(),
         })
         .collect();
     facts.extend(
@@ -409,6 +445,7 @@ fn pack_facts(scan: &Scan, stored: &HashMap<PackId, u64>, marks: &HashMap<PackId
                 used_bytes: 0,
                 unused_bytes: size,
                 marked_ns: marks.get(id).copied(),
+                locked_until_ns: locks.get(id).copied(),
             }),
     );
     facts.sort_by_key(|f| f.id);

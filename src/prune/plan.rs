@@ -38,6 +38,8 @@ pub struct PackFacts {
     pub unused_bytes: u64,
     /// When an earlier prune marked it, if it did.
     pub marked_ns: Option<i64>,
+    /// Until when the store's object lock keeps it from being deleted.
+    pub locked_until_ns: Option<i64>,
 }
 
 /// How much unused space prune may leave in kept packs.
@@ -115,6 +117,8 @@ pub struct PlanStats {
     pub delete_bytes: u64,
     pub wait_packs: u64,
     pub wait_bytes: u64,
+    /// Of the waiting packs, those held by the store's object lock.
+    pub wait_locked_packs: u64,
     pub unmark_packs: u64,
     /// Bytes left in packs that are neither marked nor deleted, after the plan.
     pub remaining_bytes: u64,
@@ -154,7 +158,8 @@ pub fn plan(packs: &[PackFacts], lock_times: &[i64], opts: &PlanOptions) -> Plan
                 let old_enough = opts.now_ns.saturating_sub(marked) >= opts.grace_ns;
                 let visible = marked.saturating_add(MARK_VISIBLE_WITHIN_NS);
                 let held = lock_times.iter().any(|&t| t < visible);
-                if old_enough && !held {
+                let locked = p.locked_until_ns.is_some_and(|until| until > opts.now_ns);
+                if old_enough && !held && !locked {
                     plan.delete.push(p.id);
                     s.delete_packs += 1;
                     s.delete_bytes += p.size;
@@ -162,6 +167,7 @@ pub fn plan(packs: &[PackFacts], lock_times: &[i64], opts: &PlanOptions) -> Plan
                     plan.wait.push(p.id);
                     s.wait_packs += 1;
                     s.wait_bytes += p.size;
+                    s.wait_locked_packs += u64::from(locked);
                 }
             }
             (None, false) => {
@@ -256,6 +262,7 @@ mod tests {
             used_bytes: used,
             unused_bytes: size - used,
             marked_ns: None,
+            locked_until_ns: None,
         }
     }
 
@@ -280,6 +287,24 @@ mod tests {
         assert_eq!(p.mark, vec![id(1)]);
         assert!(p.delete.is_empty() && p.repack.is_empty());
         assert_eq!(p.stats.remaining_bytes, 1000);
+    }
+
+    #[test]
+    fn marked_packs_under_object_lock_wait_until_it_ends() {
+        let mut locked = pack(1, 1000, 0);
+        locked.marked_ns = Some(50 * HOUR);
+        locked.locked_until_ns = Some(101 * HOUR);
+        let mut expired = pack(2, 1000, 0);
+        expired.marked_ns = Some(50 * HOUR);
+        expired.locked_until_ns = Some(100 * HOUR);
+        let p = plan(&[locked, expired], &[], &opts());
+        assert_eq!(p.wait, vec![id(1)]);
+        assert_eq!(p.delete, vec![id(2)]);
+        assert_eq!(p.stats.wait_locked_packs, 1);
+        // A lock does not keep an unused pack from being marked.
+        let mut fresh = pack(3, 1000, 0);
+        fresh.locked_until_ns = Some(200 * HOUR);
+        assert_eq!(plan(&[fresh], &[], &opts()).mark, vec![id(3)]);
     }
 
     #[test]

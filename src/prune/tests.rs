@@ -463,3 +463,68 @@ fn a_snapshot_needing_an_unindexed_blob_stops_prune_before_any_change() {
     assert_eq!(f.fault.count(Operation::Put), puts);
     assert_eq!(f.fault.count(Operation::Delete), deletes);
 }
+
+#[test]
+fn under_object_lock_prune_deletes_no_locked_pack_and_extends_what_it_keeps() {
+    use crate::format::config::ObjectLockConfig;
+    use crate::storage::decorators::simlock::SimulatedLock;
+    const SEC: i64 = 1_000_000_000;
+    let sim = Arc::new(SimulatedLock::new(MemoryStorage::new(), T0 / SEC));
+    let storage: DynStorage = sim.clone();
+    let init = crate::repo::InitOptions {
+        object_lock: Some(ObjectLockConfig {
+            days: 1,
+            compliance: true,
+        }),
+        ..crate::repo::test_options()
+    };
+    Repository::init(storage.clone(), b"pw", init).unwrap();
+    let a = noise(1, 1_500_000);
+    let b = noise(2, 700_000);
+    let sa = backup(&open(&storage), &a);
+    let sb = backup(&open(&storage), &b);
+    let repo = open(&storage);
+    let kept_pack = repo.index().get(BlobKind::Data, &first_blob(&repo, &sb)).unwrap().pack;
+    // Forgetting a locked snapshot hides it, as on S3.
+    repo.block_on(storage.delete(FileKind::Snapshot, &sa.to_hex())).unwrap();
+    assert!(sim.until(FileKind::Config, "config").is_some(), "the config is locked");
+
+    let at = |hours: i64| {
+        sim.set_now((T0 + hours * HOUR) / SEC);
+        run(&storage, &opts(), T0 + hours * HOUR).unwrap()
+    };
+    let first = at(0);
+    assert!(first.plan.mark_packs > 0, "{first:?}");
+    // The grace period (2 h) is over, the lock (1 day) is not.
+    let waiting = at(3);
+    assert_eq!(waiting.plan.delete_packs, 0, "{waiting:?}");
+    assert_eq!(waiting.plan.wait_locked_packs, first.plan.mark_packs);
+    assert_eq!(waiting.locks_extended, 0, "21 of 24 hours left: nothing is due");
+    // Less than half the period left: what is kept gets a full day again,
+    // what is marked does not.
+    let before = sim.until(FileKind::Pack, &kept_pack.to_hex()).unwrap();
+    let extended = at(13);
+    assert!(extended.locks_extended > 0, "{extended:?}");
+    assert_eq!(extended.plan.delete_packs, 0);
+    let after = sim.until(FileKind::Pack, &kept_pack.to_hex()).unwrap();
+    assert_eq!(after, (T0 + 13 * HOUR) / SEC + 86_400);
+    assert!(after > before);
+    // Once the marked packs' locks end, they go; the kept ones stay locked.
+    let done = at(25);
+    assert_eq!(done.packs_deleted, first.plan.mark_packs, "{done:?}");
+    assert!(
+        sim.locked_deletes().iter().all(|(kind, _)| *kind != FileKind::Pack),
+        "a locked pack was deleted: {:?}",
+        sim.locked_deletes()
+    );
+    assert_kept(&storage, &[(sb, b)]);
+}
+
+fn first_blob(repo: &IndexedRepository, snap: &SnapshotId) -> BlobId {
+    let snap = repo.load_snapshot(snap).unwrap();
+    let tree = repo.load_tree(&snap.tree).unwrap();
+    match tree.nodes[0].content.first() {
+        Some(Content::Blob(b)) => *b,
+        other => panic!("no blob in {other:?}"),
+    }
+}

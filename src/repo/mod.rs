@@ -10,11 +10,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::crypto::MasterKey;
-use crate::format::config::{ChunkerParams, Config};
+use crate::format::config::{ChunkerParams, Config, ObjectLockConfig};
 use crate::format::keyfile::KdfParams;
 use crate::format::{envelope, limits, ObjectKind};
 use crate::id::RepoId;
-use crate::storage::{DynStorage, FileKind};
+use crate::storage::decorators::UnlockableStorage;
+use crate::storage::{DynStorage, FileKind, Retention};
 
 pub mod bitmap;
 pub mod error;
@@ -45,6 +46,8 @@ pub struct InitOptions {
     pub kdf: KdfParams,
     /// Share chunker and id keys with this master key (see `MasterKey::generate_sharing_chunker`).
     pub share_chunker_with: Option<MasterKey>,
+    /// Write every object under this object lock (S3 only).
+    pub object_lock: Option<ObjectLockConfig>,
 }
 
 impl Default for InitOptions {
@@ -55,6 +58,7 @@ impl Default for InitOptions {
             compression: Some(DEFAULT_COMPRESSION),
             kdf: KdfParams::default(),
             share_chunker_with: None,
+            object_lock: None,
         }
     }
 }
@@ -100,6 +104,14 @@ pub fn now_ns() -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
+/// The storage's view of a config's object lock.
+pub fn retention(lock: &ObjectLockConfig) -> Retention {
+    Retention {
+        days: lock.days,
+        compliance: lock.compliance,
+    }
+}
+
 fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -143,6 +155,11 @@ impl Repository {
             )));
         }
         let rt = runtime()?;
+        if let Some(lock) = &opts.object_lock {
+            lock.validate().map_err(|e| RepoError::InvalidOption(e.to_string()))?;
+            rt.block_on(storage.check_object_lock())?;
+            storage.set_retention(retention(lock))?;
+        }
         match rt.block_on(storage.create()) {
             Ok(()) => {}
             Err(crate::storage::StorageError::AlreadyExists { .. }) => {
@@ -164,6 +181,7 @@ impl Repository {
             chunker: opts.chunker,
             pack_size: opts.pack_size,
             compression: opts.compression,
+            object_lock: opts.object_lock,
         };
         let repo = Self {
             storage,
@@ -204,6 +222,13 @@ impl Repository {
             name: "config".into(),
             source,
         })?;
+        let storage = match &config.object_lock {
+            Some(lock) => match storage.set_retention(retention(lock)) {
+                Ok(()) => storage,
+                Err(refusal) => Arc::new(UnlockableStorage::new(storage, &refusal)) as DynStorage,
+            },
+            None => storage,
+        };
         Ok(Self {
             storage,
             key: Arc::new(key),

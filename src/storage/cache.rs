@@ -173,6 +173,22 @@ impl<S: Storage> Storage for CacheStorage<S> {
         }
         Ok(())
     }
+
+    async fn check_object_lock(&self) -> Result<()> {
+        self.inner.check_object_lock().await
+    }
+
+    fn set_retention(&self, retention: super::Retention) -> Result<()> {
+        self.inner.set_retention(retention)
+    }
+
+    async fn locked_until(&self, kind: FileKind, name: &str) -> Result<Option<i64>> {
+        self.inner.locked_until(kind, name).await
+    }
+
+    async fn extend_lock(&self, kind: FileKind, name: &str, until: i64) -> Result<()> {
+        self.inner.extend_lock(kind, name, until).await
+    }
 }
 
 #[cfg(test)]

@@ -11,9 +11,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{FileKind, ObjectInfo, Result, Storage, StorageError};
+use super::{FileKind, ObjectInfo, Result, Retention, Storage, StorageError};
 
 mod fault;
+#[cfg(test)]
+pub mod simlock;
 
 pub use fault::{FaultRule, FaultStorage, Operation};
 
@@ -164,6 +166,22 @@ impl<S: Storage> Storage for RetryStorage<S> {
     async fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
         self.retry(|| self.inner.delete(kind, name)).await
     }
+
+    async fn check_object_lock(&self) -> Result<()> {
+        self.retry(|| self.inner.check_object_lock()).await
+    }
+
+    fn set_retention(&self, retention: Retention) -> Result<()> {
+        self.inner.set_retention(retention)
+    }
+
+    async fn locked_until(&self, kind: FileKind, name: &str) -> Result<Option<i64>> {
+        self.retry(|| self.inner.locked_until(kind, name)).await
+    }
+
+    async fn extend_lock(&self, kind: FileKind, name: &str, until: i64) -> Result<()> {
+        self.retry(|| self.inner.extend_lock(kind, name, until)).await
+    }
 }
 
 /// A view that reads and never writes: `create`, `put` and `delete` fail
@@ -215,6 +233,99 @@ impl<S: Storage> Storage for ReadOnlyStorage<S> {
 
     async fn delete(&self, _kind: FileKind, _name: &str) -> Result<()> {
         Err(StorageError::ReadOnly("delete an object"))
+    }
+
+    async fn check_object_lock(&self) -> Result<()> {
+        self.inner.check_object_lock().await
+    }
+
+    /// A view that never writes has nothing to lock.
+    fn set_retention(&self, _retention: Retention) -> Result<()> {
+        Ok(())
+    }
+
+    async fn locked_until(&self, kind: FileKind, name: &str) -> Result<Option<i64>> {
+        self.inner.locked_until(kind, name).await
+    }
+
+    async fn extend_lock(&self, _kind: FileKind, _name: &str, _until: i64) -> Result<()> {
+        Err(StorageError::ReadOnly("extend an object lock"))
+    }
+}
+
+/// A repository whose config asks for an object lock, opened on a place
+/// that has none (a copy on local disk, say): it reads, and takes lock
+/// files, but refuses to write or delete anything else rather than store
+/// objects without the protection the repository promises.
+#[derive(Debug)]
+pub struct UnlockableStorage {
+    inner: super::DynStorage,
+    reason: String,
+}
+
+impl UnlockableStorage {
+    /// `refusal` is the error `set_retention` gave.
+    pub fn new(inner: super::DynStorage, refusal: &StorageError) -> Self {
+        Self {
+            inner,
+            reason: refusal.to_string(),
+        }
+    }
+
+    fn refuse(&self, kind: FileKind) -> Result<()> {
+        if Retention::applies_to(kind) {
+            Err(StorageError::Backend {
+                message: format!(
+                    "the repository requires object lock, so cairn writes nothing here: {}",
+                    self.reason
+                ),
+                transient: false,
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl Storage for UnlockableStorage {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+
+    async fn create(&self) -> Result<()> {
+        self.refuse(FileKind::Config)?;
+        self.inner.create().await
+    }
+
+    async fn put(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
+        self.refuse(kind)?;
+        self.inner.put(kind, name, data).await
+    }
+
+    async fn get(&self, kind: FileKind, name: &str) -> Result<Bytes> {
+        self.inner.get(kind, name).await
+    }
+
+    async fn get_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Bytes> {
+        self.inner.get_range(kind, name, offset, len).await
+    }
+
+    async fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
+        self.inner.size(kind, name).await
+    }
+
+    async fn list(&self, kind: FileKind) -> Result<Vec<ObjectInfo>> {
+        self.inner.list(kind).await
+    }
+
+    async fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
+        self.refuse(kind)?;
+        self.inner.delete(kind, name).await
+    }
+
+    fn set_retention(&self, _retention: Retention) -> Result<()> {
+        Ok(())
     }
 }
 

@@ -17,6 +17,7 @@ pub mod decorators;
 pub mod local;
 pub mod memory;
 pub mod object;
+pub mod s3lock;
 pub mod url;
 
 #[cfg(any(test, feature = "conformance"))]
@@ -121,6 +122,14 @@ pub enum StorageError {
     Injected(String),
     #[error("{kind} name {name:?} is not a valid object name")]
     InvalidName { kind: FileKind, name: String },
+    #[error("{location} cannot lock objects: {reason}")]
+    NoObjectLock { location: String, reason: String },
+    #[error("{kind} {name} is under object lock until {until}")]
+    StillLocked {
+        kind: FileKind,
+        name: String,
+        until: String,
+    },
 }
 
 impl StorageError {
@@ -203,6 +212,58 @@ pub trait Storage: Send + Sync + fmt::Debug {
 
     /// Removes an object; removing one that is already gone succeeds.
     async fn delete(&self, kind: FileKind, name: &str) -> Result<()>;
+
+    /// Checks that the place can lock objects against deletion (an S3
+    /// bucket with Object Lock enabled). Makes no change.
+    async fn check_object_lock(&self) -> Result<()> {
+        Err(StorageError::NoObjectLock {
+            location: self.location(),
+            reason: "only S3 buckets with Object Lock enabled can".into(),
+        })
+    }
+
+    /// From now on writes every object but lock files under `retention`.
+    /// Backends without an object lock refuse.
+    fn set_retention(&self, retention: Retention) -> Result<()> {
+        let _ = retention;
+        Err(StorageError::NoObjectLock {
+            location: self.location(),
+            reason: "only S3 buckets with Object Lock enabled can".into(),
+        })
+    }
+
+    /// Until when (Unix seconds) the object is locked against deletion;
+    /// `None` when it is not locked.
+    async fn locked_until(&self, kind: FileKind, name: &str) -> Result<Option<i64>> {
+        let _ = (kind, name);
+        Ok(None)
+    }
+
+    /// Extends the lock of an object to `until` (Unix seconds). A lock is
+    /// never shortened.
+    async fn extend_lock(&self, kind: FileKind, name: &str, until: i64) -> Result<()> {
+        let _ = (kind, name, until);
+        Err(StorageError::NoObjectLock {
+            location: self.location(),
+            reason: "only S3 buckets with Object Lock enabled can".into(),
+        })
+    }
+}
+
+/// Object lock retention for new objects: how long, and whether nobody
+/// (compliance) or only a privileged user (governance) may shorten it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub days: u32,
+    pub compliance: bool,
+}
+
+impl Retention {
+    /// Whether objects of `kind` are written under the lock. Lock files are
+    /// not: they are deleted minutes after they are written.
+    pub fn applies_to(kind: FileKind) -> bool {
+        kind != FileKind::Lock
+    }
 }
 
 /// A shared handle to any backend.

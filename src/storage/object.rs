@@ -18,6 +18,7 @@
 
 use std::error::Error as _;
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,8 +27,9 @@ use opendal::layers::TimeoutLayer;
 use opendal::raw::{Access, HttpClient};
 use opendal::{ErrorKind, Operator};
 
+use super::s3lock::{S3Lock, S3LockConfig};
 use super::url::{ObjectLocation, Service, StorageOptions, UrlError};
-use super::{check_name, FileKind, ObjectInfo, Result, Storage, StorageError};
+use super::{check_name, FileKind, ObjectInfo, Result, Retention, Storage, StorageError};
 
 /// Why an object store could not be opened. Each has its own exit code in
 /// the command line.
@@ -90,6 +92,10 @@ pub struct ObjectStorage {
     location: String,
     endpoint: String,
     conditional: bool,
+    /// Object Lock requests (S3 only).
+    lock: Option<S3Lock>,
+    /// The retention new objects get, once the repository's config is known.
+    retention: OnceLock<Retention>,
 }
 
 impl fmt::Debug for ObjectStorage {
@@ -107,7 +113,7 @@ fn env(name: &str) -> Option<String> {
 }
 
 /// The cause at the bottom of an error's chain, for messages.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut last = e;
     while let Some(next) = last.source() {
         last = next;
@@ -161,6 +167,17 @@ struct Built {
     meta: Operator,
     packs: Operator,
     endpoint: String,
+    lock: Option<LockParts>,
+}
+
+/// What the Object Lock client needs beyond the HTTP client.
+struct LockParts {
+    endpoint: Option<String>,
+    region: String,
+    path_style: bool,
+    keys: Option<AccessKeys>,
+    no_imds: bool,
+    pack_class: Option<String>,
 }
 
 impl ObjectStorage {
@@ -190,7 +207,12 @@ impl ObjectStorage {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| config(format!("cannot set up the HTTP client: {}", root_cause(&e))))?;
-        let Built { meta, packs, endpoint } = match loc.service {
+        let Built {
+            meta,
+            packs,
+            endpoint,
+            lock,
+        } = match loc.service {
             Service::S3 => build_s3(loc, options, keys),
             Service::Gcs => build_gcs(loc, options),
             Service::Azblob => build_azblob(loc, options, keys),
@@ -209,6 +231,19 @@ impl ObjectStorage {
         let meta = finish(meta);
         let packs = finish(packs);
         let conditional = meta.info().full_capability().write_with_if_not_exists;
+        let lock = lock.map(|p| {
+            let cfg = S3LockConfig {
+                endpoint: p.endpoint.as_deref(),
+                region: &p.region,
+                bucket: &loc.bucket,
+                prefix: &loc.prefix,
+                path_style: p.path_style,
+                keys: p.keys.as_ref(),
+                no_imds: p.no_imds,
+                pack_class: p.pack_class.as_deref(),
+            };
+            S3Lock::new(client.clone(), &cfg, timeout)
+        });
         Ok(Self {
             meta,
             packs,
@@ -216,6 +251,8 @@ impl ObjectStorage {
             location,
             endpoint,
             conditional,
+            lock,
+            retention: OnceLock::new(),
         })
     }
 
@@ -414,6 +451,14 @@ fn build_s3(loc: &ObjectLocation, o: &StorageOptions, keys: Option<&AccessKeys>)
         meta: Operator::new(builder(None))?.finish(),
         packs: Operator::new(builder(o.get("s3.storage-class")))?.finish(),
         endpoint: shown,
+        lock: Some(LockParts {
+            endpoint: endpoint.clone(),
+            region: region.clone(),
+            path_style,
+            keys: keys.cloned(),
+            no_imds,
+            pack_class: o.get("s3.storage-class").map(str::to_owned),
+        }),
     })
 }
 
@@ -445,6 +490,7 @@ fn build_gcs(loc: &ObjectLocation, o: &StorageOptions) -> Result<Built, BuildErr
         meta: Operator::new(builder(None))?.finish(),
         packs: Operator::new(builder(o.get("gs.storage-class")))?.finish(),
         endpoint: endpoint.unwrap_or_else(|| "storage.googleapis.com".to_owned()),
+        lock: None,
     })
 }
 
@@ -483,6 +529,7 @@ fn build_azblob(loc: &ObjectLocation, o: &StorageOptions, keys: Option<&AccessKe
         meta: op.clone(),
         packs: op,
         endpoint,
+        lock: None,
     })
 }
 
@@ -504,6 +551,12 @@ impl Storage for ObjectStorage {
 
     async fn put(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
         check_name(kind, name)?;
+        if let (Some(lock), Some(&retention)) = (&self.lock, self.retention.get()) {
+            if Retention::applies_to(kind) {
+                let until = unix_now() + i64::from(retention.days) * DAY_SECS;
+                return lock.put(kind, name, data, retention, until).await;
+            }
+        }
         let path = kind.path(name);
         if !self.conditional {
             match self.stat_size(kind, name).await {
@@ -632,6 +685,64 @@ impl Storage for ObjectStorage {
             Err(e) => Err(self.error("deleting", kind, name, e)),
         }
     }
+
+    async fn check_object_lock(&self) -> Result<()> {
+        match &self.lock {
+            Some(lock) => lock.check_enabled(&self.location).await,
+            None => Err(StorageError::NoObjectLock {
+                location: self.location.clone(),
+                reason: "object lock is supported on S3 only".into(),
+            }),
+        }
+    }
+
+    fn set_retention(&self, retention: Retention) -> Result<()> {
+        if self.lock.is_none() {
+            return Err(StorageError::NoObjectLock {
+                location: self.location.clone(),
+                reason: "object lock is supported on S3 only".into(),
+            });
+        }
+        match self.retention.get() {
+            Some(set) if *set != retention => Err(StorageError::Backend {
+                message: format!("{}: object lock already set to {} days", self.location, set.days),
+                transient: false,
+            }),
+            Some(_) => Ok(()),
+            None => {
+                let _ = self.retention.set(retention);
+                Ok(())
+            }
+        }
+    }
+
+    async fn locked_until(&self, kind: FileKind, name: &str) -> Result<Option<i64>> {
+        check_name(kind, name)?;
+        match &self.lock {
+            Some(lock) => Ok(lock.state(kind, name).await?.until),
+            None => Ok(None),
+        }
+    }
+
+    async fn extend_lock(&self, kind: FileKind, name: &str, until: i64) -> Result<()> {
+        check_name(kind, name)?;
+        match (&self.lock, self.retention.get()) {
+            (Some(lock), Some(&retention)) => lock.extend(kind, name, retention, until).await,
+            _ => Err(StorageError::NoObjectLock {
+                location: self.location.clone(),
+                reason: "the repository was not created with an object lock".into(),
+            }),
+        }
+    }
+}
+
+const DAY_SECS: i64 = 86_400;
+
+fn unix_now() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -361,4 +361,20 @@ impl<S: Storage> Storage for FaultStorage<S> {
         self.run(Operation::Delete, Some(kind), Some(name), self.inner.delete(kind, name))
             .await
     }
+
+    async fn check_object_lock(&self) -> Result<()> {
+        self.inner.check_object_lock().await
+    }
+
+    fn set_retention(&self, retention: crate::storage::Retention) -> Result<()> {
+        self.inner.set_retention(retention)
+    }
+
+    async fn locked_until(&self, kind: FileKind, name: &str) -> Result<Option<i64>> {
+        self.inner.locked_until(kind, name).await
+    }
+
+    async fn extend_lock(&self, kind: FileKind, name: &str, until: i64) -> Result<()> {
+        self.inner.extend_lock(kind, name, until).await
+    }
 }

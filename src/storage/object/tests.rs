@@ -130,6 +130,74 @@ async fn packs_take_their_storage_class_and_metadata_does_not() {
     assert!(!index.contains("Storage-Class"), "index stored with a class: {index}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_lock_puts_with_retention_extends_it_and_never_shortens_it() {
+    let server = S3Server::start();
+    let lock = crate::storage::Retention {
+        days: 1,
+        compliance: true,
+    };
+    // A bucket without Object Lock is named as such.
+    let plain = open(&server, "s3://cairn-test/nolock", s3_support::SECRET_KEY, &[]);
+    let err = plain.check_object_lock().await.unwrap_err();
+    assert!(matches!(err, StorageError::NoObjectLock { .. }), "{err}");
+    assert!(err.to_string().contains("s3://cairn-test/nolock"), "{err}");
+
+    server.create_locked_bucket("cairn-locked");
+    let s = open(
+        &server,
+        "s3://cairn-locked/r",
+        s3_support::SECRET_KEY,
+        &["s3.storage-class=STANDARD_IA"],
+    );
+    s.check_object_lock().await.unwrap();
+    s.set_retention(lock).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    s.put(FileKind::Pack, "aabb", Bytes::from_static(b"pack"))
+        .await
+        .unwrap();
+    s.put(FileKind::Lock, "eeff", Bytes::from_static(b"lock"))
+        .await
+        .unwrap();
+    // Write-once holds under lock too.
+    let again = s.put(FileKind::Pack, "aabb", Bytes::from_static(b"other")).await;
+    assert!(matches!(again, Err(StorageError::AlreadyExists { .. })), "{again:?}");
+    assert_eq!(
+        s.get(FileKind::Pack, "aabb").await.unwrap(),
+        Bytes::from_static(b"pack")
+    );
+    let head = server.signed("HEAD", "/cairn-locked/r/data/aa/aabb", &[], b"");
+    let class = head
+        .headers
+        .get("x-amz-storage-class")
+        .map(|v| v.to_str().unwrap_or_default());
+    assert_eq!(class, Some("STANDARD_IA"), "the pack lost its storage class");
+
+    let until = s.locked_until(FileKind::Pack, "aabb").await.unwrap().unwrap();
+    assert!((until - (now + 86_400)).abs() < 120, "locked until {until}, now {now}");
+    assert_eq!(
+        s.locked_until(FileKind::Lock, "eeff").await.unwrap(),
+        None,
+        "lock files are not locked"
+    );
+    let later = now + 3 * 86_400;
+    s.extend_lock(FileKind::Pack, "aabb", later).await.unwrap();
+    assert_eq!(s.locked_until(FileKind::Pack, "aabb").await.unwrap(), Some(later));
+    let shorter = s.extend_lock(FileKind::Pack, "aabb", now + 86_400).await;
+    assert!(shorter.is_err(), "a compliance lock was shortened");
+    assert_eq!(s.locked_until(FileKind::Pack, "aabb").await.unwrap(), Some(later));
+    let missing = s.locked_until(FileKind::Pack, "ccdd").await.unwrap_err();
+    assert!(missing.is_not_found(), "{missing}");
+
+    // Deleting a locked object hides it behind a delete marker; the
+    // locked version stays.
+    s.delete(FileKind::Pack, "aabb").await.unwrap();
+    assert!(s.get(FileKind::Pack, "aabb").await.unwrap_err().is_not_found());
+    let versions = server.signed("GET", "/cairn-locked?versions&prefix=r/data/", &[], b"");
+    assert!(versions.body.contains("<DeleteMarker>"), "{}", versions.body);
+    assert!(versions.body.contains("<Version>"), "{}", versions.body);
+}
+
 /// GCS through fake-gcs-server. The emulator ignores `ifGenerationMatch=0`
 /// on the media uploads opendal makes (GCS itself honours it), so the two
 /// write-once checks cannot run against it; every other check does.
