@@ -528,3 +528,48 @@ fn first_blob(repo: &IndexedRepository, snap: &SnapshotId) -> BlobId {
         other => panic!("no blob in {other:?}"),
     }
 }
+
+#[test]
+fn a_locked_repository_copied_where_nothing_locks_is_read_but_not_written() {
+    use crate::format::config::ObjectLockConfig;
+    use crate::storage::decorators::simlock::SimulatedLock;
+    let sim: DynStorage = Arc::new(SimulatedLock::new(MemoryStorage::new(), T0 / 1_000_000_000));
+    let init = crate::repo::InitOptions {
+        object_lock: Some(ObjectLockConfig {
+            days: 7,
+            compliance: false,
+        }),
+        ..crate::repo::test_options()
+    };
+    Repository::init(sim.clone(), b"pw", init).unwrap();
+    let data = noise(5, 300_000);
+    let snap = backup(&open(&sim), &data);
+    // A plain copy of every object, as a sync to local disk would make.
+    let copy: DynStorage = Arc::new(MemoryStorage::new());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for kind in FileKind::ALL {
+        for info in rt.block_on(sim.list(kind)).unwrap() {
+            let bytes = rt.block_on(sim.get(kind, &info.name)).unwrap();
+            rt.block_on(copy.put(kind, &info.name, bytes)).unwrap();
+        }
+    }
+    let count = |kind| rt.block_on(copy.list(kind)).unwrap().len();
+    let (packs, snapshots) = (count(FileKind::Pack), count(FileKind::Snapshot));
+
+    let repo = open(&copy);
+    assert_eq!(contents(&repo, &snap), data, "the copy reads");
+    let err = backup_reader(
+        &repo,
+        &noise(6, 300_000)[..],
+        "data",
+        &BackupOptions::default(),
+        &Progress::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("requires object lock"), "{err}");
+    assert_eq!(count(FileKind::Pack), packs, "a pack was written without its lock");
+    assert_eq!(count(FileKind::Snapshot), snapshots);
+    let forget = rt.block_on(repo.storage().delete(FileKind::Snapshot, &snap.to_hex()));
+    assert!(forget.is_err(), "deleted from a copy that cannot lock");
+}
