@@ -532,16 +532,20 @@ fn tree_rejects_directory_without_subtree() {
     assert!(Tree::decode(&t.encode()).is_err());
 }
 
-#[test]
-fn config_rejects_bad_chunker_params() {
-    let mut c = Config {
+fn plain_config(object_lock: Option<ObjectLockConfig>) -> Config {
+    Config {
         id: RepoId([0; 32]),
         created_ns: 0,
         chunker: ChunkerParams::default(),
         pack_size: 16 << 20,
         compression: Some(3),
-        object_lock: None,
-    };
+        object_lock,
+    }
+}
+
+#[test]
+fn config_rejects_bad_chunker_params() {
+    let mut c = plain_config(None);
     assert!(Config::decode(&c.encode()).is_ok());
     for (min, avg, max) in [
         (1024, 4096, 8192),
@@ -560,17 +564,10 @@ fn config_rejects_bad_chunker_params() {
 
 #[test]
 fn config_rejects_object_locks_outside_one_day_to_a_century() {
-    let mut c = Config {
-        id: RepoId([0; 32]),
-        created_ns: 0,
-        chunker: ChunkerParams::default(),
-        pack_size: 16 << 20,
-        compression: Some(3),
-        object_lock: Some(ObjectLockConfig {
-            days: 1,
-            compliance: false,
-        }),
-    };
+    let mut c = plain_config(Some(ObjectLockConfig {
+        days: 1,
+        compliance: false,
+    }));
     assert_eq!(Config::decode(&c.encode()).unwrap(), c);
     for days in [0, ObjectLockConfig::MAX_DAYS + 1, u32::MAX] {
         c.object_lock = Some(ObjectLockConfig { days, compliance: true });
