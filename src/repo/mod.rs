@@ -24,6 +24,7 @@ pub mod keys;
 pub mod lock;
 pub mod packer;
 pub mod recycle;
+pub mod reserved;
 pub mod saver;
 pub mod snapshots;
 

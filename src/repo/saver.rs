@@ -5,13 +5,12 @@
 //! per-thread buffer and appends it to one of several open packs chosen at
 //! random (so pack contents do not follow file order). Full packs go through
 //! a bounded channel to an upload task on the I/O runtime that keeps at most
-//! `connections` uploads in flight; every `INDEX_BATCH` uploaded packs it
-//! writes an index file, so an interrupted backup leaves indexed packs the
+//! `connections` uploads in flight; every `INDEX_BATCH` uploaded packs, or
+//! sooner once they hold `INDEX_BLOBS` blobs, it writes an index file, so an interrupted backup leaves indexed packs the
 //! next run can reuse. Memory is bounded by the number of open packs, the
 //! channel and the uploads in flight.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +19,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::packer::{FinishedPack, Packer};
 use super::recycle::Recycler;
+use super::reserved::Reserved;
 use super::{IndexedRepository, RepoError, Result};
 use crate::crypto::MasterKey;
 use crate::format::index::{IndexFile, IndexPack};
@@ -29,6 +29,10 @@ use crate::storage::{DynStorage, FileKind};
 
 /// Packs named per index file written during a backup.
 pub const INDEX_BATCH: usize = 32;
+/// Blobs an index file names at most (but for one pack's worth more): 32
+/// packs of small files would otherwise make an index file of many MiB,
+/// held three times over (entries, encoding, sealed copy) while written.
+pub const INDEX_BLOBS: usize = 1 << 16;
 
 /// How the saver uses memory and connections.
 #[derive(Debug, Clone, Copy)]
@@ -90,7 +94,7 @@ type UploadTask = tokio::task::JoinHandle<Result<(u64, Vec<IndexId>)>>;
 struct State {
     data: Vec<Packer>,
     tree: Packer,
-    reserved: HashSet<(BlobKind, BlobId)>,
+    reserved: Reserved,
     rng: u64,
 }
 
@@ -150,7 +154,7 @@ impl BlobSaver {
                     .map(|_| Packer::with_buffer(pack_size, pool.take()))
                     .collect(),
                 tree: Packer::new(pack_size),
-                reserved: HashSet::new(),
+                reserved: Reserved::default(),
                 rng: u64::from_le_bytes(seed) | 1,
             }),
             tx: Mutex::new(Some(tx)),
@@ -179,7 +183,7 @@ impl BlobSaver {
     /// Stores a blob unless the repository already has it.
     pub fn save(&self, kind: BlobKind, plaintext: &[u8]) -> Result<Saved> {
         let id = BlobId(self.repo.key().blob_id(plaintext));
-        if (!self.rewrite_known && self.repo.known(kind, &id)) || !lock(&self.state).reserved.insert((kind, id)) {
+        if (!self.rewrite_known && self.repo.known(kind, &id)) || !lock(&self.state).reserved.insert(kind, &id) {
             return Ok(Saved { id, new: false });
         }
         let full = SCRATCH.with(|cell| -> Result<Option<(Packer, bool)>> {
@@ -356,8 +360,12 @@ async fn upload_loop(up: Uploader, mut rx: mpsc::Receiver<Upload>) -> Result<(u6
                 done.push(upload_result(r)?);
                 packs += 1;
             }
-            if done.len() >= INDEX_BATCH && !dry_run {
-                index_files.push(write_index(&storage, &key, std::mem::take(&mut done)).await?);
+            let blobs: usize = done.iter().map(|p| p.blobs.len()).sum();
+            if done.len() >= INDEX_BATCH || blobs >= INDEX_BLOBS {
+                let batch = std::mem::take(&mut done);
+                if !dry_run {
+                    index_files.push(write_index(&storage, &key, batch).await?);
+                }
             }
         }
         while let Some(r) = uploads.join_next().await {
