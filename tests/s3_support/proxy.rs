@@ -438,8 +438,7 @@ fn serve(state: &State, client: TcpStream) {
     let Ok(mut out) = client.try_clone() else { return };
     let mut input = BufReader::new(client);
     let mut upstream: Option<Upstream> = None;
-    loop {
-        let Ok(Some(head)) = read_head(&mut input) else { break };
+    while let Ok(Some(head)) = read_head(&mut input) {
         state.requests.fetch_add(1, Ordering::SeqCst);
         let text = String::from_utf8_lossy(&head).into_owned();
         let mut words = text.split_whitespace();
