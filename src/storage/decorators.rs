@@ -87,15 +87,25 @@ impl<S: Storage> RetryStorage<S> {
     }
 
     /// Waits before the next attempt if `err` is transient and attempts
-    /// remain; otherwise hands the error back.
+    /// remain; otherwise hands the error back. A store's transient error
+    /// that outlasted every attempt says so, so that the one line a command
+    /// ends with shows the failure was retried.
     async fn pause_or_fail(&self, attempt: u32, err: StorageError) -> Result<()> {
-        if err.is_transient() && attempt < self.attempts {
+        if !err.is_transient() {
+            return Err(err);
+        }
+        if attempt < self.attempts {
             self.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(self.delay(attempt)).await;
-            Ok(())
-        } else {
-            Err(err)
+            return Ok(());
         }
+        Err(match err {
+            StorageError::Backend { message, transient } if attempt > 1 => StorageError::Backend {
+                message: format!("{message}; gave up after {attempt} attempts"),
+                transient,
+            },
+            other => other,
+        })
     }
 
     async fn retry<T, F, Fut>(&self, mut op: F) -> Result<T>

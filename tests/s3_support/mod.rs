@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
 mod signed;
 
 use std::io::{Read, Write};

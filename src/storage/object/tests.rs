@@ -405,6 +405,24 @@ async fn store_answers_map_to_transient_or_permanent_errors() {
             }
         }
     }
+    // Retried, an answer that stays transient ends in an error saying how
+    // often it was tried, whether the store answered or the connection
+    // dropped; a permanent one is not retried and says nothing of attempts.
+    let retrying = RetryStorage::new(with_timeout("60s"))
+        .with_attempts(3)
+        .with_base_delay(Duration::from_millis(1));
+    for (answer, retries) in [(Answer::Status(503, s3_error("SlowDown")), 2), (Answer::Drop, 4)] {
+        fake.set(answer);
+        let err = retrying.get(FileKind::Pack, name).await.unwrap_err();
+        assert!(err.is_transient(), "{err}");
+        assert!(err.to_string().ends_with("; gave up after 3 attempts"), "{err}");
+        assert_eq!(retrying.retries(), retries, "{err}");
+    }
+    fake.set(Answer::Status(403, s3_error("AccessDenied")));
+    let err = retrying.get(FileKind::Pack, name).await.unwrap_err();
+    assert!(!err.to_string().contains("gave up"), "{err}");
+    assert_eq!(retrying.retries(), 4, "{err}");
+
     let s = &patient;
     // A missing object is NotFound, never a backend error.
     fake.set(Answer::Status(404, s3_error("NoSuchKey")));
