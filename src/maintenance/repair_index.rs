@@ -256,17 +256,7 @@ fn verify_whole_pack(
     name: &str,
     bytes: &Bytes,
 ) -> std::result::Result<(PackHeader, Vec<PackProblem>), String> {
-    let size = bytes.len() as u64;
-    let trailer: [u8; TRAILER_LEN] = bytes
-        .get(bytes.len().saturating_sub(TRAILER_LEN)..)
-        .and_then(|t| t.try_into().ok())
-        .ok_or_else(|| format!("pack {name} is only {size} bytes long"))?;
-    let (offset, len) = header_location(size, trailer).map_err(|e| format!("pack {name}: {e}"))?;
-    let start = offset as usize;
-    let sealed = bytes
-        .get(start..start + len as usize)
-        .ok_or_else(|| format!("pack {name}: its header runs past its end"))?;
-    let mut header = open_header(key, name, sealed, offset)?;
+    let mut header = crate::repo::packer::header_of_pack(key, bytes).map_err(|e| format!("pack {name}: {e}"))?;
     let mut problems = Vec::new();
     if blake3::hash(bytes).to_hex().as_str() != name {
         problems.push(PackProblem {

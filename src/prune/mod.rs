@@ -53,6 +53,11 @@ pub enum PruneError {
     MissingPack { pack: PackId, more: usize },
     #[error("the lock on the repository was lost: {0}")]
     LockLost(String),
+    #[error(
+        "pack {pack} cannot be repacked: {reason}; its blobs were left where they are. \
+         Run `cairn check` and `cairn repair index`"
+    )]
+    BadPack { pack: PackId, reason: String },
 }
 
 pub type Result<T, E = PruneError> = std::result::Result<T, E>;
@@ -456,17 +461,6 @@ fn pack_facts(
 /// were written.
 fn repack(repo: &IndexedRepository, live: &Bitmap, packs: &[PackId], connections: usize) -> Result<u64> {
     let index = repo.index();
-    let wanted: HashSet<PackId> = packs.iter().copied().collect();
-    let mut entries: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
-    for id in index.files() {
-        let file = load_index_file(repo, id)?;
-        for p in file.packs {
-            if wanted.contains(&p.id) && !entries.contains_key(&p.id) {
-                let used: Vec<PackEntry> = p.blobs.into_iter().filter(|e| is_used(index, live, &p.id, e)).collect();
-                entries.insert(p.id, used);
-            }
-        }
-    }
     let saver = BlobSaver::new(
         repo,
         SaverOptions {
@@ -476,13 +470,18 @@ fn repack(repo: &IndexedRepository, live: &Bitmap, packs: &[PackId], connections
         },
     )?;
     for pack in packs {
-        let Some(used) = entries.get(pack) else { continue };
-        if used.is_empty() {
-            continue;
-        }
         let bytes: Bytes = repo
             .block_on(repo.storage().get(FileKind::Pack, &pack.to_hex()))
             .map_err(RepoError::from)?;
+        // The pack's own header lists its blobs; the index decides which
+        // copies are the used ones.
+        let header = crate::repo::packer::header_of_pack(repo.key(), &bytes)
+            .map_err(|reason| PruneError::BadPack { pack: *pack, reason })?;
+        let used: Vec<PackEntry> = header
+            .entries
+            .into_iter()
+            .filter(|e| is_used(index, live, pack, e))
+            .collect();
         // Each blob is opened, checked against its id and handed to the
         // saver as it comes: only the pack and the blobs being sealed are
         // in memory.

@@ -265,6 +265,43 @@ fn a_missing_needed_pack_stops_prune_before_any_change() {
 }
 
 #[test]
+fn a_pack_whose_header_is_damaged_stops_its_repack_and_deletes_nothing() {
+    let f = fixture();
+    let repo = open(&f.storage);
+    let dry = prune(
+        &repo,
+        &PruneOptions {
+            dry_run: true,
+            ..opts()
+        },
+        &[],
+        T0,
+        &(),
+    )
+    .unwrap();
+    assert!(dry.plan.repack_packs > 0, "the fixture repacks nothing: {dry:?}");
+    // Damage the last header byte of every pack (its sealed tag).
+    for info in repo.block_on(f.storage.list(FileKind::Pack)).unwrap() {
+        let mut bytes = repo
+            .block_on(f.storage.get(FileKind::Pack, &info.name))
+            .unwrap()
+            .to_vec();
+        let at = bytes.len() - crate::format::pack::TRAILER_LEN - 1;
+        bytes[at] ^= 0x40;
+        repo.block_on(f.storage.delete(FileKind::Pack, &info.name)).unwrap();
+        repo.block_on(f.storage.put(FileKind::Pack, &info.name, Bytes::from(bytes)))
+            .unwrap();
+    }
+    let deletes = f.fault.count(Operation::Delete);
+    let index_files = repo.block_on(f.storage.list(FileKind::Index)).unwrap().len();
+    let err = run(&f.storage, &opts(), T0).unwrap_err();
+    assert!(matches!(err, PruneError::BadPack { .. }), "{err}");
+    assert!(err.to_string().contains("header cannot be opened"), "{err}");
+    assert_eq!(f.fault.count(Operation::Delete), deletes, "prune deleted something");
+    assert!(repo.block_on(f.storage.list(FileKind::Index)).unwrap().len() >= index_files);
+}
+
+#[test]
 fn dry_run_reports_and_changes_nothing() {
     let f = fixture();
     let puts = f.fault.count(Operation::Put);

@@ -110,6 +110,23 @@ pub fn open_header(key: &crate::crypto::MasterKey, sealed: &[u8], offset: u64) -
     Ok(header)
 }
 
+/// Finds, opens and checks the header of a whole pack held in memory (see
+/// [`open_header`]). Messages read after a pack id.
+pub fn header_of_pack(key: &crate::crypto::MasterKey, bytes: &[u8]) -> Result<PackHeader, String> {
+    use crate::format::pack::{header_location, TRAILER_LEN};
+    let size = bytes.len() as u64;
+    let trailer: [u8; TRAILER_LEN] = bytes
+        .get(bytes.len().saturating_sub(TRAILER_LEN)..)
+        .and_then(|t| t.try_into().ok())
+        .ok_or_else(|| format!("it is only {size} bytes long"))?;
+    let (offset, len) = header_location(size, trailer).map_err(|e| e.to_string())?;
+    let start = usize::try_from(offset).map_err(|_| format!("its header offset {offset} is too large"))?;
+    let sealed = bytes
+        .get(start..start.saturating_add(len as usize))
+        .ok_or_else(|| "its header runs past its end".to_owned())?;
+    open_header(key, sealed, offset)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
