@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{FileKind, ObjectInfo, Result, Storage, StorageError};
+use super::{FileKind, Keep, ObjectInfo, Result, Storage, StorageError};
 
 mod fault;
 
@@ -164,6 +164,11 @@ impl<S: Storage> Storage for RetryStorage<S> {
     async fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
         self.retry(|| self.inner.delete(kind, name)).await
     }
+
+    async fn get_range_keep(&self, kind: FileKind, name: &str, offset: u64, len: u64, keep: Keep) -> Result<Bytes> {
+        self.retry(|| self.inner.get_range_keep(kind, name, offset, len, keep))
+            .await
+    }
 }
 
 /// A view that reads and never writes: `create`, `put` and `delete` fail
@@ -215,6 +220,10 @@ impl<S: Storage> Storage for ReadOnlyStorage<S> {
 
     async fn delete(&self, _kind: FileKind, _name: &str) -> Result<()> {
         Err(StorageError::ReadOnly("delete an object"))
+    }
+
+    async fn get_range_keep(&self, kind: FileKind, name: &str, offset: u64, len: u64, keep: Keep) -> Result<Bytes> {
+        self.inner.get_range_keep(kind, name, offset, len, keep).await
     }
 }
 
