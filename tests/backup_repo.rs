@@ -104,7 +104,7 @@ fn backup_twice_dedups_and_reuses_unchanged_files() {
     )
     .unwrap();
     assert_eq!(second.snapshot.parent, first.id);
-    assert_eq!(second.snapshot.summary.files_unchanged, 4);
+    assert_eq!(second.snapshot.summary.files_new, 0);
     assert_eq!(second.snapshot.summary.data_blobs, 0);
     assert_eq!(
         second.snapshot.summary.files_new + second.snapshot.summary.files_changed,
@@ -350,4 +350,75 @@ fn a_backup_whose_lock_was_lost_writes_no_snapshot() {
     let err = backup_paths(&indexed, &[dir.path().to_path_buf()], &backup, &Progress::default()).unwrap_err();
     assert!(matches!(err, BackupError::Repo(RepoError::LockLost(_))), "{err}");
     assert!(repo.block_on(storage.list(FileKind::Snapshot)).unwrap().is_empty());
+}
+
+/// Loads every tree below `tree`; returns the packs they live in.
+fn walk_trees(repo: &IndexedRepository, tree: cairn::id::TreeId, packs: &mut std::collections::BTreeSet<String>) {
+    let loc = repo.index().get(BlobKind::Tree, &tree.into()).unwrap();
+    packs.insert(loc.pack.to_hex());
+    for node in repo.load_tree(&tree).unwrap().nodes {
+        if let Some(sub) = node.subtree {
+            walk_trees(repo, sub, packs);
+        }
+    }
+}
+
+#[test]
+fn a_local_cache_serves_trees_after_the_first_read() {
+    use cairn::storage::cache::CacheStorage;
+    use cairn::storage::decorators::{FaultStorage, Operation};
+
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    for d in ["a/b/c", "a/d", "e"] {
+        fs::create_dir_all(src.join(d)).unwrap();
+        fs::write(src.join(d).join("f"), pseudo_random(50_000, d.len() as u64)).unwrap();
+    }
+    let cache_root = dir.path().join("cache");
+    let cached = Arc::new(CacheStorage::new(FaultStorage::new(MemoryStorage::new()), &cache_root));
+    let reads = || cached.inner().count(Operation::Get) + cached.inner().count(Operation::GetRange);
+    let storage: DynStorage = cached.clone();
+    let repo = Repository::init(storage, b"pw", cli_support::small_repo_options()).unwrap();
+    let indexed = repo.clone().load_index().unwrap();
+    let opts = BackupOptions::default();
+    let first = backup_paths(&indexed, std::slice::from_ref(&src), &opts, &Progress::default()).unwrap();
+
+    // The backup kept the packs of trees it wrote: listing reads nothing.
+    let indexed = repo.clone().load_index().unwrap();
+    let before = reads();
+    let mut tree_packs = std::collections::BTreeSet::new();
+    walk_trees(&indexed, first.snapshot.tree, &mut tree_packs);
+    assert_eq!(reads(), before, "trees of a new backup were read from the store");
+
+    // Without its copies, the first walk fetches each tree pack once, whole;
+    // the second reads nothing from the store.
+    fs::remove_dir_all(cached.dir().join("data")).unwrap();
+    let (gets, ranges) = (
+        cached.inner().count(Operation::Get),
+        cached.inner().count(Operation::GetRange),
+    );
+    walk_trees(&indexed, first.snapshot.tree, &mut tree_packs);
+    assert_eq!(cached.inner().count(Operation::Get) - gets, tree_packs.len() as u64);
+    assert_eq!(cached.inner().count(Operation::GetRange), ranges);
+    let before = reads();
+    walk_trees(&indexed, first.snapshot.tree, &mut tree_packs);
+    assert_eq!(reads(), before, "the second walk read the store");
+
+    // An unchanged incremental backup reads no pack at all.
+    let second = backup_paths(&indexed, std::slice::from_ref(&src), &opts, &Progress::default()).unwrap();
+    assert_eq!(second.snapshot.summary.files_new, 0);
+    assert_eq!(reads(), before, "the incremental backup read packs");
+
+    // Data read back is never kept: the cache holds the packs of trees of
+    // both snapshots only (the second may have written trees of its own).
+    let indexed = repo.clone().load_index().unwrap();
+    walk_trees(&indexed, second.snapshot.tree, &mut tree_packs);
+    let root = indexed.load_tree(&first.snapshot.tree).unwrap();
+    let node = lookup(&indexed, &root, &src.join("e/f"));
+    assert_eq!(read_back(&indexed, &node.content), pseudo_random(50_000, 1));
+    let kept: std::collections::BTreeSet<String> = fs::read_dir(cached.dir().join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(kept, tree_packs);
 }

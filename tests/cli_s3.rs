@@ -136,6 +136,85 @@ fn s3_repository_backs_up_incrementally_restores_and_checks() {
     fails_with(cairn_s3(&server, &url).arg("snapshots"), 23, "cannot reach");
 }
 
+/// The files below `dir`, by name.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|entries| entries.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn s3_listings_read_packs_of_trees_from_the_cache() {
+    let server = S3Server::start();
+    let url = server.url("cairn-test", "team/trees");
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    build_tree(&src);
+    run_ok(cairn_s3(&server, &url).args(["init", "--chunk-size", "64K", "--pack-size", "1M", "--kdf-memory", "64"]));
+    run_ok(cairn_s3(&server, &url).arg("backup").arg(&src));
+    // The backup kept the packs of trees it stored in the default cache.
+    let repo_cache = |root: &Path| {
+        let dirs = names_in(root);
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        root.join(&dirs[0])
+    };
+    let written = names_in(&repo_cache(&server.cache_dir()).join("data"));
+    assert!(!written.is_empty(), "no pack of trees kept by the backup");
+
+    // A first listing with an empty cache fetches the packs of trees and
+    // keeps them, each under the hash of its bytes; data packs stay out.
+    let fresh = tmp.path().join("fresh-cache");
+    let ls = |cache: &Path| {
+        run_ok(
+            cairn_s3(&server, &url)
+                .arg("--cache-dir")
+                .arg(cache)
+                .args(["ls", "latest"]),
+        )
+    };
+    let listed = ls(&fresh);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("readme.txt"));
+    let data_dir = repo_cache(&fresh).join("data");
+    let kept = names_in(&data_dir);
+    assert_eq!(kept, written, "the listing kept other packs than those of trees");
+    for name in &kept {
+        assert_eq!(
+            blake3::hash(&fs::read(data_dir.join(name)).unwrap()).to_hex().as_str(),
+            name
+        );
+    }
+
+    // With those packs gone from the server, the cached listing still
+    // answers the same: it read no pack of trees. Without the cache the
+    // listing names the missing pack.
+    for name in &kept {
+        server.delete_object("cairn-test", &format!("team/trees/data/{}/{name}", &name[..2]));
+    }
+    assert_eq!(ls(&fresh).stdout, listed.stdout);
+    fails_with(
+        cairn_s3(&server, &url).args(["--no-cache", "ls", "latest"]),
+        1,
+        &kept[0][..16],
+    );
+
+    // A damaged copy is fetched again, not reported as damage (here the
+    // pack is gone, so fetching it fails and names it).
+    let copy = data_dir.join(&kept[0]);
+    let mut bytes = fs::read(&copy).unwrap();
+    bytes[0] ^= 1;
+    fs::write(&copy, &bytes).unwrap();
+    let out = cairn_s3(&server, &url)
+        .arg("--cache-dir")
+        .arg(&fresh)
+        .args(["ls", "latest"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!copy.exists(), "the damaged copy was kept");
+}
+
 #[test]
 fn s3_problems_each_get_one_line_and_their_exit_code() {
     let server = S3Server::start();

@@ -24,7 +24,7 @@ use crate::format::{limits, BlobKind};
 use crate::id::{IndexId, PackId};
 use crate::repo::saver::INDEX_BATCH;
 use crate::repo::Repository;
-use crate::storage::{DynStorage, FileKind};
+use crate::storage::{DynStorage, FileKind, Keep};
 
 /// How to rebuild the index.
 #[derive(Debug, Clone, Copy)]
@@ -227,7 +227,13 @@ async fn read_header(
         return Err(format!("pack {name} is only {size} bytes long"));
     }
     let trailer = storage
-        .get_range(FileKind::Pack, name, size - TRAILER_LEN as u64, TRAILER_LEN as u64)
+        .get_range_keep(
+            FileKind::Pack,
+            name,
+            size - TRAILER_LEN as u64,
+            TRAILER_LEN as u64,
+            Keep::Range,
+        )
         .await
         .map_err(|e| format!("pack {name}: cannot read its header: {e}"))?;
     let trailer: [u8; TRAILER_LEN] = trailer
@@ -236,7 +242,7 @@ async fn read_header(
         .map_err(|_| format!("pack {name}: short read of its trailer"))?;
     let (offset, len) = header_location(size, trailer).map_err(|e| format!("pack {name}: {e}"))?;
     let sealed = storage
-        .get_range(FileKind::Pack, name, offset, u64::from(len))
+        .get_range_keep(FileKind::Pack, name, offset, u64::from(len), Keep::Range)
         .await
         .map_err(|e| format!("pack {name}: cannot read its header: {e}"))?;
     let header = open_header(key, name, &sealed, offset)?;

@@ -8,7 +8,7 @@ use crate::format::index::{IndexFile, MarkedPack};
 use crate::format::tree::Tree;
 use crate::format::{limits, BlobKind, FormatError};
 use crate::id::{BlobId, IndexId, PackId, TreeId};
-use crate::storage::FileKind;
+use crate::storage::{FileKind, Keep};
 
 mod build;
 mod chunked;
@@ -274,12 +274,18 @@ impl IndexedRepository {
             .index
             .get(kind, id)
             .ok_or(RepoError::BlobNotFound { kind, id: *id })?;
-        let bytes = self.block_on(self.storage().get_range(
-            FileKind::Pack,
-            &loc.pack.to_hex(),
-            u64::from(loc.offset),
-            u64::from(loc.length),
-        ))?;
+        let (pack, offset, len) = (loc.pack.to_hex(), u64::from(loc.offset), u64::from(loc.length));
+        let bytes = match kind {
+            // Trees live in packs of their own, read again by every listing
+            // and backup: a local cache may keep those packs whole.
+            BlobKind::Tree => {
+                self.block_on(
+                    self.storage()
+                        .get_range_keep(FileKind::Pack, &pack, offset, len, Keep::Whole),
+                )
+            }
+            BlobKind::Data => self.block_on(self.storage().get_range(FileKind::Pack, &pack, offset, len)),
+        }?;
         self.open_blob(id, &loc, &bytes)
     }
 

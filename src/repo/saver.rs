@@ -340,10 +340,15 @@ async fn upload_loop(up: Uploader, mut rx: mpsc::Receiver<Upload>) -> Result<(u6
             let target = storage.clone();
             let pool = pool.clone();
             uploads.spawn(async move {
+                let name = pack.id.to_hex();
                 let stored = if dry_run {
                     Ok(())
+                } else if pack.index.blobs.iter().all(|b| b.kind == BlobKind::Tree) {
+                    // The next backup and listing read these trees: a local
+                    // cache may keep the pack.
+                    target.put_keep(FileKind::Pack, &name, pack.bytes.clone()).await
                 } else {
-                    target.put(FileKind::Pack, &pack.id.to_hex(), pack.bytes.clone()).await
+                    target.put(FileKind::Pack, &name, pack.bytes.clone()).await
                 };
                 drop(permit);
                 if pooled {

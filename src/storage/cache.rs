@@ -1,30 +1,56 @@
-//! A local cache of a remote repository's index files and snapshots.
+//! A local cache of a remote repository's metadata: index files,
+//! snapshots, packs of trees and pack headers.
 //!
-//! Index files and snapshots are named by the BLAKE3 hash of their bytes,
-//! so a cached copy is checked against its name before it is used, and a
-//! copy that fails the check is dropped and fetched again. Because names
-//! are content hashes, one cache directory per repository location is
-//! always safe: a name can only ever stand for one content. Listing a kind
-//! removes cached objects the repository no longer has; deleting removes
-//! the cached copy too. The cache is an optimisation only: when it cannot
-//! be read or written, requests go to the repository as if it were absent.
+//! Index files, snapshots and packs are named by the BLAKE3 hash of their
+//! bytes, so a cached copy is checked against its name before it is used,
+//! and a copy that fails the check is dropped and fetched again. Because
+//! names are content hashes, one cache directory per repository location
+//! is always safe: a name can only ever stand for one content.
+//!
+//! Index files and snapshots are kept whenever they are read or written.
+//! Packs are kept only when the caller asks through [`Keep`]: a whole pack
+//! ([`Keep::Whole`], packs of trees) is fetched once and then served from
+//! its local copy, checked against its name the first time this process
+//! uses it; a range ([`Keep::Range`], a pack header) is kept on its own
+//! with a BLAKE3 hash beside it, checked on every read. Plain reads of
+//! packs always go to the repository, so data packs never fill the cache
+//! and `check` reads what is really stored.
+//!
+//! Listing a kind removes cached objects the repository no longer has;
+//! deleting removes the cached copy too. The cache is an optimisation
+//! only: when it cannot be read or written, requests go to the repository
+//! as if it were absent.
 
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::{FileKind, ObjectInfo, Result, Storage};
+use super::{FileKind, Keep, ObjectInfo, Result, Storage, StorageError};
 
-/// The kinds the cache keeps: read by every command, never changed.
+/// The kinds the cache keeps on every read: read by every command, never changed.
 const CACHED: [FileKind; 2] = [FileKind::Index, FileKind::Snapshot];
+
+/// Directory of kept pack ranges, one subdirectory per pack.
+const RANGES: &str = "ranges";
+
+/// Bytes of the hash in front of a kept range.
+const HASH_LEN: usize = 32;
 
 /// A read-through cache in a local directory in front of `inner`.
 #[derive(Debug)]
 pub struct CacheStorage<S> {
     inner: S,
     dir: PathBuf,
+    /// Packs whose cached copy this process has checked against its name.
+    verified: Mutex<HashSet<String>>,
+    /// One download per pack at a time: concurrent readers of trees in the
+    /// same pack wait for the first instead of fetching it again.
+    fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// The default cache root: `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`.
@@ -43,13 +69,53 @@ fn matches_name(name: &str, data: &[u8]) -> bool {
     blake3::hash(data).to_hex().as_str() == name
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded sets stay consistent whatever panicked while holding them.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `len` bytes at `offset` of a whole object, or `OutOfRange`.
+fn slice(kind: FileKind, name: &str, data: &Bytes, offset: u64, len: u64) -> Result<Bytes> {
+    let size = data.len() as u64;
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(data.slice(offset as usize..end as usize)),
+        _ => Err(out_of_range(kind, name, offset, len, size)),
+    }
+}
+
+fn out_of_range(kind: FileKind, name: &str, offset: u64, len: u64, size: u64) -> StorageError {
+    StorageError::OutOfRange {
+        kind,
+        name: name.to_owned(),
+        offset,
+        len,
+        size,
+    }
+}
+
+/// The hash kept in front of a range: it binds the bytes to the pack,
+/// offset and length they were read at.
+fn range_hash(name: &str, offset: u64, data: &[u8]) -> [u8; HASH_LEN] {
+    let mut h = blake3::Hasher::new();
+    h.update(name.as_bytes());
+    h.update(&offset.to_le_bytes());
+    h.update(&(data.len() as u64).to_le_bytes());
+    h.update(data);
+    *h.finalize().as_bytes()
+}
+
 impl<S: Storage> CacheStorage<S> {
     /// Caches `inner` in a directory of its own below `root`, chosen by the
     /// repository's location.
     pub fn new(inner: S, root: &Path) -> Self {
         let key = blake3::hash(inner.location().as_bytes()).to_hex();
         let dir = root.join(&key.as_str()[..32]);
-        Self { inner, dir }
+        Self {
+            inner,
+            dir,
+            verified: Mutex::new(HashSet::new()),
+            fetching: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn inner(&self) -> &S {
@@ -63,6 +129,16 @@ impl<S: Storage> CacheStorage<S> {
 
     fn path(&self, kind: FileKind, name: &str) -> Option<PathBuf> {
         (CACHED.contains(&kind) && is_content_name(name)).then(|| self.dir.join(kind.dir()).join(name))
+    }
+
+    /// Where a whole pack is kept.
+    fn pack_path(&self, name: &str) -> PathBuf {
+        self.dir.join(FileKind::Pack.dir()).join(name)
+    }
+
+    /// Where the ranges kept of a pack are.
+    fn ranges_dir(&self, name: &str) -> PathBuf {
+        self.dir.join(RANGES).join(name)
     }
 
     /// The cached copy, if there is one that matches its name.
@@ -85,6 +161,145 @@ impl<S: Storage> CacheStorage<S> {
         }
         let _ = write_atomically(&path, data).await;
     }
+
+    /// Keeps a whole pack, when it matches its name.
+    async fn keep_pack(&self, name: &str, data: &[u8]) {
+        if is_content_name(name)
+            && matches_name(name, data)
+            && write_atomically(&self.pack_path(name), data).await.is_ok()
+        {
+            lock(&self.verified).insert(name.to_owned());
+        }
+    }
+
+    /// Forgets a cached pack and the ranges kept of it.
+    async fn drop_pack(&self, name: &str) {
+        lock(&self.verified).remove(name);
+        let _ = tokio::fs::remove_file(self.pack_path(name)).await;
+        let _ = tokio::fs::remove_dir_all(self.ranges_dir(name)).await;
+    }
+
+    /// A range of the cached copy of a whole pack, if there is a good one.
+    /// The first use in this process checks the copy against its name; a
+    /// copy that fails is removed.
+    async fn pack_range(&self, name: &str, offset: u64, len: u64) -> Option<Result<Bytes>> {
+        let path = self.pack_path(name);
+        if lock(&self.verified).contains(name) {
+            match read_at(&path, offset, len).await {
+                Ok(Some(bytes)) => return Some(Ok(bytes)),
+                Ok(None) => {
+                    let size = tokio::fs::metadata(&path).await.ok()?.len();
+                    return Some(Err(out_of_range(FileKind::Pack, name, offset, len, size)));
+                }
+                // Gone (another process cleaned it up): fetch it again.
+                Err(_) => {
+                    lock(&self.verified).remove(name);
+                    return None;
+                }
+            }
+        }
+        let data = tokio::fs::read(&path).await.ok()?;
+        if !matches_name(name, &data) {
+            let _ = tokio::fs::remove_file(&path).await;
+            return None;
+        }
+        lock(&self.verified).insert(name.to_owned());
+        Some(slice(FileKind::Pack, name, &Bytes::from(data), offset, len))
+    }
+
+    /// A range of a pack, served from its local copy; the first read
+    /// fetches the whole pack and keeps it.
+    async fn get_whole_pack_range(&self, name: &str, offset: u64, len: u64) -> Result<Bytes> {
+        if !is_content_name(name) {
+            return self.inner.get_range(FileKind::Pack, name, offset, len).await;
+        }
+        if let Some(got) = self.pack_range(name, offset, len).await {
+            return got;
+        }
+        let gate = lock(&self.fetching).entry(name.to_owned()).or_default().clone();
+        let result = async {
+            let _turn = gate.lock().await;
+            // Someone else may have fetched it while this one waited.
+            if let Some(got) = self.pack_range(name, offset, len).await {
+                return got;
+            }
+            let data = self.inner.get(FileKind::Pack, name).await?;
+            self.keep_pack(name, &data).await;
+            slice(FileKind::Pack, name, &data, offset, len)
+        }
+        .await;
+        let mut fetching = lock(&self.fetching);
+        // Only the map's reference and this one left: nobody else waits.
+        if Arc::strong_count(&gate) <= 2 && fetching.get(name).is_some_and(|g| Arc::ptr_eq(g, &gate)) {
+            fetching.remove(name);
+        }
+        result
+    }
+
+    /// A range of a pack kept on its own with its hash, fetched and kept
+    /// when it is not there or fails its check.
+    async fn get_kept_range(&self, name: &str, offset: u64, len: u64) -> Result<Bytes> {
+        if !is_content_name(name) {
+            return self.inner.get_range(FileKind::Pack, name, offset, len).await;
+        }
+        if let Some(got) = self.pack_range(name, offset, len).await {
+            return got;
+        }
+        let path = self.ranges_dir(name).join(format!("{offset}-{len}"));
+        if let Ok(kept) = tokio::fs::read(&path).await {
+            if kept.len() >= HASH_LEN {
+                let (hash, data) = kept.split_at(HASH_LEN);
+                if data.len() as u64 == len && range_hash(name, offset, data) == hash {
+                    return Ok(Bytes::copy_from_slice(data));
+                }
+            }
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+        let data = self.inner.get_range(FileKind::Pack, name, offset, len).await?;
+        let mut kept = Vec::with_capacity(HASH_LEN + data.len());
+        kept.extend_from_slice(&range_hash(name, offset, &data));
+        kept.extend_from_slice(&data);
+        let _ = write_atomically(&path, &kept).await;
+        Ok(data)
+    }
+
+    /// Removes cached packs and kept ranges of packs not in `live`.
+    async fn clean_packs(&self, live: &HashSet<&str>) {
+        for sub in [FileKind::Pack.dir(), RANGES] {
+            let Ok(mut entries) = tokio::fs::read_dir(self.dir.join(sub)).await else {
+                continue;
+            };
+            while let Ok(Some(entry)) = entries.next_entry().await {
+                let name = entry.file_name();
+                if name.to_str().is_some_and(|n| live.contains(n)) {
+                    continue;
+                }
+                if let Some(n) = name.to_str() {
+                    lock(&self.verified).remove(n);
+                }
+                let path = entry.path();
+                if tokio::fs::remove_file(&path).await.is_err() {
+                    let _ = tokio::fs::remove_dir_all(&path).await;
+                }
+            }
+        }
+    }
+}
+
+/// Reads `len` bytes at `offset` of a file; `None` when the file is
+/// shorter than that.
+async fn read_at(path: &Path, offset: u64, len: u64) -> io::Result<Option<Bytes>> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let size = file.metadata().await?.len();
+    match offset.checked_add(len) {
+        Some(end) if end <= size => {}
+        _ => return Ok(None),
+    }
+    let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    file.seek(io::SeekFrom::Start(offset)).await?;
+    let mut buf = vec![0; len];
+    file.read_exact(&mut buf).await?;
+    Ok(Some(Bytes::from(buf)))
 }
 
 /// Writes a temporary file beside `path` and renames it into place, so a
@@ -129,17 +344,7 @@ impl<S: Storage> Storage for CacheStorage<S> {
 
     async fn get_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Bytes> {
         if let Some(data) = self.cached(kind, name).await {
-            let size = data.len() as u64;
-            return match offset.checked_add(len) {
-                Some(end) if end <= size => Ok(data.slice(offset as usize..end as usize)),
-                _ => Err(super::StorageError::OutOfRange {
-                    kind,
-                    name: name.to_owned(),
-                    offset,
-                    len,
-                    size,
-                }),
-            };
+            return slice(kind, name, &data, offset, len);
         }
         self.inner.get_range(kind, name, offset, len).await
     }
@@ -151,8 +356,10 @@ impl<S: Storage> Storage for CacheStorage<S> {
     /// Lists the repository, and drops cached objects it no longer has.
     async fn list(&self, kind: FileKind) -> Result<Vec<ObjectInfo>> {
         let listed = self.inner.list(kind).await?;
-        if CACHED.contains(&kind) {
-            let live: std::collections::HashSet<&str> = listed.iter().map(|o| o.name.as_str()).collect();
+        let live: HashSet<&str> = listed.iter().map(|o| o.name.as_str()).collect();
+        if kind == FileKind::Pack {
+            self.clean_packs(&live).await;
+        } else if CACHED.contains(&kind) {
             if let Ok(mut entries) = tokio::fs::read_dir(self.dir.join(kind.dir())).await {
                 while let Ok(Some(entry)) = entries.next_entry().await {
                     let name = entry.file_name();
@@ -170,6 +377,25 @@ impl<S: Storage> Storage for CacheStorage<S> {
         self.inner.delete(kind, name).await?;
         if let Some(path) = self.path(kind, name) {
             let _ = tokio::fs::remove_file(path).await;
+        }
+        if kind == FileKind::Pack && is_content_name(name) {
+            self.drop_pack(name).await;
+        }
+        Ok(())
+    }
+
+    async fn get_range_keep(&self, kind: FileKind, name: &str, offset: u64, len: u64, keep: Keep) -> Result<Bytes> {
+        match (kind, keep) {
+            (FileKind::Pack, Keep::Whole) => self.get_whole_pack_range(name, offset, len).await,
+            (FileKind::Pack, Keep::Range) => self.get_kept_range(name, offset, len).await,
+            _ => self.get_range(kind, name, offset, len).await,
+        }
+    }
+
+    async fn put_keep(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
+        self.put(kind, name, data.clone()).await?;
+        if kind == FileKind::Pack {
+            self.keep_pack(name, &data).await;
         }
         Ok(())
     }
@@ -192,94 +418,4 @@ impl<S: Storage> Storage for CacheStorage<S> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::conformance;
-    use crate::storage::decorators::{FaultStorage, Operation};
-    use crate::storage::memory::MemoryStorage;
-
-    fn object(tag: &str) -> (String, Bytes) {
-        let data = conformance::content(tag, 300);
-        (blake3::hash(&data).to_hex().to_string(), data)
-    }
-
-    #[tokio::test]
-    async fn cache_passes_the_conformance_suite() {
-        let dir = tempfile::tempdir().unwrap();
-        conformance::run_all(&CacheStorage::new(MemoryStorage::new(), dir.path())).await;
-    }
-
-    #[tokio::test]
-    async fn a_second_read_is_served_from_the_cache() {
-        let dir = tempfile::tempdir().unwrap();
-        let backend = FaultStorage::new(MemoryStorage::new());
-        let (name, data) = object("index");
-        backend.put(FileKind::Index, &name, data.clone()).await.unwrap();
-        let first = CacheStorage::new(backend, dir.path());
-        assert_eq!(first.get(FileKind::Index, &name).await.unwrap(), data);
-        assert_eq!(first.get(FileKind::Index, &name).await.unwrap(), data);
-        assert_eq!(
-            first.get_range(FileKind::Index, &name, 10, 5).await.unwrap(),
-            data.slice(10..15)
-        );
-        assert_eq!(first.inner().count(Operation::Get), 1);
-        assert!(first.dir().join("index").join(&name).is_file());
-    }
-
-    #[tokio::test]
-    async fn a_damaged_copy_is_dropped_and_fetched_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let (name, data) = object("snapshot");
-        let cache = CacheStorage::new(FaultStorage::new(MemoryStorage::new()), dir.path());
-        cache.put(FileKind::Snapshot, &name, data.clone()).await.unwrap();
-        let path = cache.dir().join("snapshots").join(&name);
-        assert!(path.is_file(), "a put keeps a copy");
-        std::fs::write(&path, b"tampered").unwrap();
-        assert_eq!(cache.get(FileKind::Snapshot, &name).await.unwrap(), data);
-        assert_eq!(cache.inner().count(Operation::Get), 1);
-        assert_eq!(std::fs::read(&path).unwrap(), data.to_vec(), "the copy is restored");
-    }
-
-    #[tokio::test]
-    async fn objects_gone_from_the_repository_leave_the_cache() {
-        let dir = tempfile::tempdir().unwrap();
-        let backend = MemoryStorage::new();
-        let (a, data_a) = object("a");
-        let (b, data_b) = object("b");
-        let cache = CacheStorage::new(backend, dir.path());
-        cache.put(FileKind::Index, &a, data_a).await.unwrap();
-        cache.put(FileKind::Index, &b, data_b).await.unwrap();
-        // Another client removes `a` from the repository.
-        cache.inner().delete(FileKind::Index, &a).await.unwrap();
-        let listed = cache.list(FileKind::Index).await.unwrap();
-        assert_eq!(listed.len(), 1);
-        assert!(!cache.dir().join("index").join(&a).exists(), "stale copy kept");
-        assert!(cache.dir().join("index").join(&b).exists());
-        cache.delete(FileKind::Index, &b).await.unwrap();
-        assert!(!cache.dir().join("index").join(&b).exists());
-    }
-
-    #[tokio::test]
-    async fn other_kinds_and_names_are_never_cached() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = CacheStorage::new(MemoryStorage::new(), dir.path());
-        let (name, data) = object("pack");
-        cache.put(FileKind::Pack, &name, data.clone()).await.unwrap();
-        cache.put(FileKind::Snapshot, "not-a-hash", data.clone()).await.unwrap();
-        // A name that is a hash, but not of these bytes.
-        let (other, _) = object("other");
-        cache.put(FileKind::Index, &other, data).await.unwrap();
-        assert!(!cache.dir().exists() || walk_files(cache.dir()) == 0);
-    }
-
-    fn walk_files(dir: &Path) -> usize {
-        std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .map(|e| if e.path().is_dir() { walk_files(&e.path()) } else { 1 })
-                    .sum()
-            })
-            .unwrap_or(0)
-    }
-}
+mod tests;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{FileKind, ObjectInfo, Result, Retention, Storage, StorageError};
+use super::{FileKind, Keep, ObjectInfo, Result, Retention, Storage, StorageError};
 
 mod fault;
 #[cfg(test)]
@@ -192,6 +192,11 @@ impl<S: Storage> Storage for RetryStorage<S> {
     async fn extend_lock(&self, kind: FileKind, name: &str, until: i64) -> Result<()> {
         self.retry(|| self.inner.extend_lock(kind, name, until)).await
     }
+
+    async fn get_range_keep(&self, kind: FileKind, name: &str, offset: u64, len: u64, keep: Keep) -> Result<Bytes> {
+        self.retry(|| self.inner.get_range_keep(kind, name, offset, len, keep))
+            .await
+    }
 }
 
 /// A view that reads and never writes: `create`, `put` and `delete` fail
@@ -260,6 +265,10 @@ impl<S: Storage> Storage for ReadOnlyStorage<S> {
 
     async fn extend_lock(&self, _kind: FileKind, _name: &str, _until: i64) -> Result<()> {
         Err(StorageError::ReadOnly("extend an object lock"))
+    }
+
+    async fn get_range_keep(&self, kind: FileKind, name: &str, offset: u64, len: u64, keep: Keep) -> Result<Bytes> {
+        self.inner.get_range_keep(kind, name, offset, len, keep).await
     }
 }
 
@@ -336,6 +345,10 @@ impl Storage for UnlockableStorage {
 
     fn set_retention(&self, _retention: Retention) -> Result<()> {
         Ok(())
+    }
+
+    async fn get_range_keep(&self, kind: FileKind, name: &str, offset: u64, len: u64, keep: Keep) -> Result<Bytes> {
+        self.inner.get_range_keep(kind, name, offset, len, keep).await
     }
 }
 

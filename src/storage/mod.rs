@@ -184,6 +184,18 @@ pub fn check_name(kind: FileKind, name: &str) -> Result<()> {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+/// What a local cache (see [`cache`]) may keep of a read: the caller
+/// knows what the bytes are, the storage does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// The whole object, fetched once and served locally after: it holds
+    /// metadata that is read again and again (a pack of trees).
+    Whole,
+    /// Only the bytes asked for, under their offset and length (a pack
+    /// header).
+    Range,
+}
+
 /// A place that stores immutable named objects.
 #[async_trait]
 pub trait Storage: Send + Sync + fmt::Debug {
@@ -247,6 +259,19 @@ pub trait Storage: Send + Sync + fmt::Debug {
             location: self.location(),
             reason: "only S3 buckets with Object Lock enabled can".into(),
         })
+    }
+
+    /// Like `get_range`, and lets a local cache keep what `keep` says.
+    /// Storage without a cache simply reads the range.
+    async fn get_range_keep(&self, kind: FileKind, name: &str, offset: u64, len: u64, keep: Keep) -> Result<Bytes> {
+        let _ = keep;
+        self.get_range(kind, name, offset, len).await
+    }
+
+    /// Like `put`, and lets a local cache keep a copy of the whole object
+    /// (a new pack of trees). Storage without a cache simply stores it.
+    async fn put_keep(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
+        self.put(kind, name, data).await
     }
 }
 

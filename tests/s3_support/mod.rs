@@ -225,6 +225,19 @@ impl S3Server {
         self.filer_get(&format!("/buckets/{bucket}/{key}?metadata=true"), "*/*")
     }
 
+    /// Removes object `key` from `bucket` behind the client's back, as
+    /// another client would.
+    pub fn delete_object(&self, bucket: &str, key: &str) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.filer_port)).expect("connecting to the filer");
+        write!(s, "DELETE /buckets/{bucket}/{key} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("asking the filer");
+        let mut response = String::new();
+        s.read_to_string(&mut response).expect("reading the filer's answer");
+        assert!(
+            response.starts_with("HTTP/1.1 2") || response.starts_with("HTTP/1.0 2"),
+            "deleting {bucket}/{key}: {response}"
+        );
+    }
+
     /// The body of the filer's answer to `GET path`.
     fn filer_get(&self, path: &str, accept: &str) -> String {
         let mut s = TcpStream::connect(("127.0.0.1", self.filer_port)).expect("connecting to the filer");
