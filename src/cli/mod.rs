@@ -16,7 +16,7 @@ use crate::storage::decorators::RetryStorage;
 use crate::storage::local::LocalStorage;
 use crate::storage::object::{ObjectStorage, OpenError};
 use crate::storage::url::{parse_location, Location, StorageOptions};
-use crate::storage::DynStorage;
+use crate::storage::{DynStorage, FileKind, Storage};
 
 pub mod error;
 pub mod from_repo;
@@ -226,7 +226,12 @@ pub fn open_storage_with(
             rt.block_on(probe.probe())?;
             let storage = RetryStorage::new(ObjectStorage::open(&loc, options)?);
             Ok(match cache {
-                Some(root) => Arc::new(CacheStorage::new(storage, root)),
+                Some(root) => {
+                    // The cache is the repository's, whatever URL reached it:
+                    // its directory is named by the (write-once) config.
+                    let config = rt.block_on(probe.get(FileKind::Config, "config")).ok();
+                    Arc::new(CacheStorage::for_repository(storage, root, config.as_deref()))
+                }
                 None => Arc::new(storage),
             })
         }

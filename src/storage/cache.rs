@@ -4,8 +4,9 @@
 //! Index files, snapshots and packs are named by the BLAKE3 hash of their
 //! bytes, so a cached copy is checked against its name before it is used,
 //! and a copy that fails the check is dropped and fetched again. Because
-//! names are content hashes, one cache directory per repository location
-//! is always safe: a name can only ever stand for one content.
+//! names are content hashes, a name can only ever stand for one content;
+//! each repository still has a directory of its own, named by the hash of
+//! its sealed config (see [`CacheStorage::for_repository`]).
 //!
 //! Index files and snapshots are kept whenever they are read or written.
 //! Packs are kept only when the caller asks through [`Keep`]: a whole pack
@@ -108,8 +109,28 @@ impl<S: Storage> CacheStorage<S> {
     /// Caches `inner` in a directory of its own below `root`, chosen by the
     /// repository's location.
     pub fn new(inner: S, root: &Path) -> Self {
-        let key = blake3::hash(inner.location().as_bytes()).to_hex();
-        let dir = root.join(&key.as_str()[..32]);
+        let key = blake3::hash(inner.location().as_bytes());
+        Self::in_dir(inner, root, &key)
+    }
+
+    /// Caches `inner` in the directory of the repository whose sealed
+    /// `config` is given: the config is written once, when the repository
+    /// is created, and sealed under a random nonce, so its hash names that
+    /// one repository wherever it is reached from (two URLs of one bucket,
+    /// a renamed endpoint). Without a config (before `init`) the location
+    /// names the directory.
+    pub fn for_repository(inner: S, root: &Path, config: Option<&[u8]>) -> Self {
+        match config {
+            Some(sealed) => {
+                let key = blake3::hash(sealed);
+                Self::in_dir(inner, root, &key)
+            }
+            None => Self::new(inner, root),
+        }
+    }
+
+    fn in_dir(inner: S, root: &Path, key: &blake3::Hash) -> Self {
+        let dir = root.join(&key.to_hex().as_str()[..32]);
         Self {
             inner,
             dir,
