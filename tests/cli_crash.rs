@@ -21,11 +21,24 @@ fn index_files(repo: &Path) -> usize {
     object_count(&repo.join("index"))
 }
 
-/// Starts a backup of `data`, kills it (SIGKILL) after `delay` or, with
-/// `until_index`, as soon as a new index file appears; returns whether it
-/// was killed before finishing.
-fn killed_backup(repo: &Path, data: &Path, delay: Duration, until_index: bool) -> bool {
+/// When a killed backup is killed: once it has stored this many new packs,
+/// or as soon as it has written an index file. Counting its own writes
+/// keeps the kill points the same however fast the machine is.
+#[derive(Debug, Clone, Copy)]
+enum KillAt {
+    NewPacks(usize),
+    NewIndex,
+}
+
+fn pack_files(repo: &Path) -> usize {
+    object_count(&repo.join("data"))
+}
+
+/// Starts a backup of `data` and kills it (SIGKILL) at `at`; returns
+/// whether it was killed before finishing.
+fn killed_backup(repo: &Path, data: &Path, at: KillAt) -> bool {
     let indexes_before = index_files(repo);
+    let packs_before = pack_files(repo);
     let bin = assert_cmd::cargo::cargo_bin("cairn");
     let mut child = std::process::Command::new(bin)
         .env("CAIRN_PASSWORD", PASSWORD)
@@ -43,15 +56,14 @@ fn killed_backup(repo: &Path, data: &Path, delay: Duration, until_index: bool) -
         if child.try_wait().unwrap().is_some() {
             return false;
         }
-        let due = if until_index {
-            index_files(repo) > indexes_before || started.elapsed() > Duration::from_secs(120)
-        } else {
-            started.elapsed() >= delay
+        let due = match at {
+            KillAt::NewPacks(n) => pack_files(repo) >= packs_before + n,
+            KillAt::NewIndex => index_files(repo) > indexes_before,
         };
-        if due {
+        if due || started.elapsed() > Duration::from_secs(120) {
             break;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     }
     // Child::kill sends SIGKILL: no cleanup code of the backup runs.
     child.kill().unwrap();
@@ -99,20 +111,18 @@ fn killed_backups_leave_a_usable_repository() {
     let early_id = json_summary(&out)["snapshot_id"].as_str().unwrap().to_owned();
     let target = tmp.path().join("target");
 
-    // Kill at fractions of how long a whole backup of the data takes here.
-    let scratch = tmp.path().join("scratch");
-    init(&scratch, &["--chunk-size", "64K", "--pack-size", "1M"]);
-    let started = Instant::now();
-    cairn(&scratch).arg("-q").arg("backup").arg(&data).assert().success();
-    let full = started.elapsed();
-    fs::remove_dir_all(&scratch).unwrap();
-
     let mut killed = 0;
     let mut snapshots = 1;
-    // Each run reuses what the killed ones before it stored and so runs
-    // faster: the kill points stay early.
-    for (fraction, until_index) in [(0.1, false), (0.2, false), (0.35, false), (0.5, false), (0.0, true)] {
-        let was_killed = killed_backup(&repo, &data, full.mul_f64(fraction), until_index);
+    // A whole backup stores about 40 packs and writes its first index file
+    // after 32: every kill point falls in the middle of a run.
+    for at in [
+        KillAt::NewPacks(1),
+        KillAt::NewPacks(3),
+        KillAt::NewPacks(8),
+        KillAt::NewPacks(16),
+        KillAt::NewIndex,
+    ] {
+        let was_killed = killed_backup(&repo, &data, at);
         // A backup that finished first, or was killed after its snapshot was
         // stored (the last write), leaves one complete snapshot.
         if !was_killed || snapshots_via_library(&repo) == snapshots + 1 {
@@ -130,7 +140,7 @@ fn killed_backups_leave_a_usable_repository() {
     }
     assert!(
         killed >= 3,
-        "the backups finished too fast to be killed ({killed} killed; a full backup takes {full:?})"
+        "the backups finished before they could be killed ({killed} killed)"
     );
     let indexes_before = index_files(&repo);
     assert!(indexes_before >= 2, "the last killed backup wrote no index file");

@@ -196,9 +196,11 @@ pub fn object_count(dir: &Path) -> usize {
         return 0;
     };
     let mut count = 0;
-    for entry in read {
-        let entry = entry.unwrap();
-        if entry.metadata().unwrap().is_dir() {
+    // A live writer may remove a temporary file between the listing and a
+    // look at it: entries that vanish are skipped.
+    for entry in read.flatten() {
+        let Ok(kind) = entry.file_type() else { continue };
+        if kind.is_dir() {
             count += object_count(&entry.path());
         } else if !entry.file_name().to_string_lossy().starts_with(".tmp-") {
             count += 1;
