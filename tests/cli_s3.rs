@@ -361,6 +361,8 @@ fn a_backup_cut_off_by_a_server_crash_fails_cleanly_and_the_next_one_works() {
     );
 
     server.restart();
+    // SeaweedFS answers before its volumes serve what was stored earlier.
+    server.wait_readable("cairn-test", "crash/config");
     // After the restart a failure shows the server's side too.
     let run = |cmd: &mut Command| -> std::process::Output {
         let out = cmd.output().unwrap();

@@ -64,6 +64,25 @@ impl S3Server {
         })
     }
 
+    /// Waits until the server reads `key` of `bucket` back: after a restart
+    /// it answers before its volumes serve the data stored before.
+    pub fn wait_readable(&self, bucket: &str, key: &str) {
+        let started = std::time::Instant::now();
+        loop {
+            let a = self.signed("GET", &format!("/{bucket}/{key}"), &[], b"");
+            if a.status == 200 {
+                return;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "{bucket}/{key} still unreadable after a minute: {} {}",
+                a.status,
+                a.body
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
     /// Creates a bucket with Object Lock (and so versioning) enabled.
     pub fn create_locked_bucket(&self, bucket: &str) {
         let a = self.signed(
