@@ -316,6 +316,28 @@ fn subpath_restore_and_dry_runs() {
 }
 
 #[test]
+fn object_lock_options_are_refused_where_they_cannot_apply() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    // A missing argument is named in the one line, not on a second one.
+    let out = cairn(&repo)
+        .args(["init", "--object-lock-mode", "governance"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--object-lock-days"), "{stderr}");
+    // A local directory cannot lock objects: one line, nothing written.
+    let out = cairn(&repo).args(["init", "--object-lock-days", "3"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot lock objects"), "{stderr}");
+    assert!(!repo.exists(), "init wrote something");
+}
+
+#[test]
 fn bad_invocations_exit_with_their_codes() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");

@@ -321,17 +321,7 @@ fn a_backup_cut_off_by_a_server_crash_fails_cleanly_and_the_next_one_works() {
     for i in 0..24 {
         fs::write(src.join(format!("f{i:02}.bin")), pseudo_random(2 << 20, 100 + i)).unwrap();
     }
-    run_ok(cairn_s3(&server, &url).args([
-        "init",
-        "--chunk-size",
-        "64K",
-        "--pack-size",
-        "1M",
-        "--compression",
-        "off",
-        "--kdf-memory",
-        "64",
-    ]));
+    run_ok(cairn_s3(&server, &url).arg("init").args(SMALL_UNCOMPRESSED));
 
     let mut backup = std::process::Command::cargo_bin("cairn").unwrap();
     backup
@@ -577,7 +567,6 @@ fn object_lock_protects_every_object_and_prune_waits_for_it() {
     let out = run_ok(&mut init(&url));
     assert!(String::from_utf8_lossy(&out.stdout).contains("object lock"));
     run_ok(cairn_s3(&server, &url).arg("backup").arg(&src));
-    let first = describe(&src);
     fs::write(src.join("big.bin"), pseudo_random(2 << 20, 8)).unwrap();
     run_ok(cairn_s3(&server, &url).arg("backup").arg(&src));
     let second = describe(&src);
@@ -628,5 +617,4 @@ fn object_lock_protects_every_object_and_prune_waits_for_it() {
             .arg(&target),
     );
     assert_same_tree(&second, &describe(&restored(&target, &src)));
-    assert_ne!(first, second);
 }

@@ -53,17 +53,11 @@ fn build_tree(src: &Path) {
 }
 
 fn init_direct(server: &S3Server, url: &str) {
-    succeeds(cairn_via(server, &server.endpoint, url).args([
-        "init",
-        "--chunk-size",
-        "64K",
-        "--pack-size",
-        "1M",
-        "--compression",
-        "off",
-        "--kdf-memory",
-        "64",
-    ]));
+    succeeds(
+        cairn_via(server, &server.endpoint, url)
+            .arg("init")
+            .args(SMALL_UNCOMPRESSED),
+    );
 }
 
 fn snapshot_count_direct(server: &S3Server, url: &str) -> usize {

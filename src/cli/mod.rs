@@ -230,7 +230,7 @@ pub fn open_storage_with(
                     // The cache is the repository's, whatever URL reached it:
                     // its directory is named by the (write-once) config.
                     let config = rt.block_on(probe.get(FileKind::Config, "config")).ok();
-                    Arc::new(CacheStorage::for_repository(storage, root, config.as_deref()))
+                    Arc::new(CacheStorage::for_repository(storage, root, config))
                 }
                 None => Arc::new(storage),
             })

@@ -16,6 +16,7 @@ pub mod plan;
 mod retention;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,7 +29,7 @@ use crate::format::BlobKind;
 use crate::id::{BlobId, IndexId, PackId, SnapshotId, TreeId};
 use crate::repo::saver::{BlobSaver, SaverOptions};
 use crate::repo::{Bitmap, Index, IndexedRepository, RepoError};
-use crate::storage::FileKind;
+use crate::storage::{FileKind, StorageError};
 
 pub use plan::{MaxUnused, PackFacts, Plan, PlanOptions, PlanStats};
 
@@ -529,28 +530,48 @@ fn write_index_file(repo: &IndexedRepository, file: &IndexFile) -> Result<()> {
 /// Deletes objects with at most `connections` requests at once; returns how
 /// many were deleted.
 fn delete_all<I: ToString>(repo: &IndexedRepository, kind: FileKind, ids: Vec<I>, connections: usize) -> Result<u64> {
-    let names: Vec<String> = ids.iter().map(ToString::to_string).collect();
-    let count = names.len() as u64;
+    let objects = ids.iter().map(|id| (kind, id.to_string())).collect();
+    let deleted = each_object(repo, objects, connections, |storage, kind, name| async move {
+        storage.delete(kind, &name).await
+    })?;
+    Ok(deleted.len() as u64)
+}
+
+/// Runs `op` on every object with at most `connections` at once and
+/// returns the results in no particular order.
+pub(super) fn each_object<T, F, Fut>(
+    repo: &IndexedRepository,
+    objects: Vec<(FileKind, String)>,
+    connections: usize,
+    op: F,
+) -> Result<Vec<(FileKind, String, T)>>
+where
+    T: Send + 'static,
+    F: Fn(crate::storage::DynStorage, FileKind, String) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = std::result::Result<T, StorageError>> + Send + 'static,
+{
     let storage = repo.storage().clone();
-    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(connections.max(1)));
+    let limit = Arc::new(tokio::sync::Semaphore::new(connections.max(1)));
+    let op = Arc::new(op);
     repo.block_on(async move {
         let mut set = tokio::task::JoinSet::new();
-        for name in names {
+        for (kind, name) in objects {
             let storage = storage.clone();
             let limit = limit.clone();
+            let op = op.clone();
             set.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                storage.delete(kind, &name).await
+                let out = op(storage, kind, name.clone()).await;
+                out.map(|t| (kind, name, t))
             });
         }
+        let mut results = Vec::new();
         while let Some(joined) = set.join_next().await {
-            joined
-                .map_err(|e| RepoError::Upload(format!("a delete task failed: {e}")))?
-                .map_err(RepoError::from)?;
+            let done = joined.map_err(|e| RepoError::Upload(format!("a storage task failed: {e}")))?;
+            results.push(done.map_err(RepoError::from)?);
         }
-        Ok::<_, PruneError>(())
-    })?;
-    Ok(count)
+        Ok::<_, PruneError>(results)
+    })
 }
 
 #[cfg(test)]

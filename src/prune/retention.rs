@@ -10,54 +10,15 @@
 //! out and a later prune can delete them.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use crate::format::config::ObjectLockConfig;
 use crate::id::PackId;
 use crate::repo::{IndexedRepository, RepoError};
-use crate::storage::{FileKind, StorageError};
+use crate::storage::FileKind;
 
-use super::Result;
+use super::{each_object, Result};
 
 const NS_PER_SEC: i64 = 1_000_000_000;
-const DAY_SECS: i64 = 86_400;
-
-/// Runs `op` on every object with at most `connections` at once and
-/// returns the results in no particular order.
-fn for_each<T, F, Fut>(
-    repo: &IndexedRepository,
-    objects: Vec<(FileKind, String)>,
-    connections: usize,
-    op: F,
-) -> Result<Vec<(FileKind, String, T)>>
-where
-    T: Send + 'static,
-    F: Fn(crate::storage::DynStorage, FileKind, String) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = std::result::Result<T, StorageError>> + Send + 'static,
-{
-    let storage = repo.storage().clone();
-    let limit = Arc::new(tokio::sync::Semaphore::new(connections.max(1)));
-    let op = Arc::new(op);
-    repo.block_on(async move {
-        let mut set = tokio::task::JoinSet::new();
-        for (kind, name) in objects {
-            let storage = storage.clone();
-            let limit = limit.clone();
-            let op = op.clone();
-            set.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                let out = op(storage, kind, name.clone()).await;
-                out.map(|t| (kind, name, t))
-            });
-        }
-        let mut results = Vec::new();
-        while let Some(joined) = set.join_next().await {
-            let done = joined.map_err(|e| RepoError::Upload(format!("an object lock task failed: {e}")))?;
-            results.push(done.map_err(RepoError::from)?);
-        }
-        Ok::<_, super::PruneError>(results)
-    })
-}
 
 /// Until when (Unix ns) each stored pack is locked.
 pub(super) fn pack_locks(
@@ -66,7 +27,7 @@ pub(super) fn pack_locks(
     connections: usize,
 ) -> Result<HashMap<PackId, i64>> {
     let objects = packs.map(|id| (FileKind::Pack, id.to_hex())).collect();
-    let found = for_each(repo, objects, connections, |storage, kind, name| async move {
+    let found = each_object(repo, objects, connections, |storage, kind, name| async move {
         storage.locked_until(kind, &name).await
     })?;
     Ok(found
@@ -90,7 +51,7 @@ pub(super) fn extend_kept(
     connections: usize,
 ) -> Result<u64> {
     let now = now_ns / NS_PER_SEC;
-    let period = i64::from(lock.days) * DAY_SECS;
+    let period = crate::repo::retention(lock).period_secs();
     let until = now + period;
     let due = now + period / 2;
     let mut objects: Vec<(FileKind, String)> = Vec::new();
@@ -104,7 +65,7 @@ pub(super) fn extend_kept(
         let listed = repo.block_on(repo.storage().list(kind)).map_err(RepoError::from)?;
         objects.extend(listed.into_iter().map(|info| (kind, info.name)));
     }
-    let extended = for_each(repo, objects, connections, move |storage, kind, name| async move {
+    let extended = each_object(repo, objects, connections, move |storage, kind, name| async move {
         let current = match storage.locked_until(kind, &name).await {
             Ok(current) => current,
             // Deleted meanwhile (a forgotten snapshot, a replaced index).

@@ -134,6 +134,21 @@ mod tests {
     use crate::format::{envelope, limits};
 
     #[test]
+    fn a_whole_pack_too_short_or_with_a_bad_trailer_is_named_as_such() {
+        let key = MasterKey::generate().unwrap();
+        let short = header_of_pack(&key, b"ab").unwrap_err();
+        assert!(short.contains("only 2 bytes long"), "{short}");
+        // A trailer claiming a header longer than the pack.
+        let mut bogus = vec![0u8; 200];
+        bogus[196..].copy_from_slice(&1000u32.to_le_bytes());
+        assert!(header_of_pack(&key, &bogus).is_err());
+        // A trailer pointing at bytes that are no sealed header.
+        bogus[196..].copy_from_slice(&100u32.to_le_bytes());
+        let unsealed = header_of_pack(&key, &bogus).unwrap_err();
+        assert!(unsealed.contains("header cannot be opened"), "{unsealed}");
+    }
+
+    #[test]
     fn finished_pack_parses_back() {
         let key = MasterKey::generate().unwrap();
         let mut p = Packer::new(1 << 20);

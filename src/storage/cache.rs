@@ -52,6 +52,9 @@ pub struct CacheStorage<S> {
     /// One download per pack at a time: concurrent readers of trees in the
     /// same pack wait for the first instead of fetching it again.
     fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The sealed config, when it was read before the cache was stacked:
+    /// it never changes, so opening the repository need not fetch it again.
+    config: Option<Bytes>,
 }
 
 /// The default cache root: `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`.
@@ -119,11 +122,14 @@ impl<S: Storage> CacheStorage<S> {
     /// one repository wherever it is reached from (two URLs of one bucket,
     /// a renamed endpoint). Without a config (before `init`) the location
     /// names the directory.
-    pub fn for_repository(inner: S, root: &Path, config: Option<&[u8]>) -> Self {
+    pub fn for_repository(inner: S, root: &Path, config: Option<Bytes>) -> Self {
         match config {
             Some(sealed) => {
-                let key = blake3::hash(sealed);
-                Self::in_dir(inner, root, &key)
+                let key = blake3::hash(&sealed);
+                Self {
+                    config: Some(sealed),
+                    ..Self::in_dir(inner, root, &key)
+                }
             }
             None => Self::new(inner, root),
         }
@@ -136,6 +142,7 @@ impl<S: Storage> CacheStorage<S> {
             dir,
             verified: Mutex::new(HashSet::new()),
             fetching: Mutex::new(HashMap::new()),
+            config: None,
         }
     }
 
@@ -355,6 +362,9 @@ impl<S: Storage> Storage for CacheStorage<S> {
     }
 
     async fn get(&self, kind: FileKind, name: &str) -> Result<Bytes> {
+        if let (FileKind::Config, Some(config)) = (kind, &self.config) {
+            return Ok(config.clone());
+        }
         if let Some(data) = self.cached(kind, name).await {
             return Ok(data);
         }

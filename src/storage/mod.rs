@@ -284,6 +284,11 @@ pub struct Retention {
 }
 
 impl Retention {
+    /// The lock period in seconds.
+    pub fn period_secs(&self) -> i64 {
+        i64::from(self.days) * 86_400
+    }
+
     /// Whether objects of `kind` are written under the lock. Lock files are
     /// not: they are deleted minutes after they are written.
     pub fn applies_to(kind: FileKind) -> bool {

@@ -553,7 +553,7 @@ impl Storage for ObjectStorage {
         check_name(kind, name)?;
         if let (Some(lock), Some(&retention)) = (&self.lock, self.retention.get()) {
             if Retention::applies_to(kind) {
-                let until = unix_now() + i64::from(retention.days) * DAY_SECS;
+                let until = unix_now() + retention.period_secs();
                 return lock.put(kind, name, data, retention, until).await;
             }
         }
@@ -735,8 +735,6 @@ impl Storage for ObjectStorage {
         }
     }
 }
-
-const DAY_SECS: i64 = 86_400;
 
 fn unix_now() -> i64 {
     let d = std::time::SystemTime::now()

@@ -52,6 +52,19 @@ pub fn small_kdf() -> cairn::format::keyfile::KdfParams {
 }
 
 /// Repository options for fast tests: cheap Argon2id, 16 KiB chunks, 1 MiB packs.
+/// `init` options for a small, uncompressed repository that tests fill
+/// quickly: 64 KiB chunks, 1 MiB packs, cheap Argon2id.
+pub const SMALL_UNCOMPRESSED: [&str; 8] = [
+    "--chunk-size",
+    "64K",
+    "--pack-size",
+    "1M",
+    "--compression",
+    "off",
+    "--kdf-memory",
+    "64",
+];
+
 pub fn small_repo_options() -> cairn::repo::InitOptions {
     cairn::repo::InitOptions {
         kdf: small_kdf(),

@@ -372,19 +372,23 @@ async fn without_a_cache_every_read_goes_to_the_store() {
     assert_eq!(store.count(Operation::Get), 0);
 }
 
-#[test]
-fn each_repository_has_one_directory_whatever_reaches_it() {
+#[tokio::test]
+async fn each_repository_has_one_directory_whatever_reaches_it() {
     let root = tempfile::tempdir().unwrap();
-    let config_a = b"sealed config of repository a".as_slice();
-    let config_b = b"sealed config of repository b".as_slice();
+    let config_a = Bytes::from_static(b"sealed config of repository a");
+    let config_b = Bytes::from_static(b"sealed config of repository b");
     // MemoryStorage instances share a location string; the config decides.
-    let a1 = CacheStorage::for_repository(MemoryStorage::new(), root.path(), Some(config_a));
-    let a2 = CacheStorage::for_repository(MemoryStorage::new(), root.path(), Some(config_a));
+    let a1 = CacheStorage::for_repository(MemoryStorage::new(), root.path(), Some(config_a.clone()));
+    let a2 = CacheStorage::for_repository(MemoryStorage::new(), root.path(), Some(config_a.clone()));
     let b = CacheStorage::for_repository(MemoryStorage::new(), root.path(), Some(config_b));
     assert_eq!(a1.dir(), a2.dir());
     assert_ne!(a1.dir(), b.dir());
+    // The config read before stacking is served without a second request
+    // (this store has none).
+    assert_eq!(a1.get(FileKind::Config, "config").await.unwrap(), config_a);
     // Before init there is no config: the location names the directory.
     let fresh = CacheStorage::for_repository(MemoryStorage::new(), root.path(), None);
     assert_eq!(fresh.dir(), CacheStorage::new(MemoryStorage::new(), root.path()).dir());
     assert_ne!(fresh.dir(), a1.dir());
+    assert!(fresh.get(FileKind::Config, "config").await.unwrap_err().is_not_found());
 }

@@ -76,7 +76,7 @@ impl<S: Storage> Storage for SimulatedLock<S> {
         self.inner.put(kind, name, data).await?;
         if let Some(r) = self.retention.get() {
             if Retention::applies_to(kind) {
-                let until = self.now() + i64::from(r.days) * 86_400;
+                let until = self.now() + r.period_secs();
                 self.locks().insert((kind, name.to_owned()), until);
             }
         }
