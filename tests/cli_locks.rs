@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn::format::lock::{Lock, LockKind};
+use cairn::repo::lock::ProcessSpace;
 use cairn::repo::{now_ns, Repository};
 use cairn::storage::local::LocalStorage;
 use cairn::storage::FileKind;
@@ -54,13 +55,16 @@ impl Drop for Holder {
 fn plant_lock(repo: &Path, kind: LockKind, pid: u32) -> String {
     let r = Repository::open(Arc::new(LocalStorage::new(repo.to_path_buf())), PASSWORD.as_bytes()).unwrap();
     let now = now_ns();
+    let space = ProcessSpace::current();
     let lock = Lock {
         time_ns: now,
         expires_ns: now + 1_800_000_000_000,
-        hostname: cairn::repo::hostname(),
+        hostname: space.hostname,
         username: "alice".into(),
         pid,
         kind,
+        boot_id: space.boot_id,
+        pid_ns: space.pid_ns,
     };
     r.save_file(FileKind::Lock, &lock.encode()).unwrap()
 }

@@ -154,6 +154,8 @@ fn lock_value() -> Lock {
         username: "root".into(),
         pid: 4242,
         kind: LockKind::Exclusive,
+        boot_id: "0f6d3c1e-2a4b-4c5d-8e9f-0a1b2c3d4e5f".into(),
+        pid_ns: 4026531836,
     }
 }
 

@@ -29,7 +29,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
     let src = args.from.open()?;
     let dst = ctx.open()?;
     // Copying adds files to the destination; the source is only read.
-    let _lock = dst.lock(LockKind::Shared, ctx.retry_lock())?;
+    let lock = dst.lock(LockKind::Shared, ctx.retry_lock())?;
     let selected = select(&src, &args.ids, &args.filter.filter()).map_err(|e| match e {
         CliError::Repo(e) => from_error(e),
         other => other,
@@ -42,6 +42,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
             connections: ctx.global.connections.max(1),
             ..SaverOptions::default()
         },
+        lock: Some(lock.watch()),
     };
     let json = ctx.global.json;
     let quiet = ctx.global.quiet;

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::cmd_snapshots::{self, FilterArgs};
 use super::{output, CliError, Context};
 use crate::forget::{self, CalendarDuration, Decision, ForgetError, GroupBy, GroupPlan, Plan, Policy, SnapshotInfo};
-use crate::repo::LockKind;
+use crate::repo::{LockGuard, LockKind};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -149,13 +149,11 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
     if !by_ids && policy.is_empty() {
         return Err(ForgetError::NoPolicy.into());
     }
+    if args.prune {
+        args.prune_args.check()?;
+    }
     let repo = ctx.open()?;
-    // A dry run changes nothing and needs no lock.
-    let lock = if args.dry_run {
-        None
-    } else {
-        Some(repo.lock(LockKind::Exclusive, ctx.retry_lock())?)
-    };
+    let locks = take_locks(ctx, &repo, args)?;
     let filter = args.filter.filter();
     let plan = if by_ids {
         let list = cmd_snapshots::select(&repo, &args.ids, &filter)?;
@@ -177,11 +175,14 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
     let removed = if args.dry_run {
         Vec::new()
     } else {
+        for lock in &locks {
+            lock.ensure_held()?;
+        }
         forget::apply(&repo, &plan, ctx.global.connections)?
     };
     if ctx.global.json {
         print_json(&plan, (!by_ids).then_some(&policy), args.dry_run)?;
-        return prune_after(ctx, repo, lock, args);
+        return prune_after(ctx, repo, &locks, args);
     }
     if human {
         output::line("")?;
@@ -194,24 +195,43 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
             output::line(format_args!("removed {}", snapshots(removed.len())))?;
         }
     }
-    prune_after(ctx, repo, lock, args)
+    prune_after(ctx, repo, &locks, args)
+}
+
+/// The locks forget runs under, all taken before anything changes: none for
+/// a dry run; a forget lock, which lets backups and a prune run beside it;
+/// with `--prune` also a prune lock, or with `--instant-delete` one
+/// exclusive lock for both.
+fn take_locks(ctx: &Context, repo: &crate::repo::Repository, args: &Args) -> Result<Vec<LockGuard>, CliError> {
+    if args.dry_run {
+        return Ok(Vec::new());
+    }
+    if args.prune && args.prune_args.instant_delete {
+        return Ok(vec![repo.lock(LockKind::Exclusive, ctx.retry_lock())?]);
+    }
+    let mut locks = vec![repo.lock(LockKind::Forget, ctx.retry_lock())?];
+    if args.prune {
+        locks.push(repo.lock(LockKind::Prune, ctx.retry_lock())?);
+    }
+    Ok(locks)
 }
 
 /// `--prune`: prune the repository the snapshots were removed from, under
-/// forget's exclusive lock (a second lock would conflict with it).
+/// the last of the locks taken for it.
 fn prune_after(
     ctx: &Context,
     repo: crate::repo::Repository,
-    lock: Option<crate::repo::LockGuard>,
+    locks: &[LockGuard],
     args: &Args,
 ) -> Result<i32, CliError> {
     use super::cmd_prune::{other_lock_times, run_on, Held};
     if !args.prune {
         return Ok(0);
     }
-    match lock {
+    match locks.last() {
         Some(lock) => {
-            let times = other_lock_times(&repo, &lock)?;
+            let mine: Vec<&LockGuard> = locks.iter().collect();
+            let times = other_lock_times(&repo, &mine)?;
             let repo = repo.load_index()?;
             run_on(ctx, &repo, &args.prune_args, args.dry_run, &times, &Held(lock.watch()))
         }

@@ -68,7 +68,8 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<i32, CliError> {
             let kdf = args.kdf()?;
             let repo = ctx.open()?;
             let password = new_password(args.new_password_file.as_deref())?;
-            let _lock = repo.lock(LockKind::Shared, ctx.retry_lock())?;
+            let lock = repo.lock(LockKind::Shared, ctx.retry_lock())?;
+            lock.ensure_held()?;
             let name = repo.write_key(password.as_bytes(), kdf)?;
             if ctx.global.json {
                 output::print_json(&json!({ "message_type": "key_added", "id": name }))?;
@@ -79,8 +80,9 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<i32, CliError> {
         }
         KeyCommand::Remove { id } => {
             let repo = ctx.open()?;
-            let _lock = repo.lock(LockKind::Exclusive, ctx.retry_lock())?;
+            let lock = repo.lock(LockKind::Exclusive, ctx.retry_lock())?;
             let name = repo.resolve_key(id)?;
+            lock.ensure_held()?;
             repo.remove_key(&name)?;
             if ctx.global.json {
                 output::print_json(&json!({ "message_type": "key_removed", "id": name }))?;
@@ -94,7 +96,8 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<i32, CliError> {
             let mut repo = ctx.open()?;
             let old = repo.key_name().to_owned();
             let password = new_password(args.new_password_file.as_deref())?;
-            let _lock = repo.lock(LockKind::Exclusive, ctx.retry_lock())?;
+            let lock = repo.lock(LockKind::Exclusive, ctx.retry_lock())?;
+            lock.ensure_held()?;
             let name = repo.change_password(password.as_bytes(), kdf)?;
             if ctx.global.json {
                 output::print_json(&json!({ "message_type": "password_changed", "id": name, "removed": old }))?;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{output, CliError, Context};
 use crate::prune::{self, MaxUnused, PruneOptions, PruneReport};
-use crate::repo::lock::is_stale;
+use crate::repo::lock::{is_stale, LOCK_TTL};
 use crate::repo::{IndexedRepository, LockGuard, LockKind, LockWatch, Repository};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -30,9 +30,51 @@ pub struct PruneArgs {
     #[arg(long)]
     pub no_repack_small: bool,
     /// How long a pack found unused stays marked before a later prune
-    /// deletes it (e.g. `12h`, `30m`, `2d`; `0` deletes on the next run).
+    /// deletes it (e.g. `12h`, `2d`; at least the lock lifetime, 30m).
     #[arg(long, default_value = "12h", value_name = "DURATION", value_parser = super::cmd_unlock::parse_duration)]
     pub grace: Duration,
+    /// Delete what no snapshot needs in this run instead of marking it for a
+    /// later one. Takes an exclusive lock: fails while a backup or any other
+    /// command holds a lock, and a restore running meanwhile may fail.
+    #[arg(long)]
+    pub instant_delete: bool,
+}
+
+impl PruneArgs {
+    /// Refuses settings that would break the rules prune relies on.
+    pub fn check(&self) -> Result<(), CliError> {
+        if !self.instant_delete && self.grace < LOCK_TTL {
+            return Err(CliError::Usage(format!(
+                "--grace {} is shorter than the lock lifetime ({}): a process whose lock was lost \
+                 must have the time to notice it before its packs go; give at least {}, or \
+                 --instant-delete to delete at once under an exclusive lock",
+                humantime(self.grace),
+                humantime(LOCK_TTL),
+                humantime(LOCK_TTL)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The lock a run that changes the repository takes.
+    pub fn lock_kind(&self) -> LockKind {
+        if self.instant_delete {
+            LockKind::Exclusive
+        } else {
+            LockKind::Prune
+        }
+    }
+}
+
+/// `90s`, `30m`, `12h`: the largest unit that divides the duration.
+fn humantime(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0".to_owned(),
+        _ if s % 3600 == 0 => format!("{}h", s / 3600),
+        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
 }
 
 fn parse_max_unused(s: &str) -> Result<MaxUnused, String> {
@@ -54,21 +96,29 @@ fn parse_max_unused(s: &str) -> Result<MaxUnused, String> {
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
+    args.prune.check()?;
     let repo = ctx.open()?;
-    let lock = repo.lock(LockKind::Prune, ctx.retry_lock())?;
-    let lock_times = other_lock_times(&repo, &lock)?;
+    // A dry run changes nothing: the prune lock keeps it beside backups.
+    let kind = if args.dry_run {
+        LockKind::Prune
+    } else {
+        args.prune.lock_kind()
+    };
+    let lock = repo.lock(kind, ctx.retry_lock())?;
+    let lock_times = other_lock_times(&repo, &[&lock])?;
     let repo = repo.load_index()?;
     run_on(ctx, &repo, &args.prune, args.dry_run, &lock_times, &Held(lock.watch()))
 }
 
-/// The start times of the other live locks: a backup that started before a
-/// pack's mark was visible holds off its deletion.
-pub fn other_lock_times(repo: &Repository, mine: &LockGuard) -> Result<Vec<i64>, CliError> {
+/// The start times of the other live locks, listed before the index is
+/// loaded: a backup that took its lock before a pack's mark was durable
+/// holds off its deletion.
+pub fn other_lock_times(repo: &Repository, mine: &[&LockGuard]) -> Result<Vec<i64>, CliError> {
     let now = crate::repo::now_ns();
     Ok(repo
         .list_locks()?
         .into_iter()
-        .filter(|(_, l)| !mine.is_mine(l) && !is_stale(l, now))
+        .filter(|(_, l)| !mine.iter().any(|g| g.is_mine(l)) && !is_stale(l, now))
         .map(|(_, l)| l.time_ns)
         .collect())
 }
@@ -83,8 +133,9 @@ impl prune::LockCheck for Held {
     }
 }
 
-/// Prunes an opened repository under a lock held by the caller (also used
-/// by `forget --prune`, under forget's exclusive lock).
+/// Prunes an opened repository under a lock held by the caller: a prune
+/// lock, or an exclusive one for `--instant-delete` (also used by
+/// `forget --prune`).
 pub fn run_on(
     ctx: &Context,
     repo: &IndexedRepository,
@@ -99,12 +150,13 @@ pub fn run_on(
         repack_small: !args.no_repack_small,
         grace: args.grace,
         dry_run,
+        instant_delete: args.instant_delete,
         connections: ctx.global.connections.max(1),
     };
     if ctx.interactive {
         eprintln!("pruning {}", repo.storage().location());
     }
-    let report = prune::prune(repo, &opts, lock_times, crate::repo::now_ns(), lock)?;
+    let report = prune::prune(repo, &opts, lock_times, prune::SystemClock, lock)?;
     if ctx.global.json {
         output::print_json(&report)?;
     } else if !ctx.global.quiet {
@@ -141,10 +193,11 @@ fn print_human(r: &PruneReport) -> Result<(), CliError> {
         b(p.repack_used_bytes)
     ))?;
     output::line(format_args!(
-        "{} {} packs ({}) marked earlier",
+        "{} {} packs ({}) {}",
         verb("deleted", "would delete"),
         p.delete_packs,
-        b(p.delete_bytes)
+        b(p.delete_bytes),
+        if r.instant_delete { "at once" } else { "marked earlier" }
     ))?;
     if p.wait_packs > 0 {
         output::line(format_args!(

@@ -56,11 +56,12 @@ pub fn run(ctx: &Context, cmd: &RepairCommand) -> Result<i32, CliError> {
 
 fn run_index(ctx: &Context, args: &IndexArgs) -> Result<i32, CliError> {
     let repo = ctx.open()?;
-    let _lock = repo.lock(LockKind::Exclusive, ctx.retry_lock())?;
+    let lock = repo.lock(LockKind::Exclusive, ctx.retry_lock())?;
     let opts = RepairIndexOptions {
         connections: ctx.global.connections.max(1),
         read_all_packs: args.read_all_packs,
         dry_run: args.dry_run,
+        lock: Some(lock.watch()),
     };
     let outcome = repair_index::repair_index(&repo, &opts)?;
     if ctx.global.json {
@@ -105,7 +106,7 @@ fn run_index(ctx: &Context, args: &IndexArgs) -> Result<i32, CliError> {
 fn run_snapshots(ctx: &Context, args: &SnapshotsArgs) -> Result<i32, CliError> {
     let repo = ctx.open()?;
     // A dry run changes nothing and needs no lock.
-    let _lock = if args.dry_run {
+    let lock = if args.dry_run {
         None
     } else {
         Some(repo.lock(LockKind::Exclusive, ctx.retry_lock())?)
@@ -120,6 +121,7 @@ fn run_snapshots(ctx: &Context, args: &SnapshotsArgs) -> Result<i32, CliError> {
             connections: ctx.global.connections.max(1),
             ..SaverOptions::default()
         },
+        lock: lock.as_ref().map(|l| l.watch()),
     };
     let results = repair_snapshots::repair_snapshots(&repo, selected, &opts)?;
     let repaired = results.iter().filter(|r| !r.dropped.is_empty()).count();

@@ -281,16 +281,27 @@ fn lock() -> impl Strategy<Value = Lock> {
         ".{0,12}",
         ".{0,12}",
         any::<u32>(),
-        prop_oneof![Just(LockKind::Shared), Just(LockKind::Exclusive), Just(LockKind::Prune)],
+        prop_oneof![
+            Just(LockKind::Shared),
+            Just(LockKind::Exclusive),
+            Just(LockKind::Prune),
+            Just(LockKind::Forget)
+        ],
+        ".{0,36}",
+        any::<u64>(),
     )
-        .prop_map(|(time_ns, expires_ns, hostname, username, pid, kind)| Lock {
-            time_ns,
-            expires_ns,
-            hostname,
-            username,
-            pid,
-            kind,
-        })
+        .prop_map(
+            |(time_ns, expires_ns, hostname, username, pid, kind, boot_id, pid_ns)| Lock {
+                time_ns,
+                expires_ns,
+                hostname,
+                username,
+                pid,
+                kind,
+                boot_id,
+                pid_ns,
+            },
+        )
 }
 
 fn tree_with(names: &[&[u8]]) -> Tree {
@@ -618,7 +629,7 @@ fn key_file_rejects_bad_header_and_kdf() {
 }
 
 #[test]
-fn lock_kind_is_the_last_byte_and_unknown_kinds_are_rejected() {
+fn lock_kind_follows_the_pid_and_unknown_kinds_are_rejected() {
     let lock = Lock {
         time_ns: 1,
         expires_ns: 2,
@@ -626,14 +637,47 @@ fn lock_kind_is_the_last_byte_and_unknown_kinds_are_rejected() {
         username: "u".into(),
         pid: 7,
         kind: LockKind::Shared,
+        boot_id: "b".into(),
+        pid_ns: 9,
     };
     let mut bytes = lock.encode();
-    for (byte, kind) in [(0u8, LockKind::Shared), (1, LockKind::Exclusive), (2, LockKind::Prune)] {
-        *bytes.last_mut().unwrap() = byte;
+    // ... pid 07, kind, boot_id (01 62), pid_ns (09).
+    let at = bytes.len() - 4;
+    assert_eq!(&bytes[at - 1..], &[7, 0, 1, b'b', 9]);
+    for (byte, kind) in [
+        (0u8, LockKind::Shared),
+        (1, LockKind::Exclusive),
+        (2, LockKind::Prune),
+        (3, LockKind::Forget),
+    ] {
+        bytes[at] = byte;
         assert_eq!(Lock::decode(&bytes).unwrap().kind, kind);
     }
-    *bytes.last_mut().unwrap() = 3;
-    assert!(Lock::decode(&bytes).is_err(), "lock kind 3 must be rejected");
+    bytes[at] = 4;
+    assert!(Lock::decode(&bytes).is_err(), "lock kind 4 must be rejected");
+}
+
+#[test]
+fn a_lock_without_identity_is_read_with_an_unknown_one() {
+    let lock = Lock {
+        time_ns: 1,
+        expires_ns: 2,
+        hostname: "h".into(),
+        username: "u".into(),
+        pid: 7,
+        kind: LockKind::Prune,
+        boot_id: String::new(),
+        pid_ns: 0,
+    };
+    let full = lock.encode();
+    // Written before boot_id and pid_ns: the same bytes up to the kind.
+    let old = &full[..full.len() - 2];
+    assert_eq!(old.last(), Some(&2));
+    assert_eq!(Lock::decode(old).unwrap(), lock);
+    // Anything else that is cut short, or longer, is still an error.
+    assert!(Lock::decode(&full[..full.len() - 1]).is_err());
+    assert!(Lock::decode(&[full.clone(), vec![0]].concat()).is_err());
+    assert!(Lock::decode(&old[..old.len() - 1]).is_err());
 }
 
 #[test]
@@ -646,6 +690,10 @@ fn lock_conflict_matrix() {
         (Prune, Prune, true),
         (Prune, Exclusive, true),
         (Exclusive, Exclusive, true),
+        (Forget, Shared, false),
+        (Forget, Prune, false),
+        (Forget, Forget, true),
+        (Forget, Exclusive, true),
     ];
     for (a, b, conflict) in table {
         assert_eq!(a.conflicts_with(b), conflict, "{a} vs {b}");

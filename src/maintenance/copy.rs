@@ -23,14 +23,16 @@ use crate::format::tree::{Content, Tree};
 use crate::format::{BlobKind, FormatError};
 use crate::id::{BlobId, SnapshotId, TreeId};
 use crate::repo::saver::{BlobSaver, SaverOptions};
-use crate::repo::{IndexedRepository, RepoError};
+use crate::repo::{IndexedRepository, LockWatch, RepoError};
 
 /// How to copy.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CopyOptions {
     /// Read and name everything but store nothing.
     pub dry_run: bool,
     pub saver: SaverOptions,
+    /// The destination's lock: checked before each snapshot is written.
+    pub lock: Option<LockWatch>,
 }
 
 /// What happens to one source snapshot, in order.
@@ -170,6 +172,9 @@ pub fn copy(
         let written = if opts.dry_run {
             None
         } else {
+            if let Some(lock) = &opts.lock {
+                lock.ensure_held()?;
+            }
             Some(dst.save_snapshot(&copy)?)
         };
         stats.snapshots_copied += 1;

@@ -23,11 +23,11 @@ use crate::format::pack::{header_location, PackEntry, PackHeader, TRAILER_LEN};
 use crate::format::{limits, BlobKind};
 use crate::id::{IndexId, PackId};
 use crate::repo::saver::INDEX_BATCH;
-use crate::repo::Repository;
+use crate::repo::{LockWatch, Repository};
 use crate::storage::{DynStorage, FileKind, Keep};
 
 /// How to rebuild the index.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RepairIndexOptions {
     /// Packs read at once.
     pub connections: usize,
@@ -35,6 +35,9 @@ pub struct RepairIndexOptions {
     pub read_all_packs: bool,
     /// Read everything but write and delete nothing.
     pub dry_run: bool,
+    /// The lock repair runs under: checked before it writes and before it
+    /// deletes.
+    pub lock: Option<LockWatch>,
 }
 
 impl Default for RepairIndexOptions {
@@ -43,8 +46,16 @@ impl Default for RepairIndexOptions {
             connections: 2,
             read_all_packs: false,
             dry_run: false,
+            lock: None,
         }
     }
+}
+
+fn ensure_held(lock: Option<&LockWatch>) -> Result<()> {
+    if let Some(lock) = lock {
+        lock.ensure_held()?;
+    }
+    Ok(())
 }
 
 /// Something wrong with one pack or blob, found while rebuilding.
@@ -176,6 +187,7 @@ pub fn repair_index(repo: &Repository, opts: &RepairIndexOptions) -> Result<Repa
     if let Some(last) = files.last_mut() {
         last.supersedes = old_ids.clone();
     }
+    ensure_held(opts.lock.as_ref())?;
     for file in &files {
         let name = repo.save_file(FileKind::Index, &file.encode())?;
         outcome.written.push(
@@ -183,6 +195,7 @@ pub fn repair_index(repo: &Repository, opts: &RepairIndexOptions) -> Result<Repa
                 .map_err(|_| MaintenanceError::Task(format!("new index file has a malformed name {name}")))?,
         );
     }
+    ensure_held(opts.lock.as_ref())?;
     for id in &old_ids {
         if !outcome.written.contains(id) {
             repo.block_on(repo.storage().delete(FileKind::Index, &id.to_hex()))?;

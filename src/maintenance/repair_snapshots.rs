@@ -21,14 +21,14 @@ use crate::format::tree::{Content, NodeKind, Tree};
 use crate::format::BlobKind;
 use crate::id::{BlobId, PackId, SnapshotId, TreeId};
 use crate::repo::saver::{BlobSaver, SaverOptions};
-use crate::repo::{IndexedRepository, RepoError};
+use crate::repo::{IndexedRepository, LockWatch, RepoError};
 use crate::storage::FileKind;
 
 /// The tag added to every repaired snapshot.
 pub const REPAIRED_TAG: &str = "repaired";
 
 /// How to repair.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RepairSnapshotsOptions {
     /// Show what would be dropped; write and delete nothing.
     pub dry_run: bool,
@@ -37,6 +37,9 @@ pub struct RepairSnapshotsOptions {
     /// Read and verify every data blob, not only look it up in the index.
     pub read_data: bool,
     pub saver: SaverOptions,
+    /// The lock repair runs under: checked before it writes snapshots and
+    /// before it deletes them.
+    pub lock: Option<LockWatch>,
 }
 
 /// One entry left out of a snapshot.
@@ -135,6 +138,9 @@ pub fn repair_snapshots(
     if opts.dry_run {
         return Ok(out);
     }
+    if let Some(lock) = &opts.lock {
+        lock.ensure_held()?;
+    }
     for (pos, id, snapshot, tree) in &rewritten {
         let mut tags = snapshot.tags.clone();
         if !tags.iter().any(|t| t == REPAIRED_TAG) {
@@ -150,6 +156,9 @@ pub fn repair_snapshots(
         out[*pos].new_snapshot = Some(repo.save_snapshot(&new)?);
     }
     if opts.forget {
+        if let Some(lock) = &opts.lock {
+            lock.ensure_held()?;
+        }
         for (pos, id, _, _) in &rewritten {
             repo.block_on(repo.storage().delete(FileKind::Snapshot, &id.to_hex()))?;
             out[*pos].forgotten = true;

@@ -3,8 +3,10 @@
 //!
 //! The order of writes and deletions (format-spec/format.md, "Pruning"):
 //! 1. repacked blobs go to new packs, indexed by new index files;
-//! 2. index files that change are written anew, the last new file naming
-//!    the ones it replaces in `supersedes` and carrying every mark;
+//! 2. index files that change are written anew, then one file naming the
+//!    ones it replaces in `supersedes` and carrying every mark, new marks
+//!    as pending; once it is durable the time is read and one more file
+//!    replaces it with the new marks stamped with that time;
 //! 3. the replaced index files are deleted;
 //! 4. the packs whose marks expired are deleted.
 //!
@@ -31,7 +33,36 @@ use crate::repo::saver::{BlobSaver, SaverOptions};
 use crate::repo::{Bitmap, Index, IndexedRepository, RepoError};
 use crate::storage::{FileKind, StorageError};
 
-pub use plan::{MaxUnused, PackFacts, Plan, PlanOptions, PlanStats};
+pub use plan::{MaxUnused, PackFacts, Plan, PlanOptions, PlanStats, CLOCK_ALLOWANCE_NS, MARK_PENDING_NS};
+
+/// Where prune reads the time: once when it starts (to judge the age of
+/// marks and object locks) and once when the index file carrying new marks
+/// is durable (their time). A fixed `i64` is a clock that stands still.
+pub trait Clock {
+    fn now_ns(&self) -> i64;
+}
+
+impl Clock for i64 {
+    fn now_ns(&self) -> i64 {
+        *self
+    }
+}
+
+impl<F: Fn() -> i64> Clock for F {
+    fn now_ns(&self) -> i64 {
+        self()
+    }
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ns(&self) -> i64 {
+        crate::repo::now_ns()
+    }
+}
 
 /// Errors of prune.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +106,10 @@ pub struct PruneOptions {
     pub grace: Duration,
     /// Plan only: change nothing.
     pub dry_run: bool,
+    /// Delete what no snapshot needs in this run instead of marking it.
+    /// Only safe while no other process uses the repository: the caller
+    /// holds an exclusive lock.
+    pub instant_delete: bool,
     /// Concurrent transfers.
     pub connections: usize,
 }
@@ -87,6 +122,7 @@ impl Default for PruneOptions {
             repack_small: true,
             grace: DEFAULT_GRACE,
             dry_run: false,
+            instant_delete: false,
             connections: 2,
         }
     }
@@ -99,6 +135,7 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(12 * 3600);
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct PruneReport {
     pub dry_run: bool,
+    pub instant_delete: bool,
     pub snapshots: u64,
     pub trees: u64,
     #[serde(flatten)]
@@ -126,17 +163,20 @@ impl LockCheck for () {
 }
 
 /// Runs prune. `lock_times` are the start times (Unix ns) of the live locks
-/// of other processes; `now_ns` is the time marks are stamped with.
+/// of other processes, listed before the index was loaded; `clock` gives
+/// the time of the run and, later, the time new marks are stamped with.
 pub fn prune(
     repo: &IndexedRepository,
     opts: &PruneOptions,
     lock_times: &[i64],
-    now_ns: i64,
+    clock: impl Clock,
     lock: &dyn LockCheck,
 ) -> Result<PruneReport> {
+    let now_ns = clock.now_ns();
     let index = repo.index();
     let mut report = PruneReport {
         dry_run: opts.dry_run,
+        instant_delete: opts.instant_delete,
         ..PruneReport::default()
     };
     let live = reachable(repo, &mut report)?;
@@ -169,6 +209,7 @@ pub fn prune(
         pack_size: u64::from(repo.config().pack_size),
         grace_ns: i64::try_from(opts.grace.as_nanos()).unwrap_or(i64::MAX),
         now_ns,
+        instant: opts.instant_delete,
     };
     let plan = plan::plan(&facts, lock_times, &plan_opts);
     if let Some(first) = plan.missing_needed.first() {
@@ -189,19 +230,15 @@ pub fn prune(
         report.new_packs = repack(repo, &live, &plan.repack, opts.connections)?;
     }
 
-    // 2. New index files for those that change, the last one carrying the
+    // 2. New index files for those that change, then the one carrying the
     //    marks and the list of files it replaces.
     let dropped: HashSet<PackId> = plan.delete.iter().chain(&plan.forget_missing).copied().collect();
-    let mut new_marks: Vec<MarkedPack> = plan
+    let mut standing: Vec<MarkedPack> = plan
         .wait
         .iter()
         .filter_map(|id| marks.get(id).map(|&t| MarkedPack { id: *id, marked_ns: t }))
         .collect();
-    new_marks.extend(plan.mark.iter().map(|id| MarkedPack {
-        id: *id,
-        marked_ns: now_ns,
-    }));
-    new_marks.sort_by_key(|m| m.id);
+    standing.sort_by_key(|m| m.id);
     let mut old_marks: Vec<MarkedPack> = marks
         .iter()
         .map(|(id, &t)| MarkedPack { id: *id, marked_ns: t })
@@ -213,7 +250,7 @@ pub fn prune(
         .filter(|f| f.has_marks || f.packs.iter().any(|p| dropped.contains(p)))
         .map(|f| f.id)
         .collect();
-    if new_marks != old_marks || !rewrite.is_empty() {
+    if !plan.mark.is_empty() || standing != old_marks || !rewrite.is_empty() {
         lock.still_held().map_err(PruneError::LockLost)?;
         let mut supersedes: Vec<IndexId> = Vec::new();
         for id in &rewrite {
@@ -229,10 +266,41 @@ pub fn prune(
         }
         supersedes.sort();
         supersedes.dedup();
+        let with_marks = |time: i64| {
+            let mut all = standing.clone();
+            all.extend(plan.mark.iter().map(|id| MarkedPack {
+                id: *id,
+                marked_ns: time,
+            }));
+            all.sort_by_key(|m| m.id);
+            all
+        };
+        if !plan.mark.is_empty() {
+            // New marks become visible with this file, before their time
+            // is known: pending, they count as marks but never as old.
+            let pending = write_index_file(
+                repo,
+                &IndexFile {
+                    supersedes: supersedes.clone(),
+                    packs: Vec::new(),
+                    marked: with_marks(MARK_PENDING_NS),
+                },
+            )?;
+            report.index_files_written += 1;
+            supersedes.push(pending);
+            supersedes.sort();
+        }
+        // Any process that read the index without the new marks did so
+        // before now, and took its lock before that.
+        let stamp = if plan.mark.is_empty() {
+            now_ns
+        } else {
+            clock.now_ns().max(now_ns)
+        };
         let last = IndexFile {
             supersedes: supersedes.clone(),
             packs: Vec::new(),
-            marked: new_marks,
+            marked: with_marks(stamp),
         };
         write_index_file(repo, &last)?;
         report.index_files_written += 1;
@@ -521,10 +589,12 @@ fn load_index_file(repo: &IndexedRepository, id: &IndexId) -> Result<IndexFile> 
     })
 }
 
-/// Seals and stores an index file as any repository file is stored.
-fn write_index_file(repo: &IndexedRepository, file: &IndexFile) -> Result<()> {
-    repo.save_file(FileKind::Index, &file.encode())?;
-    Ok(())
+/// Seals and stores an index file as any repository file is stored; returns
+/// its id once it is durable.
+fn write_index_file(repo: &IndexedRepository, file: &IndexFile) -> Result<IndexId> {
+    let name = repo.save_file(FileKind::Index, &file.encode())?;
+    name.parse()
+        .map_err(|_| PruneError::Repo(RepoError::InvalidOption(format!("bad index file name {name}"))))
 }
 
 /// Deletes objects with at most `connections` requests at once; returns how

@@ -1,20 +1,29 @@
 //! What prune does with each pack: a pure function of what it found.
 //!
 //! Deletion is two-phase. A pack with nothing that a snapshot needs is
-//! first *marked* (the index records it with the time); a later prune
-//! deletes it only when the mark is older than the grace period, no lock
-//! taken before the mark could see it is still live, and still nothing in
-//! it is needed. format-spec/format.md ("Pruning") gives the argument.
+//! first *marked* (the index records it with the time the mark became
+//! durable); a later prune deletes it only when the mark is older than the
+//! grace period, no lock taken before the mark was durable is still live,
+//! and still nothing in it is needed. format-spec/format.md ("Pruning")
+//! gives the argument. With `instant` (under an exclusive lock, so no other
+//! process is running) what no snapshot needs is deleted at once.
 
 use std::collections::HashMap;
 
 use crate::format::BlobKind;
 use crate::id::PackId;
 
-/// Time for a new mark to become visible to other processes after its time
-/// was taken: locks taken before `mark + MARK_VISIBLE_WITHIN` may have read
-/// an index without the mark, so they hold off the deletion.
-pub const MARK_VISIBLE_WITHIN_NS: i64 = 3_600 * 1_000_000_000;
+/// How far the clocks of the hosts sharing a repository may disagree. A
+/// mark's time is read after the index file carrying it became durable, so
+/// every process that may have read the index without the mark took its
+/// lock before that time by a correct clock; a live lock whose time is
+/// before `mark + CLOCK_ALLOWANCE_NS` holds off the deletion.
+pub const CLOCK_ALLOWANCE_NS: i64 = 3_600 * 1_000_000_000;
+
+/// The `marked_ns` of a mark written before the time it became durable is
+/// known (format-spec §9): it counts as marked for readers, but never as
+/// old enough. A prune that finds one marks the pack again.
+pub const MARK_PENDING_NS: i64 = i64::MAX;
 
 /// What prune learned about one pack.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +85,9 @@ pub struct PlanOptions {
     /// How long a mark must stand before its pack may be deleted.
     pub grace_ns: i64,
     pub now_ns: i64,
+    /// Delete what no snapshot needs now instead of marking it (only under
+    /// an exclusive lock).
+    pub instant: bool,
 }
 
 /// What to do with every pack.
@@ -148,7 +160,15 @@ pub fn plan(packs: &[PackFacts], lock_times: &[i64], opts: &PlanOptions) -> Plan
             }
             continue;
         }
-        match (p.marked_ns, needed) {
+        let marked = p.marked_ns.filter(|&m| m != MARK_PENDING_NS || needed);
+        let locked = p.locked_until_ns.is_some_and(|until| until > opts.now_ns);
+        if opts.instant && !needed && !locked {
+            plan.delete.push(p.id);
+            s.delete_packs += 1;
+            s.delete_bytes += p.size;
+            continue;
+        }
+        match (marked, needed) {
             (Some(_), true) => {
                 plan.unmark.push(p.id);
                 s.unmark_packs += 1;
@@ -156,10 +176,9 @@ pub fn plan(packs: &[PackFacts], lock_times: &[i64], opts: &PlanOptions) -> Plan
             }
             (Some(marked), false) => {
                 let old_enough = opts.now_ns.saturating_sub(marked) >= opts.grace_ns;
-                let visible = marked.saturating_add(MARK_VISIBLE_WITHIN_NS);
+                let visible = marked.saturating_add(CLOCK_ALLOWANCE_NS);
                 let held = lock_times.iter().any(|&t| t < visible);
-                let locked = p.locked_until_ns.is_some_and(|until| until > opts.now_ns);
-                if old_enough && !held && !locked {
+                if (opts.instant || (old_enough && !held)) && !locked {
                     plan.delete.push(p.id);
                     s.delete_packs += 1;
                     s.delete_bytes += p.size;
@@ -229,12 +248,19 @@ fn choose_repacks(plan: &mut Plan, kept: &[&PackFacts], opts: &PlanOptions) {
     for p in kept {
         if chosen.contains_key(&p.id) {
             plan.repack.push(p.id);
-            plan.mark.push(p.id);
             s.repack_packs += 1;
             s.repack_bytes += p.size;
             s.repack_used_bytes += p.used_bytes;
-            s.mark_packs += 1;
-            s.mark_bytes += p.size;
+            let locked = p.locked_until_ns.is_some_and(|until| until > opts.now_ns);
+            if opts.instant && !locked {
+                plan.delete.push(p.id);
+                s.delete_packs += 1;
+                s.delete_bytes += p.size;
+            } else {
+                plan.mark.push(p.id);
+                s.mark_packs += 1;
+                s.mark_bytes += p.size;
+            }
         } else {
             s.remaining_bytes += p.size;
             s.remaining_unused_bytes += p.unused_bytes;
@@ -274,6 +300,7 @@ mod tests {
             pack_size: 1000,
             grace_ns: 2 * HOUR,
             now_ns: 100 * HOUR,
+            instant: false,
         }
     }
 
@@ -325,11 +352,46 @@ mod tests {
         old.marked_ns = Some(90 * HOUR);
         // A backup running since before the mark may use the pack.
         assert_eq!(plan(&[old.clone()], &[89 * HOUR], &opts()).wait, vec![id(2)]);
-        // One that started soon after may have read the index before the
-        // mark was written.
+        // One whose clock runs ahead of the marking prune's by less than
+        // the allowance.
         assert_eq!(plan(&[old.clone()], &[90 * HOUR + HOUR / 2], &opts()).wait, vec![id(2)]);
         // One that started well after saw the mark.
         assert_eq!(plan(&[old], &[95 * HOUR], &opts()).delete, vec![id(2)]);
+    }
+
+    #[test]
+    fn a_pending_mark_is_never_old_enough_and_is_marked_again() {
+        let mut pending = pack(1, 1000, 0);
+        pending.marked_ns = Some(MARK_PENDING_NS);
+        let p = plan(&[pending.clone()], &[], &opts());
+        assert_eq!(p.mark, vec![id(1)]);
+        assert!(p.delete.is_empty() && p.wait.is_empty());
+        pending.used_blobs = 1;
+        pending.used_bytes = 10;
+        assert_eq!(plan(&[pending], &[], &opts()).unmark, vec![id(1)]);
+    }
+
+    #[test]
+    fn instant_deletes_what_is_unused_marked_or_repacked_unless_object_locked() {
+        let mut o = opts();
+        o.instant = true;
+        o.max_unused = MaxUnused::Bytes(0);
+        let mut young = pack(2, 1000, 0);
+        young.marked_ns = Some(99 * HOUR);
+        let mut locked = pack(3, 1000, 0);
+        locked.locked_until_ns = Some(200 * HOUR);
+        let packs = [
+            pack(1, 1000, 0),
+            young,
+            locked,
+            pack(4, 1500, 1000),
+            pack(5, 1000, 1000),
+        ];
+        let p = plan(&packs, &[99 * HOUR], &o);
+        assert_eq!(p.delete, vec![id(1), id(2), id(4)]);
+        assert_eq!(p.repack, vec![id(4)]);
+        assert_eq!(p.mark, vec![id(3)]);
+        assert!(p.wait.is_empty());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! with a later expiry (a new file, then the old one deleted: files are
 //! immutable) and the guard removes it when dropped.
 
+use std::collections::HashMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -17,6 +18,9 @@ use crate::id::LockId;
 use crate::storage::FileKind;
 
 pub use crate::format::lock::{Lock, LockKind};
+
+/// How often [`Repository::list_locks`] lists again when files vanish under it.
+pub const LIST_ROUNDS: usize = 8;
 
 /// How long a lock counts without being refreshed.
 pub const LOCK_TTL: Duration = Duration::from_secs(30 * 60);
@@ -42,17 +46,67 @@ impl Default for LockOptions {
     }
 }
 
-/// Whether `lock` no longer counts at `now_ns`: it has expired, or it was
-/// taken on this host by a process that is gone.
-pub fn is_stale(lock: &Lock, now_ns: i64) -> bool {
-    is_stale_on(lock, now_ns, &hostname())
+/// What tells this process's pid namespace apart from every other one: a
+/// pid is only meaningful where all three agree (format-spec §12.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSpace {
+    pub hostname: String,
+    /// `/proc/sys/kernel/random/boot_id`, "" if unknown.
+    pub boot_id: String,
+    /// Inode number of `/proc/self/ns/pid`, 0 if unknown.
+    pub pid_ns: u64,
 }
 
-fn is_stale_on(lock: &Lock, now_ns: i64, this_host: &str) -> bool {
+impl ProcessSpace {
+    /// The space of the running process.
+    pub fn current() -> Self {
+        static IDENTITY: std::sync::OnceLock<(String, u64)> = std::sync::OnceLock::new();
+        let (boot_id, pid_ns) = IDENTITY.get_or_init(|| (read_boot_id(), read_pid_namespace()));
+        Self {
+            hostname: hostname(),
+            boot_id: boot_id.clone(),
+            pid_ns: *pid_ns,
+        }
+    }
+
+    /// Whether the pid of `lock` names a process in this space: host name,
+    /// boot id and pid namespace are all known and all equal.
+    pub fn holds(&self, lock: &Lock) -> bool {
+        !self.hostname.is_empty()
+            && !self.boot_id.is_empty()
+            && self.pid_ns != 0
+            && lock.hostname == self.hostname
+            && lock.boot_id == self.boot_id
+            && lock.pid_ns == self.pid_ns
+    }
+}
+
+fn read_boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// The inode of the pid namespace, from the link text `pid:[4026531836]`.
+fn read_pid_namespace() -> u64 {
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .and_then(|l| l.to_str()?.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether `lock` no longer counts at `now_ns`: it has expired, or it was
+/// taken in this process space by a process that is gone.
+pub fn is_stale(lock: &Lock, now_ns: i64) -> bool {
+    is_stale_in(lock, now_ns, &ProcessSpace::current())
+}
+
+/// [`is_stale`] as judged from `space`.
+pub fn is_stale_in(lock: &Lock, now_ns: i64, space: &ProcessSpace) -> bool {
     if lock.expires_ns <= now_ns {
         return true;
     }
-    !this_host.is_empty() && lock.hostname == this_host && !process_alive(lock.pid)
+    space.holds(lock) && !process_alive(lock.pid)
 }
 
 /// Whether a process with this id exists on this host. Ids that cannot name
@@ -112,13 +166,16 @@ impl Repository {
         loop {
             let started = Instant::now();
             let time_ns = now_ns();
+            let space = ProcessSpace::current();
             let lock = Lock {
                 time_ns,
                 expires_ns: time_ns.saturating_add(duration_ns(opts.ttl)),
-                hostname: hostname(),
+                hostname: space.hostname,
                 username: username(),
                 pid: std::process::id(),
                 kind,
+                boot_id: space.boot_id,
+                pid_ns: space.pid_ns,
             };
             let id = self.write_lock(&lock)?;
             let conflict = match self.find_conflict(&id, kind) {
@@ -144,21 +201,41 @@ impl Repository {
         }
     }
 
-    /// Every lock file that can be read, oldest first. Files that vanish
-    /// while being listed (released or refreshed meanwhile) are skipped; a
-    /// lock that cannot be opened is an error naming it.
+    /// Every lock file that can be read, oldest first. A lock that vanishes
+    /// between the listing and its read was released or refreshed; as a
+    /// refresh writes its new file before deleting the old one, listing
+    /// again finds the new file. So the listing is repeated until one round
+    /// sees no file vanish (after [`LIST_ROUNDS`] rounds every lock seen in
+    /// any round is returned, which errs towards counting too many). A lock
+    /// that cannot be opened is an error naming it.
     pub fn list_locks(&self) -> Result<Vec<(LockId, Lock)>> {
-        let names = self.block_on(self.storage().list(FileKind::Lock))?;
-        let mut out = Vec::with_capacity(names.len());
-        for info in names {
-            let Ok(id) = info.name.parse::<LockId>() else {
-                continue;
-            };
-            match self.load_lock(&id) {
-                Ok(lock) => out.push((id, lock)),
-                Err(RepoError::Storage(e)) if e.is_not_found() => continue,
-                Err(e) => return Err(e),
+        let mut seen: HashMap<LockId, Lock> = HashMap::new();
+        let mut out = Vec::new();
+        for _ in 0..LIST_ROUNDS {
+            let names = self.block_on(self.storage().list(FileKind::Lock))?;
+            out = Vec::with_capacity(names.len());
+            let mut vanished = false;
+            for info in names {
+                let Ok(id) = info.name.parse::<LockId>() else {
+                    continue;
+                };
+                if let Some(lock) = seen.get(&id) {
+                    out.push((id, lock.clone()));
+                    continue;
+                }
+                match self.load_lock(&id) {
+                    Ok(lock) => {
+                        seen.insert(id, lock.clone());
+                        out.push((id, lock));
+                    }
+                    Err(RepoError::Storage(e)) if e.is_not_found() => vanished = true,
+                    Err(e) => return Err(e),
+                }
             }
+            if !vanished {
+                break;
+            }
+            out = seen.iter().map(|(id, l)| (*id, l.clone())).collect();
         }
         out.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
         Ok(out)
@@ -212,11 +289,11 @@ impl Repository {
     /// The first live lock other than `own` that conflicts with `kind`.
     fn find_conflict(&self, own: &LockId, kind: LockKind) -> Result<Option<(LockId, Lock)>> {
         let now = now_ns();
-        let this_host = hostname();
+        let space = ProcessSpace::current();
         Ok(self
             .list_locks()?
             .into_iter()
-            .find(|(id, l)| id != own && kind.conflicts_with(l.kind) && !is_stale_on(l, now, &this_host)))
+            .find(|(id, l)| id != own && kind.conflicts_with(l.kind) && !is_stale_in(l, now, &space)))
     }
 }
 
@@ -246,12 +323,40 @@ struct Held {
 
 #[derive(Debug)]
 struct Shared {
+    repo: Repository,
     held: Mutex<Held>,
+    /// Taken by a refresh and by [`Shared::ensure_held`], so that the check
+    /// never looks for a file a refresh has just replaced.
+    io: Mutex<()>,
     ttl: Duration,
 }
 
 impl Shared {
+    /// Fails unless the lock is fresh and its current file is still in the
+    /// repository.
     fn ensure_held(&self) -> Result<()> {
+        let _io = guard(&self.io);
+        self.ensure_fresh()?;
+        let (id, kind) = {
+            let held = guard(&self.held);
+            (held.id, held.lock.kind)
+        };
+        match self
+            .repo
+            .block_on(self.repo.storage().size(FileKind::Lock, &id.to_hex()))
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => {
+                let reason = format!("{kind} lock {} was removed by another process", id.short());
+                guard(&self.held).lost = Some(reason.clone());
+                Err(RepoError::LockLost(reason))
+            }
+            Err(e) => Err(RepoError::Storage(e)),
+        }
+    }
+
+    /// Fails if the lock is known lost or was not refreshed within its lifetime.
+    fn ensure_fresh(&self) -> Result<()> {
         let held = guard(&self.held);
         if let Some(reason) = &held.lost {
             return Err(RepoError::LockLost(reason.clone()));
@@ -280,12 +385,14 @@ pub struct LockGuard {
 impl LockGuard {
     fn start(repo: Repository, id: LockId, lock: Lock, written: Instant, opts: &LockOptions) -> Result<Self> {
         let shared = Arc::new(Shared {
+            repo,
             held: Mutex::new(Held {
                 id,
                 lock,
                 written,
                 lost: None,
             }),
+            io: Mutex::new(()),
             ttl: opts.ttl,
         });
         let (stop, stopped) = mpsc::channel();
@@ -293,7 +400,7 @@ impl LockGuard {
         let refresh = opts.refresh;
         let thread = std::thread::Builder::new()
             .name("cairn-lock".into())
-            .spawn(move || refresh_loop(&repo, &state, refresh, &stopped))
+            .spawn(move || refresh_loop(&state, refresh, &stopped))
             .map_err(RepoError::LockThread)?;
         Ok(Self {
             shared,
@@ -327,11 +434,14 @@ impl LockGuard {
             && lock.kind == mine.kind
             && lock.hostname == mine.hostname
             && lock.username == mine.username
+            && lock.boot_id == mine.boot_id
+            && lock.pid_ns == mine.pid_ns
     }
 
-    /// Fails if the lock may no longer count: its file was removed by
-    /// another process, or it has not been refreshed within its lifetime.
-    /// Call before a step that relies on the lock, such as writing a snapshot.
+    /// Fails if the lock may no longer count: its file is no longer in the
+    /// repository (it is looked up now), or it has not been refreshed within
+    /// its lifetime. Call right before a step that relies on the lock, such
+    /// as writing a snapshot or deleting files.
     pub fn ensure_held(&self) -> Result<()> {
         self.shared.ensure_held()
     }
@@ -367,19 +477,22 @@ impl LockWatch {
     }
 }
 
-fn refresh_loop(repo: &Repository, shared: &Shared, every: Duration, stopped: &mpsc::Receiver<()>) {
+fn refresh_loop(shared: &Shared, every: Duration, stopped: &mpsc::Receiver<()>) {
     let mut wait = every;
     // A message or a closed channel means the guard was dropped.
     while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
-        wait = if refresh_once(repo, shared) { every } else { every / 4 };
+        wait = if refresh_once(shared) { every } else { every / 4 };
     }
+    let _io = guard(&shared.io);
     let id = guard(&shared.held).id;
-    repo.remove_lock_quietly(&id);
+    shared.repo.remove_lock_quietly(&id);
 }
 
 /// Rewrites the lock with a later expiry; returns false if it should be
 /// tried again soon.
-fn refresh_once(repo: &Repository, shared: &Shared) -> bool {
+fn refresh_once(shared: &Shared) -> bool {
+    let repo = &shared.repo;
+    let _io = guard(&shared.io);
     let (old, mut lock) = {
         let held = guard(&shared.held);
         if held.lost.is_some() {

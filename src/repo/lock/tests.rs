@@ -23,8 +23,12 @@ fn plant(repo: &Repository, lock: &Lock) -> LockId {
     repo.write_lock(lock).unwrap()
 }
 
+/// A lock of another process; on this host (by name) it also carries this
+/// process's boot id and pid namespace.
 fn foreign(kind: LockKind, host: &str, pid: u32, expires_in: Duration) -> Lock {
     let now = now_ns();
+    let space = ProcessSpace::current();
+    let here = host == space.hostname;
     Lock {
         time_ns: now,
         expires_ns: now + duration_ns(expires_in),
@@ -32,6 +36,8 @@ fn foreign(kind: LockKind, host: &str, pid: u32, expires_in: Duration) -> Lock {
         username: "alice".into(),
         pid,
         kind,
+        boot_id: if here { space.boot_id } else { "another-boot".into() },
+        pid_ns: if here { space.pid_ns } else { 1 },
     }
 }
 
@@ -133,6 +139,89 @@ fn a_live_lock_on_another_host_is_not_stale_even_if_the_pid_is_free_here() {
         r.lock_with(LockKind::Shared, Duration::ZERO, &fast()),
         Err(RepoError::Locked { .. })
     ));
+}
+
+#[test]
+fn this_process_knows_its_boot_and_pid_namespace() {
+    let space = ProcessSpace::current();
+    assert_eq!(space.boot_id.len(), 36, "{space:?}");
+    assert_ne!(space.pid_ns, 0);
+    let r = repo();
+    let g = r.lock_with(LockKind::Shared, Duration::ZERO, &fast()).unwrap();
+    let (_, written) = r.list_locks().unwrap().remove(0);
+    assert!(g.is_mine(&written));
+    assert_eq!((written.boot_id, written.pid_ns), (space.boot_id, space.pid_ns));
+}
+
+#[test]
+fn a_lock_of_another_pid_namespace_or_boot_is_not_judged_by_pid() {
+    let r = repo();
+    let dead = dead_pid();
+    let here = foreign(LockKind::Exclusive, &hostname(), dead, Duration::from_secs(600));
+    assert!(is_stale(&here, now_ns()));
+    // Same host name, another container's pid namespace (host networking).
+    let other_ns = Lock {
+        pid_ns: here.pid_ns + 1,
+        ..here.clone()
+    };
+    // Same host name, the host rebooted since.
+    let other_boot = Lock {
+        boot_id: "00000000-0000-0000-0000-000000000000".into(),
+        ..here.clone()
+    };
+    // Written before locks named their process space.
+    let unknown = Lock {
+        boot_id: String::new(),
+        pid_ns: 0,
+        ..here.clone()
+    };
+    for lock in [&other_ns, &other_boot, &unknown] {
+        assert!(!is_stale(lock, now_ns()), "{lock:?}");
+    }
+    plant(&r, &other_ns);
+    assert!(matches!(
+        r.lock_with(LockKind::Shared, Duration::ZERO, &fast()),
+        Err(RepoError::Locked { .. })
+    ));
+    assert_eq!(r.remove_stale_locks().unwrap(), 0);
+}
+
+#[test]
+fn a_lock_file_that_vanishes_while_listed_makes_the_listing_start_again() {
+    // A refresh stores its new file and then deletes the old one: a
+    // listing taken before the new file existed, read after the old one
+    // was deleted, sees neither. Here the holder's file reads as deleted
+    // once; listing again finds it (as it would find the new file).
+    use crate::storage::decorators::{FaultRule, FaultStorage, Operation};
+    let fault = Arc::new(FaultStorage::new(MemoryStorage::new()));
+    let r = Repository::init(fault.clone(), b"pw", test_options()).unwrap();
+    let held = plant(&r, &foreign(LockKind::Exclusive, "far", 1, Duration::from_secs(600)));
+    fault.add_rule(
+        FaultRule::on(Operation::Get)
+            .kind(FileKind::Lock)
+            .name(held.to_hex())
+            .not_found()
+            .times(1),
+    );
+    let lists = fault.count(Operation::List);
+    assert!(matches!(
+        r.lock_with(LockKind::Shared, Duration::ZERO, &fast()),
+        Err(RepoError::Locked { .. })
+    ));
+    assert_eq!(fault.count(Operation::List) - lists, 2);
+    assert_eq!(r.list_locks().unwrap().len(), 1);
+}
+
+#[test]
+fn a_removed_lock_file_is_noticed_by_the_next_check_before_any_refresh() {
+    let r = repo();
+    let g = r.lock_with(LockKind::Shared, Duration::ZERO, &fast()).unwrap();
+    g.ensure_held().unwrap();
+    assert_eq!(r.remove_all_locks().unwrap(), 1);
+    // `fast()` refreshes every 30 s: only a look at the storage can tell.
+    let err = g.watch().ensure_held().unwrap_err();
+    assert!(err.to_string().contains("removed by another process"), "{err}");
+    assert!(g.ensure_held().is_err());
 }
 
 #[test]

@@ -69,6 +69,7 @@ pub struct FaultRule {
     every: u64,
     times: Option<u64>,
     permanent: bool,
+    not_found: bool,
     after_effect: bool,
 }
 
@@ -92,6 +93,7 @@ impl FaultRule {
             every: 1,
             times: None,
             permanent: false,
+            not_found: false,
             after_effect: false,
         }
     }
@@ -135,6 +137,13 @@ impl FaultRule {
     /// Fails with a permanent error instead of a transient one.
     pub fn permanent(mut self) -> Self {
         self.permanent = true;
+        self
+    }
+
+    /// Fails as if the object did not exist (it was deleted just before),
+    /// for requests that name one.
+    pub fn not_found(mut self) -> Self {
+        self.not_found = true;
         self
     }
 
@@ -270,7 +279,12 @@ impl<S: Storage> FaultStorage<S> {
                 (Some(k), None) => format!("{op} {k}"),
                 _ => op.to_string(),
             };
-            let error = if state.rule.permanent {
+            let error = if let (true, Some(kind), Some(name)) = (state.rule.not_found, kind, name) {
+                StorageError::NotFound {
+                    kind,
+                    name: name.to_owned(),
+                }
+            } else if state.rule.permanent {
                 StorageError::Backend {
                     message: format!("injected permanent fault: {what}"),
                     transient: false,
