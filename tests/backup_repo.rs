@@ -352,6 +352,56 @@ fn a_backup_whose_lock_was_lost_writes_no_snapshot() {
     assert!(repo.block_on(storage.list(FileKind::Snapshot)).unwrap().is_empty());
 }
 
+/// Reads `data`, then runs `at_end` once, when the data is all read: after
+/// the last read the backup only seals the last blobs and writes the
+/// snapshot.
+struct ThenRun<F: FnMut()> {
+    data: std::io::Cursor<Vec<u8>>,
+    at_end: Option<F>,
+}
+
+impl<F: FnMut()> std::io::Read for ThenRun<F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::io::Read::read(&mut self.data, buf)?;
+        if n == 0 {
+            if let Some(mut f) = self.at_end.take() {
+                f();
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_backup_whose_lock_file_is_removed_just_before_its_snapshot_writes_none() {
+    use cairn::repo::{LockKind, LockOptions, RepoError};
+    use std::time::Duration;
+
+    let (storage, repo) = small_repo();
+    // The lock is refreshed every 30 s: far too late to notice by itself.
+    let opts = LockOptions {
+        ttl: Duration::from_secs(60),
+        refresh: Duration::from_secs(30),
+        poll: Duration::from_millis(20),
+    };
+    let lock = repo.lock_with(LockKind::Shared, Duration::ZERO, &opts).unwrap();
+    let indexed = repo.clone().load_index().unwrap();
+    let backup = BackupOptions {
+        lock: Some(lock.watch()),
+        ..BackupOptions::default()
+    };
+    let remover = repo.clone();
+    let reader = ThenRun {
+        data: std::io::Cursor::new(pseudo_random(200_000, 3)),
+        // Someone runs `unlock --remove-all`.
+        at_end: Some(move || assert_eq!(remover.remove_all_locks().unwrap(), 1)),
+    };
+    let err = backup_reader(&indexed, reader, "data", &backup, &Progress::default()).unwrap_err();
+    assert!(matches!(err, BackupError::Repo(RepoError::LockLost(_))), "{err}");
+    assert!(err.to_string().contains("removed by another process"), "{err}");
+    assert!(repo.block_on(storage.list(FileKind::Snapshot)).unwrap().is_empty());
+}
+
 /// Loads every tree below `tree`; returns the packs they live in.
 fn walk_trees(repo: &IndexedRepository, tree: cairn::id::TreeId, packs: &mut std::collections::BTreeSet<String>) {
     let loc = repo.index().get(BlobKind::Tree, &tree.into()).unwrap();

@@ -610,3 +610,119 @@ fn a_locked_repository_copied_where_nothing_locks_is_read_but_not_written() {
     let forget = rt.block_on(repo.storage().delete(FileKind::Snapshot, &snap.to_hex()));
     assert!(forget.is_err(), "deleted from a copy that cannot lock");
 }
+
+/// Reads `data`, then waits at its end: it signals `ready` and returns the
+/// end only once `go` says so, keeping a backup open across other steps.
+struct PausedAtEnd {
+    data: std::io::Cursor<Vec<u8>>,
+    ready: Option<std::sync::mpsc::Sender<()>>,
+    go: std::sync::mpsc::Receiver<()>,
+}
+
+impl std::io::Read for PausedAtEnd {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::io::Read::read(&mut self.data, buf)?;
+        if n == 0 {
+            if let Some(ready) = self.ready.take() {
+                let _ = ready.send(());
+                let _ = self.go.recv();
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// A prune whose walk and repack take two hours marks `c`'s packs while a
+/// backup that started ninety minutes into it is still running, leaning on
+/// those packs (it loaded the index before the marks existed). The marks
+/// count from when the index carrying them was durable, so the backup's lock
+/// holds off their deletion until its snapshot names them; stamped with the
+/// time the prune started, they were deleted under it.
+#[test]
+fn marks_count_from_when_their_index_is_durable_not_from_when_prune_started() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+
+    let f = fixture();
+    let c = noise(3, 1_200_000);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel();
+    let storage = f.storage.clone();
+    let data = c.clone();
+    let running = std::thread::spawn(move || {
+        let repo = open(&storage);
+        let reader = PausedAtEnd {
+            data: std::io::Cursor::new(data),
+            ready: Some(ready_tx),
+            go: go_rx,
+        };
+        backup_reader(&repo, reader, "data", &BackupOptions::default(), &Progress::default())
+            .unwrap()
+            .id
+            .unwrap()
+    });
+    ready_rx.recv().unwrap();
+    let backup_lock = T0 + 3 * HOUR / 2;
+
+    // The first read of the clock is the start; the next one comes once the
+    // marks are durable, two hours later.
+    let reads = AtomicUsize::new(0);
+    let slow_clock = || {
+        if reads.fetch_add(1, Ordering::SeqCst) == 0 {
+            T0
+        } else {
+            T0 + 2 * HOUR
+        }
+    };
+    let r = prune(&open(&f.storage), &opts(), &[], slow_clock, &()).unwrap();
+    assert!(r.plan.mark_packs > 0, "{r:#?}");
+
+    // Past the grace period, with the backup still running.
+    let r = prune(&open(&f.storage), &opts(), &[backup_lock], T0 + 5 * HOUR, &()).unwrap();
+    assert_eq!(r.packs_deleted, 0, "{r:#?}");
+    assert!(r.plan.wait_packs > 0);
+    let marked = open(&f.storage).index().marked().to_vec();
+    assert!(marked.iter().all(|m| m.marked_ns == T0 + 2 * HOUR), "{marked:?}");
+
+    go_tx.send(()).unwrap();
+    let back = running.join().unwrap();
+    let f = Fixture {
+        kept: vec![f.kept[0].clone(), (back, c)],
+        ..f
+    };
+    assert_healthy(&f);
+    let r = run(&f.storage, &opts(), T0 + 10 * HOUR).unwrap();
+    assert!(r.plan.unmark_packs > 0, "{r:#?}");
+    assert!(r.packs_deleted > 0, "`a`'s unused data goes: {r:#?}");
+    assert_healthy(&f);
+}
+
+/// A prune that stops once the index carrying its new marks is durable
+/// leaves them pending: they hide the packs from new backups but are never
+/// old enough; the next prune marks them again with its own time.
+#[test]
+fn pending_marks_left_by_a_crash_are_marked_again() {
+    // Fail the n-th index file prune writes, for growing n, until the
+    // failure falls between the pending and the stamped file.
+    let f = (0..8)
+        .find_map(|n| {
+            let f = fixture();
+            f.fault
+                .add_rule(FaultRule::on(Operation::Put).kind(FileKind::Index).after(n).permanent());
+            let failed = run(&f.storage, &opts(), T0).is_err();
+            f.fault.heal();
+            let marked = open(&f.storage).index().marked().to_vec();
+            (failed && !marked.is_empty() && marked.iter().all(|m| m.marked_ns == MARK_PENDING_NS)).then_some(f)
+        })
+        .expect("no crash left pending marks");
+    assert_healthy(&f);
+    // Long after, the pending marks are not old enough: marked anew.
+    let r = run(&f.storage, &opts(), T0 + 100 * HOUR).unwrap();
+    assert_eq!(r.packs_deleted, 0, "{r:#?}");
+    assert!(r.plan.mark_packs > 0);
+    let marked = open(&f.storage).index().marked().to_vec();
+    assert!(marked.iter().all(|m| m.marked_ns == T0 + 100 * HOUR), "{marked:?}");
+    let r = run(&f.storage, &opts(), T0 + 103 * HOUR).unwrap();
+    assert!(r.packs_deleted > 0);
+    assert_healthy(&f);
+}
