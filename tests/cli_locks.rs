@@ -237,19 +237,46 @@ fn backup_holds_a_shared_lock_while_it_runs_and_leaves_none_behind() {
 }
 
 #[test]
-fn prune_runs_beside_a_shared_lock_but_not_beside_another_prune_and_forget_is_exclusive() {
+fn prune_and_forget_run_beside_backups_but_not_beside_their_own_kind() {
     let (_tmp, repo, src) = setup();
     cairn(&repo).arg("backup").arg(&src).assert().success();
+    cairn(&repo).arg("backup").arg(&src).assert().success();
     let holder = Holder::spawn();
+    // A backup is running.
     let shared = plant_lock(&repo, LockKind::Shared, holder.pid());
     cairn(&repo).arg("prune").assert().success();
-    let out = cairn(&repo).args(["forget", "--keep-last", "1"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(11), "{}", String::from_utf8_lossy(&out.stderr));
+    // A scheduled `forget --prune` does not wait for the backup.
+    let out = cairn(&repo)
+        .args(["forget", "--keep-last", "1", "--prune"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(snapshot_count(&repo), 1);
+    // Deleting at once needs the repository to itself.
+    let out = cairn(&repo).args(["prune", "--instant-delete"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(11), "{stderr}");
+    assert!(
+        stderr.contains("shared lock") && stderr.contains(&shared[..8]),
+        "{stderr}"
+    );
     // A dry run changes nothing and takes no lock.
     cairn(&repo)
         .args(["forget", "--keep-last", "1", "--dry-run"])
         .assert()
         .success();
+
+    let forgetting = plant_lock(&repo, LockKind::Forget, holder.pid());
+    let out = cairn(&repo).args(["forget", "--keep-last", "1"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(11), "{stderr}");
+    assert!(
+        stderr.contains("forget lock") && stderr.contains(&forgetting[..8]),
+        "{stderr}"
+    );
+    // A prune runs beside a forget.
+    cairn(&repo).arg("prune").assert().success();
+
     let pruning = plant_lock(&repo, LockKind::Prune, holder.pid());
     let out = cairn(&repo).arg("prune").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -258,7 +285,81 @@ fn prune_runs_beside_a_shared_lock_but_not_beside_another_prune_and_forget_is_ex
         stderr.contains("prune lock") && stderr.contains(&pruning[..8]),
         "{stderr}"
     );
+    // `forget --prune` takes both of its locks before it removes anything.
+    std::fs::remove_file(repo.join("locks").join(&forgetting)).unwrap();
+    cairn(&repo).arg("backup").arg(&src).assert().success();
+    let out = cairn(&repo)
+        .args(["forget", "--keep-last", "1", "--prune"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(11), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(snapshot_count(&repo), 2);
     let mut left = vec![shared, pruning];
     left.sort();
     assert_eq!(lock_files(&repo), left);
+}
+
+#[test]
+fn a_lock_of_another_pid_namespace_on_this_host_is_not_stale() {
+    let (_tmp, repo, _src) = setup();
+    let r = Repository::open(Arc::new(LocalStorage::new(repo.clone())), PASSWORD.as_bytes()).unwrap();
+    let space = ProcessSpace::current();
+    // The pid of a process that has ended, here.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let now = now_ns();
+    // Another container on this node, with host networking: same host
+    // name, same kernel, its own pid namespace.
+    let lock = Lock {
+        time_ns: now,
+        expires_ns: now + 1_800_000_000_000,
+        hostname: space.hostname.clone(),
+        username: "alice".into(),
+        pid,
+        kind: LockKind::Exclusive,
+        boot_id: space.boot_id.clone(),
+        pid_ns: space.pid_ns + 1,
+    };
+    let name = r.save_file(FileKind::Lock, &lock.encode()).unwrap();
+    let out = cairn(&repo).arg("unlock").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "removed 0 stale locks");
+    let out = cairn(&repo).arg("check").output().unwrap();
+    assert_eq!(out.status.code(), Some(11), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(lock_files(&repo), vec![name]);
+    // The same lock from this pid namespace names a process that is gone.
+    let here = Lock {
+        pid_ns: space.pid_ns,
+        ..lock
+    };
+    r.save_file(FileKind::Lock, &here.encode()).unwrap();
+    let out = cairn(&repo).arg("unlock").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "removed 1 stale lock");
+}
+
+#[test]
+fn a_backup_whose_lock_file_is_removed_just_before_its_snapshot_fails_without_one() {
+    let (_tmp, repo, _src) = setup();
+    // The command's last act, right before the backup writes its snapshot,
+    // removes every lock file, as `unlock --remove-all` elsewhere would.
+    let script = format!("echo data; rm -f {}/*", repo.join("locks").display());
+    let out = cairn(&repo)
+        .args([
+            "backup",
+            "--stdin-from-command",
+            "--stdin-filename",
+            "x",
+            "--",
+            "sh",
+            "-c",
+        ])
+        .arg(&script)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("removed by another process"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert_eq!(snapshot_count(&repo), 0);
 }

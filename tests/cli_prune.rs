@@ -49,15 +49,19 @@ fn forgotten_data_is_marked_then_deleted_and_what_is_kept_restores() {
     assert_eq!(pack_bytes(&repo), full);
 
     // First run: marks, deletes nothing.
-    let first = prune_json(&repo, &["--grace", "0"]);
+    let first = prune_json(&repo, &["--grace", "30m"]);
     assert!(first["mark_packs"].as_u64().unwrap() > 0, "{first}");
     assert_eq!(first["packs_deleted"], 0);
     assert!(pack_bytes(&repo) >= full);
     let check = succeeds(cairn(&repo).args(["check", "--read-data"]));
     assert!(check.contains("no errors"), "{check}");
 
-    // Second run: the marks have expired (grace 0).
-    let second = prune_json(&repo, &["--grace", "0"]);
+    // Second run: the marks have not expired, but --instant-delete
+    // deletes what no snapshot needs at once.
+    let waiting = prune_json(&repo, &["--grace", "30m"]);
+    assert_eq!(waiting["packs_deleted"], 0, "{waiting}");
+    assert!(waiting["wait_packs"].as_u64().unwrap() > 0, "{waiting}");
+    let second = prune_json(&repo, &["--instant-delete"]);
     assert!(second["packs_deleted"].as_u64().unwrap() > 0, "{second}");
     let left = pack_bytes(&repo);
     assert!(left < full * 6 / 10, "{left} of {full} bytes left");
@@ -67,7 +71,7 @@ fn forgotten_data_is_marked_then_deleted_and_what_is_kept_restores() {
     cli_support::assert_same_tree(&want, &got);
 
     // Nothing left to do.
-    let third = prune_json(&repo, &["--grace", "0"]);
+    let third = prune_json(&repo, &["--instant-delete"]);
     assert_eq!(third["mark_packs"], 0, "{third}");
     assert_eq!(third["packs_deleted"], 0, "{third}");
 }
@@ -108,4 +112,56 @@ fn bad_prune_options_get_one_line() {
         let err = fails_with(cairn(&repo).args(["prune", option, value]), 2);
         assert!(err.contains(value), "{option}: {err}");
     }
+}
+
+#[test]
+fn a_grace_period_below_the_lock_lifetime_is_refused_without_instant_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    init(&repo, &["--kdf-memory", "64"]);
+    for args in [
+        &["prune", "--grace", "29m"][..],
+        &["prune", "--grace", "0"],
+        &["forget", "--keep-last", "1", "--prune", "--grace", "10m"],
+    ] {
+        let err = fails_with(cairn(&repo).args(args), 2);
+        assert!(err.contains("--grace") && err.contains("30m"), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    assert!(
+        !repo.join("locks").read_dir().unwrap().any(|_| true),
+        "no lock was taken"
+    );
+    succeeds(cairn(&repo).args(["prune", "--grace", "30m"]));
+    succeeds(cairn(&repo).args(["prune", "--grace", "0", "--instant-delete"]));
+}
+
+#[test]
+fn instant_delete_frees_the_space_in_one_run_and_forget_can_ask_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let src = dir.path().join("src");
+    init(
+        &repo,
+        &["--kdf-memory", "64", "--pack-size", "1M", "--chunk-size", "64K"],
+    );
+    write_tree(&src, 1);
+    succeeds(cairn(&repo).args(["backup"]).arg(&src));
+    write_tree(&src, 7);
+    succeeds(cairn(&repo).args(["backup"]).arg(&src));
+    let want = describe(&src);
+    let full = pack_bytes(&repo);
+    let out = succeeds(cairn(&repo).args(["forget", "--keep-last", "1", "--prune", "--instant-delete"]));
+    assert!(out.contains("removed 1 snapshot"), "{out}");
+    assert!(out.contains("deleted") && out.contains("at once"), "{out}");
+    let left = pack_bytes(&repo);
+    assert!(left < full * 6 / 10, "{left} of {full} bytes left");
+    let check = succeeds(cairn(&repo).args(["check", "--read-data"]));
+    assert!(check.contains("no errors"), "{check}");
+    let got = restore_described(&repo, PASSWORD, "latest", dir.path(), &src);
+    cli_support::assert_same_tree(&want, &got);
+    // Nothing is left marked for a later run.
+    let again = prune_json(&repo, &["--dry-run"]);
+    assert_eq!(again["wait_packs"], 0, "{again}");
+    assert_eq!(again["mark_packs"], 0, "{again}");
 }

@@ -502,7 +502,7 @@ fn s3_copy_from_local_forget_prune_and_restore() {
     for _ in 0..2 {
         let mut prune = cairn_s3(&server, &url);
         s3(&mut prune);
-        run_ok(prune.args(["prune", "--grace", "0", "--max-unused", "0%"]));
+        run_ok(prune.args(["prune", "--instant-delete", "--max-unused", "0%"]));
     }
     let after = size(&server);
     assert!(after < before, "prune freed nothing on S3: {before} -> {after}");
@@ -595,13 +595,13 @@ fn object_lock_protects_every_object_and_prune_waits_for_it() {
     // lock even once the grace period is over.
     run_ok(cairn_s3(&server, &url).args(["forget", "--keep-last", "1"]));
     let packs_before = server.keys("cairn-locked", "repo/data/").len();
-    let first_prune = run_ok(cairn_s3(&server, &url).args(["prune", "--grace", "0", "--max-unused", "0%"]));
+    let first_prune = run_ok(cairn_s3(&server, &url).args(["prune", "--instant-delete", "--max-unused", "0%"]));
     let text = String::from_utf8_lossy(&first_prune.stdout).into_owned();
     assert!(!text.contains("marked 0 packs"), "nothing to mark: {text}");
-    let second_prune = run_ok(cairn_s3(&server, &url).args(["prune", "--grace", "0", "--max-unused", "0%"]));
+    let second_prune = run_ok(cairn_s3(&server, &url).args(["prune", "--instant-delete", "--max-unused", "0%"]));
     let text = String::from_utf8_lossy(&second_prune.stdout).into_owned();
     assert!(text.contains("under object lock"), "{text}");
-    assert!(text.contains("deleted 0 packs (0 B) marked earlier"), "{text}");
+    assert!(text.contains("deleted 0 packs (0 B)"), "{text}");
     assert!(
         server.keys("cairn-locked", "repo/data/").len() >= packs_before,
         "a locked pack was deleted"
