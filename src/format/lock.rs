@@ -25,11 +25,10 @@ impl LockKind {
     /// Whether a lock of this kind and one of `other` cannot be held at once.
     /// The relation is symmetric.
     pub fn conflicts_with(self, other: LockKind) -> bool {
-        match (self, other) {
-            (Self::Exclusive, _) | (_, Self::Exclusive) => true,
-            (Self::Prune, Self::Prune) | (Self::Forget, Self::Forget) => true,
-            _ => false,
-        }
+        matches!(
+            (self, other),
+            (Self::Exclusive, _) | (_, Self::Exclusive) | (Self::Prune, Self::Prune) | (Self::Forget, Self::Forget)
+        )
     }
 
     pub fn name(self) -> &'static str {
