@@ -343,7 +343,7 @@ const WALK_BATCH: usize = 64;
 fn reachable(repo: &IndexedRepository, report: &mut PruneReport) -> Result<Bitmap> {
     let index = repo.index();
     let mut live = Bitmap::new(index.len());
-    let snapshots = repo.list_snapshots()?;
+    let snapshots = list_snapshots(repo)?;
     report.snapshots = snapshots.len() as u64;
     let mut frontier: Vec<(TreeId, SnapshotId)> = Vec::new();
     for (sid, snap) in &snapshots {
@@ -378,6 +378,26 @@ fn reachable(repo: &IndexedRepository, report: &mut PruneReport) -> Result<Bitma
         }
     }
     Ok(live)
+}
+
+/// Every snapshot. One that is listed but gone when read was removed by a
+/// forget running beside prune: it needs nothing, so it is skipped.
+fn list_snapshots(repo: &IndexedRepository) -> Result<Vec<(SnapshotId, crate::format::snapshot::Snapshot)>> {
+    let names = repo
+        .block_on(repo.storage().list(FileKind::Snapshot))
+        .map_err(RepoError::from)?;
+    let mut out = Vec::with_capacity(names.len());
+    for info in names {
+        let Ok(id) = info.name.parse::<SnapshotId>() else {
+            continue;
+        };
+        match repo.load_snapshot(&id) {
+            Ok(s) => out.push((id, s)),
+            Err(RepoError::Storage(e)) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
 }
 
 fn visit_tree(

@@ -726,3 +726,21 @@ fn pending_marks_left_by_a_crash_are_marked_again() {
     assert!(r.packs_deleted > 0);
     assert_healthy(&f);
 }
+
+/// A forget runs beside prune: a snapshot prune listed is gone when it
+/// reads it. Prune goes on without it.
+#[test]
+fn a_snapshot_removed_while_prune_lists_them_is_skipped() {
+    let f = fixture();
+    let kept = f.kept[0].0;
+    f.fault.add_rule(
+        FaultRule::on(Operation::Get)
+            .kind(FileKind::Snapshot)
+            .name(kept.to_hex())
+            .not_found()
+            .times(1),
+    );
+    let r = run(&f.storage, &opts(), T0).unwrap();
+    assert_eq!(r.snapshots, 0, "{r:#?}");
+    assert_eq!(f.fault.injected(), 1);
+}
