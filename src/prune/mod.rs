@@ -189,7 +189,10 @@ pub fn prune(
         .collect();
     let marks = earliest_marks(index.marked());
     let object_lock = repo.config().object_lock;
+    // The retention of every pack that may be deleted in this run: the
+    // marked ones, and with --instant-delete every stored one.
     let locks = match object_lock {
+        Some(_) if opts.instant_delete => retention::pack_locks(repo, stored.keys().copied(), opts.connections)?,
         Some(_) => retention::pack_locks(
             repo,
             marks.keys().filter(|id| stored.contains_key(id)).copied(),
