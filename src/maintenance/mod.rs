@@ -11,3 +11,6 @@ pub mod repair_index;
 pub mod repair_snapshots;
 
 pub use error::MaintenanceError;
+
+#[cfg(test)]
+mod lock_tests;
