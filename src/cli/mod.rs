@@ -176,7 +176,9 @@ impl Context {
     pub fn open(&self) -> Result<Repository, CliError> {
         let storage = self.storage()?;
         let password = self.password("enter repository password: ")?;
-        Ok(Repository::open(storage, password.as_bytes())?)
+        let repo = Repository::open(storage, password.as_bytes())?;
+        warn_skipped_keys(&repo);
+        Ok(repo)
     }
 
     /// How long to wait for a conflicting lock (`--retry-lock`).
@@ -187,6 +189,13 @@ impl Context {
     /// Opens the repository and loads its index.
     pub fn open_indexed(&self) -> Result<IndexedRepository, CliError> {
         Ok(self.open()?.load_index()?)
+    }
+}
+
+/// Warns, one line each, of key files passed over while opening `repo`.
+pub fn warn_skipped_keys(repo: &Repository) {
+    for skipped in repo.skipped_keys() {
+        eprintln!("warning: {skipped}");
     }
 }
 
