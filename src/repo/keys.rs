@@ -132,12 +132,13 @@ pub(super) fn find_key(rt: &tokio::runtime::Runtime, storage: &DynStorage, passw
         }
         names.retain(|n| *n != name);
     }
+    // Unusable files cost nothing to reject and come first.
     let mut costed = Vec::with_capacity(names.len());
     for name in names {
         let bytes = fetch(rt, storage, &name)?;
         let work = bytes
             .as_deref()
-            .and_then(|b| KeyFile::decode(b).ok())
+            .and_then(|b| decode_key(&name, b).ok())
             .map_or(0, |f| f.kdf.work_kib());
         costed.push((work, name, bytes));
     }
@@ -253,3 +254,6 @@ impl Repository {
         Ok(new_name)
     }
 }
+
+#[cfg(test)]
+mod tests;
