@@ -66,10 +66,11 @@ pub struct GlobalArgs {
         value_name = "REPOSITORY"
     )]
     pub repo: Option<String>,
-    /// Read the password from this file (first line).
+    /// Read the password from this file (first line); wins over CAIRN_PASSWORD.
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
-    /// Run this shell command and use its first output line as the password.
+    /// Run this shell command and use its first output line as the password;
+    /// wins over CAIRN_PASSWORD (not with --password-file).
     #[arg(long, env = "CAIRN_PASSWORD_COMMAND", global = true, value_name = "COMMAND")]
     pub password_command: Option<String>,
     /// Print JSON instead of text.
