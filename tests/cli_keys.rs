@@ -245,15 +245,16 @@ fn spawn_on(pty: &Pty, cmd: &mut std::process::Command) -> Child {
 }
 
 /// Reads what the child wrote to the terminal until `until` returns true on
-/// it, the terminal closes, or `deadline` passes.
+/// it, the terminal closes, or `deadline` passes and nothing more is buffered.
 fn read_terminal(pty: &Pty, deadline: Instant, until: impl Fn(&str) -> bool) -> String {
     let mut seen = Vec::new();
     loop {
         let text = String::from_utf8_lossy(&seen).into_owned();
-        let left = deadline.saturating_duration_since(Instant::now());
-        if until(&text) || left.is_zero() {
+        if until(&text) {
             return text;
         }
+        // Past the deadline, what is already buffered is still read.
+        let left = deadline.saturating_duration_since(Instant::now());
         let mut poll = libc::pollfd {
             fd: pty.master.as_raw_fd(),
             events: libc::POLLIN,
@@ -262,6 +263,9 @@ fn read_terminal(pty: &Pty, deadline: Instant, until: impl Fn(&str) -> bool) -> 
         let wait = i32::try_from(left.as_millis().min(500)).unwrap_or(500);
         // SAFETY: one valid pollfd for the duration of the call.
         if unsafe { libc::poll(&mut poll, 1, wait) } <= 0 {
+            if left.is_zero() {
+                return text;
+            }
             continue;
         }
         let mut buf = [0u8; 1024];
@@ -306,8 +310,8 @@ fn on_a_terminal_a_given_password_is_used_without_a_prompt() {
     );
     let out = finish(child, deadline);
     let shown = read_terminal(&pty, Instant::now(), |_| false);
-    assert!(out.status.success(), "init waited or failed: {}", stderr_of(&out));
     assert!(!shown.contains("password"), "init prompted: {shown:?}");
+    assert!(out.status.success(), "init waited or failed: {}", stderr_of(&out));
     assert!(open_with(&repo, "demo").status.success());
 
     // key add with the new password in the environment does not prompt either.
