@@ -29,7 +29,7 @@ impl Fixture {
 fn init(repo: &Path, password: &str, extra: &[&str]) {
     succeeds(
         cairn_pw(repo, password)
-            .args(["init", "--pack-size", "1M", "--kdf-memory", "64"])
+            .args(["init", "--pack-size", "1M", "--kdf-memory", "8192"])
             .args(extra),
     );
 }
@@ -144,7 +144,7 @@ fn shared_chunker_params_make_copies_deduplicate() {
     succeeds(
         cairn_pw(&shared, TO_PW)
             .env("CAIRN_FROM_PASSWORD", FROM_PW)
-            .args(["init", "--kdf-memory", "64", "--copy-chunker-params", "--from-repo"])
+            .args(["init", "--kdf-memory", "8192", "--copy-chunker-params", "--from-repo"])
             .arg(&fx.from),
     );
     let config: serde_json::Value =
@@ -238,7 +238,7 @@ fn bad_copy_options_fail_with_one_line() {
     assert!(err.contains("same repository"), "{err}");
 
     let err = fails_with(
-        cairn_pw(&fx.path("new"), TO_PW).args(["init", "--kdf-memory", "64", "--copy-chunker-params"]),
+        cairn_pw(&fx.path("new"), TO_PW).args(["init", "--kdf-memory", "8192", "--copy-chunker-params"]),
         2,
     );
     assert!(err.contains("--from-repo"), "{err}");

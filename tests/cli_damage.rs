@@ -52,7 +52,15 @@ fn fixture() -> Fixture {
     fs::write(src.join("a.bin"), pseudo_random(300_000, 1)).unwrap();
     fs::write(src.join("sub/b.txt"), b"hello b").unwrap();
     cairn(&repo)
-        .args(["init", "--chunk-size", "64K", "--pack-size", "1M", "--kdf-memory", "64"])
+        .args([
+            "init",
+            "--chunk-size",
+            "64K",
+            "--pack-size",
+            "1M",
+            "--kdf-memory",
+            "8192",
+        ])
         .assert()
         .success();
     cairn(&repo).arg("backup").arg(&src).assert().success();

@@ -25,7 +25,7 @@ impl Fixture {
         fs::create_dir_all(&src).unwrap();
         fs::write(src.join("file"), b"forget me not\n").unwrap();
         let fx = Self { _dir: dir, repo, src };
-        fx.cmd().args(["init", "--kdf-memory", "64"]).assert().success();
+        fx.cmd().args(["init", "--kdf-memory", "8192"]).assert().success();
         fx
     }
 

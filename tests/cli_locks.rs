@@ -22,7 +22,7 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let src = tmp.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("a.txt"), b"locked in\n").unwrap();
-    init(&repo, &["--kdf-memory", "64"]);
+    init(&repo, &["--kdf-memory", "8192"]);
     (tmp, repo, src)
 }
 

@@ -31,7 +31,7 @@ fn forgotten_data_is_marked_then_deleted_and_what_is_kept_restores() {
     let src = dir.path().join("src");
     init(
         &repo,
-        &["--kdf-memory", "64", "--pack-size", "1M", "--chunk-size", "64K"],
+        &["--kdf-memory", "8192", "--pack-size", "1M", "--chunk-size", "64K"],
     );
     write_tree(&src, 1);
     succeeds(cairn(&repo).args(["backup"]).arg(&src));
@@ -83,7 +83,7 @@ fn the_default_grace_period_keeps_marked_packs_and_forget_can_prune() {
     let src = dir.path().join("src");
     init(
         &repo,
-        &["--kdf-memory", "64", "--pack-size", "1M", "--chunk-size", "64K"],
+        &["--kdf-memory", "8192", "--pack-size", "1M", "--chunk-size", "64K"],
     );
     write_tree(&src, 1);
     succeeds(cairn(&repo).args(["backup"]).arg(&src));
@@ -103,7 +103,7 @@ fn the_default_grace_period_keeps_marked_packs_and_forget_can_prune() {
 fn bad_prune_options_get_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
-    init(&repo, &["--kdf-memory", "64"]);
+    init(&repo, &["--kdf-memory", "8192"]);
     for (option, value) in [
         ("--max-unused", "150%"),
         ("--grace", "12"),

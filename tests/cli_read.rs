@@ -296,7 +296,7 @@ fn cat_every_kind() {
     let key_name = only_file(&f.repo.join("keys"));
     let key = f.json(&["cat", "key", &key_name[..12]]);
     assert_eq!(key["id"], key_name);
-    assert_eq!(key["kdf"]["memory_kib"], 64);
+    assert_eq!(key["kdf"]["memory_kib"], 8192);
     assert_eq!(key["salt"].as_str().unwrap().len(), 64);
     assert_eq!(key["current"], true);
     assert!(key.get("wrapped").is_none());
@@ -561,7 +561,7 @@ fn key_add_list_remove_and_passwd() {
         "key",
         "add",
         "--kdf-memory",
-        "64",
+        "8192",
         "--new-password-file",
         new_pw.to_str().unwrap(),
     ]);
@@ -609,7 +609,7 @@ fn key_add_list_remove_and_passwd() {
     let out = f
         .cmd()
         .env("CAIRN_NEW_PASSWORD", "third password")
-        .args(["key", "passwd", "--kdf-memory", "64"])
+        .args(["key", "passwd", "--kdf-memory", "8192"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -48,7 +48,15 @@ fn fixture() -> Fixture {
     }
     fs::write(src.join("empty"), b"").unwrap();
     cairn(&repo)
-        .args(["init", "--chunk-size", "64K", "--pack-size", "1M", "--kdf-memory", "64"])
+        .args([
+            "init",
+            "--chunk-size",
+            "64K",
+            "--pack-size",
+            "1M",
+            "--kdf-memory",
+            "8192",
+        ])
         .assert()
         .success();
     succeeds(cairn(&repo).arg("backup").arg(&src));

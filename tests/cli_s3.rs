@@ -71,10 +71,18 @@ fn s3_repository_backs_up_incrementally_restores_and_checks() {
     let src = tmp.path().join("src");
     build_tree(&src);
 
-    run_ok(cairn_s3(&server, &url).args(["init", "--chunk-size", "64K", "--pack-size", "1M", "--kdf-memory", "64"]));
+    run_ok(cairn_s3(&server, &url).args([
+        "init",
+        "--chunk-size",
+        "64K",
+        "--pack-size",
+        "1M",
+        "--kdf-memory",
+        "8192",
+    ]));
     // A second init finds the repository and refuses.
     let out = cairn_s3(&server, &url)
-        .args(["init", "--kdf-memory", "64"])
+        .args(["init", "--kdf-memory", "8192"])
         .output()
         .unwrap();
     assert!(!out.status.success(), "init over an existing S3 repository succeeded");
@@ -152,7 +160,15 @@ fn s3_listings_read_packs_of_trees_from_the_cache() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     build_tree(&src);
-    run_ok(cairn_s3(&server, &url).args(["init", "--chunk-size", "64K", "--pack-size", "1M", "--kdf-memory", "64"]));
+    run_ok(cairn_s3(&server, &url).args([
+        "init",
+        "--chunk-size",
+        "64K",
+        "--pack-size",
+        "1M",
+        "--kdf-memory",
+        "8192",
+    ]));
     run_ok(cairn_s3(&server, &url).arg("backup").arg(&src));
     // The backup kept the packs of trees it stored in the default cache.
     let repo_cache = |root: &Path| {
@@ -240,7 +256,7 @@ fn s3_problems_each_get_one_line_and_their_exit_code() {
 
     // A bucket that does not exist: 21, and init writes nothing.
     fails_with(
-        cairn_s3(&server, "s3://missing-bucket/r").args(["init", "--kdf-memory", "64"]),
+        cairn_s3(&server, "s3://missing-bucket/r").args(["init", "--kdf-memory", "8192"]),
         21,
         "bucket missing-bucket does not exist",
     );
@@ -250,7 +266,7 @@ fn s3_problems_each_get_one_line_and_their_exit_code() {
     fails_with(
         cairn_s3(&server, &url)
             .env("AWS_SECRET_ACCESS_KEY", "wrong-secret")
-            .args(["init", "--kdf-memory", "64"]),
+            .args(["init", "--kdf-memory", "8192"]),
         22,
         "access denied",
     );
@@ -306,7 +322,7 @@ fn s3_problems_each_get_one_line_and_their_exit_code() {
                 "-o",
                 "s3.path-style=true",
             ])
-            .args(["init", "--kdf-memory", "64"]),
+            .args(["init", "--kdf-memory", "8192"]),
     );
     run_ok(cairn_s3(&server, &url).arg("snapshots"));
 }
@@ -402,7 +418,15 @@ fn azblob_repository_backs_up_restores_and_checks() {
         cmd
     };
     let url = "azblob://cairn-az/backups/one";
-    run_ok(cairn_az(url).args(["init", "--chunk-size", "64K", "--pack-size", "1M", "--kdf-memory", "64"]));
+    run_ok(cairn_az(url).args([
+        "init",
+        "--chunk-size",
+        "64K",
+        "--pack-size",
+        "1M",
+        "--kdf-memory",
+        "8192",
+    ]));
     run_ok(cairn_az(url).arg("backup").arg(&src));
     fs::write(src.join("docs/readme.txt"), b"changed on azure\n").unwrap();
     let second = json_summary(&run_ok(cairn_az(url).args(["--json", "backup"]).arg(&src)));
@@ -444,7 +468,7 @@ fn s3_copy_from_local_forget_prune_and_restore() {
     let local = tmp.path().join("local");
     init(
         &local,
-        &["--chunk-size", "64K", "--pack-size", "1M", "--kdf-memory", "64"],
+        &["--chunk-size", "64K", "--pack-size", "1M", "--kdf-memory", "8192"],
     );
     succeeds(cairn(&local).arg("backup").arg(&src));
     let first = describe(&src);
@@ -455,7 +479,7 @@ fn s3_copy_from_local_forget_prune_and_restore() {
     run_ok(cairn_s3(&server, &url).env("CAIRN_PASSWORD", "another password").args([
         "init",
         "--kdf-memory",
-        "64",
+        "8192",
         "--pack-size",
         "1M",
     ]));
@@ -547,7 +571,7 @@ fn object_lock_protects_every_object_and_prune_waits_for_it() {
         cmd.args([
             "init",
             "--kdf-memory",
-            "64",
+            "8192",
             "--pack-size",
             "1M",
             "--object-lock-days",

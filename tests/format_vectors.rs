@@ -57,7 +57,7 @@ fn salt() -> [u8; 32] {
 
 fn kdf() -> KdfParams {
     KdfParams {
-        memory_kib: 64,
+        memory_kib: 8192,
         iterations: 1,
         parallelism: 1,
     }
@@ -387,7 +387,7 @@ fn manifest(built: &Built) -> String {
         "key_file": {
             "password": String::from_utf8_lossy(PASSWORD),
             "salt": hex::encode(salt()),
-            "kdf": { "algorithm": "Argon2id v0x13", "memory_kib": 64, "iterations": 1, "parallelism": 1 },
+            "kdf": { "algorithm": "Argon2id v0x13", "memory_kib": 8192, "iterations": 1, "parallelism": 1 },
         },
         "blob_id": {
             "input": String::from_utf8_lossy(BLOB_ID_INPUT),

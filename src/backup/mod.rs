@@ -287,13 +287,30 @@ pub fn backup_command(
     opts: &BackupOptions,
     progress: &Progress,
 ) -> Result<BackupOutcome, BackupError> {
+    backup_command_without_env(repo, command, &[], filename, opts, progress)
+}
+
+/// [`backup_command`], with the environment variables `hidden` removed
+/// from the command's environment (passwords the caller was given).
+pub fn backup_command_without_env(
+    repo: &IndexedRepository,
+    command: &[String],
+    hidden: &[&str],
+    filename: &str,
+    opts: &BackupOptions,
+    progress: &Progress,
+) -> Result<BackupOutcome, BackupError> {
     let shown = command.join(" ");
     let fail = |reason: String| BackupError::Command {
         command: shown.clone(),
         reason,
     };
     let (program, args) = command.split_first().ok_or_else(|| fail("no command given".into()))?;
-    let mut child = std::process::Command::new(program)
+    let mut child = std::process::Command::new(program);
+    for name in hidden {
+        child.env_remove(name);
+    }
+    let mut child = child
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())

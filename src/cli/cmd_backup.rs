@@ -6,7 +6,9 @@ use super::error::exit;
 use super::progress::{self, Mode, Scan};
 use super::{output, CliError, Context};
 use crate::backup::progress::Progress;
-use crate::backup::{backup_command, backup_paths, backup_reader, BackupOptions, BackupOutcome, ParentChoice};
+use crate::backup::{
+    backup_command_without_env, backup_paths, backup_reader, BackupOptions, BackupOutcome, ParentChoice,
+};
 use crate::repo::saver::SaverOptions;
 use crate::repo::snapshots::SnapshotFilter;
 use crate::repo::{IndexedRepository, LockKind, RepoError};
@@ -213,7 +215,8 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
             backup_reader(&repo, std::io::stdin().lock(), &args.stdin_filename, &opts, &progress)
         }),
         Source::Command(command) => progress::with_backup_progress(&progress, mode, None, || {
-            backup_command(&repo, command, &args.stdin_filename, &opts, &progress)
+            let hidden = super::password::PASSWORD_ENV;
+            backup_command_without_env(&repo, command, &hidden, &args.stdin_filename, &opts, &progress)
         }),
     }?;
     print_summary(ctx, &outcome)?;

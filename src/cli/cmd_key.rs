@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use super::{output, CliError, Context};
-use crate::format::keyfile::KdfParams;
+use crate::format::keyfile::{KdfParams, MAX_KDF_MEMORY_KIB, MIN_KDF_MEMORY_KIB};
 use crate::repo::LockKind;
 
 #[derive(Debug, clap::Subcommand)]
@@ -45,15 +45,14 @@ impl NewKeyArgs {
     }
 }
 
-/// Argon2id parameters: the defaults, with the memory cost optionally replaced.
+/// Argon2id parameters: the defaults, with the memory cost optionally
+/// replaced, within the format's bounds (so no key is weaker than the floor).
 pub fn kdf_params(memory_kib: Option<u32>) -> Result<KdfParams, CliError> {
     let mut kdf = KdfParams::default();
     if let Some(m) = memory_kib {
-        if !(8 * kdf.parallelism..=4 << 20).contains(&m) {
+        if !(MIN_KDF_MEMORY_KIB..=MAX_KDF_MEMORY_KIB).contains(&m) {
             return Err(CliError::Usage(format!(
-                "--kdf-memory {m}: expected {} to {} KiB",
-                8 * kdf.parallelism,
-                4 << 20
+                "--kdf-memory {m}: expected {MIN_KDF_MEMORY_KIB} to {MAX_KDF_MEMORY_KIB} KiB"
             )));
         }
         kdf.memory_kib = m;
@@ -122,6 +121,7 @@ fn list(ctx: &Context) -> Result<i32, CliError> {
                     "user": k.username,
                     "host": k.hostname,
                     "created": output::rfc3339(k.created_ns),
+                    "problem": k.problem,
                 })
             })
             .collect();
@@ -155,6 +155,13 @@ fn list(ctx: &Context) -> Result<i32, CliError> {
     println!("{}", "-".repeat(widths.iter().sum::<usize>() + 8));
     for row in &rows {
         line(row);
+    }
+    for k in keys.iter().filter(|k| k.problem.is_some()) {
+        eprintln!(
+            "warning: key {} cannot be used: {}",
+            k.id,
+            k.problem.as_deref().unwrap_or_default()
+        );
     }
     Ok(0)
 }

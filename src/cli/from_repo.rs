@@ -36,8 +36,10 @@ impl FromRepoArgs {
             &Source {
                 env: "CAIRN_FROM_PASSWORD",
                 file: self.from_password_file.as_deref(),
+                file_option: "--from-password-file",
                 command: self.from_password_command.as_deref(),
-                options: "set CAIRN_FROM_PASSWORD, --from-password-file or --from-password-command",
+                command_option: "--from-password-command",
+                options: "use --from-password-file or --from-password-command, or set CAIRN_FROM_PASSWORD",
             },
             "enter password of the source repository: ",
         )
@@ -45,7 +47,11 @@ impl FromRepoArgs {
             CliError::Password(msg) => CliError::Password(format!("source repository {location}: {msg}")),
             other => other,
         })?;
-        Repository::open(storage, password.as_bytes()).map_err(from_error)
+        let repo = Repository::open(storage, password.as_bytes()).map_err(from_error)?;
+        for skipped in repo.skipped_keys() {
+            eprintln!("warning: source repository: {skipped}");
+        }
+        Ok(repo)
     }
 }
 

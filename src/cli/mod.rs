@@ -66,10 +66,11 @@ pub struct GlobalArgs {
         value_name = "REPOSITORY"
     )]
     pub repo: Option<String>,
-    /// Read the password from this file (first line).
+    /// Read the password from this file (first line); wins over CAIRN_PASSWORD.
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
-    /// Run this shell command and use its first output line as the password.
+    /// Run this shell command and use its first output line as the password;
+    /// wins over CAIRN_PASSWORD (not with --password-file).
     #[arg(long, env = "CAIRN_PASSWORD_COMMAND", global = true, value_name = "COMMAND")]
     pub password_command: Option<String>,
     /// Print JSON instead of text.
@@ -176,7 +177,9 @@ impl Context {
     pub fn open(&self) -> Result<Repository, CliError> {
         let storage = self.storage()?;
         let password = self.password("enter repository password: ")?;
-        Ok(Repository::open(storage, password.as_bytes())?)
+        let repo = Repository::open(storage, password.as_bytes())?;
+        warn_skipped_keys(&repo);
+        Ok(repo)
     }
 
     /// How long to wait for a conflicting lock (`--retry-lock`).
@@ -187,6 +190,13 @@ impl Context {
     /// Opens the repository and loads its index.
     pub fn open_indexed(&self) -> Result<IndexedRepository, CliError> {
         Ok(self.open()?.load_index()?)
+    }
+}
+
+/// Warns, one line each, of key files passed over while opening `repo`.
+pub fn warn_skipped_keys(repo: &Repository) {
+    for skipped in repo.skipped_keys() {
+        eprintln!("warning: {skipped}");
     }
 }
 

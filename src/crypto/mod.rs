@@ -7,6 +7,9 @@
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 mod aead;
+mod kdf;
+
+pub use kdf::{derive_key, KdfBudget};
 
 use crate::format::envelope::{self, NONCE_LEN};
 use crate::format::keyfile::{KdfParams, KeyFile};
@@ -23,10 +26,26 @@ pub enum CryptoError {
     Format(#[from] FormatError),
     #[error("key derivation failed: {0}")]
     Kdf(String),
+    #[error("{}", kdf_too_costly(*needed_mib, *limit_mib, *available_mib))]
+    KdfTooCostly {
+        needed_mib: u64,
+        limit_mib: u64,
+        available_mib: Option<u64>,
+    },
     #[error("cannot seal a {0}: the cipher refused its input")]
     Seal(&'static str),
     #[error("the system random source failed: {0}")]
     Random(String),
+}
+
+fn kdf_too_costly(needed: u64, limit: u64, available: Option<u64>) -> String {
+    match available {
+        Some(a) => format!(
+            "its Argon2id memory cost of {needed} MiB is more than this machine can spare \
+             ({limit} MiB: half of the {a} MiB available)"
+        ),
+        None => format!("its Argon2id memory cost of {needed} MiB is more than the maximum of {limit} MiB"),
+    }
 }
 
 /// Length of the serialized master key.
@@ -204,18 +223,6 @@ pub fn open_with_key(
     Ok(envelope::unframe_owned(buf, limit, exact)?)
 }
 
-/// Derives a 32-byte key from a password with Argon2id.
-pub fn derive_key(password: &[u8], salt: &[u8; 32], params: &KdfParams) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
-    let p = argon2::Params::new(params.memory_kib, params.iterations, params.parallelism, Some(32))
-        .map_err(|e| CryptoError::Kdf(e.to_string()))?;
-    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
-    let mut out = Zeroizing::new([0u8; 32]);
-    argon
-        .hash_password_into(password, salt, out.as_mut())
-        .map_err(|e| CryptoError::Kdf(e.to_string()))?;
-    Ok(out)
-}
-
 /// Wraps `master` under `password` into a new key file, with a random salt
 /// and nonce.
 pub fn wrap_master_key(
@@ -292,7 +299,7 @@ mod tests {
 
     fn fast_kdf() -> KdfParams {
         KdfParams {
-            memory_kib: 64,
+            memory_kib: crate::format::keyfile::MIN_KDF_MEMORY_KIB,
             iterations: 1,
             parallelism: 1,
         }

@@ -17,6 +17,60 @@ pub struct KdfParams {
     pub parallelism: u32,
 }
 
+/// Smallest Argon2id memory cost a key file may have (8 MiB): no reader
+/// uses, and no writer makes, a key cheaper to attack than this.
+pub const MIN_KDF_MEMORY_KIB: u32 = 8 << 10;
+/// Largest Argon2id memory cost a key file may have (1 GiB).
+pub const MAX_KDF_MEMORY_KIB: u32 = 1 << 20;
+/// Largest Argon2id time cost.
+pub const MAX_KDF_ITERATIONS: u32 = 16;
+/// Largest number of Argon2id lanes.
+pub const MAX_KDF_LANES: u32 = 64;
+/// Largest memory x iterations product, in KiB: the work of one attempt
+/// (4 GiB of memory passes, e.g. 1 GiB x 4 or 256 MiB x 16).
+pub const MAX_KDF_WORK_KIB: u64 = 4 << 20;
+
+impl KdfParams {
+    /// The work of one derivation: memory x iterations, in KiB.
+    pub fn work_kib(&self) -> u64 {
+        u64::from(self.memory_kib) * u64::from(self.iterations)
+    }
+
+    /// Checks the parameters against the bounds of format.md §5 (floor and
+    /// caps), before anything runs Argon2id with them.
+    pub fn validate(&self) -> Result<(), FormatError> {
+        let reason = if self.memory_kib < MIN_KDF_MEMORY_KIB {
+            format!(
+                "Argon2id memory {} KiB is below the minimum of {} KiB",
+                self.memory_kib, MIN_KDF_MEMORY_KIB
+            )
+        } else if self.memory_kib > MAX_KDF_MEMORY_KIB {
+            format!(
+                "Argon2id memory {} KiB is above the maximum of {} KiB",
+                self.memory_kib, MAX_KDF_MEMORY_KIB
+            )
+        } else if !(1..=MAX_KDF_ITERATIONS).contains(&self.iterations) {
+            format!(
+                "Argon2id iterations {} are outside 1 to {MAX_KDF_ITERATIONS}",
+                self.iterations
+            )
+        } else if !(1..=MAX_KDF_LANES).contains(&self.parallelism) {
+            format!(
+                "Argon2id parallelism {} is outside 1 to {MAX_KDF_LANES}",
+                self.parallelism
+            )
+        } else if self.work_kib() > MAX_KDF_WORK_KIB {
+            format!(
+                "Argon2id memory x iterations {} KiB is above the maximum of {MAX_KDF_WORK_KIB} KiB",
+                self.work_kib()
+            )
+        } else {
+            return Ok(());
+        };
+        Err(FormatError::Limit { what: "key", reason })
+    }
+}
+
 impl Default for KdfParams {
     fn default() -> Self {
         Self {
@@ -66,17 +120,7 @@ impl KeyFile {
             });
         }
         let k: Self = from_postcard("key", &bytes[envelope::HEADER_LEN..])?;
-        if k.kdf.memory_kib > 4 << 20
-            || k.kdf.iterations > 64
-            || k.kdf.parallelism > 64
-            || k.kdf.iterations == 0
-            || k.kdf.parallelism == 0
-        {
-            return Err(FormatError::Limit {
-                what: "key",
-                reason: format!("Argon2id parameters {:?}", k.kdf),
-            });
-        }
+        k.kdf.validate()?;
         Ok(k)
     }
 }

@@ -7,7 +7,9 @@ use proptest::prelude::*;
 use super::config::{ChunkerParams, Config, ObjectLockConfig};
 use super::envelope::{self, COMPRESSION_NONE, COMPRESSION_ZSTD, OVERHEAD};
 use super::index::{IndexFile, IndexPack, MarkedPack};
-use super::keyfile::{KdfParams, KeyFile};
+use super::keyfile::{
+    KdfParams, KeyFile, MAX_KDF_ITERATIONS, MAX_KDF_MEMORY_KIB, MAX_KDF_WORK_KIB, MIN_KDF_MEMORY_KIB,
+};
 use super::lock::{Lock, LockKind};
 use super::pack::{self, PackEntry, PackHeader, TRAILER_LEN};
 use super::snapshot::{Snapshot, Summary};
@@ -256,10 +258,17 @@ fn key_file() -> impl Strategy<Value = KeyFile> {
         any::<i64>(),
         ".{0,12}",
         ".{0,12}",
-        (0u32..=4 << 20, 1u32..=64, 1u32..=64),
+        (
+            MIN_KDF_MEMORY_KIB..=MAX_KDF_MEMORY_KIB,
+            1u32..=MAX_KDF_ITERATIONS,
+            1u32..=64,
+        ),
         id32(),
         vec(any::<u8>(), 0..200),
     )
+        .prop_filter("within the work bound", |(_, _, _, (m, i, _), _, _)| {
+            u64::from(*m) * u64::from(*i) <= MAX_KDF_WORK_KIB
+        })
         .prop_map(|(created_ns, hostname, username, (m, i, p), salt, wrapped)| KeyFile {
             created_ns,
             hostname,
@@ -616,15 +625,60 @@ fn key_file_rejects_bad_header_and_kdf() {
             ..KdfParams::default()
         },
         KdfParams {
-            memory_kib: (4 << 20) + 1,
+            memory_kib: MAX_KDF_MEMORY_KIB + 1,
             ..KdfParams::default()
         },
         KdfParams {
-            iterations: 65,
+            memory_kib: 4 << 20,
+            iterations: 64,
+            parallelism: 64,
+        },
+        KdfParams {
+            iterations: MAX_KDF_ITERATIONS + 1,
             ..KdfParams::default()
         },
+        KdfParams {
+            parallelism: 65,
+            ..KdfParams::default()
+        },
+        // Below the floor: a key cheap to attack.
+        KdfParams {
+            memory_kib: 8,
+            ..KdfParams::default()
+        },
+        KdfParams {
+            memory_kib: MIN_KDF_MEMORY_KIB - 1,
+            ..KdfParams::default()
+        },
+        // Each bound met, but too much work in all.
+        KdfParams {
+            memory_kib: MAX_KDF_MEMORY_KIB,
+            iterations: 5,
+            parallelism: 1,
+        },
     ] {
-        assert!(KeyFile::decode(&KeyFile { kdf, ..k.clone() }.encode()).is_err());
+        let err = KeyFile::decode(&KeyFile { kdf, ..k.clone() }.encode()).unwrap_err();
+        assert!(
+            matches!(&err, FormatError::Limit { reason, .. } if reason.contains("Argon2id")),
+            "{kdf:?}: {err}"
+        );
+    }
+    for kdf in [
+        KdfParams {
+            memory_kib: MIN_KDF_MEMORY_KIB,
+            iterations: 1,
+            parallelism: 1,
+        },
+        KdfParams {
+            memory_kib: MAX_KDF_MEMORY_KIB,
+            iterations: 4,
+            parallelism: 1,
+        },
+    ] {
+        assert!(
+            KeyFile::decode(&KeyFile { kdf, ..k.clone() }.encode()).is_ok(),
+            "{kdf:?}"
+        );
     }
 }
 

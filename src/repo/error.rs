@@ -1,5 +1,6 @@
 //! Errors of the repository layer.
 
+use super::keys::SkippedKey;
 use crate::crypto::CryptoError;
 use crate::format::{BlobKind, FormatError};
 use crate::id::{BlobId, PackId};
@@ -14,8 +15,16 @@ pub enum RepoError {
     AlreadyExists { location: String },
     #[error("{location} has no key files")]
     NoKeys { location: String },
-    #[error("wrong password: none of the {tried} key file(s) of {location} opens with it")]
-    WrongPassword { location: String, tried: usize },
+    #[error(
+        "wrong password: no key file of {location} opened with this password ({tried} key file(s) tried, {} skipped{})",
+        skipped.len(),
+        skipped_list(skipped)
+    )]
+    WrongPassword {
+        location: String,
+        tried: usize,
+        skipped: Vec<SkippedKey>,
+    },
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("{kind} {name} is corrupt: {source}")]
@@ -71,6 +80,15 @@ pub enum RepoError {
     LockThread(std::io::Error),
     #[error("the index is too large to load: {0}")]
     IndexTooLarge(String),
+}
+
+fn skipped_list(skipped: &[SkippedKey]) -> String {
+    let parts: Vec<String> = skipped.iter().map(|s| format!("{}: {}", s.id, s.reason)).collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", parts.join("; "))
+    }
 }
 
 fn kind_name(kind: BlobKind) -> &'static str {

@@ -31,6 +31,7 @@ pub mod snapshots;
 pub use bitmap::Bitmap;
 pub use error::{RepoError, Result};
 pub use index::{BlobLocation, Index, IndexBuilder, IndexedRepository, KEY_LEN};
+pub use keys::{KeyInfo, SkippedKey};
 pub use lock::{LockGuard, LockKind, LockOptions, LockWatch};
 
 /// Default target size of a pack file.
@@ -70,7 +71,7 @@ impl Default for InitOptions {
 pub(crate) fn test_options() -> InitOptions {
     InitOptions {
         kdf: KdfParams {
-            memory_kib: 64,
+            memory_kib: crate::format::keyfile::MIN_KDF_MEMORY_KIB,
             iterations: 1,
             parallelism: 1,
         },
@@ -131,6 +132,8 @@ pub struct Repository {
     key: Arc<MasterKey>,
     config: Config,
     key_name: String,
+    /// Key files passed over while opening (damaged, or out of bounds).
+    skipped_keys: Vec<keys::SkippedKey>,
     rt: Arc<tokio::runtime::Runtime>,
 }
 
@@ -189,6 +192,7 @@ impl Repository {
             key: Arc::new(key),
             config,
             key_name: String::new(),
+            skipped_keys: Vec::new(),
             rt,
         };
         // The key goes first: a config without a key could never be opened.
@@ -210,7 +214,11 @@ impl Repository {
             }
             Err(e) => return Err(e.into()),
         };
-        let (key_name, key) = keys::find_key(&rt, &storage, password)?;
+        let keys::Found {
+            name: key_name,
+            key,
+            skipped: skipped_keys,
+        } = keys::find_key(&rt, &storage, password)?;
         let plain = key
             .open(ObjectKind::Config, &sealed_config, envelope::DEFAULT_LIMIT, None)
             .map_err(|source| RepoError::Crypto {
@@ -235,6 +243,7 @@ impl Repository {
             key: Arc::new(key),
             config,
             key_name,
+            skipped_keys,
             rt,
         })
     }
@@ -259,6 +268,12 @@ impl Repository {
     /// Name of the key file that opened this repository.
     pub fn key_name(&self) -> &str {
         &self.key_name
+    }
+
+    /// Key files that were passed over while opening: damaged, out of the
+    /// format's bounds or too costly for this machine. The caller warns.
+    pub fn skipped_keys(&self) -> &[keys::SkippedKey] {
+        &self.skipped_keys
     }
 
     /// The I/O runtime's handle, for spawning concurrent storage requests.

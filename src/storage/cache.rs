@@ -39,6 +39,9 @@ const CACHED: [FileKind; 2] = [FileKind::Index, FileKind::Snapshot];
 /// Directory of kept pack ranges, one subdirectory per pack.
 const RANGES: &str = "ranges";
 
+/// File naming the key file that last opened the repository.
+const LAST_KEY: &str = "last-key";
+
 /// Bytes of the hash in front of a kept range.
 const HASH_LEN: usize = 32;
 
@@ -433,6 +436,23 @@ impl<S: Storage> Storage for CacheStorage<S> {
 
     async fn check_object_lock(&self) -> Result<()> {
         self.inner.check_object_lock().await
+    }
+
+    /// The key file that last opened the repository, from `last-key` in
+    /// the cache directory (a key id, never a password).
+    async fn preferred(&self, kind: FileKind) -> Option<String> {
+        if kind != FileKind::Key {
+            return None;
+        }
+        let text = tokio::fs::read_to_string(self.dir.join(LAST_KEY)).await.ok()?;
+        let name = text.trim();
+        is_content_name(name).then(|| name.to_owned())
+    }
+
+    async fn set_preferred(&self, kind: FileKind, name: &str) {
+        if kind == FileKind::Key && is_content_name(name) {
+            let _ = write_atomically(&self.dir.join(LAST_KEY), name.as_bytes()).await;
+        }
     }
 
     fn set_retention(&self, retention: super::Retention) -> Result<()> {

@@ -273,6 +273,20 @@ pub trait Storage: Send + Sync + fmt::Debug {
     async fn put_keep(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
         self.put(kind, name, data).await
     }
+
+    /// The object of `kind` a local cache remembers as the one to try first
+    /// (the key file that last opened the repository). Storage without a
+    /// cache remembers nothing.
+    async fn preferred(&self, kind: FileKind) -> Option<String> {
+        let _ = kind;
+        None
+    }
+
+    /// Lets a local cache remember `name` as the object of `kind` to try
+    /// first. Never fails: the cache is only an optimisation.
+    async fn set_preferred(&self, kind: FileKind, name: &str) {
+        let _ = (kind, name);
+    }
 }
 
 /// Object lock retention for new objects: how long, and whether nobody

@@ -45,7 +45,7 @@ pub fn json_summary(output: &std::process::Output) -> serde_json::Value {
 /// Argon2id parameters cheap enough for tests.
 pub fn small_kdf() -> cairn::format::keyfile::KdfParams {
     cairn::format::keyfile::KdfParams {
-        memory_kib: 64,
+        memory_kib: 8192,
         iterations: 1,
         parallelism: 1,
     }
@@ -62,7 +62,7 @@ pub const SMALL_UNCOMPRESSED: [&str; 8] = [
     "--compression",
     "off",
     "--kdf-memory",
-    "64",
+    "8192",
 ];
 
 pub fn small_repo_options() -> cairn::repo::InitOptions {
