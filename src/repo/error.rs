@@ -2,7 +2,7 @@
 
 use crate::crypto::CryptoError;
 use crate::format::{BlobKind, FormatError};
-use crate::id::{BlobId, PackId};
+use crate::id::{BlobId, PackId, TreeId};
 use crate::storage::{FileKind, StorageError};
 
 /// Everything that can go wrong opening, reading or writing a repository.
@@ -71,6 +71,13 @@ pub enum RepoError {
     LockThread(std::io::Error),
     #[error("the index is too large to load: {0}")]
     IndexTooLarge(String),
+    #[error("tree {tree} holds entries more than {max} directories deep; refusing to walk further")]
+    TreeTooDeep { tree: TreeId, max: usize },
+    #[error(
+        "tree {tree}: the walk reached more than {max} entries (set CAIRN_MAX_TREE_ENTRIES to allow more); \
+         refusing to go on"
+    )]
+    TooManyEntries { tree: TreeId, max: u64 },
 }
 
 fn kind_name(kind: BlobKind) -> &'static str {

@@ -337,7 +337,11 @@ async fn read_at(path: &Path, offset: u64, len: u64) -> io::Result<Option<Bytes>
 async fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
     use tokio::io::AsyncWriteExt;
     let dir = path.parent().unwrap_or(Path::new("."));
-    tokio::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).await?;
+    tokio::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .await?;
     let unique = getrandom::u64().unwrap_or(u64::from(std::process::id()));
     let tmp = dir.join(format!(".tmp-{unique:016x}"));
     let written = async {

@@ -318,9 +318,15 @@ pub async fn whole_reads_are_capped(s: &dyn Storage) {
     }
     // Ranges of it are still read.
     let tail = s.get_range(FileKind::Lock, &over, cap - 1, 2).await.ok();
-    assert_eq!(tail.as_deref(), Some(&content(&over, cap as usize + 1)[cap as usize - 1..]), "{loc}");
+    assert_eq!(
+        tail.as_deref(),
+        Some(&content(&over, cap as usize + 1)[cap as usize - 1..]),
+        "{loc}"
+    );
     for n in [at_cap, over] {
-        s.delete(FileKind::Lock, &n).await.unwrap_or_else(|e| panic!("{loc}: {e}"));
+        s.delete(FileKind::Lock, &n)
+            .await
+            .unwrap_or_else(|e| panic!("{loc}: {e}"));
     }
 }
 

@@ -130,7 +130,9 @@ fn get_blocking(path: &Path, kind: FileKind, name: &str) -> Result<Bytes> {
     let cap = kind.max_size();
     // size <= cap, which a reader of this kind may hold in memory.
     let mut buf = Vec::with_capacity(size as usize);
-    file.take(cap + 1).read_to_end(&mut buf).map_err(|e| io_error(path, e))?;
+    file.take(cap + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| io_error(path, e))?;
     // The file may have grown since it was measured.
     check_size(kind, name, buf.len() as u64)?;
     Ok(Bytes::from(buf))
@@ -485,11 +487,26 @@ mod tests {
     async fn a_config_linked_to_a_device_is_refused() {
         let e = config_read_error(|p| std::os::unix::fs::symlink("/dev/zero", p).unwrap()).await;
         assert!(
-            matches!(e, StorageError::NotAFile { what: "a symbolic link", .. }),
+            matches!(
+                e,
+                StorageError::NotAFile {
+                    what: "a symbolic link",
+                    ..
+                }
+            ),
             "{e:?}"
         );
         let e = config_read_error(|p| fs::create_dir(p).unwrap()).await;
-        assert!(matches!(e, StorageError::NotAFile { what: "a directory", .. }), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                StorageError::NotAFile {
+                    what: "a directory",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 
     #[tokio::test]
@@ -500,7 +517,16 @@ mod tests {
             f.set_len(1 << 40).unwrap();
         })
         .await;
-        assert!(matches!(e, StorageError::TooLarge { kind: FileKind::Config, .. }), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                StorageError::TooLarge {
+                    kind: FileKind::Config,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         assert!(e.to_string().contains("config"), "{e}");
     }
 

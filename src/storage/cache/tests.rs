@@ -396,7 +396,9 @@ async fn each_repository_has_one_directory_whatever_reaches_it() {
 /// Modes below `dir` (itself included) that give group or other any access.
 fn shared_modes(dir: &Path, out: &mut Vec<(PathBuf, u32)>) {
     use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::symlink_metadata(dir) else { return };
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return;
+    };
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         out.push((dir.to_owned(), mode));
