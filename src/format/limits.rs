@@ -30,4 +30,4 @@ pub const MAX_PACK_HEADER: u64 = (MAX_OBJECT as u64) + (1 << 20);
 pub const MAX_TREE_DEPTH: usize = 4096;
 /// Most entries a single walk of a snapshot's trees visits; a subtree that
 /// several directories share counts once for each of them.
-pub const MAX_TREE_ENTRIES: u64 = 1 << 31;
+pub const MAX_TREE_ENTRIES: u64 = 1 << 30;
