@@ -324,4 +324,6 @@ fn names_with_escape_sequences_are_shown_escaped() {
     // JSON keeps the name (with its control characters) for programs.
     let (_, out, _) = run(&repo, &[], &["--json", "ls", "latest"]);
     assert!(out.contains("title\\u001b]0;owned\\u0007\\nfake"), "{out}");
+    let raw = hex::encode(b"title\x1b]0;owned\x07\nfake\xff");
+    assert!(out.contains(&format!("\"name_raw\":\"{raw}\"")), "{out}");
 }

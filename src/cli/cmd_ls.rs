@@ -281,8 +281,17 @@ pub fn node_json(node: &Node, path: Option<&Path>) -> Value {
         "subtree": node.subtree.map(|t| t.to_hex()),
         "xattrs": xattrs,
     });
+    // JSON strings are Unicode: a name that is not UTF-8 is shown with
+    // U+FFFD in `name`, and exactly, in hex, in `name_raw`.
+    if std::str::from_utf8(&node.name).is_err() {
+        v["name_raw"] = json!(hex::encode(&node.name));
+    }
     if let Some(path) = path {
         v["path"] = json!(path.to_string_lossy());
+        let bytes = path.as_os_str().as_bytes();
+        if std::str::from_utf8(bytes).is_err() {
+            v["path_raw"] = json!(hex::encode(bytes));
+        }
     }
     v
 }

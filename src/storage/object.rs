@@ -592,12 +592,18 @@ impl Storage for ObjectStorage {
             Err(e) if e.is_not_found() => return Err(e),
             // An answer to HEAD has no body to say what went wrong; one to
             // GET has. Never more than the cap and one byte is asked for.
-            Err(_) => {
+            Err(head) => {
                 let cap = kind.max_size();
                 return match self.op(kind).read_with(&kind.path(name)).range(0..cap + 1).await {
                     Ok(buf) => {
                         check_size(kind, name, buf.len() as u64)?;
                         Ok(buf.to_bytes())
+                    }
+                    // The object is shorter than the range, so GET works:
+                    // what failed was HEAD, and its error (transient or
+                    // not) stands.
+                    Err(e) if e.kind() == ErrorKind::Unexpected && e.to_string().contains("too little data") => {
+                        Err(head)
                     }
                     Err(e) => Err(self.error("reading", kind, name, e)),
                 };
