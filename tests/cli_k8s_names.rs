@@ -60,7 +60,7 @@ fn names_are_path_segments_encoded_or_refused() {
     let cluster = FakeCluster::seeded();
     // Names the API server never lets in, as a hostile snapshot can hold
     // them: put into the store behind its back, then backed up.
-    for name in ["..", "50%", "a?b", "x#y"] {
+    for name in ["..", "50%", "a?b", "x#y", "red\x1b[31m"] {
         let key = (
             String::new(),
             "configmaps".to_owned(),
@@ -103,4 +103,23 @@ fn names_are_path_segments_encoded_or_refused() {
         "{paths:?}"
     );
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // The human plan shows names escaped.
+    let out = cairn(&repo)
+        .env_remove("KUBECONFIG")
+        .args([
+            "k8s",
+            "restore",
+            "latest",
+            "--dry-run",
+            "--include-resources",
+            "configmaps",
+        ])
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("create  configmaps web/red\\x1b[31m"), "{text}");
+    assert!(!text.contains('\x1b'), "{text:?}");
 }
