@@ -163,6 +163,7 @@ fn trees_nested_too_deep_stop_every_walk_with_one_error() {
         vec!["diff", &chain, &empty],
         vec!["stats", &chain],
         vec!["restore", &chain, "--target", target],
+        vec!["repair", "snapshots", "--dry-run", &chain],
     ] {
         let err = fails_with(&h.repo, &[], &args, deep);
         assert!(err.contains(&format!("more than {MAX_TREE_DEPTH}")), "{args:?}: {err}");
