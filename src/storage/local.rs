@@ -79,6 +79,12 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         create_private_dir(parent)?;
     }
+    make_private_dir(dir)
+}
+
+/// Creates `dir`, whose parent exists, with mode 0700 whatever the umask;
+/// one that exists already is left as it is.
+fn make_private_dir(dir: &Path) -> io::Result<()> {
     match DirBuilder::new().mode(DIR_MODE).create(dir) {
         // The umask may have taken bits away; the mode is set exactly.
         Ok(()) => fs::set_permissions(dir, Permissions::from_mode(DIR_MODE)),
@@ -197,7 +203,7 @@ fn put_blocking(target: &Path, kind: FileKind, name: &str, data: &[u8]) -> Resul
         // A pack shard directory may be missing (a repository created by
         // another tool); its parent `data/` must exist.
         Err(e) if e.kind() == io::ErrorKind::NotFound && kind == FileKind::Pack => {
-            create_private_dir(dir).map_err(|e| io_error(dir, e))?;
+            make_private_dir(dir).map_err(|e| io_error(dir, e))?;
             open()
         }
         other => other,
