@@ -253,7 +253,7 @@ impl<'a> Archiver<'a> {
             Err(e) => {
                 self.progress.report(Message::Warning(format!(
                     "{}: parent snapshot unusable here, reading everything: {e}",
-                    path.display()
+                    crate::format::escape::path(path)
                 )));
                 None
             }

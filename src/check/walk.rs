@@ -17,8 +17,9 @@ use super::structure::list;
 use super::{CheckError, CheckReport};
 use crate::crypto::MasterKey;
 use crate::format::tree::{Content, NodeKind, Tree};
-use crate::format::{limits, BlobKind};
+use crate::format::{escape, limits, BlobKind};
 use crate::id::{BlobId, SnapshotId, TreeId};
+use crate::repo::treewalk::check_depth;
 use crate::repo::{Bitmap, BlobLocation, Index, Repository};
 use crate::storage::{FileKind, StorageError};
 
@@ -28,6 +29,8 @@ struct Origin {
     snapshot: SnapshotId,
     /// The directory's path inside the snapshot (`/` for the root).
     path: String,
+    /// How deep the tree's entries lie (1 for the root tree's own).
+    depth: usize,
 }
 
 /// Trees read at once (at most `connections` of them in flight).
@@ -112,6 +115,7 @@ pub(super) fn check_snapshots(
                 Origin {
                     snapshot: id,
                     path: "/".into(),
+                    depth: 1,
                 },
             ));
         }
@@ -163,7 +167,11 @@ fn walk_batch(
             }
         },
         |(id, origin, loc, got)| {
-            let where_ = format!("directory {} of snapshot {}", origin.path, origin.snapshot);
+            let where_ = format!(
+                "directory {} of snapshot {}",
+                escape::name(origin.path.as_bytes()),
+                origin.snapshot
+            );
             let sealed = match got {
                 Ok(b) => b,
                 Err(e) => {
@@ -184,6 +192,18 @@ fn walk_batch(
                 }
             };
             report.counters.trees += 1;
+            // Each tree is read once, so only the depth needs a bound (and
+            // with it the length of the paths kept): no tree below one
+            // that is too deep is queued.
+            if check_depth(&id, origin.depth, tree.nodes.len()).is_err() {
+                let max = limits::MAX_TREE_DEPTH;
+                report.error(
+                    ObjectType::Tree,
+                    id,
+                    format!("holds entries more than {max} directories deep; not walked ({where_})"),
+                );
+                return;
+            }
             visit_nodes(index, &tree, &origin, reached, report, next);
         },
     )
@@ -230,12 +250,17 @@ fn visit_nodes(
                         Origin {
                             snapshot: origin.snapshot,
                             path,
+                            depth: origin.depth + 1,
                         },
                     )),
                     Reach::Missing => report.error(
                         ObjectType::Tree,
                         sub,
-                        format!("is not in the index (directory {path} of snapshot {})", origin.snapshot),
+                        format!(
+                            "is not in the index (directory {} of snapshot {})",
+                            escape::name(path.as_bytes()),
+                            origin.snapshot
+                        ),
                     ),
                 }
             }
@@ -247,7 +272,11 @@ fn visit_nodes(
                 report.error(
                     ObjectType::DataBlob,
                     blob,
-                    format!("is not in the index (file {path} of snapshot {})", origin.snapshot),
+                    format!(
+                        "is not in the index (file {} of snapshot {})",
+                        escape::name(path.as_bytes()),
+                        origin.snapshot
+                    ),
                 );
             }
         }

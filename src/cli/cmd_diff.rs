@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
@@ -19,7 +19,7 @@ use super::{output, CliError, Context};
 use crate::format::tree::{Content, Node, NodeKind, Tree};
 use crate::format::BlobKind;
 use crate::id::{BlobId, TreeId};
-use crate::repo::IndexedRepository;
+use crate::repo::{IndexedRepository, TreeBudget};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -65,6 +65,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
         stats: DiffStats::default(),
         old_blobs: HashSet::new(),
         new_blobs: HashSet::new(),
+        budget: TreeBudget::default(),
     };
     differ.trees(Some(old.tree), Some(new.tree), Path::new("/"))?;
     let stats = differ.finish();
@@ -114,6 +115,28 @@ struct Differ<'a, W: Write> {
     old_blobs: HashSet<BlobId>,
     /// Data blobs of added and changed entries on the new side.
     new_blobs: HashSet<BlobId>,
+    /// Entries compared, against the limits of format.md §14.
+    budget: TreeBudget,
+}
+
+/// Directories to compare below an entry (`None` on a side: absent).
+type Descend = Option<(Option<TreeId>, Option<TreeId>)>;
+
+/// Two directories being compared and the next entry of each.
+struct Frame {
+    old: Tree,
+    new: Tree,
+    base: PathBuf,
+    i: usize,
+    j: usize,
+}
+
+/// Which side's entry comes next in name order.
+#[derive(Clone, Copy)]
+enum Next {
+    Both,
+    Old,
+    New,
 }
 
 #[derive(Clone, Copy)]
@@ -130,39 +153,86 @@ impl<W: Write> Differ<'_, W> {
         }
     }
 
-    /// Compares two directories (`None`: absent on that side) at `base`.
+    /// Compares two directories (`None`: absent on that side) at `base`,
+    /// depth first without recursion, within the bounds of a
+    /// [`TreeBudget`] (shared subtrees count each time they are compared).
     fn trees(&mut self, old: Option<TreeId>, new: Option<TreeId>, base: &Path) -> Result<(), CliError> {
-        if old.is_some() && old == new {
-            return Ok(());
+        let mut stack: Vec<Frame> = Vec::new();
+        if let Some(frame) = self.open(old, new, base.to_owned(), 1)? {
+            stack.push(frame);
         }
-        let old = self.load(old)?;
-        let new = self.load(new)?;
-        let (mut i, mut j) = (0, 0);
-        while i < old.nodes.len() || j < new.nodes.len() {
-            let a = old.nodes.get(i);
-            let b = new.nodes.get(j);
-            match (a, b) {
-                (Some(a), Some(b)) if a.name == b.name => {
-                    self.pair(a, b, &base.join(OsStr::from_bytes(&a.name)))?;
-                    i += 1;
-                    j += 1;
+        while let Some(top) = stack.last_mut() {
+            let (i, j) = (top.i, top.j);
+            let next = match (top.old.nodes.get(i), top.new.nodes.get(j)) {
+                (Some(a), Some(b)) if a.name == b.name => Next::Both,
+                (Some(a), b) if b.is_none_or(|b| a.name < b.name) => Next::Old,
+                (_, Some(_)) => Next::New,
+                (_, None) => {
+                    stack.pop();
+                    continue;
                 }
-                (Some(a), b) if b.is_none_or(|b| a.name < b.name) => {
-                    self.one(a, &base.join(OsStr::from_bytes(&a.name)), Side::Old)?;
-                    i += 1;
+            };
+            match next {
+                Next::Both => (top.i, top.j) = (i + 1, j + 1),
+                Next::Old => top.i = i + 1,
+                Next::New => top.j = j + 1,
+            }
+            let top = &stack[stack.len() - 1];
+            let (descend, path) = match next {
+                Next::Both => {
+                    let (a, b) = (&top.old.nodes[i], &top.new.nodes[j]);
+                    let path = top.base.join(OsStr::from_bytes(&a.name));
+                    (self.pair(a, b, &path)?, path)
                 }
-                (_, Some(b)) => {
-                    self.one(b, &base.join(OsStr::from_bytes(&b.name)), Side::New)?;
-                    j += 1;
+                Next::Old => {
+                    let a = &top.old.nodes[i];
+                    let path = top.base.join(OsStr::from_bytes(&a.name));
+                    (self.one(a, &path, Side::Old)?, path)
                 }
-                (_, None) => break,
+                Next::New => {
+                    let b = &top.new.nodes[j];
+                    let path = top.base.join(OsStr::from_bytes(&b.name));
+                    (self.one(b, &path, Side::New)?, path)
+                }
+            };
+            if let Some((old, new)) = descend {
+                let depth = stack.len() + 1;
+                if let Some(frame) = self.open(old, new, path, depth)? {
+                    stack.push(frame);
+                }
             }
         }
         Ok(())
     }
 
-    /// An entry present on one side only, with everything below it.
-    fn one(&mut self, node: &Node, path: &Path, side: Side) -> Result<(), CliError> {
+    /// Reads two directories to compare, whose entries lie `depth` deep;
+    /// `None` when they are the same tree.
+    fn open(
+        &mut self,
+        old: Option<TreeId>,
+        new: Option<TreeId>,
+        base: PathBuf,
+        depth: usize,
+    ) -> Result<Option<Frame>, CliError> {
+        if old.is_some() && old == new {
+            return Ok(None);
+        }
+        let Some(named) = new.or(old) else { return Ok(None) };
+        let old = self.load(old)?;
+        let new = self.load(new)?;
+        self.budget.visit(&named, depth, old.nodes.len() + new.nodes.len())?;
+        Ok(Some(Frame {
+            old,
+            new,
+            base,
+            i: 0,
+            j: 0,
+        }))
+    }
+
+    /// An entry present on one side only; returns the directories to
+    /// compare below it.
+    fn one(&mut self, node: &Node, path: &Path, side: Side) -> Result<Descend, CliError> {
         let is_dir = node.kind == NodeKind::Dir;
         let (modifier, counter) = match (side, is_dir) {
             (Side::Old, true) => ('-', &mut self.stats.dirs_removed),
@@ -173,17 +243,16 @@ impl<W: Write> Differ<'_, W> {
         *counter += 1;
         self.report(modifier, path, is_dir)?;
         self.collect(node, side);
-        if let (true, Some(sub)) = (is_dir, node.subtree) {
-            match side {
-                Side::Old => self.trees(Some(sub), None, path)?,
-                Side::New => self.trees(None, Some(sub), path)?,
-            }
-        }
-        Ok(())
+        Ok(match (is_dir, node.subtree, side) {
+            (true, Some(sub), Side::Old) => Some((Some(sub), None)),
+            (true, Some(sub), Side::New) => Some((None, Some(sub))),
+            _ => None,
+        })
     }
 
-    /// An entry present on both sides.
-    fn pair(&mut self, a: &Node, b: &Node, path: &Path) -> Result<(), CliError> {
+    /// An entry present on both sides; returns the directories to compare
+    /// below it.
+    fn pair(&mut self, a: &Node, b: &Node, path: &Path) -> Result<Descend, CliError> {
         let b_dir = b.kind == NodeKind::Dir;
         if a.kind != b.kind {
             self.count_changed(b_dir);
@@ -192,14 +261,14 @@ impl<W: Write> Differ<'_, W> {
             self.collect(b, Side::New);
             let old_sub = a.subtree.filter(|_| a.kind == NodeKind::Dir);
             let new_sub = b.subtree.filter(|_| b_dir);
-            return self.trees(old_sub, new_sub, path);
+            return Ok(Some((old_sub, new_sub)));
         }
         if b_dir {
             if !same_meta(a, b, false) {
                 self.count_changed(true);
                 self.report('U', path, true)?;
             }
-            return self.trees(a.subtree, b.subtree, path);
+            return Ok(Some((a.subtree, b.subtree)));
         }
         let content_changed = a.content != b.content || a.link_target != b.link_target || a.rdev != b.rdev;
         if content_changed {
@@ -211,7 +280,7 @@ impl<W: Write> Differ<'_, W> {
             self.count_changed(false);
             self.report('U', path, false)?;
         }
-        Ok(())
+        Ok(None)
     }
 
     fn count_changed(&mut self, dir: bool) {
@@ -235,15 +304,14 @@ impl<W: Write> Differ<'_, W> {
     }
 
     fn report(&mut self, modifier: char, path: &Path, dir: bool) -> Result<(), CliError> {
-        let mut shown = path.to_string_lossy().into_owned();
-        if dir {
-            shown.push('/');
-        }
+        let slash = if dir { "/" } else { "" };
         if self.json {
+            // JSON escapes control characters itself; names stay exact.
+            let shown = format!("{}{slash}", path.to_string_lossy());
             let v = json!({ "message_type": "change", "path": shown, "modifier": modifier.to_string() });
             writeln!(self.out, "{v}")?;
         } else if !self.quiet {
-            writeln!(self.out, "{modifier}    {shown}")?;
+            writeln!(self.out, "{modifier}    {}{slash}", crate::format::escape::path(path))?;
         }
         Ok(())
     }

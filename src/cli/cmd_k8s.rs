@@ -8,6 +8,7 @@ use super::error::exit;
 use super::{output, CliError, Context};
 use crate::backup::progress::Progress;
 use crate::backup::{backup_files, BackupOptions, ParentChoice};
+use crate::format::escape;
 use crate::k8s::backup::collect;
 use crate::k8s::client::{connect, ClusterAccess};
 use crate::k8s::filter::{split_list, ClusterResources, Filters};
@@ -312,9 +313,11 @@ fn print_report(report: &Report, dry_run: bool, cluster: &str, snapshot: &str, n
         ))?;
     }
     for r in &report.results {
+        // Names come from the snapshot: shown escaped.
+        let name = escape::name(r.name.as_bytes());
         let target = match &r.namespace {
-            Some(ns) => format!("{} {ns}/{}", r.resource, r.name),
-            None => format!("{} {}", r.resource, r.name),
+            Some(ns) => format!("{} {}/{name}", r.resource, escape::name(ns.as_bytes())),
+            None => format!("{} {name}", r.resource),
         };
         let text = match &r.outcome {
             Outcome::WouldCreate => format!("  create  {target}"),

@@ -9,9 +9,10 @@ use serde_json::{json, Value};
 
 use super::cmd_snapshots::{snapshot_json, FilterArgs};
 use super::{output, CliError, Context};
-use crate::format::tree::{Content, Node, NodeKind};
+use crate::format::escape;
+use crate::format::tree::{Content, Node, NodeKind, Tree};
 use crate::id::TreeId;
-use crate::repo::IndexedRepository;
+use crate::repo::{IndexedRepository, TreeBudget};
 use crate::restore::{subtree, RestoreError};
 
 #[derive(Debug, clap::Args)]
@@ -118,14 +119,36 @@ struct Lister<'a, W: Write> {
 }
 
 impl<W: Write> Lister<'_, W> {
-    /// Prints the entries of `tree`, whose path is `base`, depth first.
+    /// Prints the entries of `tree`, whose path is `base`, depth first,
+    /// within the bounds of a [`TreeBudget`] (the repository may be hostile).
     fn list(&mut self, tree: TreeId, base: &Path) -> Result<(), CliError> {
-        let listing = self.repo.load_tree(&tree)?;
-        for node in &listing.nodes {
-            let path = base.join(OsStr::from_bytes(&node.name));
+        let mut budget = TreeBudget::default();
+        // Directories being listed: their tree, their path, the next entry.
+        let mut stack: Vec<(Tree, PathBuf, usize)> = Vec::new();
+        let repo = self.repo;
+        let open = |budget: &mut TreeBudget, id: TreeId, depth: usize| -> Result<Tree, CliError> {
+            let listing = repo.load_tree(&id)?;
+            budget.visit(&id, depth, listing.nodes.len())?;
+            Ok(listing)
+        };
+        let root = open(&mut budget, tree, 1)?;
+        stack.push((root, base.to_owned(), 0));
+        while let Some((listing, dir, next)) = stack.last_mut() {
+            let Some(node) = listing.nodes.get(*next) else {
+                stack.pop();
+                continue;
+            };
+            *next += 1;
+            let path = dir.join(OsStr::from_bytes(&node.name));
+            let sub = match (self.recursive, node.kind, node.subtree) {
+                (true, NodeKind::Dir, Some(sub)) => Some(sub),
+                _ => None,
+            };
             self.print(node, &path)?;
-            if let (true, NodeKind::Dir, Some(sub)) = (self.recursive, node.kind, node.subtree) {
-                self.list(sub, &path)?;
+            if let Some(sub) = sub {
+                let depth = stack.len() + 1;
+                let below = open(&mut budget, sub, depth)?;
+                stack.push((below, path, 0));
             }
         }
         Ok(())
@@ -139,7 +162,7 @@ impl<W: Write> Lister<'_, W> {
         } else if self.long {
             writeln!(self.out, "{}", long_line(node, path))?;
         } else {
-            writeln!(self.out, "{}", path.display())?;
+            writeln!(self.out, "{}", escape::path(path))?;
         }
         Ok(())
     }
@@ -150,12 +173,12 @@ fn long_line(node: &Node, path: &Path) -> String {
     let owner = if node.user.is_empty() {
         node.uid.to_string()
     } else {
-        node.user.clone()
+        escape::name(node.user.as_bytes()).to_string()
     };
     let group = if node.group.is_empty() {
         node.gid.to_string()
     } else {
-        node.group.clone()
+        escape::name(node.group.as_bytes()).to_string()
     };
     let mut line = format!(
         "{} {:>8} {:>8} {:>12} {} {}",
@@ -164,11 +187,11 @@ fn long_line(node: &Node, path: &Path) -> String {
         group,
         node.size,
         output::local_time(node.mtime_ns),
-        path.display()
+        escape::path(path)
     );
     if let Some(target) = &node.link_target {
         line.push_str(" -> ");
-        line.push_str(&String::from_utf8_lossy(target));
+        line.push_str(&escape::name(target).to_string());
     }
     line
 }
@@ -258,8 +281,17 @@ pub fn node_json(node: &Node, path: Option<&Path>) -> Value {
         "subtree": node.subtree.map(|t| t.to_hex()),
         "xattrs": xattrs,
     });
+    // JSON strings are Unicode: a name that is not UTF-8 is shown with
+    // U+FFFD in `name`, and exactly, in hex, in `name_raw`.
+    if std::str::from_utf8(&node.name).is_err() {
+        v["name_raw"] = json!(hex::encode(&node.name));
+    }
     if let Some(path) = path {
         v["path"] = json!(path.to_string_lossy());
+        let bytes = path.as_os_str().as_bytes();
+        if std::str::from_utf8(bytes).is_err() {
+            v["path_raw"] = json!(hex::encode(bytes));
+        }
     }
     v
 }

@@ -19,6 +19,7 @@ use super::{output, CliError, Context};
 use crate::format::tree::{Content, NodeKind};
 use crate::format::BlobKind;
 use crate::id::{BlobId, TreeId};
+use crate::repo::treewalk::check_depth;
 use crate::repo::{IndexedRepository, RepoError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -154,39 +155,79 @@ struct Sizes {
     linked: BTreeMap<(u64, u64), u64>,
 }
 
+impl Sizes {
+    /// Adds a subdirectory and everything below it.
+    fn add_dir(&mut self, below: &Sizes) {
+        self.dirs += 1 + below.dirs;
+        self.files += below.files;
+        self.bytes += below.bytes;
+        self.linked.extend(below.linked.iter().map(|(k, v)| (*k, *v)));
+    }
+}
+
+/// A directory whose sizes are being added up.
+struct SizeFrame {
+    id: TreeId,
+    listing: crate::format::tree::Tree,
+    next: usize,
+    depth: usize,
+    sizes: Sizes,
+}
+
+/// Sizes below `root`. Each distinct tree is read once (`memo`), depth
+/// first without recursion, within the depth limit of format.md §14.
 fn tree_sizes(
     repo: &IndexedRepository,
-    tree: TreeId,
+    root: TreeId,
     memo: &mut HashMap<TreeId, Arc<Sizes>>,
 ) -> Result<Arc<Sizes>, CliError> {
-    if let Some(s) = memo.get(&tree) {
+    if let Some(s) = memo.get(&root) {
         return Ok(s.clone());
     }
-    let listing = repo.load_tree(&tree)?;
-    let mut sizes = Sizes::default();
-    for node in &listing.nodes {
-        match (node.kind, node.subtree) {
-            (NodeKind::Dir, Some(sub)) => {
-                let below = tree_sizes(repo, sub, memo)?;
-                sizes.dirs += 1 + below.dirs;
-                sizes.files += below.files;
-                sizes.bytes += below.bytes;
-                sizes.linked.extend(below.linked.iter().map(|(k, v)| (*k, *v)));
+    let open = |id: TreeId, depth: usize| -> Result<SizeFrame, CliError> {
+        let listing = repo.load_tree(&id)?;
+        check_depth(&id, depth, listing.nodes.len())?;
+        Ok(SizeFrame {
+            id,
+            listing,
+            next: 0,
+            depth,
+            sizes: Sizes::default(),
+        })
+    };
+    let mut stack = vec![open(root, 1)?];
+    while let Some(top) = stack.last_mut() {
+        let Some(node) = top.listing.nodes.get(top.next) else {
+            let Some(done) = stack.pop() else { break };
+            let sizes = Arc::new(done.sizes);
+            memo.insert(done.id, sizes.clone());
+            match stack.last_mut() {
+                Some(parent) => parent.sizes.add_dir(&sizes),
+                None => return Ok(sizes),
             }
+            continue;
+        };
+        top.next += 1;
+        match (node.kind, node.subtree) {
+            (NodeKind::Dir, Some(sub)) => match memo.get(&sub) {
+                Some(below) => top.sizes.add_dir(below),
+                None => {
+                    let depth = top.depth + 1;
+                    stack.push(open(sub, depth)?);
+                }
+            },
             (NodeKind::File, _) => {
-                sizes.files += 1;
+                top.sizes.files += 1;
                 if node.links > 1 {
-                    sizes.linked.insert((node.device, node.inode), node.size);
+                    top.sizes.linked.insert((node.device, node.inode), node.size);
                 } else {
-                    sizes.bytes += node.size;
+                    top.sizes.bytes += node.size;
                 }
             }
-            _ => sizes.files += 1,
+            _ => top.sizes.files += 1,
         }
     }
-    let sizes = Arc::new(sizes);
-    memo.insert(tree, sizes.clone());
-    Ok(sizes)
+    Err(CliError::Other(format!("tree {root}: sizes were not added up")))
 }
 
 fn restore_size(repo: &IndexedRepository, roots: &[TreeId]) -> Result<Report, CliError> {

@@ -198,7 +198,7 @@ fn update_bar(bar: &ProgressBar, progress: &Progress) {
 
 /// The path, cut at the front to at most `max` characters.
 fn shorten(path: &Path, max: usize) -> String {
-    let s = path.display().to_string();
+    let s = crate::format::escape::path(path).to_string();
     let count = s.chars().count();
     if count <= max {
         return s;
@@ -212,9 +212,12 @@ fn print_message(message: &Message, mode: Mode, bar: Option<&ProgressBar>) {
         Mode::Json { .. } => json_line(&message_json(message)),
         Mode::Human { warnings, .. } => {
             let line = match message {
-                Message::Error { path, error } => format!("error: {}: {error}", path.display()),
+                Message::Error { path, error } => format!("error: {}: {error}", crate::format::escape::path(path)),
                 Message::Changed { path } if warnings => {
-                    format!("warning: {} changed while it was read", path.display())
+                    format!(
+                        "warning: {} changed while it was read",
+                        crate::format::escape::path(path)
+                    )
                 }
                 Message::Warning(text) if warnings => format!("warning: {text}"),
                 _ => return,

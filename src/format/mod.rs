@@ -7,6 +7,7 @@
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod escape;
 pub mod index;
 pub mod keyfile;
 pub mod limits;

@@ -97,6 +97,12 @@ pub fn header_location(pack_len: u64, trailer: [u8; TRAILER_LEN]) -> Result<(u64
             reason: format!("{pack_len} bytes"),
         });
     }
+    if u64::from(len) > limits::MAX_PACK_HEADER {
+        return Err(FormatError::Limit {
+            what: "pack header",
+            reason: format!("{len} bytes > {}", limits::MAX_PACK_HEADER),
+        });
+    }
     if u64::from(len) + TRAILER_LEN as u64 > pack_len || (len as usize) < envelope::OVERHEAD {
         return Err(FormatError::Decode {
             what: "pack",

@@ -487,6 +487,14 @@ fn header_location_rejects_oversized_pack() {
         Err(FormatError::Limit { .. })
     ));
     assert!(pack::header_location(limits::MAX_PACK, 100u32.to_le_bytes()).is_ok());
+    // A header larger than any header plaintext can need is refused before
+    // it is read.
+    let huge = (limits::MAX_PACK_HEADER + 1) as u32;
+    assert!(matches!(
+        pack::header_location(limits::MAX_PACK, huge.to_le_bytes()),
+        Err(FormatError::Limit { .. })
+    ));
+    assert!(pack::header_location(limits::MAX_PACK, (huge - 1).to_le_bytes()).is_ok());
 }
 
 #[test]

@@ -248,7 +248,7 @@ impl Restorer<'_> {
 
     fn api(&self, ar: &ApiResource, namespace: Option<&str>) -> Api<DynamicObject> {
         match namespace {
-            Some(ns) => Api::namespaced_with(self.cluster.client.clone(), ns, ar),
+            Some(ns) => Api::namespaced_with(self.cluster.client.clone(), &path_segment(ns), ar),
             None => Api::all_with(self.cluster.client.clone(), ar),
         }
     }
@@ -276,7 +276,7 @@ impl Restorer<'_> {
             plural: "namespaces".into(),
         };
         let api = self.api(&ar, None);
-        match api.get_opt(ns).await {
+        match api.get_opt(&path_segment(ns)).await {
             Ok(Some(_)) => {}
             Ok(None) => {
                 let outcome = if self.opts.dry_run {
@@ -376,6 +376,16 @@ impl Restorer<'_> {
             self.push(resource, namespace, name, Outcome::Skipped(why));
             return Ok(None);
         }
+        // Names come from the snapshot: one that is no path segment would
+        // address another object; nothing is sent for it.
+        let bad_name = [("name", Some(name.as_str())), ("namespace", namespace.as_deref())]
+            .into_iter()
+            .find_map(|(what, v)| Some((what, v?, path_segment_problem(v?)?)));
+        if let Some((what, value, problem)) = bad_name {
+            let why = format!("{what} {value:?} cannot name an object: {problem}");
+            self.push(resource, namespace, name, Outcome::Failed(why));
+            return Ok(None);
+        }
         let Some(served) = self.discovered.find(&stored.at.group, &stored.at.plural) else {
             let defined = self
                 .definitions
@@ -424,7 +434,7 @@ impl Restorer<'_> {
         }
         let api = self.api(&ar, namespace.as_deref());
         let outcome = if self.opts.dry_run {
-            match api.get_opt(&name).await {
+            match api.get_opt(&path_segment(&name)).await {
                 Ok(None) => Outcome::WouldCreate,
                 Ok(Some(_)) if self.opts.policy == ExistingPolicy::Update => Outcome::WouldUpdate,
                 Ok(Some(_)) => Outcome::Skipped("already exists".into()),
@@ -438,7 +448,7 @@ impl Restorer<'_> {
                     ExistingPolicy::None => Outcome::Skipped("already exists".into()),
                     ExistingPolicy::Update => {
                         let params = PatchParams::apply("cairn").force();
-                        match api.patch(&name, &params, &Patch::Apply(&dynamic)).await {
+                        match api.patch(&path_segment(&name), &params, &Patch::Apply(&dynamic)).await {
                             Ok(_) => Outcome::Updated,
                             Err(e) if lost(&e) => {
                                 return Err(self.unreachable(&format!("updating {resource} {name}"), &e))
@@ -523,4 +533,49 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
     }
     restorer.settle_definitions(&pending_definitions).await?;
     Ok(restorer.report)
+}
+
+/// Why `name` cannot be one segment of an API path, as the API server
+/// rules (apimachinery's `IsValidPathSegmentName`): `.`, `..`, and names
+/// with `/` or `%` would address something else. `None` when it can.
+pub fn path_segment_problem(name: &str) -> Option<&'static str> {
+    match name {
+        "" => Some("it is empty"),
+        "." | ".." => Some("it may not be '.' or '..'"),
+        _ if name.contains('/') => Some("it may not contain '/'"),
+        _ if name.contains('%') => Some("it may not contain '%'"),
+        _ => None,
+    }
+}
+
+/// `s` percent-encoded as one path segment: every byte but RFC 3986's
+/// unreserved characters. kube puts names into request paths as they are.
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_single_path_segments() {
+        assert_eq!(path_segment("frontend-config.v1"), "frontend-config.v1");
+        assert_eq!(path_segment("a?b#c d/e%f"), "a%3Fb%23c%20d%2Fe%25f");
+        assert_eq!(path_segment("system:node"), "system%3Anode");
+        for bad in ["", ".", "..", "a/b", "50%"] {
+            assert!(path_segment_problem(bad).is_some(), "{bad:?}");
+        }
+        for good in ["...", "a..b", "system:controller:x", "a?b"] {
+            assert_eq!(path_segment_problem(good), None, "{good:?}");
+        }
+    }
 }

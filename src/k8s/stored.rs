@@ -10,7 +10,11 @@ use crate::format::tree::{Content, NodeKind};
 use crate::format::BlobKind;
 use crate::id::{SnapshotId, TreeId};
 use crate::repo::snapshots::SnapshotFilter;
-use crate::repo::IndexedRepository;
+use crate::repo::{IndexedRepository, TreeBudget, TreeLimits};
+
+/// Deepest nesting a walk of a manifest snapshot follows, far beyond the
+/// six levels a manifest backup writes.
+const MANIFEST_DEPTH: usize = 32;
 use crate::restore::walk::{resolve_source, subtree};
 
 /// An object read from a snapshot.
@@ -57,12 +61,24 @@ pub fn decode_object(path: &str, bytes: &[u8]) -> Result<StoredObject, K8sError>
     })
 }
 
-fn walk(repo: &IndexedRepository, tree: TreeId, dir: &str, out: &mut Vec<StoredObject>) -> Result<(), K8sError> {
+/// Reads the objects below `tree`, whose entries lie `depth` deep. A
+/// manifest backup nests six directories at most
+/// (`resources/<group>/<resource>/namespaces/<ns>/<name>.json`), so the
+/// recursion is held to [`MANIFEST_DEPTH`].
+fn walk(
+    repo: &IndexedRepository,
+    tree: TreeId,
+    dir: &str,
+    depth: usize,
+    budget: &mut TreeBudget,
+    out: &mut Vec<StoredObject>,
+) -> Result<(), K8sError> {
     let listing = repo.load_tree(&tree)?;
+    budget.visit(&tree, depth, listing.nodes.len())?;
     for node in listing.nodes {
         let path = format!("{dir}/{}", node.name_lossy());
         match (node.kind, node.subtree) {
-            (NodeKind::Dir, Some(sub)) => walk(repo, sub, &path, out)?,
+            (NodeKind::Dir, Some(sub)) => walk(repo, sub, &path, depth + 1, budget, out)?,
             (NodeKind::File, _) => {
                 let bytes = read_file(repo, &node.content, node.size)?;
                 out.push(decode_object(&path, &bytes)?);
@@ -95,7 +111,11 @@ pub fn load_objects(
         base = format!("/{ROOT}");
     }
     let mut out = Vec::new();
-    walk(repo, tree, &base, &mut out)?;
+    let mut budget = TreeBudget::new(TreeLimits {
+        max_depth: MANIFEST_DEPTH,
+        ..TreeLimits::default()
+    });
+    walk(repo, tree, &base, 1, &mut budget, &mut out)?;
     Ok((source.snapshot, out))
 }
 

@@ -23,6 +23,7 @@ use crate::format::tree::{Content, Tree};
 use crate::format::{BlobKind, FormatError};
 use crate::id::{BlobId, SnapshotId, TreeId};
 use crate::repo::saver::{BlobSaver, SaverOptions};
+use crate::repo::treewalk::check_depth;
 use crate::repo::{IndexedRepository, LockWatch, RepoError};
 
 /// How to copy.
@@ -186,6 +187,16 @@ pub fn copy(
     Ok(stats)
 }
 
+/// A source tree being copied: its entries up to `next` are done.
+struct CopyFrame {
+    id: TreeId,
+    plain: Vec<u8>,
+    tree: Tree,
+    changed: bool,
+    next: usize,
+    depth: usize,
+}
+
 /// Copies trees and blobs for one run, remembering what it has done.
 struct Copier<'a> {
     src: &'a IndexedRepository,
@@ -199,18 +210,64 @@ struct Copier<'a> {
 }
 
 impl Copier<'_> {
-    /// Copies the tree `id` and everything below it; returns its id in the
-    /// destination.
-    fn tree(&mut self, id: TreeId) -> Result<TreeId, RepoError> {
-        if let Some(done) = self.trees.get(&id) {
+    /// Copies the tree `root` and everything below it, depth first without
+    /// recursion, within the depth limit of format.md §14 (each distinct
+    /// tree is copied once, so entries need no count); returns its id in
+    /// the destination.
+    fn tree(&mut self, root: TreeId) -> Result<TreeId, RepoError> {
+        if let Some(done) = self.trees.get(&root) {
             return Ok(*done);
         }
+        let mut stack = vec![self.open(root, 1)?];
+        while let Some(top) = stack.last_mut() {
+            let k = top.next;
+            let Some(node) = top.tree.nodes.get_mut(k) else {
+                let Some(done) = stack.pop() else { break };
+                let new = self.save(done)?;
+                match stack.last_mut() {
+                    Some(parent) => {
+                        let node = &mut parent.tree.nodes[parent.next - 1];
+                        parent.changed |= node.subtree != Some(new);
+                        node.subtree = Some(new);
+                    }
+                    None => return Ok(new),
+                }
+                continue;
+            };
+            top.next += 1;
+            for part in &mut node.content {
+                if let Content::Blob(b) = part {
+                    let new = self.data_blob(*b)?;
+                    top.changed |= new != *b;
+                    *b = new;
+                }
+            }
+            if let Some(sub) = node.subtree {
+                match self.trees.get(&sub) {
+                    Some(&new) => {
+                        top.changed |= new != sub;
+                        node.subtree = Some(new);
+                    }
+                    None => {
+                        let depth = top.depth + 1;
+                        let frame = self.open(sub, depth)?;
+                        stack.push(frame);
+                    }
+                }
+            }
+        }
+        Err(RepoError::InvalidOption(format!("tree {root} was not copied")))
+    }
+
+    /// Reads a source tree whose entries lie `depth` deep and copies the
+    /// data blobs it names that the destination lacks.
+    fn open(&mut self, id: TreeId, depth: usize) -> Result<CopyFrame, RepoError> {
         // A tree the destination already has is walked all the same: an
         // interrupted backup or copy may have indexed it before the data
         // below it, so its presence proves nothing about its children.
         let blob = BlobId::from(id);
         let plain = self.src.read_blob(BlobKind::Tree, &blob)?;
-        let mut tree = Tree::decode(&plain).map_err(|e: FormatError| RepoError::BadBlob {
+        let tree = Tree::decode(&plain).map_err(|e: FormatError| RepoError::BadBlob {
             kind: BlobKind::Tree,
             id: blob,
             pack: self
@@ -221,30 +278,28 @@ impl Copier<'_> {
                 .unwrap_or_default(),
             reason: e.to_string(),
         })?;
+        check_depth(&id, depth, tree.nodes.len())?;
         self.prefetch(&tree)?;
-        let mut changed = false;
-        for node in &mut tree.nodes {
-            for part in &mut node.content {
-                if let Content::Blob(b) = part {
-                    let new = self.data_blob(*b)?;
-                    changed |= new != *b;
-                    *b = new;
-                }
-            }
-            if let Some(sub) = node.subtree {
-                let new = self.tree(sub)?;
-                changed |= new != sub;
-                node.subtree = Some(new);
-            }
-        }
+        Ok(CopyFrame {
+            id,
+            plain,
+            tree,
+            changed: false,
+            next: 0,
+            depth,
+        })
+    }
+
+    /// Stores a tree whose entries are all copied; returns its new id.
+    fn save(&mut self, done: CopyFrame) -> Result<TreeId, RepoError> {
         // Unchanged trees are stored byte for byte as read.
-        let saved = if changed {
-            self.saver.save(BlobKind::Tree, &tree.encode())?
+        let saved = if done.changed {
+            self.saver.save(BlobKind::Tree, &done.tree.encode())?
         } else {
-            self.saver.save(BlobKind::Tree, &plain)?
+            self.saver.save(BlobKind::Tree, &done.plain)?
         };
         let new = TreeId(saved.id.0);
-        self.trees.insert(id, new);
+        self.trees.insert(done.id, new);
         Ok(new)
     }
 

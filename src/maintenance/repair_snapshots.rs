@@ -17,11 +17,12 @@ use std::sync::Arc;
 
 use super::error::{MaintenanceError, Result};
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{Content, NodeKind, Tree};
+use crate::format::tree::{Content, Node, NodeKind, Tree};
 use crate::format::BlobKind;
 use crate::id::{BlobId, PackId, SnapshotId, TreeId};
 use crate::repo::saver::{BlobSaver, SaverOptions};
-use crate::repo::{IndexedRepository, LockWatch, RepoError};
+use crate::repo::treewalk::check_depth;
+use crate::repo::{IndexedRepository, LockWatch, RepoError, TreeBudget};
 use crate::storage::FileKind;
 
 /// The tag added to every repaired snapshot.
@@ -100,6 +101,7 @@ pub fn repair_snapshots(
         read_data: opts.read_data,
         trees: HashMap::new(),
         data: HashMap::new(),
+        dropped_budget: TreeBudget::default(),
     };
     let mut out = Vec::with_capacity(selected.len());
     let mut rewritten = Vec::new();
@@ -182,76 +184,167 @@ struct Rewriter<'a> {
     trees: HashMap<TreeId, Arc<Repaired>>,
     /// Why a data blob is unusable (None: it is fine).
     data: HashMap<BlobId, Option<String>>,
+    /// Entries of the lists of what was dropped, against the entry limit.
+    dropped_budget: TreeBudget,
+}
+
+/// A tree being rewritten: its entries are taken one by one.
+struct RewriteFrame {
+    id: TreeId,
+    nodes: std::vec::IntoIter<Node>,
+    kept: Vec<Node>,
+    dropped: Vec<Dropped>,
+    changed: bool,
+    /// How deep its entries lie (1 for the root tree's own).
+    depth: usize,
+    /// A directory entry waiting for its subtree, and the entry's name.
+    waiting: Option<(Node, String)>,
+}
+
+/// A tree read for rewriting, or what replaces it when it is lost.
+enum Opened {
+    Walk(Box<RewriteFrame>),
+    Lost(Repaired),
 }
 
 impl Rewriter<'_> {
-    fn tree(&mut self, id: TreeId) -> Result<Arc<Repaired>, RepoError> {
-        if let Some(done) = self.trees.get(&id) {
+    /// Rewrites the tree `root` and everything below it, depth first
+    /// without recursion, within the limits of format.md §14 (the depth,
+    /// and the entries of the lists of what was dropped, which shared
+    /// subtrees repeat).
+    fn tree(&mut self, root: TreeId) -> Result<Arc<Repaired>, RepoError> {
+        if let Some(done) = self.trees.get(&root) {
             return Ok(done.clone());
         }
-        let done = Arc::new(self.rewrite(id)?);
-        self.trees.insert(id, done.clone());
-        Ok(done)
+        let mut stack: Vec<RewriteFrame> = Vec::new();
+        let mut finished = match self.open(root, 1)? {
+            Opened::Walk(frame) => {
+                stack.push(*frame);
+                None
+            }
+            Opened::Lost(repaired) => Some((root, repaired)),
+        };
+        loop {
+            if let Some((id, repaired)) = finished.take() {
+                let done = Arc::new(repaired);
+                self.trees.insert(id, done.clone());
+                let Some(parent) = stack.last_mut() else {
+                    return Ok(done);
+                };
+                let Some((node, name)) = parent.waiting.take() else {
+                    return Err(RepoError::InvalidOption(format!("tree {id}: no entry waits for it")));
+                };
+                self.adopt(parent, node, name, &done)?;
+                continue;
+            }
+            let Some(top) = stack.last_mut() else {
+                return Err(RepoError::InvalidOption(format!("tree {root} was not rewritten")));
+            };
+            let Some(node) = top.nodes.next() else {
+                let Some(frame) = stack.pop() else { continue };
+                finished = Some((frame.id, self.finish(frame)?));
+                continue;
+            };
+            let name = node.name_lossy().into_owned();
+            if node.kind == NodeKind::File {
+                if let Some(reason) = self.unusable(&node.content)? {
+                    top.dropped.push(Dropped {
+                        path: name,
+                        what: "file",
+                        reason,
+                    });
+                    top.changed = true;
+                    continue;
+                }
+            }
+            let Some(sub) = node.subtree else {
+                top.kept.push(node);
+                continue;
+            };
+            if let Some(done) = self.trees.get(&sub).cloned() {
+                self.adopt(top, node, name, &done)?;
+                continue;
+            }
+            let depth = top.depth + 1;
+            top.waiting = Some((node, name));
+            match self.open(sub, depth)? {
+                Opened::Walk(frame) => stack.push(*frame),
+                Opened::Lost(repaired) => finished = Some((sub, repaired)),
+            }
+        }
     }
 
-    fn rewrite(&mut self, id: TreeId) -> Result<Repaired, RepoError> {
+    /// Reads a tree whose entries lie `depth` deep; a tree that is lost
+    /// becomes an empty one.
+    fn open(&mut self, id: TreeId, depth: usize) -> Result<Opened, RepoError> {
         let tree = match self.repo.load_tree(&id) {
             Ok(tree) => tree,
             Err(e) if lost(&e) => {
                 let saved = self.saver.save(BlobKind::Tree, &Tree::default().encode())?;
-                return Ok(Repaired {
+                return Ok(Opened::Lost(Repaired {
                     id: TreeId(saved.id.0),
                     dropped: vec![Dropped {
                         path: String::new(),
                         what: "dir",
                         reason: format!("its contents are lost: {e}"),
                     }],
-                });
+                }));
             }
             Err(e) => return Err(e),
         };
-        let mut nodes = Vec::with_capacity(tree.nodes.len());
-        let mut dropped = Vec::new();
-        let mut changed = false;
-        for mut node in tree.nodes {
-            let name = node.name_lossy().into_owned();
-            if node.kind == NodeKind::File {
-                if let Some(reason) = self.unusable(&node.content)? {
-                    dropped.push(Dropped {
-                        path: name,
-                        what: "file",
-                        reason,
-                    });
-                    changed = true;
-                    continue;
-                }
-            }
-            if let Some(sub) = node.subtree {
-                let done = self.tree(sub)?;
-                for d in &done.dropped {
-                    dropped.push(Dropped {
-                        path: if d.path.is_empty() {
-                            name.clone()
-                        } else {
-                            format!("{name}/{}", d.path)
-                        },
-                        ..d.clone()
-                    });
-                }
-                if done.id != sub {
-                    node.subtree = Some(done.id);
-                    changed = true;
-                }
-            }
-            nodes.push(node);
+        check_depth(&id, depth, tree.nodes.len())?;
+        Ok(Opened::Walk(Box::new(RewriteFrame {
+            id,
+            nodes: tree.nodes.into_iter(),
+            kept: Vec::new(),
+            dropped: Vec::new(),
+            changed: false,
+            depth,
+            waiting: None,
+        })))
+    }
+
+    /// Takes a directory entry named `name` whose subtree is rewritten as
+    /// `done` into `frame`.
+    fn adopt(
+        &mut self,
+        frame: &mut RewriteFrame,
+        mut node: Node,
+        name: String,
+        done: &Repaired,
+    ) -> Result<(), RepoError> {
+        let sub = node.subtree.unwrap_or(done.id);
+        self.dropped_budget.visit(&sub, 1, done.dropped.len())?;
+        for d in &done.dropped {
+            frame.dropped.push(Dropped {
+                path: if d.path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{name}/{}", d.path)
+                },
+                ..d.clone()
+            });
         }
-        if !changed {
-            return Ok(Repaired { id, dropped });
+        if done.id != sub {
+            node.subtree = Some(done.id);
+            frame.changed = true;
         }
-        let saved = self.saver.save(BlobKind::Tree, &Tree { nodes }.encode())?;
+        frame.kept.push(node);
+        Ok(())
+    }
+
+    /// Stores a tree whose entries are all rewritten, if anything changed.
+    fn finish(&mut self, frame: RewriteFrame) -> Result<Repaired, RepoError> {
+        if !frame.changed {
+            return Ok(Repaired {
+                id: frame.id,
+                dropped: frame.dropped,
+            });
+        }
+        let saved = self.saver.save(BlobKind::Tree, &Tree { nodes: frame.kept }.encode())?;
         Ok(Repaired {
             id: TreeId(saved.id.0),
-            dropped,
+            dropped: frame.dropped,
         })
     }
 

@@ -3,7 +3,7 @@
 use super::keys::SkippedKey;
 use crate::crypto::CryptoError;
 use crate::format::{BlobKind, FormatError};
-use crate::id::{BlobId, PackId};
+use crate::id::{BlobId, PackId, TreeId};
 use crate::storage::{FileKind, StorageError};
 
 /// Everything that can go wrong opening, reading or writing a repository.
@@ -80,6 +80,13 @@ pub enum RepoError {
     LockThread(std::io::Error),
     #[error("the index is too large to load: {0}")]
     IndexTooLarge(String),
+    #[error("tree {tree} holds entries more than {max} directories deep; refusing to walk further")]
+    TreeTooDeep { tree: TreeId, max: usize },
+    #[error(
+        "tree {tree}: the walk reached more than {max} entries (set CAIRN_MAX_TREE_ENTRIES to allow more); \
+         refusing to go on"
+    )]
+    TooManyEntries { tree: TreeId, max: u64 },
 }
 
 fn skipped_list(skipped: &[SkippedKey]) -> String {

@@ -259,6 +259,18 @@ impl Repository {
     }
 }
 
+/// Largest plaintext of a blob of `kind` (format.md §14).
+fn blob_limit(kind: BlobKind) -> usize {
+    match kind {
+        BlobKind::Data => limits::MAX_BLOB,
+        BlobKind::Tree => limits::MAX_OBJECT,
+    }
+}
+
+/// Sealed bytes a blob may have beyond its plaintext limit: the envelope
+/// and the plaintext's framing, with room to spare.
+const SEALED_SLACK: u64 = 4096;
+
 impl IndexedRepository {
     pub fn index(&self) -> &Arc<Index> {
         &self.index
@@ -275,6 +287,16 @@ impl IndexedRepository {
             .get(kind, id)
             .ok_or(RepoError::BlobNotFound { kind, id: *id })?;
         let (pack, offset, len) = (loc.pack.to_hex(), u64::from(loc.offset), u64::from(loc.length));
+        // Checked before reading: an index entry may be hostile.
+        let max_sealed = blob_limit(kind) as u64 + SEALED_SLACK;
+        if len > max_sealed {
+            return Err(RepoError::BadBlob {
+                kind,
+                id: *id,
+                pack: loc.pack,
+                reason: format!("its index entry gives {len} bytes, more than such a blob has ({max_sealed})"),
+            });
+        }
         let bytes = match kind {
             // Trees live in packs of their own, read again by every listing
             // and backup: a local cache may keep those packs whole.
@@ -298,10 +320,7 @@ impl IndexedRepository {
             pack: loc.pack,
             reason,
         };
-        let limit = match loc.kind {
-            BlobKind::Data => limits::MAX_BLOB,
-            BlobKind::Tree => limits::MAX_OBJECT,
-        };
+        let limit = blob_limit(loc.kind);
         let plain = self
             .key()
             .open(loc.kind.object_kind(), sealed, limit, Some(loc.raw_length as usize))

@@ -27,12 +27,14 @@ pub mod recycle;
 pub mod reserved;
 pub mod saver;
 pub mod snapshots;
+pub mod treewalk;
 
 pub use bitmap::Bitmap;
 pub use error::{RepoError, Result};
 pub use index::{BlobLocation, Index, IndexBuilder, IndexedRepository, KEY_LEN};
 pub use keys::{KeyInfo, SkippedKey};
 pub use lock::{LockGuard, LockKind, LockOptions, LockWatch};
+pub use treewalk::{TreeBudget, TreeLimits};
 
 /// Default target size of a pack file.
 pub const DEFAULT_PACK_SIZE: u32 = 16 << 20;

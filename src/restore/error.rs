@@ -30,27 +30,31 @@ pub enum RestoreError {
         expected: u64,
         got: u64,
     },
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}", crate::format::escape::path(path))]
     Blob {
         path: PathBuf,
         #[source]
         source: RepoError,
     },
-    #[error("{}: cannot {op}: {source}", path.display())]
+    #[error("{}: cannot {op}: {source}", crate::format::escape::path(path))]
     Io {
         path: PathBuf,
         op: &'static str,
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: cannot link to {}: {source}", path.display(), original.display())]
+    #[error(
+        "{}: cannot link to {}: {source}",
+        crate::format::escape::path(path),
+        crate::format::escape::path(original)
+    )]
     Link {
         path: PathBuf,
         original: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: {reason}", path.display())]
+    #[error("{}: {reason}", crate::format::escape::path(path))]
     Blocked { path: PathBuf, reason: &'static str },
     #[error("{path} not found in the snapshot: it has no entry {component:?}")]
     PathNotFound { path: String, component: String },
@@ -86,7 +90,7 @@ pub struct VerifyFailure {
 
 impl std::fmt::Display for VerifyFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.path.display())?;
+        write!(f, "{}", crate::format::escape::path(&self.path))?;
         if let Some(blob) = &self.blob {
             write!(f, " at offset {} (blob {blob})", self.offset)?;
         }

@@ -109,9 +109,9 @@ pub struct RestorePlan {
 /// A file that cannot be planned.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("{}: data blob {id} is not in the index", path.display())]
+    #[error("{}: data blob {id} is not in the index", crate::format::escape::path(path))]
     MissingBlob { id: BlobId, path: PathBuf },
-    #[error("{}: its content adds up to more than 2^64 bytes", path.display())]
+    #[error("{}: its content adds up to more than 2^64 bytes", crate::format::escape::path(path))]
     TooLarge { path: PathBuf },
 }
 

@@ -12,7 +12,7 @@ use super::RestoreError;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::{SnapshotId, TreeId};
 use crate::repo::snapshots::SnapshotFilter;
-use crate::repo::IndexedRepository;
+use crate::repo::{IndexedRepository, TreeBudget};
 
 /// What an entry becomes on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +102,8 @@ struct Walker<'a> {
     entries: Vec<Entry>,
     /// First restored name of each hard-linked (device, inode).
     inodes: HashMap<(u64, u64), usize>,
+    /// Depth and entries walked, against the limits of format.md §14.
+    budget: TreeBudget,
 }
 
 /// Lists everything under `tree` that the filter keeps, directories before
@@ -117,37 +119,58 @@ pub(crate) fn walk(
         filter,
         entries: Vec::new(),
         inodes: HashMap::new(),
+        budget: TreeBudget::default(),
     };
     let base = Path::new("/").join(base);
-    walker.visit(tree, Path::new(""), &base, None, 0, false)?;
+    walker.run(tree, &base)?;
     Ok(walker.entries)
 }
 
+/// A directory being walked.
+struct Frame {
+    tree: TreeId,
+    nodes: std::vec::IntoIter<Node>,
+    /// Its path relative to the restore target, and inside the snapshot.
+    rel: PathBuf,
+    snap: PathBuf,
+    /// Its own entry (none for the root) and the depth of its entries.
+    entry: Option<usize>,
+    depth: usize,
+    /// Whether the directory itself is included (so is all it holds).
+    inside_included: bool,
+    /// Whether any entry below it is kept.
+    kept: bool,
+}
+
 impl Walker<'_> {
-    /// Adds the kept entries of `tree`; returns whether it kept any.
-    fn visit(
-        &mut self,
-        tree: TreeId,
-        rel: &Path,
-        snap: &Path,
-        parent: Option<usize>,
-        depth: usize,
-        inside_included: bool,
-    ) -> Result<bool, RestoreError> {
-        let listing = self.repo.load_tree(&tree)?;
-        let mut kept = false;
-        for node in listing.nodes {
+    /// Adds the kept entries below `root`, depth first without recursion;
+    /// a directory without kept entries is dropped unless it is included.
+    fn run(&mut self, root: TreeId, base: &Path) -> Result<(), RestoreError> {
+        let mut stack = vec![self.open(root, PathBuf::new(), base.to_owned(), None, 0, false)?];
+        while let Some(top) = stack.last_mut() {
+            let Some(node) = top.nodes.next() else {
+                let Some(done) = stack.pop() else { break };
+                if let (Some(parent), Some(index)) = (stack.last_mut(), done.entry) {
+                    if done.inside_included || done.kept {
+                        parent.kept = true;
+                    } else {
+                        self.entries.truncate(index);
+                    }
+                }
+                continue;
+            };
             let name = OsStr::from_bytes(&node.name);
-            let snap_path = snap.join(name);
+            let snap_path = top.snap.join(name);
             if self.filter.excluded(&snap_path) {
                 continue;
             }
-            let included = inside_included || self.filter.included(&snap_path);
-            let entry_rel = rel.join(name);
+            let included = top.inside_included || self.filter.included(&snap_path);
+            let entry_rel = top.rel.join(name);
+            let (parent, depth) = (top.entry, top.depth);
             match node.kind {
                 NodeKind::Dir => {
                     let subtree = node.subtree.ok_or_else(|| RestoreError::BadTree {
-                        tree: tree.to_hex(),
+                        tree: top.tree.to_hex(),
                         name: node.name_lossy().into_owned(),
                     })?;
                     let index = self.entries.len();
@@ -158,12 +181,8 @@ impl Walker<'_> {
                         parent,
                         depth,
                     });
-                    let below = self.visit(subtree, &entry_rel, &snap_path, Some(index), depth + 1, included)?;
-                    if included || below {
-                        kept = true;
-                    } else {
-                        self.entries.truncate(index);
-                    }
+                    let frame = self.open(subtree, entry_rel, snap_path, Some(index), depth + 1, included)?;
+                    stack.push(frame);
                 }
                 _ if !included => {}
                 NodeKind::File => {
@@ -180,15 +199,40 @@ impl Walker<'_> {
                         EntryKind::File
                     };
                     self.push(entry_rel, node, kind, parent, depth);
-                    kept = true;
+                    top.kept = true;
                 }
                 _ => {
                     self.push(entry_rel, node, EntryKind::Special, parent, depth);
-                    kept = true;
+                    top.kept = true;
                 }
             }
         }
-        Ok(kept)
+        Ok(())
+    }
+
+    /// Reads the directory `tree`, whose entries lie at `depth` (0 for the
+    /// root's), within the limits of format.md §14.
+    fn open(
+        &mut self,
+        tree: TreeId,
+        rel: PathBuf,
+        snap: PathBuf,
+        entry: Option<usize>,
+        depth: usize,
+        inside_included: bool,
+    ) -> Result<Frame, RestoreError> {
+        let listing = self.repo.load_tree(&tree)?;
+        self.budget.visit(&tree, depth + 1, listing.nodes.len())?;
+        Ok(Frame {
+            tree,
+            nodes: listing.nodes.into_iter(),
+            rel,
+            snap,
+            entry,
+            depth,
+            inside_included,
+            kept: false,
+        })
     }
 
     fn push(&mut self, rel: PathBuf, node: Node, kind: EntryKind, parent: Option<usize>, depth: usize) {

@@ -19,18 +19,18 @@ pub mod walk;
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// A path given to back up does not exist.
-    #[error("{}: no such file or directory", path.display())]
+    #[error("{}: no such file or directory", crate::format::escape::path(path))]
     NotFound { path: PathBuf },
     /// Reading a path or its metadata failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}", crate::format::escape::path(path))]
     Io { path: PathBuf, source: io::Error },
     /// Listing or reading the extended attributes of a path failed.
-    #[error("{}: cannot read extended attributes: {source}", path.display())]
+    #[error("{}: cannot read extended attributes: {source}", crate::format::escape::path(path))]
     Xattr { path: PathBuf, source: io::Error },
     /// An exclusion pattern is not a valid glob.
     #[error("invalid exclude pattern {pattern:?}: {source}")]
     Pattern { pattern: String, source: globset::Error },
     /// An exclude file cannot be read.
-    #[error("cannot read exclude file {}: {source}", path.display())]
+    #[error("cannot read exclude file {}: {source}", crate::format::escape::path(path))]
     ExcludeFile { path: PathBuf, source: io::Error },
 }

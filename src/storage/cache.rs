@@ -334,13 +334,34 @@ async fn read_at(path: &Path, offset: u64, len: u64) -> io::Result<Option<Bytes>
 }
 
 /// Writes a temporary file beside `path` and renames it into place, so a
-/// reader never sees half a file.
+/// reader never sees half a file. What the cache holds is the owner's only:
+/// directories are made 0700 and files 0600 (the umask can only take bits
+/// away).
 async fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
+    use tokio::io::AsyncWriteExt;
     let dir = path.parent().unwrap_or(Path::new("."));
-    tokio::fs::create_dir_all(dir).await?;
+    tokio::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .await?;
     let unique = getrandom::u64().unwrap_or(u64::from(std::process::id()));
     let tmp = dir.join(format!(".tmp-{unique:016x}"));
-    tokio::fs::write(&tmp, data).await?;
+    let written = async {
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .await?;
+        file.write_all(data).await?;
+        file.flush().await
+    }
+    .await;
+    if let Err(e) = written {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(e);
+    }
     let renamed = tokio::fs::rename(&tmp, path).await;
     if renamed.is_err() {
         let _ = tokio::fs::remove_file(&tmp).await;

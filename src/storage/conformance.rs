@@ -35,6 +35,7 @@ pub async fn run_all(s: &dyn Storage) {
     delete(s).await;
     empty_object(s).await;
     large_object(s).await;
+    whole_reads_are_capped(s).await;
     concurrent_puts(s).await;
     invalid_names(s).await;
 }
@@ -296,6 +297,37 @@ pub async fn large_object(s: &dyn Storage) {
         range.as_deref() == Some(&data[offset..offset + (3 << 20)]),
         "{loc}: range of the 20 MiB object"
     );
+}
+
+/// A whole read of an object larger than its kind's cap fails, naming the
+/// object, instead of reading it; one at the cap is read.
+pub async fn whole_reads_are_capped(s: &dyn Storage) {
+    let loc = s.location();
+    let cap = FileKind::Lock.max_size();
+    let at_cap = name("at-cap", 0);
+    let over = name("over-cap", 0);
+    must_put(s, FileKind::Lock, &at_cap, content(&at_cap, cap as usize)).await;
+    must_put(s, FileKind::Lock, &over, content(&over, cap as usize + 1)).await;
+    assert_eq!(must_get(s, FileKind::Lock, &at_cap).await.len() as u64, cap, "{loc}");
+    match s.get(FileKind::Lock, &over).await {
+        Err(e @ StorageError::TooLarge { .. }) => {
+            assert!(e.to_string().contains(&over), "{loc}: {e}");
+            assert!(!e.is_transient(), "{loc}: {e}");
+        }
+        other => panic!("{loc}: a lock of {} bytes gave {:?}", cap + 1, other.map(|b| b.len())),
+    }
+    // Ranges of it are still read.
+    let tail = s.get_range(FileKind::Lock, &over, cap - 1, 2).await.ok();
+    assert_eq!(
+        tail.as_deref(),
+        Some(&content(&over, cap as usize + 1)[cap as usize - 1..]),
+        "{loc}"
+    );
+    for n in [at_cap, over] {
+        s.delete(FileKind::Lock, &n)
+            .await
+            .unwrap_or_else(|e| panic!("{loc}: {e}"));
+    }
 }
 
 /// Many puts at once all land.

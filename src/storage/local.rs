@@ -6,23 +6,31 @@
 //! replace an existing object; the directory is then fsynced, so the object
 //! is durable when `put` returns. Blocking file system calls run on tokio's
 //! blocking pool.
+//!
+//! Nothing of a repository is for other users: key files can be attacked
+//! offline. Directories are made 0700 and objects 0400 whatever the umask.
+//! Reads open objects without following a symbolic link and without
+//! blocking on a FIFO, and refuse anything that is not a regular file.
 
-use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{check_name, FileKind, ObjectInfo, Result, Storage, StorageError};
+use super::{check_name, check_size, FileKind, ObjectInfo, Result, Storage, StorageError};
 
 /// Prefix of files being written; never listed.
 const TMP_PREFIX: &str = ".tmp-";
 
-/// Mode of stored objects: nothing rewrites them.
-const OBJECT_MODE: u32 = 0o444;
+/// Mode of stored objects: nothing rewrites them, and only the owner reads them.
+const OBJECT_MODE: u32 = 0o400;
+
+/// Mode of the directories of a repository.
+const DIR_MODE: u32 = 0o700;
 
 /// A repository in a local directory.
 #[derive(Debug, Clone)]
@@ -61,6 +69,79 @@ where
             transient: false,
         })
     })
+}
+
+/// Creates `dir` and any missing parent with mode 0700, whatever the umask.
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_private_dir(parent)?;
+    }
+    make_private_dir(dir)
+}
+
+/// Creates `dir`, whose parent exists, with mode 0700 whatever the umask;
+/// one that exists already is left as it is.
+fn make_private_dir(dir: &Path) -> io::Result<()> {
+    match DirBuilder::new().mode(DIR_MODE).create(dir) {
+        // The umask may have taken bits away; the mode is set exactly.
+        Ok(()) => fs::set_permissions(dir, Permissions::from_mode(DIR_MODE)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens an object for reading: never through a symbolic link, never
+/// waiting on a FIFO, and only if it is a regular file. Returns its size.
+fn open_object(path: &Path, kind: FileKind, name: &str) -> Result<(File, u64)> {
+    let not_a_file = |what| StorageError::NotAFile {
+        kind,
+        name: name.to_owned(),
+        path: path.display().to_string(),
+        what,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => not_a_file("a symbolic link"),
+            _ => object_error(kind, name, path, e),
+        })?;
+    let meta = file.metadata().map_err(|e| io_error(path, e))?;
+    let file_type = meta.file_type();
+    if !file_type.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        return Err(not_a_file(if file_type.is_dir() {
+            "a directory"
+        } else if file_type.is_fifo() {
+            "a FIFO"
+        } else if file_type.is_char_device() || file_type.is_block_device() {
+            "a device"
+        } else if file_type.is_socket() {
+            "a socket"
+        } else {
+            "not a file"
+        }));
+    }
+    Ok((file, meta.len()))
+}
+
+/// Reads a whole object, at most one byte more than its kind's cap.
+fn get_blocking(path: &Path, kind: FileKind, name: &str) -> Result<Bytes> {
+    let (file, size) = open_object(path, kind, name)?;
+    check_size(kind, name, size)?;
+    let cap = kind.max_size();
+    // size <= cap, which a reader of this kind may hold in memory.
+    let mut buf = Vec::with_capacity(size as usize);
+    file.take(cap + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| io_error(path, e))?;
+    // The file may have grown since it was measured.
+    check_size(kind, name, buf.len() as u64)?;
+    Ok(Bytes::from(buf))
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -108,7 +189,7 @@ fn create_blocking(root: &Path) -> Result<()> {
     let data = root.join(FileKind::Pack.dir());
     dirs.extend((0..=255u8).map(|b| data.join(format!("{b:02x}"))));
     for dir in &dirs {
-        fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        create_private_dir(dir).map_err(|e| io_error(dir, e))?;
     }
     sync_dir(&data)?;
     sync_dir(root)
@@ -122,11 +203,7 @@ fn put_blocking(target: &Path, kind: FileKind, name: &str, data: &[u8]) -> Resul
         // A pack shard directory may be missing (a repository created by
         // another tool); its parent `data/` must exist.
         Err(e) if e.kind() == io::ErrorKind::NotFound && kind == FileKind::Pack => {
-            match fs::create_dir(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io_error(dir, e)),
-            }
+            make_private_dir(dir).map_err(|e| io_error(dir, e))?;
             open()
         }
         other => other,
@@ -157,8 +234,7 @@ fn put_blocking(target: &Path, kind: FileKind, name: &str, data: &[u8]) -> Resul
 }
 
 fn get_range_blocking(path: &Path, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Bytes> {
-    let file = File::open(path).map_err(|e| object_error(kind, name, path, e))?;
-    let size = file.metadata().map_err(|e| io_error(path, e))?.len();
+    let (file, size) = open_object(path, kind, name)?;
     let end = offset.checked_add(len).filter(|end| *end <= size);
     if end.is_none() {
         return Err(StorageError::OutOfRange {
@@ -252,12 +328,7 @@ impl Storage for LocalStorage {
         check_name(kind, name)?;
         let path = self.object_path(kind, name);
         let name = name.to_owned();
-        blocking(move || {
-            fs::read(&path)
-                .map(Bytes::from)
-                .map_err(|e| object_error(kind, &name, &path, e))
-        })
-        .await
+        blocking(move || get_blocking(&path, kind, &name)).await
     }
 
     async fn get_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Bytes> {
@@ -333,7 +404,7 @@ mod tests {
         s.put(FileKind::Pack, &name, Bytes::from_static(b"pack")).await.unwrap();
         let path = s.root().join("data/ab").join(&name);
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o444);
+        assert_eq!(mode, 0o400);
         let entries: Vec<String> = fs::read_dir(s.root().join("data/ab"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -381,5 +452,98 @@ mod tests {
         }
         let put = s.put(FileKind::Snapshot, "ab", Bytes::new()).await.unwrap_err();
         assert!(put.to_string().contains("repo"), "{put}");
+    }
+
+    #[tokio::test]
+    async fn directories_are_the_owners_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = storage(&dir);
+        s.create().await.unwrap();
+        fs::remove_dir(s.root().join("data/cd")).unwrap();
+        s.put(FileKind::Pack, "cdef", Bytes::from_static(b"x")).await.unwrap();
+        s.put(FileKind::Key, "k1", Bytes::from_static(b"key")).await.unwrap();
+        for sub in ["", "keys", "index", "snapshots", "locks", "data", "data/00", "data/cd"] {
+            let mode = fs::metadata(s.root().join(sub)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{sub:?}");
+        }
+        let mode = fs::metadata(s.root().join("keys/k1")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o400);
+    }
+
+    /// The error of reading the config after `replace` put something in its place.
+    async fn config_read_error(replace: impl FnOnce(&Path)) -> StorageError {
+        let dir = tempfile::tempdir().unwrap();
+        let s = storage(&dir);
+        s.create().await.unwrap();
+        replace(&s.root().join("config"));
+        let read = tokio::time::timeout(std::time::Duration::from_secs(60), s.get(FileKind::Config, "config"));
+        read.await.expect("reading the config hangs").unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn a_fifo_config_is_refused_at_once() {
+        let e = config_read_error(|p| nix::unistd::mkfifo(p, nix::sys::stat::Mode::S_IRWXU).unwrap()).await;
+        assert!(matches!(e, StorageError::NotAFile { what: "a FIFO", .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.contains("config") && msg.contains("FIFO"), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn a_config_linked_to_a_device_is_refused() {
+        let e = config_read_error(|p| std::os::unix::fs::symlink("/dev/zero", p).unwrap()).await;
+        assert!(
+            matches!(
+                e,
+                StorageError::NotAFile {
+                    what: "a symbolic link",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = config_read_error(|p| fs::create_dir(p).unwrap()).await;
+        assert!(
+            matches!(
+                e,
+                StorageError::NotAFile {
+                    what: "a directory",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_config_is_refused_before_it_is_read() {
+        let e = config_read_error(|p| {
+            let f = File::create(p).unwrap();
+            // Sparse: no bytes are written, the size alone is huge.
+            f.set_len(1 << 40).unwrap();
+        })
+        .await;
+        assert!(
+            matches!(
+                e,
+                StorageError::TooLarge {
+                    kind: FileKind::Config,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("config"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn ranges_refuse_what_is_not_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = storage(&dir);
+        s.create().await.unwrap();
+        let name = "ab".repeat(32);
+        nix::unistd::mkfifo(&s.root().join("data/ab").join(&name), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let e = s.get_range(FileKind::Pack, &name, 0, 4).await.unwrap_err();
+        assert!(matches!(e, StorageError::NotAFile { .. }), "{e:?}");
     }
 }

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{check_name, FileKind, ObjectInfo, Result, Storage, StorageError};
+use super::{check_name, check_size, FileKind, ObjectInfo, Result, Storage, StorageError};
 
 /// Objects held in a map in memory; gone when dropped.
 #[derive(Debug, Default)]
@@ -104,7 +104,9 @@ impl Storage for MemoryStorage {
     }
 
     async fn get(&self, kind: FileKind, name: &str) -> Result<Bytes> {
-        self.lookup(kind, name)
+        let data = self.lookup(kind, name)?;
+        check_size(kind, name, data.len() as u64)?;
+        Ok(data)
     }
 
     async fn get_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Bytes> {

@@ -67,6 +67,22 @@ impl FileKind {
         }
     }
 
+    /// Largest object of this kind a whole read accepts (format.md §14): a
+    /// backend checks the size before it reads and reads at most one byte
+    /// more, so a hostile or broken store cannot make a reader allocate
+    /// without bound.
+    pub fn max_size(self) -> u64 {
+        use crate::format::limits;
+        match self {
+            Self::Config => limits::MAX_CONFIG_FILE,
+            Self::Key => limits::MAX_KEY_FILE,
+            Self::Pack => limits::MAX_PACK,
+            Self::Index => limits::MAX_INDEX_FILE,
+            Self::Snapshot => limits::MAX_SNAPSHOT_FILE,
+            Self::Lock => limits::MAX_LOCK_FILE,
+        }
+    }
+
     /// Relative path of an object: `config`, `data/ab/abcd…`, `keys/<name>`, …
     pub fn path(self, name: &str) -> String {
         match self {
@@ -107,6 +123,15 @@ pub enum StorageError {
         offset: u64,
         len: u64,
         size: u64,
+    },
+    #[error("{kind} {name} has more than {max} bytes; refusing to read it")]
+    TooLarge { kind: FileKind, name: String, max: u64 },
+    #[error("{kind} {name} at {path} is not a regular file ({what})")]
+    NotAFile {
+        kind: FileKind,
+        name: String,
+        path: String,
+        what: &'static str,
     },
     #[error("{path}: {source}")]
     Io {
@@ -184,6 +209,19 @@ pub fn check_name(kind: FileKind, name: &str) -> Result<()> {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+/// Fails with `TooLarge` when `size` is above the cap of `kind`.
+pub fn check_size(kind: FileKind, name: &str, size: u64) -> Result<()> {
+    if size > kind.max_size() {
+        Err(StorageError::TooLarge {
+            kind,
+            name: name.to_owned(),
+            max: kind.max_size(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
 /// What a local cache (see [`cache`]) may keep of a read: the caller
 /// knows what the bytes are, the storage does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,7 +248,8 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// one. When it returns Ok the object is durable.
     async fn put(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()>;
 
-    /// Reads a whole object.
+    /// Reads a whole object; fails with `TooLarge` rather than read more
+    /// than [`FileKind::max_size`] bytes.
     async fn get(&self, kind: FileKind, name: &str) -> Result<Bytes>;
 
     /// Reads `len` bytes at `offset`; fails with `OutOfRange` past the end.

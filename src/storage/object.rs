@@ -29,7 +29,7 @@ use opendal::{ErrorKind, Operator};
 
 use super::s3lock::{S3Lock, S3LockConfig};
 use super::url::{ObjectLocation, Service, StorageOptions, UrlError};
-use super::{check_name, FileKind, ObjectInfo, Result, Retention, Storage, StorageError};
+use super::{check_name, check_size, FileKind, ObjectInfo, Result, Retention, Storage, StorageError};
 
 /// Why an object store could not be opened. Each has its own exit code in
 /// the command line.
@@ -585,10 +585,32 @@ impl Storage for ObjectStorage {
 
     async fn get(&self, kind: FileKind, name: &str) -> Result<Bytes> {
         check_name(kind, name)?;
-        match self.op(kind).read(&kind.path(name)).await {
-            Ok(buf) => Ok(buf.to_bytes()),
-            Err(e) => Err(self.error("reading", kind, name, e)),
-        }
+        // The size first, so a huge object is refused before it is read;
+        // then exactly that many bytes (objects are never rewritten).
+        let size = match self.stat_size(kind, name).await {
+            Ok(size) => size,
+            Err(e) if e.is_not_found() => return Err(e),
+            // An answer to HEAD has no body to say what went wrong; one to
+            // GET has. Never more than the cap and one byte is asked for.
+            Err(head) => {
+                let cap = kind.max_size();
+                return match self.op(kind).read_with(&kind.path(name)).range(0..cap + 1).await {
+                    Ok(buf) => {
+                        check_size(kind, name, buf.len() as u64)?;
+                        Ok(buf.to_bytes())
+                    }
+                    // The object is shorter than the range, so GET works:
+                    // what failed was HEAD, and its error (transient or
+                    // not) stands.
+                    Err(e) if e.kind() == ErrorKind::Unexpected && e.to_string().contains("too little data") => {
+                        Err(head)
+                    }
+                    Err(e) => Err(self.error("reading", kind, name, e)),
+                };
+            }
+        };
+        check_size(kind, name, size)?;
+        self.get_range(kind, name, 0, size).await
     }
 
     async fn get_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Bytes> {

@@ -170,6 +170,23 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A percent-decoded URL path (`+` is a plus sign in a path).
+fn decode_path(s: &str) -> String {
+    decode(&s.replace('+', "%2B"))
+}
+
+/// Why the API server refuses `name` for any object (apimachinery's
+/// `IsValidPathSegmentName`).
+fn path_segment_problem(name: &str) -> Option<&'static str> {
+    match name {
+        "." => Some("may not be '.'"),
+        ".." => Some("may not be '..'"),
+        _ if name.contains('/') => Some("may not contain '/'"),
+        _ if name.contains('%') => Some("may not contain '%'"),
+        _ => None,
+    }
+}
+
 fn query_map(query: &str) -> BTreeMap<String, String> {
     query
         .split('&')
@@ -247,6 +264,13 @@ impl State {
         };
         if name.is_empty() {
             return Err(status(422, "Invalid", "metadata.name: Required value"));
+        }
+        if let Some(problem) = path_segment_problem(&name) {
+            return Err(status(
+                422,
+                "Invalid",
+                &format!("metadata.name: Invalid value: \"{name}\": {problem}"),
+            ));
         }
         if d.namespaced
             && !self
@@ -332,7 +356,10 @@ impl State {
             path: path.to_owned(),
             query: query.to_owned(),
         });
-        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        // Like the API server, the path is split after it is decoded: an
+        // encoded `/` separates segments as a plain one does.
+        let decoded = decode_path(path);
+        let parts: Vec<&str> = decoded.trim_matches('/').split('/').collect();
         match parts.as_slice() {
             ["version"] => (
                 200,

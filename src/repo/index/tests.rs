@@ -359,3 +359,31 @@ proptest! {
         prop_assert_eq!(index.locations().count(), index.len());
     }
 }
+
+#[test]
+fn a_blob_longer_than_its_kind_allows_is_refused_before_it_is_read() {
+    let storage = std::sync::Arc::new(crate::storage::memory::MemoryStorage::new());
+    let repo = crate::repo::Repository::init(storage, b"pw", crate::repo::test_options()).unwrap();
+    let id = id_with(&[9], 9);
+    // An index entry (which a hostile index file can hold) saying the blob
+    // has almost 4 GiB; its pack does not even exist.
+    let huge = PackEntry {
+        kind: BlobKind::Data,
+        id,
+        offset: 0,
+        length: u32::MAX - 16,
+        raw_length: 100,
+    };
+    let entries = IndexPack {
+        id: PackId([7; 32]),
+        size: 1 << 33,
+        blobs: vec![huge],
+    };
+    repo.save_file(FileKind::Index, &file(vec![entries], vec![]).encode())
+        .unwrap();
+    let indexed = repo.load_index().unwrap();
+    match indexed.read_blob(BlobKind::Data, &id) {
+        Err(RepoError::BadBlob { reason, .. }) => assert!(reason.contains("index entry gives"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -392,3 +392,40 @@ async fn each_repository_has_one_directory_whatever_reaches_it() {
     assert_ne!(fresh.dir(), a1.dir());
     assert!(fresh.get(FileKind::Config, "config").await.unwrap_err().is_not_found());
 }
+
+/// Modes below `dir` (itself included) that give group or other any access.
+fn shared_modes(dir: &Path, out: &mut Vec<(PathBuf, u32)>) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        out.push((dir.to_owned(), mode));
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            shared_modes(&entry.path(), out);
+        }
+    }
+}
+
+#[tokio::test]
+async fn cached_files_and_directories_are_the_owners_only() {
+    let root = tempfile::tempdir().unwrap();
+    let (pack_name, pack_data) = pack("private");
+    let (headed, _) = pack("headed");
+    let packs = [(pack_name.clone(), pack_data.clone()), pack("headed")];
+    let cache = counted(&root.path().join("cache"), &packs).await;
+    let (name, data) = object("snapshot");
+    cache.put(FileKind::Snapshot, &name, data).await.unwrap();
+    walk(&cache, &pack_name, &pack_data).await;
+    cache
+        .get_range_keep(FileKind::Pack, &headed, 10, 20, Keep::Range)
+        .await
+        .unwrap();
+    assert_eq!(walk_files(&root.path().join("cache")), 3);
+    let mut shared = Vec::new();
+    shared_modes(&root.path().join("cache"), &mut shared);
+    assert!(shared.is_empty(), "readable by others: {shared:?}");
+}
