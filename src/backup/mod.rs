@@ -78,6 +78,9 @@ pub struct BackupOptions {
     pub readers: usize,
     /// The lock the backup runs under: checked before the snapshot is written.
     pub lock: Option<LockWatch>,
+    /// Runs before each file is opened for reading (tests).
+    #[doc(hidden)]
+    pub before_read: crate::source::Hook,
 }
 
 /// The result of a backup.
@@ -86,6 +89,9 @@ pub struct BackupOutcome {
     /// None for a dry run.
     pub id: Option<SnapshotId>,
     pub snapshot: Snapshot,
+    /// Files that changed while they were read; what was read is stored and
+    /// the snapshot is not partial for it.
+    pub changed_while_read: u64,
 }
 
 /// The blob saver and the chunker of one backup.
@@ -175,7 +181,11 @@ fn commit(
         }
         Some(repo.save_snapshot(&snapshot)?)
     };
-    Ok(BackupOutcome { id, snapshot })
+    Ok(BackupOutcome {
+        id,
+        snapshot,
+        changed_while_read: 0,
+    })
 }
 
 /// Backs up files and directories.
@@ -197,6 +207,7 @@ pub fn backup_paths(
     let (saver, chunker) = writers(repo, opts)?;
     let mut archiver = Archiver::new(repo, &saver, &chunker, progress, parent_root);
     archiver.force = opts.force;
+    archiver.before_read = opts.before_read.clone();
     if opts.readers > 0 {
         archiver.readers = opts.readers;
     }
@@ -207,7 +218,12 @@ pub fn backup_paths(
         backup_start_ns: start,
         ..archiver.summary
     };
-    commit(repo, saver, snapshot, opts)
+    let changed_while_read = archiver.changed_while_read;
+    let outcome = commit(repo, saver, snapshot, opts)?;
+    Ok(BackupOutcome {
+        changed_while_read,
+        ..outcome
+    })
 }
 
 /// A stream read and saved, its snapshot not yet written.
