@@ -73,6 +73,8 @@ pub struct Archiver<'a> {
     pub changed_while_read: u64,
     /// Runs before each file is opened (tests).
     pub before_read: Hook,
+    /// Runs after each file is opened, before it is read (tests).
+    pub after_open: Hook,
     owners: OwnerNames,
 }
 
@@ -95,6 +97,7 @@ impl<'a> Archiver<'a> {
             summary: Summary::default(),
             changed_while_read: 0,
             before_read: Hook::default(),
+            after_open: Hook::default(),
             owners: OwnerNames::new(),
         }
     }
@@ -111,11 +114,11 @@ impl<'a> Archiver<'a> {
             buffers: &buffers,
         };
         let progress = self.progress;
-        let before_read = self.before_read.clone();
+        let (before_read, after_open) = (self.before_read.clone(), self.after_open.clone());
         std::thread::scope(|scope| {
             for _ in 0..self.readers.max(1) {
                 let jobs_rx = &jobs_rx;
-                let before_read = &before_read;
+                let (before_read, after_open) = (&before_read, &after_open);
                 scope.spawn(move || loop {
                     let job = match jobs_rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
                         Ok(job) => job,
@@ -123,7 +126,7 @@ impl<'a> Archiver<'a> {
                     };
                     progress.set_current(&job.file.path);
                     before_read.call(&job.file.path);
-                    let result = save_file(&job.file, &ctx);
+                    let result = save_file(&job.file, &ctx, after_open);
                     // The walk may have stopped on an error; nobody waits then.
                     let _ = job.result.send(result);
                 });

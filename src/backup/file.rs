@@ -21,6 +21,7 @@ use crate::repo::saver::BlobSaver;
 use crate::source::meta::Stat;
 use crate::source::open::{open_file, stat_fd};
 use crate::source::sparse;
+use crate::source::Hook;
 
 /// Chunks saved together, in parallel, from one file.
 const BATCH: usize = 4;
@@ -119,8 +120,10 @@ pub struct SourceFile {
 /// regular file the walk saw (see [`crate::source::open`]); otherwise it is
 /// unreadable. It is read up to the size the walk saw: a file that grew is
 /// cut there, a file that shrank is stored as far as it could be read, with
-/// no padding; either is reported as changed.
-pub fn save_file(src: &SourceFile, ctx: &ReadContext<'_>) -> Result<FileContent, FileFailure> {
+/// no padding; either is reported as changed. `after_open` runs once the
+/// file is open and its regions are known, before its first byte is read
+/// (tests).
+pub fn save_file(src: &SourceFile, ctx: &ReadContext<'_>, after_open: &Hook) -> Result<FileContent, FileFailure> {
     let (mut file, before) = open_file(src.dir.as_fd(), &src.name, &src.walked).map_err(FileFailure::Unreadable)?;
     let walked = src.walked.size;
     let size = walked.min(before.size);
@@ -136,6 +139,7 @@ pub fn save_file(src: &SourceFile, ctx: &ReadContext<'_>) -> Result<FileContent,
     } else {
         vec![(0, size)]
     };
+    after_open.call(&src.path);
     let mut content = Vec::new();
     let mut segment = Vec::new();
     let mut pos = 0u64;

@@ -81,6 +81,9 @@ pub struct BackupOptions {
     /// Runs before each file is opened for reading (tests).
     #[doc(hidden)]
     pub before_read: crate::source::Hook,
+    /// Runs after each file is opened, before its first byte is read (tests).
+    #[doc(hidden)]
+    pub after_open: crate::source::Hook,
 }
 
 /// The result of a backup.
@@ -208,6 +211,7 @@ pub fn backup_paths(
     let mut archiver = Archiver::new(repo, &saver, &chunker, progress, parent_root);
     archiver.force = opts.force;
     archiver.before_read = opts.before_read.clone();
+    archiver.after_open = opts.after_open.clone();
     if opts.readers > 0 {
         archiver.readers = opts.readers;
     }

@@ -188,7 +188,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
         excludes,
         readers: usize::from(args.read_concurrency),
         lock: Some(lock.watch()),
-        before_read: Default::default(),
+        ..BackupOptions::default()
     };
     let mode = if ctx.global.json {
         Mode::Json {
