@@ -244,6 +244,7 @@ fn print_summary(ctx: &Context, outcome: &BackupOutcome) -> Result<(), CliError>
             "dirs_changed": s.dirs_changed,
             "dirs_unmodified": s.dirs_unchanged,
             "errors": s.errors,
+            "files_changed_while_read": outcome.changed_while_read,
             "data_blobs": s.data_blobs,
             "tree_blobs": s.tree_blobs,
             "data_added": s.data_added,
@@ -262,6 +263,14 @@ fn print_summary(ctx: &Context, outcome: &BackupOutcome) -> Result<(), CliError>
             if s.errors == 1 { "y" } else { "ies" }
         );
     }
+    if outcome.changed_while_read > 0 {
+        let n = outcome.changed_while_read;
+        eprintln!(
+            "warning: {n} file{} changed while {} read; stored as read",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "it was" } else { "they were" }
+        );
+    }
     if ctx.global.quiet {
         return Ok(());
     }
@@ -277,6 +286,9 @@ fn print_summary(ctx: &Context, outcome: &BackupOutcome) -> Result<(), CliError>
         "Dirs:   {:>8} new, {:>8} changed, {:>8} unmodified",
         s.dirs_new, s.dirs_changed, s.dirs_unchanged
     );
+    if outcome.changed_while_read > 0 {
+        println!("        {:>8} changed while read", outcome.changed_while_read);
+    }
     println!(
         "Added to the repository: {} ({} stored)",
         output::bytes(s.data_added),

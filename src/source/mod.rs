@@ -22,7 +22,10 @@ pub mod walk;
 /// a file and its opening). Empty in normal use; costs one branch then.
 #[doc(hidden)]
 #[derive(Clone, Default)]
-pub struct Hook(Option<Arc<dyn Fn(&Path) + Send + Sync>>);
+pub struct Hook(Option<Arc<HookFn>>);
+
+/// The callback of a [`Hook`], given the path concerned.
+type HookFn = dyn Fn(&Path) + Send + Sync;
 
 impl Hook {
     pub fn new(f: impl Fn(&Path) + Send + Sync + 'static) -> Self {
