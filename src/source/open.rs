@@ -102,8 +102,9 @@ pub fn open_file(dir: BorrowedFd<'_>, name: &OsStr, walked: &Stat) -> io::Result
         return Err(replaced(dir, name, Some(now), walked));
     }
     // A regular file never blocks; clear the flag anyway so reads behave as
-    // on any file.
-    nix::fcntl::fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty()))?;
+    // on any file, keeping the others (O_NOATIME).
+    let flags = OFlag::from_bits_truncate(nix::fcntl::fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
+    nix::fcntl::fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
     Ok((File::from(fd), now))
 }
 
