@@ -114,19 +114,19 @@ fn parent(
     repo: &IndexedRepository,
     choice: &ParentChoice,
     hostname: &str,
-    paths: &[String],
+    paths: &[PathBuf],
 ) -> Result<(Option<SnapshotId>, Option<Arc<Tree>>), BackupError> {
     let id = match choice {
         ParentChoice::None => return Ok((None, None)),
         ParentChoice::Id(id) => Some(*id),
         ParentChoice::Latest => {
-            let mut want: Vec<&String> = paths.iter().collect();
+            let mut want: Vec<&PathBuf> = paths.iter().collect();
             want.sort();
             repo.list_snapshots()?
                 .into_iter()
                 .rev()
                 .find(|(_, s)| {
-                    let mut have: Vec<&String> = s.paths.iter().collect();
+                    let mut have: Vec<&PathBuf> = s.paths.iter().collect();
                     have.sort();
                     s.hostname == hostname && have == want
                 })
@@ -139,7 +139,7 @@ fn parent(
     Ok((Some(id), Some(Arc::new(tree))))
 }
 
-fn new_snapshot(opts: &BackupOptions, tree: TreeId, paths: Vec<String>, start: i64) -> Snapshot {
+fn new_snapshot(opts: &BackupOptions, tree: TreeId, paths: Vec<PathBuf>, start: i64) -> Snapshot {
     Snapshot {
         time_ns: opts.time_ns.unwrap_or(start),
         tree,
@@ -200,11 +200,8 @@ pub fn backup_paths(
 ) -> Result<BackupOutcome, BackupError> {
     let start = now_ns();
     let walker = Walker::new(paths, &opts.walk)?;
-    let roots: Vec<String> = walker
-        .roots()
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
+    // Stored exactly, as bytes.
+    let roots: Vec<PathBuf> = walker.roots().to_vec();
     let hostname = opts.hostname.clone().unwrap_or_else(crate::repo::hostname);
     let (parent_id, parent_root) = parent(repo, &opts.parent, &hostname, &roots)?;
     let (saver, chunker) = writers(repo, opts)?;
@@ -276,7 +273,7 @@ fn stage_reader<R: std::io::Read>(
     let mut snapshot = new_snapshot(
         opts,
         TreeId::from_bytes(saved.id.0),
-        vec![format!("/{filename}")],
+        vec![PathBuf::from(format!("/{filename}"))],
         start,
     );
     snapshot.summary.files_new = 1;
