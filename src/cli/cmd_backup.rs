@@ -204,6 +204,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
     let progress = Progress::default();
     let outcome = match source {
         Source::Paths(paths) => {
+            raise_open_file_limit();
             let scan = show_totals.then(|| Scan {
                 paths: paths.to_vec(),
                 walk,
@@ -223,6 +224,35 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
     } else {
         exit::OK
     })
+}
+
+/// Raises the soft limit of open files to the hard limit, as far as the
+/// system allows: the walk holds one directory open per level of the tree
+/// (plus those of the files being read), and a deep tree must not run out
+/// under a low default soft limit. Failure leaves the limit as it was.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct, which is valid
+    // and exclusively borrowed for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur >= limit.rlim_max {
+        return;
+    }
+    // An unlimited hard limit is more than the kernel takes; ask for less
+    // if the first try fails.
+    for want in [limit.rlim_max, limit.rlim_max.min(1 << 16)] {
+        let raised = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct, valid for the call; a
+        // failure changes nothing.
+        if want > limit.rlim_cur && unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return;
+        }
+    }
 }
 
 fn print_summary(ctx: &Context, outcome: &BackupOutcome) -> Result<(), CliError> {
