@@ -206,7 +206,10 @@ pub fn node_from_entry(entry: &WalkEntry, names: &mut OwnerNames) -> Result<Node
         })?;
         node.link_target = Some(target);
     }
-    node.xattrs = read_xattrs(&entry.path)?;
+    node.xattrs = match entry.path_via_dir() {
+        Some(via) => read_xattrs_at(&via, &entry.path)?,
+        None => read_xattrs(&entry.path)?,
+    };
     Ok(node)
 }
 
@@ -242,11 +245,18 @@ fn xattrs_unsupported(err: &io::Error) -> bool {
 
 /// The extended attributes of `path` (not following symlinks), sorted by name.
 pub fn read_xattrs(path: &Path) -> Result<Vec<Xattr>, SourceError> {
+    read_xattrs_at(path, path)
+}
+
+/// The extended attributes of the entry at `at` (not following a final
+/// symlink), sorted by name; errors name `shown`.
+fn read_xattrs_at(at: &Path, shown: &Path) -> Result<Vec<Xattr>, SourceError> {
+    let path = at;
     if !xattr::SUPPORTED_PLATFORM {
         return Ok(Vec::new());
     }
     let err = |source| SourceError::Xattr {
-        path: path.to_owned(),
+        path: shown.to_owned(),
         source,
     };
     let names = match xattr::list(path) {

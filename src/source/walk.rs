@@ -138,6 +138,20 @@ impl WalkEntry {
         }
     }
 
+    /// A path that reaches the entry through its open directory rather than
+    /// through the directories above it: `/proc/self/fd/N/NAME`, for calls
+    /// that take only paths (extended attributes). `None` without `/proc`.
+    pub fn path_via_dir(&self) -> Option<PathBuf> {
+        use std::os::fd::AsRawFd;
+        static PROC_FDS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let proc = *PROC_FDS.get_or_init(|| Path::new("/proc/self/fd").is_dir());
+        proc.then(|| {
+            let mut path = PathBuf::from(format!("/proc/self/fd/{}", self.dir.as_raw_fd()));
+            path.push(self.name_in_dir());
+            path
+        })
+    }
+
     /// The target of a symlink entry, read relative to its directory.
     pub fn read_link(&self) -> io::Result<Vec<u8>> {
         use std::os::fd::AsRawFd;

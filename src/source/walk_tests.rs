@@ -399,3 +399,32 @@ fn entries_are_stated_relative_to_their_open_directory() {
     assert!(rest.contains(&". root/c/y".to_owned()), "{rest:?}");
     assert!(!rest.iter().any(|e| e.starts_with('!')), "{rest:?}");
 }
+
+#[test]
+fn symlink_targets_and_xattrs_are_read_through_the_open_directory() {
+    use crate::source::meta::{node_from_entry, OwnerNames};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    fs::create_dir(&root).unwrap();
+    fs::write(root.join("f"), b"f").unwrap();
+    symlink("target", root.join("l")).unwrap();
+    let xattrs = xattr::set(root.join("f"), "user.k", b"v").is_ok();
+    let mut walker = Walker::new(std::slice::from_ref(&root), &WalkOptions::default()).unwrap();
+    assert!(matches!(walker.next(), Some(WalkEvent::Enter(_))));
+    // Moved away: the paths the entries carry no longer lead to them.
+    fs::rename(&root, dir.path().join("elsewhere")).unwrap();
+    let mut owners = OwnerNames::new();
+    let mut seen = 0;
+    for event in walker {
+        if let WalkEvent::Item(entry) = event {
+            let node = node_from_entry(&entry, &mut owners).unwrap();
+            match entry.name.as_slice() {
+                b"f" if xattrs => assert_eq!(node.xattrs.iter().find(|x| x.name == b"user.k").unwrap().value, b"v"),
+                b"l" => assert_eq!(node.link_target.as_deref(), Some(&b"target"[..])),
+                _ => {}
+            }
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 2);
+}
