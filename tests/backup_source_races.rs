@@ -290,3 +290,53 @@ fn a_directory_replaced_by_a_symlink_is_not_followed() {
     assert!(node(&indexed, &outcome, &sub).is_none());
     assert_check_clean(&repo);
 }
+
+/// An overlay mount for a test, unmounted on drop.
+struct Overlay(PathBuf);
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn files_of_both_layers_of_an_overlay_pass_the_device_and_inode_check() {
+    // Container root file systems are overlays, where a file of the lower
+    // layer must still show the same device and inode opened as listed.
+    let dir = tempfile::tempdir().unwrap();
+    let [lower, upper, work, merged] = ["lower", "upper", "work", "merged"].map(|d| dir.path().join(d));
+    for d in [&lower, &upper, &work, &merged] {
+        fs::create_dir(d).unwrap();
+    }
+    fs::create_dir(lower.join("sub")).unwrap();
+    fs::write(lower.join("sub/low"), b"from the lower layer").unwrap();
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    let mounted = nix::unistd::geteuid().is_root()
+        && std::process::Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &options])
+            .arg(&merged)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("no overlay mount here (needs root): skipped");
+        return;
+    }
+    let _overlay = Overlay(merged.clone());
+    fs::write(merged.join("up"), b"from the upper layer").unwrap();
+    let repo = repo();
+    let (outcome, messages) = backup(&repo, &merged, BackupOptions::default());
+    assert!(!outcome.snapshot.partial, "{messages:?}");
+    assert_eq!(outcome.snapshot.summary.files_new, 2);
+    let indexed = repo.clone().load_index().unwrap();
+    let low = node(&indexed, &outcome, &merged.join("sub/low")).unwrap();
+    assert_eq!(read_back(&indexed, &low.content), b"from the lower layer");
+    let up = node(&indexed, &outcome, &merged.join("up")).unwrap();
+    assert_eq!(read_back(&indexed, &up.content), b"from the upper layer");
+}
