@@ -187,20 +187,16 @@ pub fn save_file(src: &SourceFile, ctx: &ReadContext<'_>, after_open: &Hook) -> 
 fn change(walked: &Stat, before: &Stat, after: &Stat, stored: u64) -> Option<String> {
     let listed = walked.size;
     if stored < listed {
-        Some(format!(
-            "shrank while read: {listed} bytes when listed, {stored} read and stored"
-        ))
+        Some(format!("shrank: {listed} bytes when listed, {stored} read and stored"))
     } else if before.size > listed || after.size > listed {
-        Some(format!(
-            "grew while read: stored up to its size when listed, {listed} bytes"
-        ))
+        Some(format!("grew: stored up to its size when listed, {listed} bytes"))
     } else if before.mtime_ns != walked.mtime_ns
         || before.ctime_ns != walked.ctime_ns
         || after.mtime_ns != before.mtime_ns
         || after.ctime_ns != before.ctime_ns
         || after.size != before.size
     {
-        Some("modified while read; stored as read".to_owned())
+        Some("modified: stored as read".to_owned())
     } else {
         None
     }
