@@ -62,7 +62,7 @@ fn files_land_in_nested_trees_and_read_back() {
     let repo = open(&storage);
     let id = out.id.unwrap();
     let snap = repo.load_snapshot(&id).unwrap();
-    assert_eq!(snap.paths, ["/resources"]);
+    assert_eq!(snap.path_strings(), ["/resources"]);
     assert_eq!(snap.hostname, "cluster-a");
     assert!(!snap.partial);
     assert_eq!(snap.summary.files_new, 2);

@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
-use super::file::{save_file, FileContent, FileFailure, ReadBuffers, ReadContext};
+use super::file::{save_file, FileContent, FileFailure, ReadBuffers, ReadContext, SourceFile};
 
 /// Large files chunked at once, each through a buffer of the maximum chunk
 /// size; more reading threads only add small files in flight.
@@ -27,8 +27,9 @@ use crate::format::BlobKind;
 use crate::id::TreeId;
 use crate::repo::saver::BlobSaver;
 use crate::repo::IndexedRepository;
-use crate::source::meta::{node_from_metadata, OwnerNames};
+use crate::source::meta::{node_from_entry, node_from_metadata, OwnerNames};
 use crate::source::walk::{WalkEntry, WalkEvent, Walker};
+use crate::source::Hook;
 
 /// A directory entry whose node may still be waiting for its content.
 enum Pending {
@@ -50,8 +51,7 @@ struct Frame {
 }
 
 struct Job {
-    path: PathBuf,
-    size: u64,
+    file: SourceFile,
     result: SyncSender<Result<FileContent, FileFailure>>,
 }
 
@@ -69,6 +69,12 @@ pub struct Archiver<'a> {
     pub readers: usize,
     /// What the walk found: the counting fields of the snapshot summary.
     pub summary: Summary,
+    /// Files that changed while they were read (stored as read).
+    pub changed_while_read: u64,
+    /// Runs before each file is opened (tests).
+    pub before_read: Hook,
+    /// Runs after each file is opened, before it is read (tests).
+    pub after_open: Hook,
     owners: OwnerNames,
 }
 
@@ -89,6 +95,9 @@ impl<'a> Archiver<'a> {
             force: false,
             readers: 4,
             summary: Summary::default(),
+            changed_while_read: 0,
+            before_read: Hook::default(),
+            after_open: Hook::default(),
             owners: OwnerNames::new(),
         }
     }
@@ -105,16 +114,19 @@ impl<'a> Archiver<'a> {
             buffers: &buffers,
         };
         let progress = self.progress;
+        let (before_read, after_open) = (self.before_read.clone(), self.after_open.clone());
         std::thread::scope(|scope| {
             for _ in 0..self.readers.max(1) {
                 let jobs_rx = &jobs_rx;
+                let (before_read, after_open) = (&before_read, &after_open);
                 scope.spawn(move || loop {
                     let job = match jobs_rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
                         Ok(job) => job,
                         Err(_) => return,
                     };
-                    progress.set_current(&job.path);
-                    let result = save_file(&job.path, job.size, &ctx);
+                    progress.set_current(&job.file.path);
+                    before_read.call(&job.file.path);
+                    let result = save_file(&job.file, &ctx, after_open);
                     // The walk may have stopped on an error; nobody waits then.
                     let _ = job.result.send(result);
                 });
@@ -209,7 +221,7 @@ impl<'a> Archiver<'a> {
     }
 
     fn node(&mut self, entry: &WalkEntry) -> Option<Node> {
-        match node_from_metadata(entry.name.clone(), &entry.path, &entry.metadata, &mut self.owners) {
+        match node_from_entry(entry, &mut self.owners) {
             Ok(node) => Some(node),
             Err(e) => {
                 self.summary.errors += 1;
@@ -280,8 +292,12 @@ impl<'a> Archiver<'a> {
         }
         let (tx, rx) = sync_channel(1);
         let job = Job {
-            path: entry.path.clone(),
-            size: node.size,
+            file: SourceFile {
+                dir: entry.dir.clone(),
+                name: entry.name_in_dir().to_owned(),
+                path: entry.path.clone(),
+                walked: entry.metadata,
+            },
             result: tx,
         };
         jobs.send(job)
@@ -329,8 +345,9 @@ impl<'a> Archiver<'a> {
                     .map_err(|_| BackupError::Internal(format!("no result for {}", path.display())))?;
                 match outcome {
                     Ok(fc) => {
-                        if fc.changed {
-                            self.progress.report(Message::Changed { path });
+                        if let Some(how) = fc.changed {
+                            self.changed_while_read += 1;
+                            self.progress.report(Message::Changed { path, how });
                         }
                         if new {
                             self.summary.files_new += 1;

@@ -1,9 +1,10 @@
 //! Saving one file's content: read once, chunk, save chunks in parallel.
 
-use std::fs::File;
+use std::ffi::OsString;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use std::cell::RefCell;
 
@@ -17,7 +18,10 @@ use crate::format::tree::Content;
 use crate::format::BlobKind;
 use crate::repo::recycle::Recycler;
 use crate::repo::saver::BlobSaver;
+use crate::source::meta::Stat;
+use crate::source::open::{open_file, stat_fd};
 use crate::source::sparse;
+use crate::source::Hook;
 
 /// Chunks saved together, in parallel, from one file.
 const BATCH: usize = 4;
@@ -90,31 +94,39 @@ pub struct FileContent {
     pub content: Vec<Content>,
     /// Bytes actually read (holes not counted).
     pub bytes: u64,
-    /// Size including holes.
+    /// Size including holes: what was stored.
     pub size: u64,
-    /// The file changed while it was read.
-    pub changed: bool,
+    /// How the file changed while it was read, if it did; what was read is
+    /// stored.
+    pub changed: Option<String>,
 }
 
-/// Opens for reading without updating the access time where permitted
-/// (the owner or root), so a backup leaves atimes as it found them.
-fn open_noatime(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME)
-        .open(path)
-    {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
-        other => other,
-    }
+/// A regular file the walk found, to be read.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// The directory holding it, open.
+    pub dir: Arc<OwnedFd>,
+    /// Its name in `dir`.
+    pub name: OsString,
+    /// Its path, for messages.
+    pub path: PathBuf,
+    /// Its metadata when the walk listed it.
+    pub walked: Stat,
 }
 
-/// Reads `path` (whose `lstat` said `expected_size`) and saves its chunks.
-pub fn save_file(path: &Path, expected_size: u64, ctx: &ReadContext<'_>) -> Result<FileContent, FileFailure> {
-    let mut file = open_noatime(path).map_err(FileFailure::Unreadable)?;
-    let before = file.metadata().map_err(FileFailure::Unreadable)?;
-    let size = before.len();
+/// Reads the file the walk found and saves its chunks.
+///
+/// The file is opened relative to its directory and only if it is still the
+/// regular file the walk saw (see [`crate::source::open`]); otherwise it is
+/// unreadable. It is read up to the size the walk saw: a file that grew is
+/// cut there, a file that shrank is stored as far as it could be read, with
+/// no padding; either is reported as changed. `after_open` runs once the
+/// file is open and its regions are known, before its first byte is read
+/// (tests).
+pub fn save_file(src: &SourceFile, ctx: &ReadContext<'_>, after_open: &Hook) -> Result<FileContent, FileFailure> {
+    let (mut file, before) = open_file(src.dir.as_fd(), &src.name, &src.walked).map_err(FileFailure::Unreadable)?;
+    let walked = src.walked.size;
+    let size = walked.min(before.size);
     if size > SMALL_FILE {
         // A larger read-ahead window keeps the disk busy while chunks are
         // sealed. A hint: failure changes nothing.
@@ -122,46 +134,72 @@ pub fn save_file(path: &Path, expected_size: u64, ctx: &ReadContext<'_>) -> Resu
         let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
         let _ = posix_fadvise(fd, 0, 0, PosixFadviseAdvice::POSIX_FADV_SEQUENTIAL);
     }
-    let segments = if before.blocks().saturating_mul(512) < size {
+    let segments = if before.blocks.saturating_mul(512) < size {
         sparse::data_segments(&file, size).map_err(FileFailure::Unreadable)?
     } else {
         vec![(0, size)]
     };
+    after_open.call(&src.path);
     let mut content = Vec::new();
+    let mut segment = Vec::new();
     let mut pos = 0u64;
     let mut bytes = 0u64;
+    let mut short = false;
     for (offset, len) in segments {
-        if offset > pos {
-            content.push(Content::Hole(offset - pos));
-        }
         if offset != pos {
             file.seek(SeekFrom::Start(offset)).map_err(FileFailure::Unreadable)?;
         }
-        let read = save_stream((&mut file).take(len), len, ctx, &mut content)?;
+        segment.clear();
+        let read = save_stream((&mut file).take(len), len, ctx, &mut segment)?;
+        if read == 0 && len > 0 {
+            // The file ends before this region: the hole before it is gone too.
+            short = true;
+            break;
+        }
+        if offset > pos {
+            content.push(Content::Hole(offset - pos));
+        }
+        content.append(&mut segment);
         bytes += read;
         pos = offset + read;
         if read < len {
+            short = true;
             break;
         }
     }
-    // A file that grew is read only up to the size it had when it was opened.
-    if pos < size {
+    // A trailing hole of a sparse file; a file that ended early is stored as
+    // read, never padded.
+    if !short && pos < size {
         content.push(Content::Hole(size - pos));
+        pos = size;
     }
-    let after = file.metadata().map_err(FileFailure::Unreadable)?;
-    let changed = after.len() != before.len()
-        || after.mtime() != before.mtime()
-        || after.mtime_nsec() != before.mtime_nsec()
-        || after.ctime() != before.ctime()
-        || after.ctime_nsec() != before.ctime_nsec()
-        || size != expected_size
-        || pos < size;
+    let after = stat_fd(file.as_fd()).map_err(FileFailure::Unreadable)?;
     Ok(FileContent {
         content,
         bytes,
-        size,
-        changed,
+        size: pos,
+        changed: change(&src.walked, &before, &after, pos),
     })
+}
+
+/// How a file changed between the walk (`walked`), its opening (`before`)
+/// and the end of reading (`after`), of which `stored` bytes were stored.
+fn change(walked: &Stat, before: &Stat, after: &Stat, stored: u64) -> Option<String> {
+    let listed = walked.size;
+    if stored < listed {
+        Some(format!("shrank: {listed} bytes when listed, {stored} read and stored"))
+    } else if before.size > listed || after.size > listed {
+        Some(format!("grew: stored up to its size when listed, {listed} bytes"))
+    } else if before.mtime_ns != walked.mtime_ns
+        || before.ctime_ns != walked.ctime_ns
+        || after.mtime_ns != before.mtime_ns
+        || after.ctime_ns != before.ctime_ns
+        || after.size != before.size
+    {
+        Some("modified: stored as read".to_owned())
+    } else {
+        None
+    }
 }
 
 /// Chunks `reader` (of about `len` bytes) and appends content entries;

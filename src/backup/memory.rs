@@ -179,6 +179,7 @@ pub fn backup_files(
     progress: &Progress,
 ) -> Result<BackupOutcome, BackupError> {
     let start = now_ns();
+    let paths: Vec<std::path::PathBuf> = paths.into_iter().map(Into::into).collect();
     let root = layout(files)?;
     let hostname = opts.hostname.clone().unwrap_or_else(crate::repo::hostname);
     let (parent_id, parent_root) = parent(repo, &opts.parent, &hostname, &paths)?;

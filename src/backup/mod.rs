@@ -78,6 +78,12 @@ pub struct BackupOptions {
     pub readers: usize,
     /// The lock the backup runs under: checked before the snapshot is written.
     pub lock: Option<LockWatch>,
+    /// Runs before each file is opened for reading (tests).
+    #[doc(hidden)]
+    pub before_read: crate::source::Hook,
+    /// Runs after each file is opened, before its first byte is read (tests).
+    #[doc(hidden)]
+    pub after_open: crate::source::Hook,
 }
 
 /// The result of a backup.
@@ -86,6 +92,9 @@ pub struct BackupOutcome {
     /// None for a dry run.
     pub id: Option<SnapshotId>,
     pub snapshot: Snapshot,
+    /// Files that changed while they were read; what was read is stored and
+    /// the snapshot is not partial for it.
+    pub changed_while_read: u64,
 }
 
 /// The blob saver and the chunker of one backup.
@@ -105,19 +114,19 @@ fn parent(
     repo: &IndexedRepository,
     choice: &ParentChoice,
     hostname: &str,
-    paths: &[String],
+    paths: &[PathBuf],
 ) -> Result<(Option<SnapshotId>, Option<Arc<Tree>>), BackupError> {
     let id = match choice {
         ParentChoice::None => return Ok((None, None)),
         ParentChoice::Id(id) => Some(*id),
         ParentChoice::Latest => {
-            let mut want: Vec<&String> = paths.iter().collect();
+            let mut want: Vec<&PathBuf> = paths.iter().collect();
             want.sort();
             repo.list_snapshots()?
                 .into_iter()
                 .rev()
                 .find(|(_, s)| {
-                    let mut have: Vec<&String> = s.paths.iter().collect();
+                    let mut have: Vec<&PathBuf> = s.paths.iter().collect();
                     have.sort();
                     s.hostname == hostname && have == want
                 })
@@ -130,7 +139,7 @@ fn parent(
     Ok((Some(id), Some(Arc::new(tree))))
 }
 
-fn new_snapshot(opts: &BackupOptions, tree: TreeId, paths: Vec<String>, start: i64) -> Snapshot {
+fn new_snapshot(opts: &BackupOptions, tree: TreeId, paths: Vec<PathBuf>, start: i64) -> Snapshot {
     Snapshot {
         time_ns: opts.time_ns.unwrap_or(start),
         tree,
@@ -175,7 +184,11 @@ fn commit(
         }
         Some(repo.save_snapshot(&snapshot)?)
     };
-    Ok(BackupOutcome { id, snapshot })
+    Ok(BackupOutcome {
+        id,
+        snapshot,
+        changed_while_read: 0,
+    })
 }
 
 /// Backs up files and directories.
@@ -187,16 +200,15 @@ pub fn backup_paths(
 ) -> Result<BackupOutcome, BackupError> {
     let start = now_ns();
     let walker = Walker::new(paths, &opts.walk)?;
-    let roots: Vec<String> = walker
-        .roots()
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
+    // Stored exactly, as bytes.
+    let roots: Vec<PathBuf> = walker.roots().to_vec();
     let hostname = opts.hostname.clone().unwrap_or_else(crate::repo::hostname);
     let (parent_id, parent_root) = parent(repo, &opts.parent, &hostname, &roots)?;
     let (saver, chunker) = writers(repo, opts)?;
     let mut archiver = Archiver::new(repo, &saver, &chunker, progress, parent_root);
     archiver.force = opts.force;
+    archiver.before_read = opts.before_read.clone();
+    archiver.after_open = opts.after_open.clone();
     if opts.readers > 0 {
         archiver.readers = opts.readers;
     }
@@ -207,7 +219,12 @@ pub fn backup_paths(
         backup_start_ns: start,
         ..archiver.summary
     };
-    commit(repo, saver, snapshot, opts)
+    let changed_while_read = archiver.changed_while_read;
+    let outcome = commit(repo, saver, snapshot, opts)?;
+    Ok(BackupOutcome {
+        changed_while_read,
+        ..outcome
+    })
 }
 
 /// A stream read and saved, its snapshot not yet written.
@@ -256,7 +273,7 @@ fn stage_reader<R: std::io::Read>(
     let mut snapshot = new_snapshot(
         opts,
         TreeId::from_bytes(saved.id.0),
-        vec![format!("/{filename}")],
+        vec![PathBuf::from(format!("/{filename}"))],
         start,
     );
     snapshot.summary.files_new = 1;

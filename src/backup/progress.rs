@@ -23,8 +23,9 @@ pub struct Progress {
 pub enum Message {
     /// An entry could not be read and was left out.
     Error { path: PathBuf, error: String },
-    /// A file changed while it was read; what was read is stored.
-    Changed { path: PathBuf },
+    /// A file changed while it was read; what was read is stored. `how`
+    /// says what changed.
+    Changed { path: PathBuf, how: String },
     /// The parent snapshot could not be used for a directory.
     Warning(String),
 }

@@ -190,6 +190,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
         excludes,
         readers: usize::from(args.read_concurrency),
         lock: Some(lock.watch()),
+        ..BackupOptions::default()
     };
     let mode = if ctx.global.json {
         Mode::Json {
@@ -205,6 +206,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
     let progress = Progress::default();
     let outcome = match source {
         Source::Paths(paths) => {
+            raise_open_file_limit();
             let scan = show_totals.then(|| Scan {
                 paths: paths.to_vec(),
                 walk,
@@ -227,6 +229,35 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
     })
 }
 
+/// Raises the soft limit of open files to the hard limit, as far as the
+/// system allows: the walk holds one directory open per level of the tree
+/// (plus those of the files being read), and a deep tree must not run out
+/// under a low default soft limit. Failure leaves the limit as it was.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct, which is valid
+    // and exclusively borrowed for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur >= limit.rlim_max {
+        return;
+    }
+    // An unlimited hard limit is more than the kernel takes; ask for less
+    // if the first try fails.
+    for want in [limit.rlim_max, limit.rlim_max.min(1 << 16)] {
+        let raised = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct, valid for the call; a
+        // failure changes nothing.
+        if want > limit.rlim_cur && unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return;
+        }
+    }
+}
+
 fn print_summary(ctx: &Context, outcome: &BackupOutcome) -> Result<(), CliError> {
     let snap = &outcome.snapshot;
     let s = &snap.summary;
@@ -246,6 +277,7 @@ fn print_summary(ctx: &Context, outcome: &BackupOutcome) -> Result<(), CliError>
             "dirs_changed": s.dirs_changed,
             "dirs_unmodified": s.dirs_unchanged,
             "errors": s.errors,
+            "files_changed_while_read": outcome.changed_while_read,
             "data_blobs": s.data_blobs,
             "tree_blobs": s.tree_blobs,
             "data_added": s.data_added,
@@ -264,6 +296,14 @@ fn print_summary(ctx: &Context, outcome: &BackupOutcome) -> Result<(), CliError>
             if s.errors == 1 { "y" } else { "ies" }
         );
     }
+    if outcome.changed_while_read > 0 {
+        let n = outcome.changed_while_read;
+        eprintln!(
+            "warning: {n} file{} changed while {} read; stored as read",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "it was" } else { "they were" }
+        );
+    }
     if ctx.global.quiet {
         return Ok(());
     }
@@ -279,6 +319,9 @@ fn print_summary(ctx: &Context, outcome: &BackupOutcome) -> Result<(), CliError>
         "Dirs:   {:>8} new, {:>8} changed, {:>8} unmodified",
         s.dirs_new, s.dirs_changed, s.dirs_unchanged
     );
+    if outcome.changed_while_read > 0 {
+        println!("        {:>8} changed while read", outcome.changed_while_read);
+    }
     println!(
         "Added to the repository: {} ({} stored)",
         output::bytes(s.data_added),

@@ -92,7 +92,7 @@ fn describe(id: &crate::id::SnapshotId, s: &Snapshot) -> String {
         id.short(),
         output::local_time(s.time_ns),
         s.hostname,
-        s.paths.join(" ")
+        s.path_strings().join(" ")
     )
 }
 

@@ -19,7 +19,7 @@ use crate::restore::{subtree, RestoreError};
 pub struct Args {
     /// The snapshot (`latest`, an id or a unique prefix), optionally with a path inside it: `ID:/etc`.
     #[arg(value_name = "SNAPSHOT[:PATH]")]
-    pub snapshot: String,
+    pub snapshot: std::ffi::OsString,
     /// Show mode, owner, group, size and modification time.
     #[arg(short, long)]
     pub long: bool,
@@ -40,12 +40,9 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
     let repo = ctx.open_indexed()?;
-    let (spec, path) = match args.snapshot.split_once(':') {
-        Some((id, path)) => (id, path),
-        None => (args.snapshot.as_str(), "/"),
-    };
-    let (id, snap) = repo.find_snapshot(spec, &args.filter.filter())?;
-    let target = locate(&repo, snap.tree, Path::new(path))?;
+    let (spec, path) = crate::restore::split_spec(&args.snapshot);
+    let (id, snap) = repo.find_snapshot(&spec, &args.filter.filter())?;
+    let target = locate(&repo, snap.tree, path)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if ctx.global.json {
         let mut first = snapshot_json(&id, &snap);

@@ -14,7 +14,7 @@ pub struct Args {
     /// The snapshot (id, prefix or `latest`), optionally with a path inside
     /// it: `latest:/home/me/docs`.
     #[arg(value_name = "SNAPSHOT[:PATH]")]
-    pub snapshot: String,
+    pub snapshot: std::ffi::OsString,
     /// Directory to restore into (created if missing).
     #[arg(short = 't', long, value_name = "DIR")]
     pub target: PathBuf,

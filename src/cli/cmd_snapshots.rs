@@ -92,7 +92,7 @@ pub fn latest_per_group(list: Vec<(SnapshotId, Snapshot)>, n: usize) -> Vec<(Sna
     let mut seen: HashMap<(String, Vec<String>), usize> = HashMap::new();
     let mut kept: Vec<(SnapshotId, Snapshot)> = Vec::new();
     for (id, snap) in list.into_iter().rev() {
-        let mut paths = snap.paths.clone();
+        let mut paths = snap.path_strings();
         paths.sort();
         let count = seen.entry((snap.hostname.clone(), paths)).or_insert(0);
         if *count < n {
@@ -112,7 +112,7 @@ pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> Value {
         "short_id": id.short(),
         "time": output::rfc3339(s.time_ns),
         "tree": s.tree.to_hex(),
-        "paths": s.paths,
+        "paths": s.path_strings(),
         "host": s.hostname,
         "username": s.username,
         "uid": s.uid,
@@ -165,12 +165,12 @@ fn print_table(list: &[(SnapshotId, Snapshot)], compact: bool) -> Result<(), Cli
             s.tags.join(","),
         ];
         if !compact {
-            row.push(s.paths.first().cloned().unwrap_or_default());
+            row.push(s.path_strings().first().cloned().unwrap_or_default());
             row.push(output::bytes(s.summary.total_bytes_processed));
         }
         rows.push(row);
         if !compact {
-            for path in s.paths.iter().skip(1) {
+            for path in s.path_strings().iter().skip(1) {
                 rows.push(vec![
                     String::new(),
                     String::new(),
@@ -196,7 +196,7 @@ mod tests {
         Snapshot {
             time_ns,
             tree: TreeId::default(),
-            paths: paths.iter().map(|p| p.to_string()).collect(),
+            paths: paths.iter().map(|p| p.into()).collect(),
             hostname: host.into(),
             username: "u".into(),
             uid: 0,

@@ -213,9 +213,9 @@ fn print_message(message: &Message, mode: Mode, bar: Option<&ProgressBar>) {
         Mode::Human { warnings, .. } => {
             let line = match message {
                 Message::Error { path, error } => format!("error: {}: {error}", crate::format::escape::path(path)),
-                Message::Changed { path } if warnings => {
+                Message::Changed { path, how } if warnings => {
                     format!(
-                        "warning: {} changed while it was read",
+                        "warning: {}: changed while it was read ({how})",
                         crate::format::escape::path(path)
                     )
                 }
@@ -237,10 +237,11 @@ fn message_json(message: &Message) -> serde_json::Value {
             "path": path.display().to_string(),
             "error": error,
         }),
-        Message::Changed { path } => serde_json::json!({
+        Message::Changed { path, how } => serde_json::json!({
             "message_type": "warning",
             "path": path.display().to_string(),
             "warning": "changed while it was read",
+            "change": how,
         }),
         Message::Warning(text) => serde_json::json!({
             "message_type": "warning",

@@ -53,7 +53,7 @@ impl SnapshotInfo {
             id,
             time_ns: s.time_ns,
             hostname: s.hostname.clone(),
-            paths: s.paths.clone(),
+            paths: s.path_strings(),
             tags: s.tags.clone(),
         }
     }

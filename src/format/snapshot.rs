@@ -1,5 +1,7 @@
 //! Snapshot documents.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use super::{from_postcard, to_postcard, FormatError};
@@ -34,7 +36,11 @@ pub struct Snapshot {
     /// When the backup started, nanoseconds since the Unix epoch (UTC).
     pub time_ns: i64,
     pub tree: TreeId,
-    pub paths: Vec<String>,
+    /// What was backed up: absolute paths, stored as raw bytes (a Unix path
+    /// need not be UTF-8). On the wire each is a byte string, which encodes
+    /// a UTF-8 path exactly as a `String` would.
+    #[serde(with = "raw_paths")]
+    pub paths: Vec<PathBuf>,
     pub hostname: String,
     pub username: String,
     pub uid: u32,
@@ -58,5 +64,83 @@ impl Snapshot {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         from_postcard("snapshot", bytes)
+    }
+
+    /// The paths as text for display and JSON; bytes that are not UTF-8
+    /// show as U+FFFD.
+    pub fn path_strings(&self) -> Vec<String> {
+        self.paths.iter().map(|p| p.to_string_lossy().into_owned()).collect()
+    }
+}
+
+/// Paths as byte strings: `varint length || bytes`, the same encoding as a
+/// `String` has, without requiring UTF-8.
+mod raw_paths {
+    use std::ffi::OsString;
+    use std::fmt;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::PathBuf;
+
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::ser::{SerializeSeq, Serializer};
+
+    struct Raw<'a>(&'a [u8]);
+
+    impl serde::Serialize for Raw<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    pub fn serialize<S: Serializer>(paths: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(paths.len()))?;
+        for path in paths {
+            seq.serialize_element(&Raw(path.as_os_str().as_bytes()))?;
+        }
+        seq.end()
+    }
+
+    /// One path from a byte string (or, from a text format, a string).
+    struct OnePath(PathBuf);
+
+    impl<'de> serde::Deserialize<'de> for OnePath {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = OnePath;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a path as a byte string")
+                }
+                fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<OnePath, E> {
+                    Ok(OnePath(PathBuf::from(OsString::from_vec(v.to_vec()))))
+                }
+                fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<OnePath, E> {
+                    Ok(OnePath(PathBuf::from(OsString::from_vec(v))))
+                }
+                fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OnePath, E> {
+                    Ok(OnePath(PathBuf::from(v)))
+                }
+            }
+            d.deserialize_byte_buf(V)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+        struct Seq;
+        impl<'de> Visitor<'de> for Seq {
+            type Value = Vec<PathBuf>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sequence of paths")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<PathBuf>, A::Error> {
+                // Capped: the length comes from the input.
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+                while let Some(OnePath(p)) = seq.next_element()? {
+                    out.push(p);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(Seq)
     }
 }

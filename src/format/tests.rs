@@ -184,7 +184,13 @@ fn summary() -> impl Strategy<Value = Summary> {
 
 fn snapshot() -> impl Strategy<Value = Snapshot> {
     (
-        (any::<i64>(), id32(), vec(".{0,12}", 0..3), ".{0,12}", ".{0,12}"),
+        (
+            any::<i64>(),
+            id32(),
+            vec(vec(any::<u8>(), 0..12), 0..3),
+            ".{0,12}",
+            ".{0,12}",
+        ),
         (
             any::<u32>(),
             any::<u32>(),
@@ -203,7 +209,11 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
                 Snapshot {
                     time_ns,
                     tree: TreeId(tree),
-                    paths,
+                    // Any bytes, UTF-8 or not.
+                    paths: paths
+                        .into_iter()
+                        .map(|p| <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(p).into())
+                        .collect(),
                     hostname,
                     username,
                     uid,

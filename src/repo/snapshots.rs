@@ -24,7 +24,11 @@ impl SnapshotFilter {
                         .filter(|t| !t.is_empty())
                         .all(|t| s.tags.iter().any(|x| x == t))
                 }))
-            && (self.paths.is_empty() || self.paths.iter().all(|p| s.paths.contains(p)))
+            && (self.paths.is_empty()
+                || self
+                    .paths
+                    .iter()
+                    .all(|p| s.paths.iter().any(|sp| sp.as_os_str() == p.as_str())))
     }
 }
 

@@ -24,7 +24,7 @@ mod tests;
 pub use error::{RestoreError, VerifyFailure};
 pub use fsmeta::MetaOptions;
 pub use restorer::restore;
-pub use walk::{resolve_source, subtree, RestoreSource};
+pub use walk::{resolve_source, split_spec, subtree, RestoreSource};
 
 /// What to do with a file that already exists in the target.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]

@@ -290,18 +290,31 @@ pub struct RestoreSource {
     pub subpath: PathBuf,
 }
 
+/// Splits `SNAPSHOT[:PATH]` at its first `:`; the path (default `/`) is
+/// taken as raw bytes, so names that are not UTF-8 can be given. The
+/// snapshot part is text: ids and `latest` are ASCII, anything else is not
+/// found.
+pub fn split_spec(spec: &std::ffi::OsStr) -> (String, &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = spec.as_bytes();
+    match bytes.iter().position(|&b| b == b':') {
+        Some(at) => (
+            String::from_utf8_lossy(&bytes[..at]).into_owned(),
+            Path::new(std::ffi::OsStr::from_bytes(&bytes[at + 1..])),
+        ),
+        None => (String::from_utf8_lossy(bytes).into_owned(), Path::new("/")),
+    }
+}
+
 /// Resolves `ID` or `ID:subpath` (ID: `latest`, a full id or a unique
 /// prefix) to the tree to restore.
 pub fn resolve_source(
     repo: &IndexedRepository,
-    spec: &str,
+    spec: &(impl AsRef<std::ffi::OsStr> + ?Sized),
     filter: &SnapshotFilter,
 ) -> Result<RestoreSource, RestoreError> {
-    let (id, subpath) = match spec.split_once(':') {
-        Some((id, path)) => (id, path),
-        None => (spec, "/"),
-    };
-    let (snapshot, snap) = repo.find_snapshot(id, filter)?;
+    let (id, subpath) = split_spec(spec.as_ref());
+    let (snapshot, snap) = repo.find_snapshot(&id, filter)?;
     let subpath = Path::new("/").join(subpath);
     let tree = subtree(repo, snap.tree, &subpath)?;
     Ok(RestoreSource {

@@ -4,11 +4,12 @@ use std::collections::HashMap;
 use std::fs::Metadata;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use nix::unistd::{Gid, Group, Uid, User};
 
+use super::walk::WalkEntry;
 use super::SourceError;
 use crate::format::tree::{Node, NodeKind, Xattr};
 
@@ -46,24 +47,121 @@ impl OwnerNames {
     }
 }
 
+/// What `lstat` (or `fstatat` without following symlinks, or `fstat`)
+/// says about an entry: the fields a tree node and change detection need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// `st_mode`: file type and permission bits.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    /// 512-byte blocks allocated.
+    pub blocks: u64,
+    pub dev: u64,
+    pub ino: u64,
+    pub nlink: u64,
+    pub rdev: u64,
+    pub atime_ns: i64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl Stat {
+    /// From the result of `stat`, `fstatat` or `fstat`.
+    // The field widths differ between targets; the casts only widen.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    pub fn from_raw(st: &libc::stat) -> Self {
+        Self {
+            mode: st.st_mode as u32,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            blocks: u64::try_from(st.st_blocks).unwrap_or(0),
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            nlink: st.st_nlink as u64,
+            rdev: st.st_rdev as u64,
+            atime_ns: time_ns(st.st_atime as i64, st.st_atime_nsec as i64),
+            mtime_ns: time_ns(st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime_ns: time_ns(st.st_ctime as i64, st.st_ctime_nsec as i64),
+        }
+    }
+
+    /// From std's metadata of a path or an open file.
+    pub fn from_metadata(md: &Metadata) -> Self {
+        Self {
+            mode: md.mode(),
+            uid: md.uid(),
+            gid: md.gid(),
+            size: md.size(),
+            blocks: md.blocks(),
+            dev: md.dev(),
+            ino: md.ino(),
+            nlink: md.nlink(),
+            rdev: md.rdev(),
+            atime_ns: time_ns(md.atime(), md.atime_nsec()),
+            mtime_ns: time_ns(md.mtime(), md.mtime_nsec()),
+            ctime_ns: time_ns(md.ctime(), md.ctime_nsec()),
+        }
+    }
+
+    fn file_type(&self) -> u32 {
+        self.mode & libc::S_IFMT
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.file_type() == libc::S_IFDIR
+    }
+
+    pub fn is_file(&self) -> bool {
+        self.file_type() == libc::S_IFREG
+    }
+
+    pub fn is_symlink(&self) -> bool {
+        self.file_type() == libc::S_IFLNK
+    }
+
+    /// The size in bytes (as `Metadata::len`).
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether the size is zero.
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// The node kind of the entry (symlinks not followed).
+    pub fn kind(&self) -> NodeKind {
+        match self.file_type() {
+            libc::S_IFDIR => NodeKind::Dir,
+            libc::S_IFLNK => NodeKind::Symlink,
+            libc::S_IFIFO => NodeKind::Fifo,
+            libc::S_IFCHR => NodeKind::CharDevice,
+            libc::S_IFBLK => NodeKind::BlockDevice,
+            libc::S_IFSOCK => NodeKind::Socket,
+            _ => NodeKind::File,
+        }
+    }
+
+    /// What the entry is, in words, for messages.
+    pub fn describe(&self) -> &'static str {
+        match self.kind() {
+            NodeKind::Dir => "a directory",
+            NodeKind::Symlink => "a symbolic link",
+            NodeKind::Fifo => "a FIFO",
+            NodeKind::CharDevice => "a character device",
+            NodeKind::BlockDevice => "a block device",
+            NodeKind::Socket => "a socket",
+            NodeKind::File => "a regular file",
+        }
+    }
+}
+
 /// The kind of an entry, from its (not followed) file type.
 pub fn node_kind(md: &Metadata) -> NodeKind {
-    let ft = md.file_type();
-    if ft.is_dir() {
-        NodeKind::Dir
-    } else if ft.is_symlink() {
-        NodeKind::Symlink
-    } else if ft.is_fifo() {
-        NodeKind::Fifo
-    } else if ft.is_char_device() {
-        NodeKind::CharDevice
-    } else if ft.is_block_device() {
-        NodeKind::BlockDevice
-    } else if ft.is_socket() {
-        NodeKind::Socket
-    } else {
-        NodeKind::File
-    }
+    Stat::from_metadata(md).kind()
 }
 
 /// Nanoseconds since the epoch from a `stat` seconds/nanoseconds pair,
@@ -85,33 +183,58 @@ pub fn node_from_metadata(
     md: &Metadata,
     names: &mut OwnerNames,
 ) -> Result<Node, SourceError> {
-    let kind = node_kind(md);
-    let mut node = Node::new(name, kind);
-    node.mode = md.mode() & 0o7777;
-    node.uid = md.uid();
-    node.gid = md.gid();
-    node.user = names.user(md.uid()).to_owned();
-    node.group = names.group(md.gid()).to_owned();
-    node.mtime_ns = time_ns(md.mtime(), md.mtime_nsec());
-    node.atime_ns = time_ns(md.atime(), md.atime_nsec());
-    node.ctime_ns = time_ns(md.ctime(), md.ctime_nsec());
-    node.device = md.dev();
-    node.inode = md.ino();
-    node.links = md.nlink();
-    match kind {
-        NodeKind::File => node.size = md.size(),
-        NodeKind::CharDevice | NodeKind::BlockDevice => node.rdev = md.rdev(),
-        NodeKind::Symlink => {
-            let target = std::fs::read_link(path).map_err(|source| SourceError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
-            node.link_target = Some(target.as_os_str().as_bytes().to_vec());
-        }
-        NodeKind::Dir | NodeKind::Fifo | NodeKind::Socket => {}
+    let mut node = node_from_stat(name, &Stat::from_metadata(md), names);
+    if node.kind == NodeKind::Symlink {
+        let target = std::fs::read_link(path).map_err(|source| SourceError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        node.link_target = Some(target.as_os_str().as_bytes().to_vec());
     }
     node.xattrs = read_xattrs(path)?;
     Ok(node)
+}
+
+/// The node of an entry the walk reached, from its walk metadata; the
+/// symlink target is read relative to the entry's open directory.
+pub fn node_from_entry(entry: &WalkEntry, names: &mut OwnerNames) -> Result<Node, SourceError> {
+    let mut node = node_from_stat(entry.name.clone(), &entry.metadata, names);
+    if node.kind == NodeKind::Symlink {
+        let target = entry.read_link().map_err(|source| SourceError::Io {
+            path: entry.path.clone(),
+            source,
+        })?;
+        node.link_target = Some(target);
+    }
+    node.xattrs = match entry.path_via_dir() {
+        Some(via) => read_xattrs_at(&via, &entry.path)?,
+        None => read_xattrs(&entry.path)?,
+    };
+    Ok(node)
+}
+
+/// The node of an entry from its metadata alone: every field except
+/// `link_target`, `xattrs`, `content` and `subtree`.
+pub fn node_from_stat(name: Vec<u8>, md: &Stat, names: &mut OwnerNames) -> Node {
+    let kind = md.kind();
+    let mut node = Node::new(name, kind);
+    node.mode = md.mode & 0o7777;
+    node.uid = md.uid;
+    node.gid = md.gid;
+    node.user = names.user(md.uid).to_owned();
+    node.group = names.group(md.gid).to_owned();
+    node.mtime_ns = md.mtime_ns;
+    node.atime_ns = md.atime_ns;
+    node.ctime_ns = md.ctime_ns;
+    node.device = md.dev;
+    node.inode = md.ino;
+    node.links = md.nlink;
+    match kind {
+        NodeKind::File => node.size = md.size,
+        NodeKind::CharDevice | NodeKind::BlockDevice => node.rdev = md.rdev,
+        NodeKind::Symlink | NodeKind::Dir | NodeKind::Fifo | NodeKind::Socket => {}
+    }
+    node
 }
 
 /// Whether an error means "this file system has no extended attributes".
@@ -122,11 +245,18 @@ fn xattrs_unsupported(err: &io::Error) -> bool {
 
 /// The extended attributes of `path` (not following symlinks), sorted by name.
 pub fn read_xattrs(path: &Path) -> Result<Vec<Xattr>, SourceError> {
+    read_xattrs_at(path, path)
+}
+
+/// The extended attributes of the entry at `at` (not following a final
+/// symlink), sorted by name; errors name `shown`.
+fn read_xattrs_at(at: &Path, shown: &Path) -> Result<Vec<Xattr>, SourceError> {
+    let path = at;
     if !xattr::SUPPORTED_PLATFORM {
         return Ok(Vec::new());
     }
     let err = |source| SourceError::Xattr {
-        path: path.to_owned(),
+        path: shown.to_owned(),
         source,
     };
     let names = match xattr::list(path) {

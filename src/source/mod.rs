@@ -9,11 +9,54 @@
 //! pieces and fills in content and subtrees.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub mod meta;
+pub mod open;
 pub mod sparse;
 pub mod walk;
+
+/// A callback run at a point of the walk or of reading, so tests can change
+/// the file system exactly there (for example between the walk's `lstat` of
+/// a file and its opening). Empty in normal use; costs one branch then.
+#[doc(hidden)]
+#[derive(Clone, Default)]
+pub struct Hook(Option<Arc<HookFn>>);
+
+/// The callback of a [`Hook`], given the path concerned.
+type HookFn = dyn Fn(&Path) + Send + Sync;
+
+impl Hook {
+    pub fn new(f: impl Fn(&Path) + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(f)))
+    }
+
+    /// Runs the callback, if any, with the path about to be opened.
+    pub fn call(&self, path: &Path) {
+        if let Some(f) = &self.0 {
+            f(path);
+        }
+    }
+}
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Hook(set)" } else { "Hook(none)" })
+    }
+}
+
+impl PartialEq for Hook {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Hook {}
 
 /// Errors of the source layer.
 #[derive(Debug, thiserror::Error)]

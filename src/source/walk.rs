@@ -10,9 +10,18 @@
 //! [`WalkEvent::Error`] events and the walk goes on; only a missing root is an
 //! error up front.
 //!
+//! Entries are reached through directory descriptors, never by path: each
+//! directory on the current path is held open, its entries are `fstatat`ed
+//! relative to it without following symlinks, and a subdirectory is opened
+//! relative to it with `O_NOFOLLOW` and accepted only if it has the device
+//! and inode its `fstatat` showed. A directory replaced between the two (by a
+//! symlink or by another directory) is reported as an error and left out,
+//! never followed. Each entry carries its directory's descriptor, so the
+//! backup opens files relative to it too (see [`super::open`]).
+//!
 //! Memory: the walker holds the names of the directories on the current path
-//! (one listing per level) and nothing else; metadata is read entry by entry,
-//! as the walk reaches it.
+//! (one listing and one descriptor per level) and nothing else; metadata is
+//! read entry by entry, as the walk reaches it.
 //!
 //! # Exclusion patterns
 //!
@@ -30,16 +39,18 @@
 //! everything below it is excluded too.
 
 use std::collections::VecDeque;
-use std::ffi::OsString;
-use std::fs::Metadata;
+use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
-use super::SourceError;
+use super::meta::Stat;
+use super::open::{is_replaced, open_dir, open_dir_path, stat_at};
+use super::{Hook, SourceError};
 
 /// What to leave out of a walk.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,6 +65,9 @@ pub struct WalkOptions {
     /// Do not descend into directories on another device than their root;
     /// such a mount point is reported as an empty directory.
     pub one_file_system: bool,
+    /// Runs after a directory's `fstatat` and before it is opened (tests).
+    #[doc(hidden)]
+    pub before_open_dir: Hook,
 }
 
 impl WalkOptions {
@@ -105,9 +119,45 @@ pub struct WalkEntry {
     /// The last component of `path`, raw bytes; empty only for the root `/`.
     pub name: Vec<u8>,
     /// The entry's own metadata (`lstat`, symlinks not followed).
-    pub metadata: Metadata,
+    pub metadata: Stat,
     /// 0 for a root, 1 for its entries, and so on.
     pub depth: usize,
+    /// The directory holding the entry, open: the entry is
+    /// [`WalkEntry::name_in_dir`] in it.
+    pub dir: Arc<OwnedFd>,
+}
+
+impl WalkEntry {
+    /// The name of the entry relative to [`WalkEntry::dir`]: its name, or
+    /// `.` for the root `/` (whose `dir` is `/` itself).
+    pub fn name_in_dir(&self) -> &OsStr {
+        if self.name.is_empty() {
+            OsStr::new(".")
+        } else {
+            OsStr::from_bytes(&self.name)
+        }
+    }
+
+    /// A path that reaches the entry through its open directory rather than
+    /// through the directories above it: `/proc/self/fd/N/NAME`, for calls
+    /// that take only paths (extended attributes). `None` without `/proc`.
+    pub fn path_via_dir(&self) -> Option<PathBuf> {
+        use std::os::fd::AsRawFd;
+        static PROC_FDS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let proc = *PROC_FDS.get_or_init(|| Path::new("/proc/self/fd").is_dir());
+        proc.then(|| {
+            let mut path = PathBuf::from(format!("/proc/self/fd/{}", self.dir.as_raw_fd()));
+            path.push(self.name_in_dir());
+            path
+        })
+    }
+
+    /// The target of a symlink entry, read relative to its directory.
+    pub fn read_link(&self) -> io::Result<Vec<u8>> {
+        use std::os::fd::AsRawFd;
+        let target = nix::fcntl::readlinkat(Some(self.dir.as_raw_fd()), self.name_in_dir())?;
+        Ok(target.into_vec())
+    }
 }
 
 /// One step of a walk.
@@ -194,6 +244,9 @@ impl Excluder {
 #[derive(Debug)]
 struct Frame {
     path: PathBuf,
+    /// The directory, open; `None` if it could not be opened (then it has no
+    /// names either).
+    dir: Option<Arc<OwnedFd>>,
     /// The names not visited yet, sorted by bytes.
     names: std::vec::IntoIter<OsString>,
     /// The device of the root this directory belongs to.
@@ -207,6 +260,7 @@ pub struct Walker {
     excluder: Excluder,
     markers: Vec<OsString>,
     one_file_system: bool,
+    before_open_dir: Hook,
     roots: Vec<PathBuf>,
     next_root: usize,
     stack: Vec<Frame>,
@@ -249,6 +303,7 @@ impl Walker {
             excluder,
             markers: opts.exclude_if_present.iter().map(OsString::from).collect(),
             one_file_system: opts.one_file_system,
+            before_open_dir: opts.before_open_dir.clone(),
             roots: kept,
             next_root: 0,
             stack: Vec::new(),
@@ -261,55 +316,67 @@ impl Walker {
         &self.roots
     }
 
-    /// Visits one entry: stats it and queues its events; a directory that is
-    /// entered is pushed on the stack.
-    fn visit(&mut self, path: PathBuf, name: Vec<u8>, depth: usize, root_device: Option<u64>) {
-        let metadata = match std::fs::symlink_metadata(&path) {
+    /// Visits the entry `name` of the open directory `dir`: stats it and
+    /// queues its events; a directory that is entered is pushed on the stack.
+    fn visit(&mut self, dir: Arc<OwnedFd>, path: PathBuf, name: Vec<u8>, depth: usize, root_device: Option<u64>) {
+        let in_dir = if name.is_empty() {
+            OsStr::new(".")
+        } else {
+            OsStr::from_bytes(&name)
+        };
+        let metadata = match stat_at(dir.as_fd(), in_dir) {
             Ok(md) => md,
             Err(error) => {
                 self.pending.push_back(WalkEvent::Error { path, error });
                 return;
             }
         };
-        let device = metadata.dev();
+        let device = metadata.dev;
         let foreign = self.one_file_system && root_device.is_some_and(|d| d != device);
         let root_device = root_device.unwrap_or(device);
+        let entry = WalkEntry {
+            path,
+            name,
+            metadata,
+            depth,
+            dir,
+        };
         if !metadata.is_dir() {
             // A file bind-mounted from another file system is left out.
             if !foreign {
-                let entry = WalkEntry {
-                    path,
-                    name,
-                    metadata,
-                    depth,
-                };
                 self.pending.push_back(WalkEvent::Item(entry));
             }
             return;
         }
         if foreign {
             // A mount point: kept, but empty.
-            let leave = WalkEvent::Leave { path: path.clone() };
-            let entry = WalkEntry {
-                path,
-                name,
-                metadata,
-                depth,
+            let leave = WalkEvent::Leave {
+                path: entry.path.clone(),
             };
             self.pending.push_back(WalkEvent::Enter(entry));
             self.pending.push_back(leave);
             return;
         }
-        let (names, list_error) = list_dir(&path);
+        self.before_open_dir.call(&entry.path);
+        let (opened, names, list_error) = match open_dir(entry.dir.as_fd(), entry.name_in_dir(), &metadata) {
+            Ok(fd) => {
+                let (names, error) = list_dir(&fd);
+                (Some(Arc::new(fd)), names, error)
+            }
+            Err(error) if is_replaced(&error) => {
+                // Replaced since its stat: neither followed nor stored.
+                self.pending.push_back(WalkEvent::Error {
+                    path: entry.path,
+                    error,
+                });
+                return;
+            }
+            Err(error) => (None, Vec::new(), Some(error)),
+        };
         if self.has_marker(&names) {
             return;
         }
-        let entry = WalkEntry {
-            path: path.clone(),
-            name,
-            metadata,
-            depth,
-        };
+        let path = entry.path.clone();
         self.pending.push_back(WalkEvent::Enter(entry));
         if let Some(error) = list_error {
             self.pending.push_back(WalkEvent::Error {
@@ -319,10 +386,25 @@ impl Walker {
         }
         self.stack.push(Frame {
             path,
+            dir: opened,
             names: names.into_iter(),
             root_device,
             depth,
         });
+    }
+
+    /// Visits a root: opens the directory holding it (by path, as `lstat`
+    /// resolves it) and visits it there.
+    fn visit_root(&mut self, root: PathBuf) {
+        let (parent, name) = match (root.parent(), root.file_name()) {
+            (Some(parent), Some(name)) => (parent, name.as_bytes().to_vec()),
+            // The root `/`: its own directory, entry `.`.
+            _ => (root.as_path(), Vec::new()),
+        };
+        match open_dir_path(parent) {
+            Ok(dir) => self.visit(Arc::new(dir), root, name, 0, None),
+            Err(error) => self.pending.push_back(WalkEvent::Error { path: root, error }),
+        }
     }
 
     fn has_marker(&self, sorted_names: &[OsString]) -> bool {
@@ -347,9 +429,11 @@ impl Iterator for Walker {
                     Some(name) => {
                         let path = frame.path.join(&name);
                         let (depth, device) = (frame.depth + 1, frame.root_device);
+                        // Names exist only when the directory was opened.
+                        let Some(dir) = frame.dir.clone() else { continue };
                         let name = name.into_vec();
                         if !self.excluder.excludes_entry(&path, &name) {
-                            self.visit(path, name, depth, Some(device));
+                            self.visit(dir, path, name, depth, Some(device));
                         }
                     }
                     None => {
@@ -363,21 +447,25 @@ impl Iterator for Walker {
             let root = self.roots.get(self.next_root)?.clone();
             self.next_root += 1;
             if !self.excluder.excludes_root(&root) {
-                let name = root.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
-                self.visit(root, name, 0, None);
+                self.visit_root(root);
             }
         }
     }
 }
 
-/// The names in a directory sorted by bytes, and the error that cut the
-/// listing short, if any (then the names are those read before it).
-fn list_dir(path: &Path) -> (Vec<OsString>, Option<io::Error>) {
+/// The names in an open directory sorted by bytes, and the error that cut
+/// the listing short, if any (then the names are those read before it).
+fn list_dir(dir: &OwnedFd) -> (Vec<OsString>, Option<io::Error>) {
     let mut names = Vec::new();
     let mut error = None;
-    match open_dir(path) {
-        Ok(mut dir) => {
-            for entry in dir.iter() {
+    // The listing reads through a duplicate, which `Dir` closes; `dir` stays
+    // open for the entries' `fstatat` and `openat`.
+    match dir
+        .try_clone()
+        .and_then(|fd| nix::dir::Dir::from(fd).map_err(io::Error::from))
+    {
+        Ok(mut listing) => {
+            for entry in listing.iter() {
                 match entry {
                     Ok(entry) => {
                         let name = entry.file_name().to_bytes();
@@ -396,19 +484,6 @@ fn list_dir(path: &Path) -> (Vec<OsString>, Option<io::Error>) {
     }
     names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     (names, error)
-}
-
-/// Opens a directory for listing without updating its access time where
-/// permitted (the owner or root), so a backup leaves atimes as it found
-/// them and unchanged directories keep producing identical trees.
-fn open_dir(path: &Path) -> io::Result<nix::dir::Dir> {
-    use nix::fcntl::OFlag;
-    use nix::sys::stat::Mode;
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
-    match nix::dir::Dir::open(path, flags | OFlag::O_NOATIME, Mode::empty()) {
-        Err(nix::errno::Errno::EPERM) => nix::dir::Dir::open(path, flags, Mode::empty()).map_err(io::Error::from),
-        other => other.map_err(io::Error::from),
-    }
 }
 
 /// Removes `.` and `..` components lexically (`/..` stays `/`).

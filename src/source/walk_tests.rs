@@ -58,7 +58,7 @@ fn entries_carry_names_depths_and_lstat_metadata() {
     let mut seen = Vec::new();
     for event in Walker::new(std::slice::from_ref(&root), &WalkOptions::default()).unwrap() {
         if let WalkEvent::Enter(e) | WalkEvent::Item(e) = event {
-            seen.push((e.name.clone(), e.depth, e.metadata.file_type().is_symlink()));
+            seen.push((e.name.clone(), e.depth, e.metadata.is_symlink()));
         }
     }
     assert_eq!(seen[0], (b"root".to_vec(), 0, false));
@@ -325,4 +325,106 @@ fn one_file_system_keeps_mount_point_empty() {
     // Walking the mount itself as a root is fine: its device is the root's.
     let inner = walk(&[mnt], &same, dir.path());
     assert!(inner.contains(&". root/mnt/inside".to_owned()));
+}
+
+/// Walks `root` replacing its directory `c` by `with` between `c`'s stat and
+/// its opening; returns the events and the error reported for `c`.
+fn walk_swapping_c(dir: &Path, root: &Path, with: impl Fn(&Path) + Send + Sync + 'static) -> (Vec<String>, String) {
+    let c = root.join("c");
+    let opts = WalkOptions {
+        before_open_dir: Hook::new(move |path| {
+            if path == c {
+                fs::rename(&c, c.with_file_name("c.moved")).unwrap();
+                with(&c);
+            }
+        }),
+        ..Default::default()
+    };
+    let mut events = Vec::new();
+    let mut error = String::new();
+    for event in Walker::new(&[root.to_owned()], &opts).unwrap() {
+        if let WalkEvent::Error { path, error: e } = &event {
+            if path.ends_with("c") {
+                error = e.to_string();
+            }
+        }
+        events.push(describe(&event, dir));
+    }
+    (events, error)
+}
+
+#[test]
+fn directory_replaced_by_a_symlink_is_reported_not_followed() {
+    let (dir, root) = fixture();
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("secret"), b"s").unwrap();
+    let target = outside.clone();
+    let (events, error) = walk_swapping_c(dir.path(), &root, move |c| symlink(&target, c).unwrap());
+    assert!(events.contains(&"! root/c".to_owned()), "{events:?}");
+    assert!(
+        !events.iter().any(|e| e.contains("secret") || e.contains("root/c/")),
+        "{events:?}"
+    );
+    assert!(!events.contains(&"> root/c".to_owned()));
+    assert!(error.contains("replaced by a symbolic link"), "{error}");
+    // The walk goes on after it.
+    assert!(events.contains(&". root/link".to_owned()));
+    assert_eq!(events.last().map(String::as_str), Some("< root"));
+}
+
+#[test]
+fn directory_replaced_by_another_directory_is_reported_not_entered() {
+    let (dir, root) = fixture();
+    let (events, error) = walk_swapping_c(dir.path(), &root, |c| {
+        fs::create_dir(c).unwrap();
+        fs::write(c.join("planted"), b"p").unwrap();
+    });
+    assert!(events.contains(&"! root/c".to_owned()), "{events:?}");
+    assert!(!events.iter().any(|e| e.contains("planted")), "{events:?}");
+    assert!(error.contains("replaced by another directory"), "{error}");
+}
+
+#[test]
+fn entries_are_stated_relative_to_their_open_directory() {
+    let (dir, root) = fixture();
+    let mut walker = Walker::new(std::slice::from_ref(&root), &WalkOptions::default()).unwrap();
+    // Entering `root` opens it; moving it away afterwards changes nothing for
+    // the entries still to come, which are reached through the descriptor.
+    let first = walker.next();
+    assert!(matches!(first, Some(WalkEvent::Enter(_))));
+    fs::rename(&root, dir.path().join("elsewhere")).unwrap();
+    let rest: Vec<String> = walker.map(|e| describe(&e, dir.path())).collect();
+    assert!(rest.contains(&". root/a".to_owned()), "{rest:?}");
+    assert!(rest.contains(&". root/c/y".to_owned()), "{rest:?}");
+    assert!(!rest.iter().any(|e| e.starts_with('!')), "{rest:?}");
+}
+
+#[test]
+fn symlink_targets_and_xattrs_are_read_through_the_open_directory() {
+    use crate::source::meta::{node_from_entry, OwnerNames};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    fs::create_dir(&root).unwrap();
+    fs::write(root.join("f"), b"f").unwrap();
+    symlink("target", root.join("l")).unwrap();
+    let xattrs = xattr::set(root.join("f"), "user.k", b"v").is_ok();
+    let mut walker = Walker::new(std::slice::from_ref(&root), &WalkOptions::default()).unwrap();
+    assert!(matches!(walker.next(), Some(WalkEvent::Enter(_))));
+    // Moved away: the paths the entries carry no longer lead to them.
+    fs::rename(&root, dir.path().join("elsewhere")).unwrap();
+    let mut owners = OwnerNames::new();
+    let mut seen = 0;
+    for event in walker {
+        if let WalkEvent::Item(entry) = event {
+            let node = node_from_entry(&entry, &mut owners).unwrap();
+            match entry.name.as_slice() {
+                b"f" if xattrs => assert_eq!(node.xattrs.iter().find(|x| x.name == b"user.k").unwrap().value, b"v"),
+                b"l" => assert_eq!(node.link_target.as_deref(), Some(&b"target"[..])),
+                _ => {}
+            }
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 2);
 }
