@@ -44,11 +44,13 @@ fn verify_file(
         blob,
         reason,
     };
-    let file = target.open_file(entry, Access::Read).map_err(|e| VerifyFailure {
-        path: target.path(entry),
-        offset: 0,
-        blob: None,
-        reason: format!("cannot open: {e}"),
+    let file = target.open_file(entry, Access::Read).map_err(|e| {
+        let reason = match e {
+            RestoreError::Blocked { reason, .. } => reason.to_owned(),
+            RestoreError::Io { source, .. } => format!("cannot open: {source}"),
+            other => other.to_string(),
+        };
+        fail(0, None, reason)
     })?;
     let mut buf = Vec::new();
     let mut pos = 0u64;
