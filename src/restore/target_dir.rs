@@ -19,6 +19,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -89,6 +90,14 @@ impl<'a> TargetDir<'a> {
     /// The target's own path is resolved as given, symlinks included.
     pub fn open(root_path: &Path, entries: &'a [Entry], create: bool) -> Result<Option<Self>, RestoreError> {
         let io_err = |op| super::error::io_err(root_path, op);
+        // Tree decoding rejects such names already; a name that could leave
+        // its directory is never passed to an `*at` call all the same.
+        if let Some(entry) = entries.iter().find(|e| !single_name(&e.node.name)) {
+            return Err(RestoreError::Blocked {
+                path: root_path.join(&entry.rel),
+                reason: "the snapshot names an entry '.', '..' or with a '/'",
+            });
+        }
         if create {
             std::fs::create_dir_all(root_path).map_err(io_err("create directory"))?;
         }
@@ -120,7 +129,7 @@ impl<'a> TargetDir<'a> {
     /// The name of entry `i` inside its directory.
     pub fn name(&self, i: usize) -> &'a OsStr {
         let entries: &'a [Entry] = self.entries;
-        entries[i].rel.file_name().unwrap_or_default()
+        OsStr::from_bytes(&entries[i].node.name)
     }
 
     fn blocked(&self, i: usize, reason: &'static str) -> RestoreError {
@@ -287,6 +296,12 @@ impl<'a> TargetDir<'a> {
     }
 }
 
+/// Whether `name` is one entry inside a directory: not empty, `.` or `..`,
+/// without `/` or NUL.
+fn single_name(name: &[u8]) -> bool {
+    !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
+}
+
 /// Directory descriptors to keep open: a quarter of the process's limit,
 /// between 16 and 1024. Unit tests keep two, so that every restore they run
 /// also reopens evicted directories.
@@ -310,4 +325,17 @@ pub(crate) fn open_file_limit() -> usize {
         return 1024;
     }
     usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::single_name;
+
+    #[test]
+    fn only_single_names_pass() {
+        assert!(single_name(b"a") && single_name(b"..a") && single_name(b"\xff"));
+        for bad in [&b""[..], b".", b"..", b"a/b", b"/", b"a\0"] {
+            assert!(!single_name(bad), "{bad:?}");
+        }
+    }
 }
