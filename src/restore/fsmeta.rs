@@ -4,6 +4,11 @@
 //! creates everything else ([`create_special`]) and sets owners, mode,
 //! extended attributes and times on any entry ([`apply_metadata`]).
 //!
+//! The `_at` and `_fd` forms work relative to an open directory or on an
+//! open file and never follow a symlink; the restorer uses only those (see
+//! `format-spec/security.md`, "Restore targets"). The path forms resolve the
+//! directory holding the path as given.
+//!
 //! # Ordering the caller must follow
 //!
 //! [`apply_metadata`] sets times last, so it must be called for an entry only
@@ -14,16 +19,19 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::fs::File;
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use nix::errno::Errno;
-use nix::sys::stat::{mknod, utimensat, Mode, SFlag, UtimensatFlags};
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{fchmodat, mknodat, utimensat, FchmodatFlags, FileStat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{Group, User};
+use nix::unistd::{Gid, Group, Uid, User};
+use xattr::FileExt as _;
 
 use crate::format::tree::{Node, NodeKind};
 
@@ -40,6 +48,9 @@ pub enum RestoreFsError {
     /// Creating a device node needs privileges this process lacks.
     #[error("cannot create device node {}: not permitted (needs root or CAP_MKNOD)", path.display())]
     DeviceNotPermitted { path: PathBuf },
+    /// The entry, or the directory holding it, cannot be opened.
+    #[error("cannot open {}: {source}", path.display())]
+    Open { path: PathBuf, source: io::Error },
     /// A symlink node without a target.
     #[error("cannot create symlink {}: the snapshot records no target", path.display())]
     MissingTarget { path: PathBuf },
@@ -147,18 +158,48 @@ impl MetaOptions {
     }
 }
 
+/// Opens the directory holding `path` (resolving it as given) and returns
+/// it with the last component of `path`.
+fn open_parent(path: &Path) -> Result<(OwnedFd, &OsStr), RestoreFsError> {
+    let open_err = |source| RestoreFsError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| open_err(io::Error::from(io::ErrorKind::InvalidInput)))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::open(parent, flags, Mode::empty()).map_err(|e| open_err(e.into()))?;
+    // SAFETY: `open` succeeded, so `fd` is a new descriptor owned by nothing
+    // else; the OwnedFd closes it once.
+    Ok((unsafe { OwnedFd::from_raw_fd(fd) }, name))
+}
+
 /// Creates the symlink, FIFO or device node `node` describes at `path`,
-/// which must not exist.
+/// which must not exist. The directory holding `path` is resolved as given;
+/// the restorer uses [`create_special_at`].
+pub fn create_special(path: &Path, node: &Node) -> Result<(), RestoreFsError> {
+    let (dir, name) = open_parent(path)?;
+    create_special_at(dir.as_fd(), name, path, node)
+}
+
+/// Creates the symlink, FIFO or device node `node` describes as `name` in
+/// the directory `dir` (`path` names it in messages); `name` must not exist.
 ///
 /// Sockets are skipped: nothing is created and the result is `Ok`, as in
 /// restic, since a socket is only meaningful to the process that bound it.
-/// Permission bits are finished by [`apply_metadata`].
-pub fn create_special(path: &Path, node: &Node) -> Result<(), RestoreFsError> {
+/// Permission bits are finished by [`apply_metadata_at`].
+pub fn create_special_at(dir: BorrowedFd<'_>, name: &OsStr, path: &Path, node: &Node) -> Result<(), RestoreFsError> {
     let create_err = |what, source| RestoreFsError::Create {
         path: path.to_owned(),
         what,
         source,
     };
+    let dirfd = Some(dir.as_raw_fd());
     let perm = Mode::from_bits_truncate(node.mode & 0o777);
     match node.kind {
         NodeKind::Symlink => {
@@ -166,16 +207,16 @@ pub fn create_special(path: &Path, node: &Node) -> Result<(), RestoreFsError> {
                 .link_target
                 .as_deref()
                 .ok_or_else(|| RestoreFsError::MissingTarget { path: path.to_owned() })?;
-            std::os::unix::fs::symlink(OsStr::from_bytes(target), path).map_err(|e| create_err("symlink", e))
+            nix::unistd::symlinkat(OsStr::from_bytes(target), dirfd, name).map_err(|e| create_err("symlink", e.into()))
         }
-        NodeKind::Fifo => nix::unistd::mkfifo(path, perm).map_err(|e| create_err("FIFO", e.into())),
+        NodeKind::Fifo => nix::unistd::mkfifoat(dirfd, name, perm).map_err(|e| create_err("FIFO", e.into())),
         NodeKind::CharDevice | NodeKind::BlockDevice => {
             let (kind, what) = if node.kind == NodeKind::CharDevice {
                 (SFlag::S_IFCHR, "character device")
             } else {
                 (SFlag::S_IFBLK, "block device")
             };
-            mknod(path, kind, perm, node.rdev).map_err(|e| match e {
+            mknodat(dirfd, name, kind, perm, node.rdev).map_err(|e| match e {
                 Errno::EPERM => RestoreFsError::DeviceNotPermitted { path: path.to_owned() },
                 other => create_err(what, other.into()),
             })
@@ -189,10 +230,11 @@ pub fn create_special(path: &Path, node: &Node) -> Result<(), RestoreFsError> {
 }
 
 /// Applies `node`'s metadata to the entry at `path`, never following a
-/// symlink at `path`.
+/// symlink at `path`. The directory holding `path` is resolved as given; the
+/// restorer uses [`apply_metadata_fd`] and [`apply_metadata_at`].
 ///
-/// In order: owners (`lchown`, when [`MetaOptions::owners`] is set and the
-/// process runs as root; by name when the recorded name exists here unless
+/// In order: owners (when [`MetaOptions::owners`] is set and the process
+/// runs as root; by name when the recorded name exists here unless
 /// [`MetaOptions::numeric_owner`]), extended attributes, mode (not for
 /// symlinks; after the owner, as a change of owner clears setuid and setgid),
 /// and last the access and modification times with nanoseconds.
@@ -201,48 +243,131 @@ pub fn create_special(path: &Path, node: &Node) -> Result<(), RestoreFsError> {
 /// extended attributes does not stop the other steps and is returned at the
 /// end as the non-fatal [`RestoreFsError::Xattr`].
 pub fn apply_metadata(path: &Path, node: &Node, opts: &MetaOptions) -> Result<(), RestoreFsError> {
+    let (dir, name) = open_parent(path)?;
+    let flags = match node.kind {
+        NodeKind::File => OFlag::O_RDONLY | OFlag::O_NONBLOCK,
+        NodeKind::Dir => OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+        _ => return apply_metadata_at(dir.as_fd(), name, path, node, opts),
+    };
+    let flags = flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd =
+        nix::fcntl::openat(Some(dir.as_raw_fd()), name, flags, Mode::empty()).map_err(|e| RestoreFsError::Open {
+            path: path.to_owned(),
+            source: e.into(),
+        })?;
+    // SAFETY: `openat` succeeded, so `fd` is a new descriptor owned by
+    // nothing else; the File closes it once.
+    let file = unsafe { File::from_raw_fd(fd) };
+    apply_metadata_fd(&file, path, node, opts)
+}
+
+/// Applies `node`'s metadata (see [`apply_metadata`]) to the open regular
+/// file or directory `file`; `path` names it in messages.
+pub fn apply_metadata_fd(file: &File, path: &Path, node: &Node, opts: &MetaOptions) -> Result<(), RestoreFsError> {
+    apply(Place::Fd(file), path, node, opts)
+}
+
+/// Applies `node`'s metadata (see [`apply_metadata`]) to the symlink, FIFO
+/// or device node `name` in the directory `dir`, never following a symlink
+/// there; `path` names it in messages. Extended attributes are set through
+/// `/proc/self/fd`, without following the last component.
+pub fn apply_metadata_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    path: &Path,
+    node: &Node,
+    opts: &MetaOptions,
+) -> Result<(), RestoreFsError> {
+    apply(Place::At(dir, name), path, node, opts)
+}
+
+/// Where metadata goes: an open file, or a name in an open directory.
+#[derive(Clone, Copy)]
+enum Place<'a> {
+    Fd(&'a File),
+    At(BorrowedFd<'a>, &'a OsStr),
+}
+
+impl Place<'_> {
+    fn chown(self, uid: u32, gid: u32) -> nix::Result<()> {
+        let (uid, gid) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+        match self {
+            Self::Fd(file) => nix::unistd::fchown(file.as_raw_fd(), uid, gid),
+            Self::At(dir, name) => {
+                nix::unistd::fchownat(Some(dir.as_raw_fd()), name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)
+            }
+        }
+    }
+
+    fn set_xattr(self, name: &OsStr, value: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Fd(file) => file.set_xattr(name, value),
+            Self::At(dir, entry) => {
+                // lsetxattr: /proc/self/fd/N is the directory itself, and the
+                // entry's name is not followed.
+                let path = Path::new("/proc/self/fd").join(dir.as_raw_fd().to_string()).join(entry);
+                xattr::set(path, name, value)
+            }
+        }
+    }
+
+    fn chmod(self, mode: u32) -> nix::Result<()> {
+        let mode = Mode::from_bits_truncate(mode);
+        match self {
+            Self::Fd(file) => nix::sys::stat::fchmod(file.as_raw_fd(), mode),
+            Self::At(dir, name) => fchmodat(Some(dir.as_raw_fd()), name, mode, FchmodatFlags::NoFollowSymlink),
+        }
+    }
+
+    fn set_times(self, atime: &TimeSpec, mtime: &TimeSpec) -> nix::Result<()> {
+        match self {
+            Self::Fd(file) => nix::sys::stat::futimens(file.as_raw_fd(), atime, mtime),
+            Self::At(dir, name) => utimensat(
+                Some(dir.as_raw_fd()),
+                name,
+                atime,
+                mtime,
+                UtimensatFlags::NoFollowSymlink,
+            ),
+        }
+    }
+}
+
+fn apply(place: Place<'_>, path: &Path, node: &Node, opts: &MetaOptions) -> Result<(), RestoreFsError> {
     if opts.owners && nix::unistd::geteuid().is_root() {
         let (uid, gid) = opts.owner_ids(node);
-        std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|source| RestoreFsError::Owner {
+        place.chown(uid, gid).map_err(|e| RestoreFsError::Owner {
             path: path.to_owned(),
             uid,
             gid,
-            source,
+            source: e.into(),
         })?;
     }
-    let xattr_result = set_xattrs(path, node);
+    let xattr_result = set_xattrs(place, path, node);
     if node.kind != NodeKind::Symlink {
         let mode = node.mode & 0o7777;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
-            RestoreFsError::Mode {
-                path: path.to_owned(),
-                mode,
-                source,
-            }
+        place.chmod(mode).map_err(|e| RestoreFsError::Mode {
+            path: path.to_owned(),
+            mode,
+            source: e.into(),
         })?;
     }
-    utimensat(
-        None,
-        path,
-        &timespec(node.atime_ns),
-        &timespec(node.mtime_ns),
-        UtimensatFlags::NoFollowSymlink,
-    )
-    .map_err(|e| RestoreFsError::Times {
-        path: path.to_owned(),
-        source: e.into(),
-    })?;
+    place
+        .set_times(&timespec(node.atime_ns), &timespec(node.mtime_ns))
+        .map_err(|e| RestoreFsError::Times {
+            path: path.to_owned(),
+            source: e.into(),
+        })?;
     xattr_result
 }
 
 /// Sets every recorded extended attribute, trying all of them; reports the
 /// ones that failed.
-fn set_xattrs(path: &Path, node: &Node) -> Result<(), RestoreFsError> {
+fn set_xattrs(place: Place<'_>, path: &Path, node: &Node) -> Result<(), RestoreFsError> {
     let mut failed = Vec::new();
     let mut first = None;
     for attr in &node.xattrs {
-        // `xattr::set` does not follow symlinks (lsetxattr).
-        if let Err(e) = xattr::set(path, OsStr::from_bytes(&attr.name), &attr.value) {
+        if let Err(e) = place.set_xattr(OsStr::from_bytes(&attr.name), &attr.value) {
             failed.push(String::from_utf8_lossy(&attr.name).into_owned());
             first.get_or_insert(e);
         }
@@ -266,16 +391,19 @@ fn timespec(ns: i64) -> TimeSpec {
 /// modification time (to the nanosecond) equal `node`'s, itself a file; the
 /// `--overwrite if-changed` test for skipping a file. Any error reads as "no".
 pub fn matches_on_disk(path: &Path, node: &Node) -> bool {
-    if node.kind != NodeKind::File {
-        return false;
-    }
-    match std::fs::symlink_metadata(path) {
-        Ok(md) => {
-            let mtime_ns = md.mtime().saturating_mul(1_000_000_000).saturating_add(md.mtime_nsec());
-            md.file_type().is_file() && md.size() == node.size && mtime_ns == node.mtime_ns
-        }
-        Err(_) => false,
-    }
+    nix::sys::stat::lstat(path).is_ok_and(|st| matches_stat(&st, node))
+}
+
+/// [`matches_on_disk`] for what `fstatat` (not following) found.
+pub fn matches_stat(st: &FileStat, node: &Node) -> bool {
+    let mtime_ns = st
+        .st_mtime
+        .saturating_mul(1_000_000_000)
+        .saturating_add(st.st_mtime_nsec);
+    node.kind == NodeKind::File
+        && st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFREG.bits()
+        && u64::try_from(st.st_size).is_ok_and(|size| size == node.size)
+        && mtime_ns == node.mtime_ns
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@ use super::*;
 use crate::format::tree::Xattr;
 use crate::source::meta::{node_from_metadata, OwnerNames};
 use std::fs;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

@@ -8,6 +8,10 @@
 //! that needs it. Unverified bytes are never written. Hard links, special
 //! files and metadata follow; directories get their metadata last, deepest
 //! first, so writing their contents does not disturb their times.
+//!
+//! Nothing outside the target is ever reached: the target is opened once
+//! and every entry below it is reached from that descriptor one name at a
+//! time, never following a symlink (see `target_dir`).
 
 use std::path::PathBuf;
 
@@ -15,6 +19,7 @@ pub mod error;
 pub mod fsmeta;
 pub mod plan;
 mod restorer;
+mod target_dir;
 mod verify;
 pub mod walk;
 

@@ -1,17 +1,19 @@
 //! Executing a restore: decide, plan, create, write, link, metadata, verify.
 
 use std::collections::hash_map::{Entry as MapEntry, HashMap};
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::ErrorKind;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
 use super::error::io_err;
-use super::fsmeta::{apply_metadata, create_special, matches_on_disk};
+use super::fsmeta::{apply_metadata_at, apply_metadata_fd, create_special_at, matches_stat};
 use super::plan::{self, PlanLimits, ReadRange, RestorePlan};
+use super::target_dir::{open_file_limit, Access, TargetDir};
 use super::walk::{walk, Entry, EntryKind, Filter};
 use super::{Overwrite, Phase, ProgressFn, RestoreError, RestoreOptions, RestoreProgress, RestoreSummary};
 use crate::format::tree::NodeKind;
@@ -20,7 +22,7 @@ use crate::id::TreeId;
 use crate::repo::IndexedRepository;
 use crate::storage::FileKind;
 
-/// Files a restore thread keeps open while writing one range.
+/// Files a restore thread keeps open while writing one range, at most.
 const MAX_OPEN_FILES: usize = 64;
 
 /// What happens to one entry.
@@ -68,15 +70,17 @@ pub fn restore(
     }
     let filter = Filter::new(&opts.include, &opts.exclude)?;
     let entries = walk(repo, tree, &opts.subpath, &filter)?;
-    let paths: Vec<PathBuf> = entries.iter().map(|e| opts.target.join(&e.rel)).collect();
-    let actions = decide(&entries, &paths, opts.overwrite)?;
+    let existing = TargetDir::open(&opts.target, &entries, false)?;
+    let actions = decide(existing.as_ref(), &entries, opts.overwrite)?;
     let files: Vec<usize> = (0..entries.len())
         .filter(|&i| entries[i].kind == EntryKind::File && actions[i].writes())
         .collect();
+    let paths: Vec<PathBuf> = files.iter().map(|&i| opts.target.join(&entries[i].rel)).collect();
     let plan = plan::plan(
         files
             .iter()
-            .map(|&i| (paths[i].as_path(), entries[i].node.content.as_slice())),
+            .zip(&paths)
+            .map(|(&i, path)| (path.as_path(), entries[i].node.content.as_slice())),
         |id| repo.index().get(BlobKind::Data, id),
         PlanLimits::default(),
     )?;
@@ -91,71 +95,84 @@ pub fn restore(
         .thread_name(|i| format!("cairn-restore-{i}"))
         .build()
         .map_err(|e| RestoreError::Pool(threads, e.to_string()))?;
-    fs::create_dir_all(&opts.target).map_err(io_err(&opts.target, "create directory"))?;
-    create_dirs(&entries, &actions, &paths)?;
+    let target = match existing {
+        Some(target) => target,
+        None => TargetDir::open(&opts.target, &entries, true)?
+            .ok_or_else(|| io_err(&opts.target, "open directory")(ErrorKind::NotFound.into()))?,
+    };
+    let phase = |stage| {
+        target.forget_dirs();
+        test_hook::run(&opts.target, stage);
+    };
+    phase(test_hook::Stage::Planned);
+    create_dirs(&target, &entries, &actions)?;
 
-    let writer = Writer::new(
-        repo,
-        &plan,
-        files.iter().map(|&i| paths[i].as_path()).collect(),
-        progress,
-    );
+    let writer = Writer::new(repo, &plan, &target, &files, &paths, threads, progress);
     let replace: Vec<bool> = files.iter().map(|&i| actions[i] == Action::Replace).collect();
-    let written = pool.install(|| writer.create_files(&replace).and_then(|()| writer.write_all()));
+    let written = pool.install(|| {
+        target.forget_dirs();
+        writer.create_files(&replace)?;
+        phase(test_hook::Stage::Created);
+        writer.write_all()
+    });
     if let Err(e) = written {
         writer.remove_incomplete();
         return Err(e);
     }
 
-    link(&entries, &actions, &paths, &mut summary)?;
-    create_specials(&entries, &actions, &paths)?;
+    phase(test_hook::Stage::Written);
+    link(&target, &entries, &actions, &mut summary)?;
+    create_specials(&target, &entries, &actions)?;
     writer.report(Phase::Metadata);
-    pool.install(|| apply_all_metadata(&entries, &actions, &paths, opts))?;
+    phase(test_hook::Stage::Linked);
+    pool.install(|| apply_all_metadata(&target, &entries, &actions, opts))?;
     if opts.verify {
         writer.report(Phase::Verifying);
-        let targets: Vec<_> = files
-            .iter()
-            .map(|&i| (paths[i].as_path(), entries[i].node.content.as_slice()))
-            .collect();
-        summary.files_verified = pool.install(|| super::verify::verify_files(repo, &targets))?;
+        phase(test_hook::Stage::Applied);
+        let targets: Vec<_> = files.iter().map(|&i| (i, entries[i].node.content.as_slice())).collect();
+        summary.files_verified = pool.install(|| super::verify::verify_files(repo, &target, &targets))?;
     }
     writer.report(Phase::Done);
     Ok(summary)
 }
 
-/// Decides per entry what to do, looking at what the target holds. Entries
-/// inside a directory that is created are created without looking.
-fn decide(entries: &[Entry], paths: &[PathBuf], overwrite: Overwrite) -> Result<Vec<Action>, RestoreError> {
+/// Decides per entry what to do, looking at what the target holds (nothing,
+/// when it does not exist yet). Entries inside a directory that is created
+/// are created without looking.
+fn decide(
+    target: Option<&TargetDir<'_>>,
+    entries: &[Entry],
+    overwrite: Overwrite,
+) -> Result<Vec<Action>, RestoreError> {
     let mut actions: Vec<Action> = Vec::with_capacity(entries.len());
-    for (entry, path) in entries.iter().zip(paths) {
-        let action = match entry.parent.map(|p| actions[p]) {
-            Some(Action::Skip) => Action::Skip,
-            Some(Action::Create | Action::Replace) => Action::Create,
-            Some(Action::Keep) | None => existing(entry, path, overwrite)?,
+    for (i, entry) in entries.iter().enumerate() {
+        let action = match (entry.parent.map(|p| actions[p]), target) {
+            (Some(Action::Skip), _) => Action::Skip,
+            (Some(Action::Create | Action::Replace), _) | (_, None) => Action::Create,
+            (Some(Action::Keep) | None, Some(target)) => existing(target, i, entry, overwrite)?,
         };
         actions.push(action);
     }
     Ok(actions)
 }
 
-fn existing(entry: &Entry, path: &Path, overwrite: Overwrite) -> Result<Action, RestoreError> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Action::Create),
-        Err(e) => return Err(io_err(path, "inspect")(e)),
+fn existing(target: &TargetDir<'_>, i: usize, entry: &Entry, overwrite: Overwrite) -> Result<Action, RestoreError> {
+    let Some(st) = target.stat(i)? else {
+        return Ok(Action::Create);
     };
+    let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
     let never = overwrite == Overwrite::Never;
     Ok(match entry.kind {
-        EntryKind::Dir if meta.is_dir() => Action::Keep,
+        EntryKind::Dir if is_dir => Action::Keep,
         _ if never => Action::Skip,
         EntryKind::Dir => Action::Replace,
-        _ if meta.is_dir() => {
+        _ if is_dir => {
             return Err(RestoreError::Blocked {
-                path: path.to_owned(),
+                path: target.path(i),
                 reason: "an existing directory is in the way of a non-directory from the snapshot",
             })
         }
-        EntryKind::File if overwrite == Overwrite::IfChanged && matches_on_disk(path, &entry.node) => Action::Skip,
+        EntryKind::File if overwrite == Overwrite::IfChanged && matches_stat(&st, &entry.node) => Action::Skip,
         EntryKind::File | EntryKind::HardLink { .. } | EntryKind::Special => Action::Replace,
     })
 }
@@ -185,101 +202,93 @@ fn count(entries: &[Entry], actions: &[Action], plan: &RestorePlan, dry_run: boo
     s
 }
 
-/// Removes a file or symlink in the way; one already gone is fine.
-fn remove_existing(path: &Path) -> Result<(), RestoreError> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != ErrorKind::NotFound => Err(io_err(path, "remove the existing entry")(e)),
-        _ => Ok(()),
-    }
-}
-
-fn create_dirs(entries: &[Entry], actions: &[Action], paths: &[PathBuf]) -> Result<(), RestoreError> {
-    for ((entry, action), path) in entries.iter().zip(actions).zip(paths) {
+fn create_dirs(target: &TargetDir<'_>, entries: &[Entry], actions: &[Action]) -> Result<(), RestoreError> {
+    for (i, (entry, action)) in entries.iter().zip(actions).enumerate() {
         if entry.kind != EntryKind::Dir || !action.writes() {
             continue;
         }
         if *action == Action::Replace {
-            remove_existing(path)?;
+            target.remove(i)?;
         }
-        fs::create_dir(path).map_err(io_err(path, "create directory"))?;
+        target.mkdir(i)?;
     }
     Ok(())
 }
 
 fn link(
+    target: &TargetDir<'_>,
     entries: &[Entry],
     actions: &[Action],
-    paths: &[PathBuf],
     summary: &mut RestoreSummary,
 ) -> Result<(), RestoreError> {
-    for ((entry, action), path) in entries.iter().zip(actions).zip(paths) {
+    for (i, (entry, action)) in entries.iter().zip(actions).enumerate() {
         let EntryKind::HardLink { primary } = entry.kind else {
             continue;
         };
         if !action.writes() {
             continue;
         }
-        let original = &paths[primary];
-        if fs::symlink_metadata(original).is_err() {
-            // The first name was left out (below a directory `Never` kept).
+        // The first name may have been left out (below a directory `Never`
+        // kept): then there is nothing to link to.
+        let kept_out = entries[primary].parent.is_some_and(|p| actions[p] == Action::Skip);
+        let original = if kept_out { None } else { target.stat(primary)? };
+        let Some(original) = original else {
             summary.hard_links -= 1;
             summary.files_skipped += 1;
             continue;
-        }
+        };
         if *action == Action::Replace {
-            if same_inode(path, original) {
+            let same = target
+                .stat(i)?
+                .is_some_and(|st| (st.st_dev, st.st_ino) == (original.st_dev, original.st_ino));
+            if same {
                 summary.hard_links -= 1;
                 summary.files_skipped += 1;
                 continue;
             }
-            remove_existing(path)?;
+            target.remove(i)?;
         }
-        fs::hard_link(original, path).map_err(|source| RestoreError::Link {
-            path: path.clone(),
-            original: original.clone(),
-            source,
-        })?;
+        target.link(primary, i)?;
     }
     Ok(())
 }
 
-fn same_inode(a: &Path, b: &Path) -> bool {
-    match (fs::symlink_metadata(a), fs::symlink_metadata(b)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
-fn create_specials(entries: &[Entry], actions: &[Action], paths: &[PathBuf]) -> Result<(), RestoreError> {
-    for ((entry, action), path) in entries.iter().zip(actions).zip(paths) {
+fn create_specials(target: &TargetDir<'_>, entries: &[Entry], actions: &[Action]) -> Result<(), RestoreError> {
+    for (i, (entry, action)) in entries.iter().zip(actions).enumerate() {
         if entry.kind != EntryKind::Special || !action.writes() {
             continue;
         }
         if *action == Action::Replace {
-            remove_existing(path)?;
+            target.remove(i)?;
         }
-        create_special(path, &entry.node)?;
+        let parent = target.parent(i)?;
+        create_special_at(parent.as_fd(), target.name(i), &target.path(i), &entry.node)?;
     }
     Ok(())
 }
 
 /// Metadata of files and specials first (in parallel), then directories,
 /// deepest first, so that nothing written afterwards changes their times.
+/// Files are reopened and checked to be the ones this restore created;
+/// specials are reached by name in their directory without following.
 fn apply_all_metadata(
+    target: &TargetDir<'_>,
     entries: &[Entry],
     actions: &[Action],
-    paths: &[PathBuf],
     opts: &RestoreOptions,
 ) -> Result<(), RestoreError> {
     (0..entries.len()).into_par_iter().try_for_each(|i| {
         let entry = &entries[i];
-        let wanted = match entry.kind {
-            EntryKind::File => actions[i].writes(),
-            EntryKind::Special => actions[i].writes() && entry.node.kind != NodeKind::Socket,
-            EntryKind::Dir | EntryKind::HardLink { .. } => false,
-        };
-        if wanted {
-            apply_metadata(&paths[i], &entry.node, &opts.meta)?;
+        match entry.kind {
+            EntryKind::File if actions[i].writes() => {
+                let file = target.open_file(i, Access::Read)?;
+                apply_metadata_fd(&file, &target.path(i), &entry.node, &opts.meta)?;
+            }
+            EntryKind::Special if actions[i].writes() && entry.node.kind != NodeKind::Socket => {
+                let parent = target.parent(i)?;
+                apply_metadata_at(parent.as_fd(), target.name(i), &target.path(i), &entry.node, &opts.meta)?;
+            }
+            _ => {}
         }
         Ok::<_, RestoreError>(())
     })?;
@@ -294,8 +303,15 @@ fn apply_all_metadata(
         })
         .collect();
     dirs.sort_by(|&a, &b| entries[b].depth.cmp(&entries[a].depth));
+    target.forget_dirs();
     for i in dirs {
-        apply_metadata(&paths[i], &entries[i].node, &opts.meta)?;
+        let dir = File::from(
+            target
+                .dir(i)?
+                .try_clone()
+                .map_err(io_err(&target.path(i), "duplicate the descriptor of"))?,
+        );
+        apply_metadata_fd(&dir, &target.path(i), &entries[i].node, &opts.meta)?;
     }
     Ok(())
 }
@@ -304,7 +320,13 @@ fn apply_all_metadata(
 struct Writer<'a> {
     repo: &'a IndexedRepository,
     plan: &'a RestorePlan,
-    paths: Vec<&'a Path>,
+    target: &'a TargetDir<'a>,
+    /// The entry of each planned file.
+    files: &'a [usize],
+    /// The path of each planned file, for messages.
+    paths: &'a [PathBuf],
+    /// Files one thread keeps open while writing one range.
+    max_open: usize,
     /// Writes each file still waits for, plus one for its creation.
     remaining: Vec<AtomicUsize>,
     created: Vec<AtomicBool>,
@@ -318,15 +340,22 @@ impl<'a> Writer<'a> {
     fn new(
         repo: &'a IndexedRepository,
         plan: &'a RestorePlan,
-        paths: Vec<&'a Path>,
+        target: &'a TargetDir<'a>,
+        files: &'a [usize],
+        paths: &'a [PathBuf],
+        threads: usize,
         progress: Option<ProgressFn<'a>>,
     ) -> Self {
         Self {
             repo,
             plan,
-            remaining: plan.file_writes.iter().map(|w| AtomicUsize::new(w + 1)).collect(),
-            created: paths.iter().map(|_| AtomicBool::new(false)).collect(),
+            target,
+            files,
             paths,
+            // Half the descriptor limit for the files of all threads.
+            max_open: (open_file_limit() / 2 / threads).clamp(1, MAX_OPEN_FILES),
+            remaining: plan.file_writes.iter().map(|w| AtomicUsize::new(w + 1)).collect(),
+            created: files.iter().map(|_| AtomicBool::new(false)).collect(),
             files_done: AtomicU64::new(0),
             bytes_done: AtomicU64::new(0),
             ranges_done: AtomicU64::new(0),
@@ -338,7 +367,7 @@ impl<'a> Writer<'a> {
         if let Some(progress) = self.progress {
             progress(&RestoreProgress {
                 phase,
-                files_total: self.paths.len() as u64,
+                files_total: self.files.len() as u64,
                 files_done: self.files_done.load(Ordering::Relaxed),
                 bytes_total: self.plan.write_bytes,
                 bytes_done: self.bytes_done.load(Ordering::Relaxed),
@@ -358,21 +387,16 @@ impl<'a> Writer<'a> {
     /// files are complete.
     fn create_files(&self, replace: &[bool]) -> Result<(), RestoreError> {
         self.report(Phase::Writing);
-        (0..self.paths.len()).into_par_iter().try_for_each(|f| {
-            let path = self.paths[f];
+        (0..self.files.len()).into_par_iter().try_for_each(|f| {
+            let entry = self.files[f];
             if replace[f] {
-                remove_existing(path)?;
+                self.target.remove(entry)?;
             }
-            let file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(io_err(path, "create file"))?;
+            let file = self.target.create_file(entry)?;
             self.created[f].store(true, Ordering::Release);
             let len = self.plan.file_lengths[f];
             if len > 0 {
-                file.set_len(len).map_err(io_err(path, "set the length of"))?;
+                file.set_len(len).map_err(io_err(&self.paths[f], "set the length of"))?;
             }
             self.one_done(f);
             Ok(())
@@ -420,26 +444,19 @@ impl<'a> Writer<'a> {
                     path: blob
                         .targets
                         .first()
-                        .map_or_else(PathBuf::new, |t| self.paths[t.file].to_owned()),
+                        .map_or_else(PathBuf::new, |t| self.paths[t.file].clone()),
                     source,
                 })?;
             for target in &blob.targets {
-                let path = self.paths[target.file];
-                if open.len() >= MAX_OPEN_FILES && !open.contains_key(&target.file) {
+                if open.len() >= self.max_open && !open.contains_key(&target.file) {
                     open.clear();
                 }
                 let file = match open.entry(target.file) {
                     MapEntry::Occupied(e) => e.into_mut(),
-                    MapEntry::Vacant(e) => e.insert(
-                        OpenOptions::new()
-                            .write(true)
-                            .custom_flags(libc::O_NOFOLLOW)
-                            .open(path)
-                            .map_err(io_err(path, "open for writing"))?,
-                    ),
+                    MapEntry::Vacant(e) => e.insert(self.target.open_file(self.files[target.file], Access::Write)?),
                 };
                 file.write_all_at(&plain, target.offset)
-                    .map_err(io_err(path, "write"))?;
+                    .map_err(io_err(&self.paths[target.file], "write"))?;
                 self.bytes_done.fetch_add(plain.len() as u64, Ordering::Relaxed);
                 self.one_done(target.file);
             }
@@ -450,12 +467,73 @@ impl<'a> Writer<'a> {
     }
 
     /// After a failure: removes the files this run created but did not
-    /// finish. Best effort; the error being reported matters more.
+    /// finish, if they are still the files it created. Best effort; the
+    /// error being reported matters more.
     fn remove_incomplete(&self) {
-        for (f, path) in self.paths.iter().enumerate() {
+        self.target.forget_dirs();
+        for (f, &entry) in self.files.iter().enumerate() {
             if self.created[f].load(Ordering::Acquire) && self.remaining[f].load(Ordering::Acquire) > 0 {
-                let _ = fs::remove_file(path);
+                self.target.remove_if_created(entry);
             }
         }
     }
+}
+
+/// Lets tests change the target between the phases of a restore.
+#[cfg(test)]
+pub(crate) mod test_hook {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    /// Where a restore is when the hook runs.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Stage {
+        /// Planned; nothing below the target created yet.
+        Planned,
+        /// Directories and (empty) files created; nothing written.
+        Created,
+        /// File contents written; no links, specials or metadata yet.
+        Written,
+        /// Links and specials created; no metadata yet.
+        Linked,
+        /// Metadata applied; not verified yet (only with `verify`).
+        Applied,
+    }
+
+    type Hook = Box<dyn Fn(Stage) + Send>;
+
+    static HOOKS: Mutex<Vec<(PathBuf, Hook)>> = Mutex::new(Vec::new());
+
+    /// Runs `hook` at every stage of restores into `target` until [`clear`].
+    pub(crate) fn set(target: &Path, hook: impl Fn(Stage) + Send + 'static) {
+        HOOKS.lock().unwrap().push((target.to_owned(), Box::new(hook)));
+    }
+
+    pub(crate) fn clear(target: &Path) {
+        HOOKS.lock().unwrap().retain(|(t, _)| t != target);
+    }
+
+    pub(super) fn run(target: &Path, stage: Stage) {
+        let hooks = HOOKS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (t, hook) in hooks.iter() {
+            if t == target {
+                hook(stage);
+            }
+        }
+    }
+}
+
+#[cfg(not(test))]
+mod test_hook {
+    #[derive(Clone, Copy)]
+    pub(super) enum Stage {
+        Planned,
+        Created,
+        Written,
+        Linked,
+        Applied,
+    }
+
+    #[inline(always)]
+    pub(super) fn run(_target: &std::path::Path, _stage: Stage) {}
 }

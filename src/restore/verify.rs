@@ -1,24 +1,29 @@
 //! Checking restored files against the snapshot, blob by blob.
 
-use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 
 use rayon::prelude::*;
 
+use super::target_dir::{Access, TargetDir};
 use super::{RestoreError, VerifyFailure};
 use crate::format::tree::Content;
 use crate::format::BlobKind;
 use crate::id::BlobId;
 use crate::repo::IndexedRepository;
 
-/// Re-reads each file and checks that every blob's bytes hash to its id and
-/// that the file has the expected length. Holes are not read. Returns the
-/// number of files checked, or every mismatch found.
-pub(crate) fn verify_files(repo: &IndexedRepository, files: &[(&Path, &[Content])]) -> Result<u64, RestoreError> {
+/// Re-reads each file (an entry of `target` this restore created, reopened
+/// without following symlinks and checked to be that file) and checks that
+/// every blob's bytes hash to its id and that the file has the expected
+/// length. Holes are not read. Returns the number of files checked, or every
+/// mismatch found.
+pub(crate) fn verify_files(
+    repo: &IndexedRepository,
+    target: &TargetDir<'_>,
+    files: &[(usize, &[Content])],
+) -> Result<u64, RestoreError> {
     let mut failures: Vec<VerifyFailure> = files
         .par_iter()
-        .filter_map(|(path, content)| verify_file(repo, path, content).err())
+        .filter_map(|&(entry, content)| verify_file(repo, target, entry, content).err())
         .collect();
     if failures.is_empty() {
         return Ok(files.len() as u64);
@@ -27,14 +32,26 @@ pub(crate) fn verify_files(repo: &IndexedRepository, files: &[(&Path, &[Content]
     Err(RestoreError::Verify { failures })
 }
 
-fn verify_file(repo: &IndexedRepository, path: &Path, content: &[Content]) -> Result<(), VerifyFailure> {
+fn verify_file(
+    repo: &IndexedRepository,
+    target: &TargetDir<'_>,
+    entry: usize,
+    content: &[Content],
+) -> Result<(), VerifyFailure> {
     let fail = |offset: u64, blob: Option<BlobId>, reason: String| VerifyFailure {
-        path: path.to_owned(),
+        path: target.path(entry),
         offset,
         blob,
         reason,
     };
-    let file = File::open(path).map_err(|e| fail(0, None, format!("cannot open: {e}")))?;
+    let file = target.open_file(entry, Access::Read).map_err(|e| {
+        let reason = match e {
+            RestoreError::Blocked { reason, .. } => reason.to_owned(),
+            RestoreError::Io { source, .. } => format!("cannot open: {source}"),
+            other => other.to_string(),
+        };
+        fail(0, None, reason)
+    })?;
     let mut buf = Vec::new();
     let mut pos = 0u64;
     for piece in content {
