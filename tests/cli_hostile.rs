@@ -182,7 +182,7 @@ fn trees_nested_too_deep_stop_every_walk_with_one_error() {
 
     // copy stops before writing a snapshot.
     let to = h.repo.parent().unwrap().join("copy");
-    cli_support::init(&to, &["--kdf-memory", "64"]);
+    cli_support::init(&to, &["--kdf-memory", "8192"]);
     let from = h.repo.to_str().unwrap();
     let mut cmd = cairn(&to);
     let out = cmd
@@ -228,7 +228,7 @@ fn shared_subtrees_stop_a_walk_at_the_entry_limit() {
 fn a_config_that_is_no_file_fails_at_once_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
-    cli_support::init(&repo, &["--kdf-memory", "64"]);
+    cli_support::init(&repo, &["--kdf-memory", "8192"]);
     let config = repo.join("config");
     fs::remove_file(&config).unwrap();
     nix::unistd::mkfifo(&config, nix::sys::stat::Mode::S_IRWXU).unwrap();
@@ -267,10 +267,10 @@ fn a_repository_made_under_an_open_umask_is_the_owners_only() {
     fs::write(src.join("f"), b"data").unwrap();
     let bin = assert_cmd::cargo::cargo_bin("cairn");
     for args in [
-        "init --kdf-memory 64".to_owned(),
+        "init --kdf-memory 8192".to_owned(),
         format!("backup {}", src.display()),
         format!(
-            "key add --kdf-memory 64 --new-password-file {}",
+            "key add --kdf-memory 8192 --new-password-file {}",
             src.join("f").display()
         ),
     ] {
@@ -297,7 +297,7 @@ fn names_with_escape_sequences_are_shown_escaped() {
     fs::create_dir(&src).unwrap();
     let evil = std::ffi::OsStr::from_bytes(b"title\x1b]0;owned\x07\nfake\xff");
     fs::write(src.join("plain"), b"x").unwrap();
-    cli_support::init(&repo, &["--kdf-memory", "64"]);
+    cli_support::init(&repo, &["--kdf-memory", "8192"]);
     cairn(&repo).args(["backup", src.to_str().unwrap()]).assert().success();
     fs::write(src.join(evil), b"y").unwrap();
     cairn(&repo).args(["backup", src.to_str().unwrap()]).assert().success();

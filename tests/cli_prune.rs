@@ -118,7 +118,7 @@ fn bad_prune_options_get_one_line() {
 fn a_grace_period_below_the_lock_lifetime_is_refused_without_instant_delete() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
-    init(&repo, &["--kdf-memory", "64"]);
+    init(&repo, &["--kdf-memory", "8192"]);
     for args in [
         &["prune", "--grace", "29m"][..],
         &["prune", "--grace", "0"],
@@ -143,7 +143,7 @@ fn instant_delete_frees_the_space_in_one_run_and_forget_can_ask_for_it() {
     let src = dir.path().join("src");
     init(
         &repo,
-        &["--kdf-memory", "64", "--pack-size", "1M", "--chunk-size", "64K"],
+        &["--kdf-memory", "8192", "--pack-size", "1M", "--chunk-size", "64K"],
     );
     write_tree(&src, 1);
     succeeds(cairn(&repo).args(["backup"]).arg(&src));

@@ -234,25 +234,14 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
 /// (plus those of the files being read), and a deep tree must not run out
 /// under a low default soft limit. Failure leaves the limit as it was.
 fn raise_open_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into the struct, which is valid
-    // and exclusively borrowed for the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur >= limit.rlim_max {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return;
-    }
+    };
     // An unlimited hard limit is more than the kernel takes; ask for less
     // if the first try fails.
-    for want in [limit.rlim_max, limit.rlim_max.min(1 << 16)] {
-        let raised = libc::rlimit {
-            rlim_cur: want,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: setrlimit only reads the struct, valid for the call; a
-        // failure changes nothing.
-        if want > limit.rlim_cur && unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+    for want in [hard, hard.min(1 << 16)] {
+        if want > soft && setrlimit(Resource::RLIMIT_NOFILE, want, hard).is_ok() {
             return;
         }
     }

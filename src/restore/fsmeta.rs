@@ -39,42 +39,51 @@ use crate::format::tree::{Node, NodeKind};
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreFsError {
     /// Creating a symlink, FIFO or device node failed.
-    #[error("cannot create {what} {}: {source}", path.display())]
+    #[error("cannot create {what} {}: {source}", crate::format::escape::path(path))]
     Create {
         path: PathBuf,
         what: &'static str,
         source: io::Error,
     },
     /// Creating a device node needs privileges this process lacks.
-    #[error("cannot create device node {}: not permitted (needs root or CAP_MKNOD)", path.display())]
+    #[error(
+        "cannot create device node {}: not permitted (needs root or CAP_MKNOD)",
+        crate::format::escape::path(path)
+    )]
     DeviceNotPermitted { path: PathBuf },
     /// The entry, or the directory holding it, cannot be opened.
-    #[error("cannot open {}: {source}", path.display())]
+    #[error("cannot open {}: {source}", crate::format::escape::path(path))]
     Open { path: PathBuf, source: io::Error },
     /// A symlink node without a target.
-    #[error("cannot create symlink {}: the snapshot records no target", path.display())]
+    #[error(
+        "cannot create symlink {}: the snapshot records no target",
+        crate::format::escape::path(path)
+    )]
     MissingTarget { path: PathBuf },
     /// [`create_special`] was given a regular file or a directory.
-    #[error("cannot create {}: a {kind:?} is not a special entry", path.display())]
+    #[error(
+        "cannot create {}: a {kind:?} is not a special entry",
+        crate::format::escape::path(path)
+    )]
     NotSpecial { path: PathBuf, kind: NodeKind },
-    #[error("cannot set owner of {} to {uid}:{gid}: {source}", path.display())]
+    #[error("cannot set owner of {} to {uid}:{gid}: {source}", crate::format::escape::path(path))]
     Owner {
         path: PathBuf,
         uid: u32,
         gid: u32,
         source: io::Error,
     },
-    #[error("cannot set mode of {} to {mode:o}: {source}", path.display())]
+    #[error("cannot set mode of {} to {mode:o}: {source}", crate::format::escape::path(path))]
     Mode {
         path: PathBuf,
         mode: u32,
         source: io::Error,
     },
-    #[error("cannot set times of {}: {source}", path.display())]
+    #[error("cannot set times of {}: {source}", crate::format::escape::path(path))]
     Times { path: PathBuf, source: io::Error },
     /// Some extended attributes could not be set; everything else was applied.
     /// Not fatal: see [`RestoreFsError::is_fatal`].
-    #[error("cannot set extended attributes {} on {}: {source}", names.join(", "), path.display())]
+    #[error("cannot set extended attributes {} on {}: {source}", names.join(", "), crate::format::escape::path(path))]
     Xattr {
         path: PathBuf,
         /// The attributes that failed, lossily decoded.
