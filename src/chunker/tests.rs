@@ -211,7 +211,7 @@ struct Trickle<'a> {
 impl Read for Trickle<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.calls += 1;
-        if self.calls % 7 == 0 {
+        if self.calls.is_multiple_of(7) {
             return Err(io::Error::from(io::ErrorKind::Interrupted));
         }
         let step = 1 + self.calls % 5000;

@@ -88,7 +88,7 @@ fn count_totals(progress: &Progress, scan: &Scan, done: &AtomicBool) {
             if entry.metadata.is_file() {
                 files += 1;
                 bytes += entry.metadata.len();
-                if files % 256 == 0 {
+                if files.is_multiple_of(256) {
                     publish(progress, files, bytes);
                 }
             }

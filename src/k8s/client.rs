@@ -40,12 +40,19 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-/// An error and its sources as one line, repeated parts left out.
+/// An error and its sources as one line, repeated parts left out. Messages
+/// that span lines (a YAML parser's, say) are joined into that line.
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next = Some(e);
     while let Some(err) = next {
         let text = err.to_string();
+        let text = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
         if !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
@@ -59,10 +66,10 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 pub fn describe(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(status) => {
-            let message = if status.message.is_empty() {
-                status.status.clone()
-            } else {
-                status.message.clone()
+            let message = match (&status.message, &status.status) {
+                (m, _) if !m.is_empty() => m.clone(),
+                (_, Some(summary)) => format!("{summary:?}"),
+                (_, None) => "no message".to_owned(),
             };
             format!("{} {}: {message}", status.code, status.reason)
         }
@@ -155,4 +162,36 @@ pub async fn connect(access: &ClusterAccess) -> Result<Cluster, K8sError> {
         server,
         version: info.git_version,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain;
+
+    #[derive(Debug)]
+    struct Layered(&'static str, Option<Box<Layered>>);
+
+    impl std::fmt::Display for Layered {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layered {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn chain_is_one_line_without_repeats() {
+        let inner = Layered("did not find expected node content\n  at line 1 column 38\n", None);
+        let outer = Layered("kubeconfig", Some(Box::new(inner)));
+        assert_eq!(
+            chain(&outer),
+            "kubeconfig: did not find expected node content at line 1 column 38"
+        );
+        let repeated = Layered("read failed: gone", Some(Box::new(Layered("gone", None))));
+        assert_eq!(chain(&repeated), "read failed: gone");
+    }
 }

@@ -24,8 +24,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use opendal::layers::TimeoutLayer;
-use opendal::raw::{Access, HttpClient};
-use opendal::{ErrorKind, Operator};
+use opendal::{ErrorKind, HttpTransporter, Operator};
+use opendal_http_transport_reqwest::ReqwestTransport;
 
 use super::s3lock::{S3Lock, S3LockConfig};
 use super::url::{ObjectLocation, Service, StorageOptions, UrlError};
@@ -223,14 +223,13 @@ impl ObjectStorage {
         })?;
         let layer = || TimeoutLayer::new().with_timeout(timeout).with_io_timeout(timeout);
         let finish = |op: Operator| {
-            let op = op.layer(layer());
-            let client = client.clone();
-            op.inner().info().update_http_client(move |_| HttpClient::with(client));
-            op
+            let transport = HttpTransporter::new(ReqwestTransport::new(client.clone()));
+            let context = op.context().with_http_transport(transport);
+            op.layer(layer()).with_context(context)
         };
         let meta = finish(meta);
         let packs = finish(packs);
-        let conditional = meta.info().full_capability().write_with_if_not_exists;
+        let conditional = meta.info().capability().write_with_if_not_exists;
         let lock = lock.map(|p| {
             let cfg = S3LockConfig {
                 endpoint: p.endpoint.as_deref(),
@@ -448,8 +447,8 @@ fn build_s3(loc: &ObjectLocation, o: &StorageOptions, keys: Option<&AccessKeys>)
     };
     let shown = endpoint.clone().unwrap_or_else(|| format!("s3.{region}.amazonaws.com"));
     Ok(Built {
-        meta: Operator::new(builder(None))?.finish(),
-        packs: Operator::new(builder(o.get("s3.storage-class")))?.finish(),
+        meta: Operator::new(builder(None))?,
+        packs: Operator::new(builder(o.get("s3.storage-class")))?,
         endpoint: shown,
         lock: Some(LockParts {
             endpoint: endpoint.clone(),
@@ -487,8 +486,8 @@ fn build_gcs(loc: &ObjectLocation, o: &StorageOptions) -> Result<Built, BuildErr
         b
     };
     Ok(Built {
-        meta: Operator::new(builder(None))?.finish(),
-        packs: Operator::new(builder(o.get("gs.storage-class")))?.finish(),
+        meta: Operator::new(builder(None))?,
+        packs: Operator::new(builder(o.get("gs.storage-class")))?,
         endpoint: endpoint.unwrap_or_else(|| "storage.googleapis.com".to_owned()),
         lock: None,
     })
@@ -524,7 +523,7 @@ fn build_azblob(loc: &ObjectLocation, o: &StorageOptions, keys: Option<&AccessKe
     if let Some(sas) = env("AZURE_STORAGE_SAS_TOKEN") {
         b = b.sas_token(&sas);
     }
-    let op = Operator::new(b)?.finish();
+    let op = Operator::new(b)?;
     Ok(Built {
         meta: op.clone(),
         packs: op,
