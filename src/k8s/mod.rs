@@ -14,6 +14,7 @@
 
 pub mod backup;
 pub mod client;
+pub mod controller;
 pub mod cron;
 pub mod discovery;
 pub mod filter;
