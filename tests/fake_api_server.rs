@@ -668,3 +668,88 @@ async fn injected_failures_and_an_outage_are_survived_by_the_watcher() {
     );
     assert!(api.get("during").await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_namespace_terminates_and_goes_when_empty() {
+    let cluster = cluster();
+    let client = client(&cluster);
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "shop"}})).unwrap();
+    let created = namespaces.create(&PostParams::default(), &ns).await.unwrap();
+    assert_eq!(created.status.unwrap().phase.as_deref(), Some("Active"));
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "shop");
+    cms.create(&PostParams::default(), &config_map("plain")).await.unwrap();
+    let mut held = config_map("held");
+    held.metadata.finalizers = Some(vec!["example.com/hold".to_owned()]);
+    cms.create(&PostParams::default(), &held).await.unwrap();
+
+    namespaces.delete("shop", &DeleteParams::default()).await.unwrap();
+    let terminating = namespaces.get("shop").await.unwrap();
+    assert_eq!(terminating.status.unwrap().phase.as_deref(), Some("Terminating"));
+    assert!(cms.get("plain").await.is_err(), "content without finalizers is gone");
+    let e = api_status(
+        cms.create(&PostParams::default(), &config_map("late"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 403);
+    assert!(e.message.contains("because it is being terminated"), "{}", e.message);
+
+    let release = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+    cms.patch("held", &PatchParams::default(), &release).await.unwrap();
+    assert!(cluster.wait_for(|o| !o.keys().any(|k| k.1 == "namespaces" && k.3 == "shop"), WAIT));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_events_daemonsets_and_label_selectors_are_served() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let cluster = cluster();
+    let client = client(&cluster);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "cairn-system");
+    let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "cairn-controller"},
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}))
+    .unwrap();
+    let held = leases.create(&PostParams::default(), &lease).await.unwrap();
+    // Taking over a lease from a stale read loses: that is how leader
+    // election stays single.
+    let mut mine = held.clone();
+    mine.spec.as_mut().unwrap().holder_identity = Some("b".into());
+    leases
+        .replace("cairn-controller", &PostParams::default(), &mine)
+        .await
+        .unwrap();
+    let mut theirs = held;
+    theirs.spec.as_mut().unwrap().holder_identity = Some("c".into());
+    let e = api_status(
+        leases
+            .replace("cairn-controller", &PostParams::default(), &theirs)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 409);
+
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "cairn-system");
+    let ev: k8s_openapi::api::events::v1::Event =
+        serde_json::from_value(json!({"metadata": {"generateName": "backup-"},
+        "eventTime": "2026-01-01T00:00:00.000000Z", "reason": "Started", "action": "Backup",
+        "reportingController": "cairn", "reportingInstance": "cairn-1", "type": "Normal"}))
+        .unwrap();
+    events.create(&PostParams::default(), &ev).await.unwrap();
+    assert_eq!(cluster.count("events.k8s.io", "events"), 1);
+
+    let daemonsets: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client.clone(), "cairn-system");
+    assert!(daemonsets.list(&ListParams::default()).await.unwrap().items.is_empty());
+    let labelled = |name: &str, tier: &str| -> ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": {"tier": tier}}})).unwrap()
+    };
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    cms.create(&PostParams::default(), &labelled("f", "front"))
+        .await
+        .unwrap();
+    cms.create(&PostParams::default(), &labelled("b", "back"))
+        .await
+        .unwrap();
+    let front = cms.list(&ListParams::default().labels("tier=front")).await.unwrap();
+    assert_eq!(front.items.len(), 1);
+}

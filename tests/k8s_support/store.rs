@@ -14,6 +14,9 @@ use super::{Change, Key, ResDef, State};
 /// Characters the API server appends to a `generateName`.
 const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
+/// How many changes are kept for watches.
+const HISTORY: usize = 100_000;
+
 /// Top-level metadata fields a client owns (the rest belongs to the server).
 const CLIENT_METADATA: [&str; 4] = ["labels", "annotations", "finalizers", "ownerReferences"];
 
@@ -200,6 +203,12 @@ impl State {
             object: object.clone(),
             previous,
         });
+        // Like etcd's compaction, old history goes: watches from before the
+        // oldest change kept get 410.
+        if self.changes.len() > HISTORY {
+            self.changes.drain(..HISTORY / 2);
+            self.compacted = self.changes[0].rv - 1;
+        }
     }
 
     /// Makes every resourceVersion handed out so far too old to watch from.
