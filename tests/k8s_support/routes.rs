@@ -484,7 +484,7 @@ impl State {
                     "allowWatchBookmarks: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true",
                 ));
             }
-        } else if !version_match.is_empty() {
+        } else if !version_match.is_empty() && q.get("sendInitialEvents").is_none() {
             return Err(invalid_opts("resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"));
         }
         let timeout = q
@@ -493,7 +493,13 @@ impl State {
             .filter(|t| *t > 0)
             .map(Duration::from_secs);
         let now = self.resource_version();
-        let (initial, from, gone_from) = if initial_events || rv_text.is_empty() || rv_text == "0" {
+        let no_initial = q.get("sendInitialEvents").is_some_and(|v| v == "false");
+        let (initial, from, gone_from) = if no_initial && (rv_text.is_empty() || rv_text == "0") {
+            // "Start at any": no synthetic events, changes from now.
+            (Vec::new(), now, None)
+        } else if initial_events || rv_text.is_empty() || rv_text == "0" {
+            // The current state as ADDED first (the legacy meaning of "0"
+            // and of no resourceVersion), then changes.
             (self.matching(d, ns, labels.as_ref(), &fields), now, None)
         } else {
             let rv: u64 = rv_text.parse().map_err(|_| {
