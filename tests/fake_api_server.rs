@@ -433,9 +433,18 @@ async fn field_selectors_filter_lists_and_watches_and_reject_unknown_fields() {
 async fn finalizers_hold_a_deleted_object_until_the_last_is_removed() {
     let cluster = cluster();
     let api = volume_backups(&client(&cluster));
-    let mut vb = volume_backup("vb", "n");
-    vb.metadata.finalizers = Some(vec!["backup.cairn.io/forget".to_owned()]);
-    api.create(&PostParams::default(), &vb).await.unwrap();
+    api.create(&PostParams::default(), &volume_backup("vb", "n"))
+        .await
+        .unwrap();
+    // Added the way kube-runtime's finalizer helper adds the first one: a
+    // test that the (missing) list is null, then an add.
+    let ops = |v: Value| Patch::Json::<()>(serde_json::from_value(v).unwrap());
+    let add_first = ops(json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+                               {"op": "add", "path": "/metadata/finalizers", "value": ["backup.cairn.io/forget"]}]));
+    let vb = api.patch("vb", &PatchParams::default(), &add_first).await.unwrap();
+    assert_eq!(vb.metadata.finalizers, Some(vec!["backup.cairn.io/forget".to_owned()]));
+    let e = api_status(api.patch("vb", &PatchParams::default(), &add_first).await.unwrap_err());
+    assert_eq!(e.code, 422, "the test fails once the list exists");
     let rv = cluster.state().resource_version().to_string();
     let mut w = api.watch(&WatchParams::default(), &rv).await.unwrap().boxed();
 
@@ -456,8 +465,11 @@ async fn finalizers_hold_a_deleted_object_until_the_last_is_removed() {
         e.message
     );
 
-    let clear =
-        Patch::Json::<()>(serde_json::from_value(json!([{"op": "remove", "path": "/metadata/finalizers"}])).unwrap());
+    // Removed as the helper removes it: test the index, then remove it.
+    let clear = ops(
+        json!([{"op": "test", "path": "/metadata/finalizers/0", "value": "backup.cairn.io/forget"},
+                           {"op": "remove", "path": "/metadata/finalizers/0"}]),
+    );
     api.patch("vb", &PatchParams::default(), &clear).await.unwrap();
     assert_eq!(next_change(&mut w).await, change("DELETED", "vb"));
     let e = api_status(api.get("vb").await.unwrap_err());

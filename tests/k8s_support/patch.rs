@@ -47,10 +47,25 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 }
 
 /// RFC 6902; a failing operation (a `test` that does not hold, a missing
-/// path) is the real server's 422.
+/// path) is the real server's 422 and changes nothing. As in the server's
+/// JSON patch library, `test` of a missing field against `null` holds
+/// (kube-runtime's finalizer helper relies on it).
 pub fn json_patch(target: &mut Value, body: &[u8]) -> Result<(), (u16, Value)> {
     let ops: json_patch::Patch = serde_json::from_slice(body).map_err(|e| status(400, "BadRequest", &e.to_string()))?;
-    json_patch::patch(target, &ops).map_err(|e| status(422, "Invalid", &e.to_string()))
+    let original = target.clone();
+    for op in ops.0 {
+        if let json_patch::PatchOperation::Test(t) = &op {
+            let at = target.pointer(t.path.as_str());
+            if t.value.is_null() && at.is_none_or(Value::is_null) {
+                continue;
+            }
+        }
+        if let Err(e) = json_patch::patch(target, std::slice::from_ref(&op)) {
+            *target = original;
+            return Err(status(422, "Invalid", &e.to_string()));
+        }
+    }
+    Ok(())
 }
 
 /// A simplified strategic merge patch (see the module notes).
