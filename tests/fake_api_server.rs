@@ -27,28 +27,12 @@ const WAIT: Duration = Duration::from_secs(10);
 
 fn cluster() -> FakeCluster {
     let cluster = FakeCluster::empty();
-    {
-        let mut s = cluster.state();
-        for ns in ["default", "cairn-system"] {
-            s.seed("", "namespaces", json!({"metadata": {"name": ns}}));
-        }
-        s.seed(
-            "apiextensions.k8s.io",
-            "customresourcedefinitions",
-            json!({"metadata": {"name": "volumebackups.backup.cairn.io"},
-                   "spec": {"group": "backup.cairn.io", "scope": "Namespaced",
-                            "names": {"plural": "volumebackups", "singular": "volumebackup", "kind": "VolumeBackup"},
-                            "versions": [{"name": "v1alpha1", "served": true, "storage": true,
-                                          "subresources": {"status": {}},
-                                          "selectableFields": [{"jsonPath": ".spec.node"}],
-                                          "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}),
-        );
-    }
+    k8s_support::seed::volume_backups(&mut cluster.state());
     cluster
 }
 
 fn client(cluster: &FakeCluster) -> Client {
-    Client::try_from(kube::Config::new(cluster.url.parse().unwrap())).unwrap()
+    cluster.client()
 }
 
 fn volume_backups(client: &Client) -> Api<DynamicObject> {

@@ -125,6 +125,11 @@ impl FakeCluster {
         path
     }
 
+    /// A kube client for this server.
+    pub fn client(&self) -> kube::Client {
+        kube::Client::try_from(kube::Config::new(self.url.parse().unwrap())).unwrap()
+    }
+
     pub fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }
