@@ -591,7 +591,7 @@ async fn patches_merge_json_strategic_and_apply_behave_as_the_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleting_an_owner_collects_its_dependents() {
+async fn deleting_owners_collections_and_definitions_takes_what_they_hold() {
     let cluster = cluster();
     let client = client(&cluster);
     let vbs = volume_backups(&client);
@@ -609,6 +609,32 @@ async fn deleting_an_owner_collects_its_dependents() {
     assert_eq!(cluster.count("batch", "jobs"), 1);
     vbs.delete("owner", &DeleteParams::background()).await.unwrap();
     assert!(cluster.wait_for(|o| !o.keys().any(|k| k.1 == "jobs"), WAIT));
+
+    // deletecollection with a selector; then the definition takes the rest.
+    for (name, node) in [("a", "n1"), ("b", "n2"), ("c", "n1")] {
+        vbs.create(&PostParams::default(), &volume_backup(name, node))
+            .await
+            .unwrap();
+    }
+    let deleted = vbs
+        .delete_collection(&DeleteParams::default(), &ListParams::default().fields("spec.node=n1"))
+        .await
+        .unwrap();
+    let names: Vec<String> = deleted
+        .left()
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|o| o.metadata.name)
+        .collect();
+    assert_eq!(names, ["a", "c"]);
+    assert_eq!(cluster.count("backup.cairn.io", "volumebackups"), 1);
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(cluster.client());
+    crds.delete("volumebackups.backup.cairn.io", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(cluster.count("backup.cairn.io", "volumebackups"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

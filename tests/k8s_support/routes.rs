@@ -174,6 +174,7 @@ impl State {
             (Method::PUT, Some(name)) => self.put(&d, &key(name), ns, &q, body, sub),
             (Method::PATCH, Some(name)) => self.patch(&d, &key(name), ns, &q, content_type, body, sub),
             (Method::DELETE, Some(name)) => self.delete_request(&d, &key(name), &q, body),
+            (Method::DELETE, None) => self.delete_collection(&d, ns, &q, body),
             _ => Err(status(405, "MethodNotAllowed", "the server does not allow this method")),
         };
         match result {
@@ -395,6 +396,37 @@ impl State {
             .or_else(|| q.get("propagationPolicy").cloned())
             .unwrap_or_default();
         Ok((200, self.delete(d, key, policy == "Orphan")?))
+    }
+
+    /// `deletecollection`: every selected object is deleted as DELETE
+    /// would; the answer lists them as they were left.
+    fn delete_collection(
+        &mut self,
+        d: &ResDef,
+        ns: Option<&str>,
+        q: &Query,
+        body: &[u8],
+    ) -> Result<(u16, Value), (u16, Value)> {
+        let (labels, fields) = self.selectors(d, q)?;
+        let opts: Value = if body.is_empty() { json!({}) } else { parse_body(body)? };
+        let orphan = opts.get("propagationPolicy").and_then(Value::as_str) == Some("Orphan")
+            || q.get("propagationPolicy").is_some_and(|p| p == "Orphan");
+        let keys: Vec<Key> = self
+            .objects
+            .iter()
+            .filter(|((g, p, n, _), _)| *g == d.group && *p == d.plural && ns.is_none_or(|ns| ns == n))
+            .filter(|(_, o)| selected(o, labels.as_ref(), &fields))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut items = Vec::new();
+        for key in keys {
+            items.push(self.delete(d, &key, orphan)?);
+        }
+        Ok((
+            200,
+            json!({"kind": format!("{}List", d.kind), "apiVersion": api_version(&d.group, &d.version),
+                   "metadata": {"resourceVersion": self.resource_version().to_string()}, "items": items}),
+        ))
     }
 
     fn selectors(

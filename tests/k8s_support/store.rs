@@ -572,6 +572,22 @@ impl State {
         if collect && !uid.is_empty() {
             self.collect_dependents(&uid);
         }
+        if key.0 == "apiextensions.k8s.io" && key.1 == "customresourcedefinitions" {
+            // A definition takes its custom resources with it.
+            let group = str_at(&obj, "/spec/group").to_owned();
+            let plural = str_at(&obj, "/spec/names/plural").to_owned();
+            let gone: Vec<Key> = self
+                .objects
+                .keys()
+                .filter(|k| k.0 == group && k.1 == plural)
+                .cloned()
+                .collect();
+            for k in gone {
+                if let Some(o) = self.objects.get(&k).cloned() {
+                    self.remove(&k, o, true);
+                }
+            }
+        }
         if !key.2.is_empty() {
             self.finish_namespace(&key.2.clone());
         }
