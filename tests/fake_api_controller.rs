@@ -125,3 +125,53 @@ async fn a_kube_runtime_controller_with_a_finalizer_reconciles_and_cleans_up() {
     assert_eq!(ctx.cleaned.load(Ordering::SeqCst), 1);
     running.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_lists_ten_thousand_objects_page_by_page_then_watches() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let cluster = FakeCluster::empty();
+    {
+        let mut s = cluster.state();
+        k8s_support::seed::volume_backups(&mut s);
+        for i in 0..10_000 {
+            s.seed(
+                "",
+                "configmaps",
+                json!({"metadata": {"name": format!("cm-{i:05}"), "namespace": "default"}}),
+            );
+        }
+    }
+    let api: Api<ConfigMap> = Api::all(cluster.client());
+    let mut stream = watcher(api.clone(), watcher::Config::default()).boxed();
+    let mut listed = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let event = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        match event {
+            watcher::Event::InitApply(_) => listed += 1,
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(listed, 10_000);
+    let pages = cluster.log().iter().filter(|l| l.query.contains("limit=500")).count();
+    assert_eq!(pages, 20, "pages of 500");
+    let namespaced: Api<ConfigMap> = Api::namespaced(cluster.client(), "default");
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "late"}})).unwrap();
+    namespaced.create(&PostParams::default(), &cm).await.unwrap();
+    loop {
+        let event = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let watcher::Event::Apply(o) = event {
+            assert_eq!(o.metadata.name.as_deref(), Some("late"));
+            break;
+        }
+    }
+}

@@ -412,9 +412,8 @@ impl State {
         let orphan = opts.get("propagationPolicy").and_then(Value::as_str) == Some("Orphan")
             || q.get("propagationPolicy").is_some_and(|p| p == "Orphan");
         let keys: Vec<Key> = self
-            .objects
-            .iter()
-            .filter(|((g, p, n, _), _)| *g == d.group && *p == d.plural && ns.is_none_or(|ns| ns == n))
+            .of_resource(&d.group, &d.plural)
+            .filter(|((_, _, n, _), _)| ns.is_none_or(|ns| ns == n))
             .filter(|(_, o)| selected(o, labels.as_ref(), &fields))
             .map(|(k, _)| k.clone())
             .collect();
@@ -456,9 +455,8 @@ impl State {
         labels: Option<&cairn::k8s::filter::Selector>,
         fields: &FieldSelector,
     ) -> Vec<Value> {
-        self.objects
-            .iter()
-            .filter(|((g, p, n, _), _)| *g == d.group && *p == d.plural && ns.is_none_or(|ns| ns == n))
+        self.of_resource(&d.group, &d.plural)
+            .filter(|((_, _, n, _), _)| ns.is_none_or(|ns| ns == n))
             .filter(|(_, o)| selected(o, labels, fields))
             .map(|(_, o)| o.clone())
             .collect()

@@ -134,8 +134,8 @@ impl State {
     /// definitions.
     pub fn served(&self) -> Vec<ResDef> {
         let mut defs = builtin();
-        for ((g, p, _, _), crd) in &self.objects {
-            if g != "apiextensions.k8s.io" || p != "customresourcedefinitions" || !established(crd) {
+        for (_, crd) in self.of_resource("apiextensions.k8s.io", "customresourcedefinitions") {
+            if !established(crd) {
                 continue;
             }
             let s = |ptr: &str| str_at(crd, ptr).to_owned();
@@ -170,6 +170,16 @@ impl State {
             });
         }
         defs
+    }
+
+    /// The stored objects of one resource, in key order, without a scan of
+    /// the rest of the store.
+    pub fn of_resource<'a>(&'a self, group: &str, plural: &str) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
+        let start: Key = (group.to_owned(), plural.to_owned(), String::new(), String::new());
+        let (group, plural) = (group.to_owned(), plural.to_owned());
+        self.objects
+            .range(start..)
+            .take_while(move |((g, p, _, _), _)| *g == group && *p == plural)
     }
 
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<ResDef> {

@@ -119,10 +119,10 @@ async fn run(state: Arc<Mutex<State>>, w: WatchRequest, tx: tokio::sync::mpsc::S
     loop {
         let (lines, epoch, interval) = {
             let s = lock(&state);
-            let lines: Vec<Bytes> = s
-                .changes
+            // Changes are in resourceVersion order: skip to the new ones.
+            let first = s.changes.partition_point(|c| c.rv <= last);
+            let lines: Vec<Bytes> = s.changes[first..]
                 .iter()
-                .filter(|c| c.rv > last)
                 .filter_map(|c| event_for(&w, c).map(|kind| line(kind, &c.object)))
                 .collect();
             last = last.max(s.resource_version());
