@@ -221,3 +221,27 @@ pub fn realistic(s: &mut State) {
         "data": {"Corefile": ".:53 { forward . /etc/resolv.conf }"}}),
     );
 }
+
+/// The namespaces `default` and `cairn-system`, and a namespaced definition
+/// `volumebackups.backup.cairn.io` (v1alpha1) with a status subresource and
+/// `spec.node` as a selectable field.
+pub fn volume_backups(s: &mut State) {
+    for name in ["default", "cairn-system"] {
+        s.seed(
+            "",
+            "namespaces",
+            json!({"metadata": {"name": name}, "status": {"phase": "Active"}}),
+        );
+    }
+    s.seed(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        json!({"metadata": {"name": "volumebackups.backup.cairn.io"},
+               "spec": {"group": "backup.cairn.io", "scope": "Namespaced",
+                        "names": {"plural": "volumebackups", "singular": "volumebackup", "kind": "VolumeBackup"},
+                        "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                                      "subresources": {"status": {}},
+                                      "selectableFields": [{"jsonPath": ".spec.node"}],
+                                      "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}),
+    );
+}
