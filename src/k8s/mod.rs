@@ -8,20 +8,12 @@
 //! of the legacy API). A restore reads those files back, filters, orders and
 //! rewrites them, and creates them through the API.
 //!
-//! The async functions here talk to the cluster only; the caller moves the
-//! files into and out of the repository (see [`crate::backup::backup_files`]
-//! and [`stored::load_objects`]) outside of any async context.
+//! [`manifests`] holds that work; [`manifests::run`] runs it from start to
+//! end for the command line and the controller alike.
 
-pub mod backup;
 pub mod client;
 pub mod cron;
-pub mod discovery;
-pub mod filter;
-pub mod normalise;
-pub mod order;
-pub mod restore;
-pub mod stored;
-pub mod transform;
+pub mod manifests;
 
 use crate::backup::BackupError;
 use crate::repo::RepoError;

@@ -541,7 +541,7 @@ impl State {
 
     fn list(&self, d: &ResDef, ns: Option<&str>, q: &BTreeMap<String, String>) -> (u16, Value) {
         let selector = match q.get("labelSelector").filter(|s| !s.is_empty()) {
-            Some(s) => match cairn::k8s::filter::Selector::parse(s) {
+            Some(s) => match cairn::k8s::manifests::filter::Selector::parse(s) {
                 Ok(sel) => Some(sel),
                 Err(e) => return status(400, "BadRequest", &e.to_string()),
             },
@@ -554,7 +554,7 @@ impl State {
             .filter(|(_, o)| {
                 selector
                     .as_ref()
-                    .is_none_or(|s| s.matches(&cairn::k8s::filter::labels_of(o)))
+                    .is_none_or(|s| s.matches(&cairn::k8s::manifests::filter::labels_of(o)))
             })
             .map(|(_, o)| o)
             .collect();

@@ -8,13 +8,13 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams}
 use serde::Serialize;
 use serde_json::Value;
 
-use super::client::{chain, describe, status_code, Cluster};
 use super::discovery::{discover, qualified, Discovered};
 use super::filter::{excluded_by_label, needable, ClusterResources, Filters, ResourceNames};
 use super::order::{is_builtin_group, Order};
 use super::stored::StoredObject;
 use super::transform::{skip_reason, transform, Rewrite};
-use super::K8sError;
+use crate::k8s::client::{chain, describe, status_code, Cluster};
+use crate::k8s::K8sError;
 
 /// What to do with an object that exists already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -285,8 +285,11 @@ impl Restorer<'_> {
                     let mut obj = DynamicObject::new(ns, &ar);
                     obj.metadata.labels = Some(
                         [
-                            (super::SNAPSHOT_LABEL.to_owned(), self.opts.rewrite.snapshot.clone()),
-                            (super::RESTORE_LABEL.to_owned(), self.opts.rewrite.restore.clone()),
+                            (
+                                crate::k8s::SNAPSHOT_LABEL.to_owned(),
+                                self.opts.rewrite.snapshot.clone(),
+                            ),
+                            (crate::k8s::RESTORE_LABEL.to_owned(), self.opts.rewrite.restore.clone()),
                         ]
                         .into(),
                     );
