@@ -17,6 +17,7 @@ pub mod decorators;
 pub mod local;
 pub mod memory;
 pub mod object;
+pub mod open;
 pub mod s3lock;
 pub mod url;
 

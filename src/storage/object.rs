@@ -27,42 +27,10 @@ use opendal::layers::TimeoutLayer;
 use opendal::{ErrorKind, HttpTransporter, Operator};
 use opendal_http_transport_reqwest::ReqwestTransport;
 
+pub use super::open::OpenError;
 use super::s3lock::{S3Lock, S3LockConfig};
-use super::url::{ObjectLocation, Service, StorageOptions, UrlError};
+use super::url::{ObjectLocation, Service, StorageOptions};
 use super::{check_name, check_size, FileKind, ObjectInfo, Result, Retention, Storage, StorageError};
-
-/// Why an object store could not be opened. Each has its own exit code in
-/// the command line.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error(transparent)]
-    Url(#[from] UrlError),
-    #[error("{location}: {message}")]
-    Config { location: String, message: String },
-    #[error("{location}: {word} {bucket} does not exist ({detail})")]
-    NoBucket {
-        location: String,
-        word: &'static str,
-        bucket: String,
-        detail: String,
-    },
-    #[error("{location}: access denied, check the credentials ({detail})")]
-    AccessDenied { location: String, detail: String },
-    #[error("{location}: no usable credentials found; {hint} ({detail})")]
-    NoCredentials {
-        location: String,
-        hint: &'static str,
-        detail: String,
-    },
-    #[error("{location}: cannot reach {endpoint} ({detail})")]
-    Unreachable {
-        location: String,
-        endpoint: String,
-        detail: String,
-    },
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-}
 
 /// Credentials given directly rather than through the environment: an S3
 /// access key id and secret (and session token), or an Azure storage
