@@ -184,3 +184,51 @@ fn restore_manifests_names_a_missing_snapshot() {
     assert!(err.to_string().contains("snapshot"), "{err}");
     assert!(target.log().is_empty(), "nothing reaches the cluster");
 }
+
+#[test]
+fn backup_manifests_canceled_leaves_no_snapshot() {
+    let cluster = FakeCluster::seeded();
+    let repo = Repo::new();
+    let cancel = cairn::repo::CancelToken::new();
+    cancel.cancel();
+    let opts = ManifestBackupOptions {
+        cancel: Some(cancel),
+        ..backup_options(&cluster)
+    };
+    let err = backup_manifests(repo.open(), &opts).unwrap_err();
+    assert!(
+        matches!(err, K8sError::Backup(cairn::backup::BackupError::Canceled)),
+        "{err}"
+    );
+    assert!(repo.open().list_snapshots().unwrap().is_empty());
+    assert!(repo.open().list_locks().unwrap().is_empty(), "the lock is released");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_and_restore_run_from_async_code_through_jobs() {
+    use cairn::k8s::jobs::{self, RepositoryAccess};
+    let (source, repo) = std::thread::spawn(|| (FakeCluster::seeded(), Repo::new()))
+        .join()
+        .unwrap();
+    let stored = RepositoryAccess {
+        location: repo.path.to_str().unwrap().to_owned(),
+        options: cairn::storage::open::OpenOptions::default(),
+        password: zeroize::Zeroizing::new(PASSWORD.to_owned()),
+    };
+    let report = jobs::backup_manifests(stored.clone(), backup_options(&source))
+        .await
+        .unwrap();
+    let id = report.snapshot_id.unwrap();
+
+    let target = std::thread::spawn(FakeCluster::empty).join().unwrap();
+    let opts = ManifestRestoreOptions {
+        access: access(&target),
+        ..ManifestRestoreOptions::default()
+    };
+    let restored = jobs::restore_manifests(stored, opts).await.unwrap();
+    assert_eq!(restored.snapshot_id, id);
+    assert_eq!(restored.report.failed(), 0, "{:#?}", restored.report.results);
+    assert!(!target.objects().is_empty());
+    // The fake servers' runtimes are dropped off the async threads.
+    std::thread::spawn(move || drop((source, target, repo))).join().unwrap();
+}

@@ -149,6 +149,7 @@ fn run_backup(ctx: &Context, args: &BackupArgs) -> Result<i32, CliError> {
         dry_run: args.dry_run,
         connections: ctx.global.connections,
         retry_lock: ctx.retry_lock(),
+        cancel: None,
     };
     let repo = ctx.open()?;
     let r = backup_manifests(repo, &opts)?;

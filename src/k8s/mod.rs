@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod cron;
+pub mod jobs;
 pub mod manifests;
 
 use crate::backup::BackupError;
@@ -54,6 +55,10 @@ pub enum K8sError {
     Repo(#[from] RepoError),
     #[error(transparent)]
     Restore(#[from] RestoreError),
+    #[error(transparent)]
+    Open(#[from] crate::storage::open::OpenError),
+    #[error("repository work stopped: {0}")]
+    Job(String),
 }
 
 impl K8sError {

@@ -23,7 +23,7 @@ use crate::k8s::client::{connect, Cluster, ClusterAccess};
 use crate::k8s::{runtime, K8sError, ROOT};
 use crate::repo::saver::SaverOptions;
 use crate::repo::snapshots::SnapshotFilter;
-use crate::repo::{IndexedRepository, LockKind, Repository};
+use crate::repo::{CancelToken, IndexedRepository, LockKind, Repository};
 
 /// The cluster a backup or restore talked to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +62,8 @@ pub struct ManifestBackupOptions {
     pub connections: usize,
     /// How long to wait for a conflicting lock.
     pub retry_lock: Duration,
+    /// Stops the backup between objects and chunks; no snapshot is written.
+    pub cancel: Option<CancelToken>,
 }
 
 /// What a manifest backup did.
@@ -121,6 +123,7 @@ pub fn backup_manifests(repo: Repository, opts: &ManifestBackupOptions) -> Resul
             ..SaverOptions::default()
         },
         lock: Some(lock.watch()),
+        cancel: opts.cancel.clone(),
         ..BackupOptions::default()
     };
     let outcome = backup_files(
