@@ -164,6 +164,7 @@ impl Lister<'_> {
                     return Err(K8sError::Unreachable {
                         server: self.cluster.server.clone(),
                         reason: format!("listing {}: {}", r.qualified(), chain(&e)),
+                        source: Box::new(e),
                     })
                 }
             };

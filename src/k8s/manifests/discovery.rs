@@ -104,6 +104,7 @@ pub async fn discover(cluster: &Cluster) -> Result<Discovered, K8sError> {
         server: cluster.server.clone(),
         what: what.to_owned(),
         reason: describe(&e),
+        source: Box::new(e),
     };
     let mut found = Discovered::default();
     let core = client
