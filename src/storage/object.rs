@@ -30,7 +30,7 @@ use opendal_http_transport_reqwest::ReqwestTransport;
 pub use super::open::OpenError;
 use super::s3lock::{S3Lock, S3LockConfig};
 use super::url::{ObjectLocation, Service, StorageOptions};
-use super::{check_name, check_size, FileKind, ObjectInfo, Result, Retention, Storage, StorageError};
+use super::{check_name, check_size, FileKind, Keep, ObjectInfo, Result, Retention, Storage, StorageError};
 
 /// Credentials given directly rather than through the environment: an S3
 /// access key id and secret (and session token), or an Azure storage
@@ -723,6 +723,20 @@ impl Storage for ObjectStorage {
             }),
         }
     }
+
+    async fn get_range_keep(&self, kind: FileKind, name: &str, offset: u64, len: u64, _keep: Keep) -> Result<Bytes> {
+        self.get_range(kind, name, offset, len).await
+    }
+
+    async fn put_keep(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
+        self.put(kind, name, data).await
+    }
+
+    async fn preferred(&self, _kind: FileKind) -> Option<String> {
+        None
+    }
+
+    async fn set_preferred(&self, _kind: FileKind, _name: &str) {}
 }
 
 fn unix_now() -> i64 {
