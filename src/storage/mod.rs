@@ -18,6 +18,7 @@ pub mod local;
 pub mod memory;
 pub mod object;
 pub mod open;
+mod open_error;
 pub mod s3lock;
 pub mod url;
 

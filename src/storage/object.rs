@@ -27,7 +27,7 @@ use opendal::layers::TimeoutLayer;
 use opendal::{ErrorKind, HttpTransporter, Operator};
 use opendal_http_transport_reqwest::ReqwestTransport;
 
-pub use super::open::OpenError;
+use super::open_error::OpenError;
 use super::s3lock::{S3Lock, S3LockConfig};
 use super::url::{ObjectLocation, Service, StorageOptions};
 use super::{check_name, check_size, FileKind, Keep, ObjectInfo, Result, Retention, Storage, StorageError};

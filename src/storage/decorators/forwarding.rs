@@ -114,7 +114,7 @@ impl Storage for Recording {
     }
 }
 
-/// Calls every method once. Writes name lock files, which every
+/// Calls every method once. Writes lock files, which every
 /// decorator lets through (object lock never covers them).
 async fn call_all(s: &dyn Storage) -> Vec<(&'static str, bool)> {
     let kind = FileKind::Lock;
