@@ -12,6 +12,7 @@
 //! end for the command line and the controller alike.
 
 pub mod client;
+pub mod controller;
 pub mod cron;
 mod error;
 pub mod jobs;

@@ -76,10 +76,6 @@ impl fmt::Debug for ObjectStorage {
     }
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
 /// The cause at the bottom of an error's chain, for messages.
 pub(super) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut last = e;
@@ -372,20 +368,24 @@ fn root_of(loc: &ObjectLocation) -> String {
 }
 
 fn build_s3(loc: &ObjectLocation, o: &StorageOptions, keys: Option<&AccessKeys>) -> Result<Built, BuildError> {
+    let from_env = env_keys(o);
+    let keys = keys.or(from_env.as_ref());
     let endpoint = o
         .get("s3.endpoint")
         .map(str::to_owned)
-        .or_else(|| env("AWS_ENDPOINT_URL"));
+        .or_else(|| o.env("AWS_ENDPOINT_URL"));
     let region = o
         .get("s3.region")
         .map(str::to_owned)
-        .or_else(|| env("AWS_REGION"))
-        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .or_else(|| o.env("AWS_REGION"))
+        .or_else(|| o.env("AWS_DEFAULT_REGION"))
         .unwrap_or_else(|| "us-east-1".to_owned());
     // Path-style addressing suits self-hosted stores; AWS prefers
     // virtual-hosted buckets.
     let path_style = o.get_bool("s3.path-style").unwrap_or(endpoint.is_some());
-    let no_imds = env("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let no_imds = o
+        .env("AWS_EC2_METADATA_DISABLED")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let builder = |class: Option<&str>| {
         let mut b = opendal::services::S3::default()
             .bucket(&loc.bucket)
@@ -429,12 +429,25 @@ fn build_s3(loc: &ObjectLocation, o: &StorageOptions, keys: Option<&AccessKeys>)
     })
 }
 
+/// S3 keys from the options' environment, when it is not the process's
+/// (the process's is read by the credential chain itself).
+fn env_keys(o: &StorageOptions) -> Option<AccessKeys> {
+    if !o.has_environment() {
+        return None;
+    }
+    Some(AccessKeys {
+        access_key_id: o.env("AWS_ACCESS_KEY_ID")?,
+        secret_access_key: o.env("AWS_SECRET_ACCESS_KEY")?,
+        session_token: o.env("AWS_SESSION_TOKEN"),
+    })
+}
+
 fn build_gcs(loc: &ObjectLocation, o: &StorageOptions) -> Result<Built, BuildError> {
     let endpoint = o.get("gs.endpoint").map(str::to_owned);
     let credentials = o
         .get("gs.credentials-file")
         .map(str::to_owned)
-        .or_else(|| env("GOOGLE_APPLICATION_CREDENTIALS"));
+        .or_else(|| o.env("GOOGLE_APPLICATION_CREDENTIALS"));
     let anonymous = o.get_bool("gs.anonymous").unwrap_or(false);
     let builder = |class: Option<&str>| {
         let mut b = opendal::services::Gcs::default()
@@ -445,8 +458,15 @@ fn build_gcs(loc: &ObjectLocation, o: &StorageOptions) -> Result<Built, BuildErr
         }
         if anonymous {
             b = b.skip_signature();
-        } else if let Some(path) = &credentials {
-            b = b.credential_path(path);
+        } else if let Some(c) = &credentials {
+            // A credentials variable given as the key file's JSON itself
+            // (from a Secret) rather than its path.
+            if c.trim_start().starts_with('{') {
+                use base64::Engine as _;
+                b = b.credential(&base64::engine::general_purpose::STANDARD.encode(c));
+            } else {
+                b = b.credential_path(c);
+            }
         }
         if let Some(class) = class {
             b = b.default_storage_class(class);
@@ -465,7 +485,7 @@ fn build_azblob(loc: &ObjectLocation, o: &StorageOptions, keys: Option<&AccessKe
     let account = keys
         .map(|k| k.access_key_id.clone())
         .or_else(|| o.get("azblob.account").map(str::to_owned))
-        .or_else(|| env("AZURE_STORAGE_ACCOUNT"));
+        .or_else(|| o.env("AZURE_STORAGE_ACCOUNT"));
     let endpoint = match (o.get("azblob.endpoint"), &account) {
         (Some(e), _) => e.to_owned(),
         (None, Some(account)) => format!("https://{account}.blob.core.windows.net"),
@@ -484,11 +504,11 @@ fn build_azblob(loc: &ObjectLocation, o: &StorageOptions, keys: Option<&AccessKe
     }
     if let Some(key) = keys
         .map(|k| k.secret_access_key.clone())
-        .or_else(|| env("AZURE_STORAGE_KEY"))
+        .or_else(|| o.env("AZURE_STORAGE_KEY"))
     {
         b = b.account_key(&key);
     }
-    if let Some(sas) = env("AZURE_STORAGE_SAS_TOKEN") {
+    if let Some(sas) = o.env("AZURE_STORAGE_SAS_TOKEN") {
         b = b.sas_token(&sas);
     }
     let op = Operator::new(b)?;

@@ -179,6 +179,33 @@ fn check_bucket(service: Service, bucket: &str) -> Result<(), String> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StorageOptions {
     values: BTreeMap<String, String>,
+    /// Variables read instead of the process environment (credentials of
+    /// one repository among several in one process); `None` reads the
+    /// process environment.
+    environment: Option<Environment>,
+}
+
+/// Environment variables given to one repository's storage rather than
+/// taken from the process: `AWS_ACCESS_KEY_ID`, `AZURE_STORAGE_KEY`, ...
+/// Their values are never shown.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Environment(BTreeMap<String, String>);
+
+impl Environment {
+    pub fn new(vars: BTreeMap<String, String>) -> Self {
+        Self(vars)
+    }
+
+    /// A variable's value, if set and not empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+}
+
+impl std::fmt::Debug for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 /// Default limit on one request (and on each read or write step of a
@@ -206,7 +233,31 @@ impl StorageOptions {
             }
             values.insert(key, value.trim().to_owned());
         }
-        Ok(Self { values })
+        Ok(Self {
+            values,
+            environment: None,
+        })
+    }
+
+    /// These options with `environment` read instead of the process's.
+    pub fn with_environment(mut self, environment: Environment) -> Self {
+        self.environment = Some(environment);
+        self
+    }
+
+    /// Whether an environment was given in place of the process's.
+    pub fn has_environment(&self) -> bool {
+        self.environment.is_some()
+    }
+
+    /// An environment variable as the storage sees it: from the given
+    /// environment when there is one, else from the process; empty values
+    /// count as unset.
+    pub fn env(&self, name: &str) -> Option<String> {
+        match &self.environment {
+            Some(e) => e.get(name).map(str::to_owned),
+            None => std::env::var(name).ok().filter(|v| !v.is_empty()),
+        }
     }
 
     /// Checks that every key is known for `service` (or for none when the
