@@ -73,11 +73,10 @@ impl PruneArgs {
 
     /// The lock a run that changes the repository takes.
     pub fn lock_kind(&self) -> LockKind {
-        if self.instant_delete {
-            LockKind::Exclusive
-        } else {
-            LockKind::Prune
-        }
+        safety::lock_kind(&PruneOptions {
+            instant_delete: self.instant_delete,
+            ..PruneOptions::default()
+        })
     }
 }
 
@@ -107,7 +106,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
         eprintln!("pruning {}", repo.storage().location());
     }
     let report = prune::prune_repository(repo, &opts, ctx.retry_lock())?;
-    print(ctx, &report)
+    print_report(ctx, &report)
 }
 
 /// Prunes an opened repository under a lock held by the caller: a prune
@@ -124,10 +123,10 @@ pub fn run_on(
         eprintln!("pruning {}", repo.storage().location());
     }
     let report = safety::prune_locked(repo, &args.options(ctx, dry_run), lock_times, lock)?;
-    print(ctx, &report)
+    print_report(ctx, &report)
 }
 
-fn print(ctx: &Context, report: &PruneReport) -> Result<i32, CliError> {
+fn print_report(ctx: &Context, report: &PruneReport) -> Result<i32, CliError> {
     if ctx.global.json {
         output::print_json(report)?;
     } else if !ctx.global.quiet {

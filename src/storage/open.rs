@@ -29,7 +29,7 @@ pub struct OpenOptions {
 /// wrong; its requests are then retried with backoff when they fail
 /// transiently, and cached below `options.cache` when given.
 ///
-/// Blocks: call it outside of async code (see `k8s::jobs`).
+/// Blocks: async code calls it through `tokio::task::spawn_blocking`.
 pub fn open(location: &str, options: &OpenOptions) -> Result<DynStorage, OpenError> {
     if location.is_empty() {
         return Err(OpenError::NoLocation);
