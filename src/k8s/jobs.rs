@@ -9,8 +9,9 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
+use super::manifests::run as manifests;
 use super::manifests::run::{
-    self, ManifestBackupOptions, ManifestBackupReport, ManifestRestoreOptions, ManifestRestoreReport,
+    ManifestBackupOptions, ManifestBackupReport, ManifestRestoreOptions, ManifestRestoreReport,
 };
 use super::K8sError;
 use crate::repo::Repository;
@@ -67,22 +68,22 @@ where
     run(move || work(access.open()?)).await
 }
 
-/// [`run::backup_manifests`] from async code.
+/// [`manifests::backup_manifests`] from async code.
 pub async fn backup_manifests(
     access: RepositoryAccess,
     opts: ManifestBackupOptions,
 ) -> Result<ManifestBackupReport, K8sError> {
-    with_repository(access, move |repo| run::backup_manifests(repo, &opts)).await
+    with_repository(access, move |repo| manifests::backup_manifests(repo, &opts)).await
 }
 
-/// [`run::restore_manifests`] from async code.
+/// [`manifests::restore_manifests`] from async code.
 pub async fn restore_manifests(
     access: RepositoryAccess,
     opts: ManifestRestoreOptions,
 ) -> Result<ManifestRestoreReport, K8sError> {
     with_repository(access, move |repo| {
         let repo = repo.load_index()?;
-        run::restore_manifests(&repo, &opts)
+        manifests::restore_manifests(&repo, &opts)
     })
     .await
 }

@@ -237,3 +237,22 @@ pub fn restore_manifests(
         report,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k8s::manifests::filter::ClusterResources;
+
+    #[test]
+    fn tags_name_the_cluster_and_the_filters_once_each() {
+        let filters = Filters::new(&["shop".into()], &[], &[], &[], None, ClusterResources::Auto).unwrap();
+        let tags = backup_tags("prod", &filters, &["nightly,k8s".into(), "nightly".into()]);
+        assert_eq!(tags[..2], ["k8s", "cluster=prod"]);
+        assert_eq!(tags.iter().filter(|t| *t == "k8s").count(), 1);
+        assert_eq!(tags.iter().filter(|t| *t == "nightly").count(), 1);
+        for tag in filters.tags() {
+            assert!(tags.contains(&tag), "{tag} missing from {tags:?}");
+        }
+        assert_eq!(tags.last().map(String::as_str), Some("nightly"));
+    }
+}
