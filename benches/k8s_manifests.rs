@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use cairn::backup::progress::Progress;
 use cairn::backup::{backup_files, BackupOptions};
-use cairn::k8s::backup::collect;
 use cairn::k8s::client::{connect, ClusterAccess};
-use cairn::k8s::filter::Filters;
+use cairn::k8s::manifests::backup::collect;
+use cairn::k8s::manifests::filter::Filters;
 use cairn::repo::Repository;
 use cairn::storage::memory::MemoryStorage;
 use cairn::storage::DynStorage;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use assert_cmd::Command;
-use cairn::k8s::stored::load_objects;
+use cairn::k8s::manifests::stored::load_objects;
 use cairn::repo::snapshots::SnapshotFilter;
 use cairn::repo::Repository;
 use cairn::storage::local::LocalStorage;

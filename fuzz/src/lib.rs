@@ -161,8 +161,8 @@ pub fn lock(data: &[u8]) {
 /// A stored Kubernetes object: the first line is its path in the snapshot,
 /// the rest its bytes. What decodes is then rewritten as a restore would.
 pub fn k8s_object(data: &[u8]) {
-    use cairn::k8s::stored::decode_object;
-    use cairn::k8s::transform::{skip_reason, transform, Rewrite};
+    use cairn::k8s::manifests::stored::decode_object;
+    use cairn::k8s::manifests::transform::{skip_reason, transform, Rewrite};
     let split = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
     let path = String::from_utf8_lossy(&data[..split]);
     let bytes = data.get(split + 1..).unwrap_or_default();

@@ -7,6 +7,7 @@
 //! built when the walk leaves it, after the results of its files are in, so
 //! trees are written bottom-up and in a deterministic order.
 
+use crate::repo::cancel::{canceled, CancelToken};
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -75,6 +76,8 @@ pub struct Archiver<'a> {
     pub before_read: Hook,
     /// Runs after each file is opened, before it is read (tests).
     pub after_open: Hook,
+    /// Checked before each entry of the walk.
+    pub cancel: Option<CancelToken>,
     owners: OwnerNames,
 }
 
@@ -98,6 +101,7 @@ impl<'a> Archiver<'a> {
             changed_while_read: 0,
             before_read: Hook::default(),
             after_open: Hook::default(),
+            cancel: None,
             owners: OwnerNames::new(),
         }
     }
@@ -107,11 +111,13 @@ impl<'a> Archiver<'a> {
         let (jobs_tx, jobs_rx) = sync_channel::<Job>(self.readers * 2);
         let jobs_rx = Mutex::new(jobs_rx);
         let buffers = ReadBuffers::new(LARGE_FILES_AT_ONCE);
+        let cancel = self.cancel.clone();
         let ctx = ReadContext {
             chunker: self.chunker,
             saver: self.saver,
             progress: self.progress,
             buffers: &buffers,
+            cancel: cancel.as_ref(),
         };
         let progress = self.progress;
         let (before_read, after_open) = (self.before_read.clone(), self.after_open.clone());
@@ -141,6 +147,9 @@ impl<'a> Archiver<'a> {
         let mut stack: Vec<Frame> = Vec::new();
         let mut top: Vec<(PathBuf, Pending)> = Vec::new();
         for event in walker {
+            if canceled(self.cancel.as_ref()) {
+                return Err(BackupError::Canceled);
+            }
             match event {
                 WalkEvent::Enter(entry) => {
                     let parent_node = self.parent_node(&stack, &entry);

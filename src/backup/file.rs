@@ -1,5 +1,6 @@
 //! Saving one file's content: read once, chunk, save chunks in parallel.
 
+use crate::repo::cancel::{canceled, CancelToken};
 use std::ffi::OsString;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, OwnedFd};
@@ -41,6 +42,8 @@ pub struct ReadContext<'a> {
     pub saver: &'a BlobSaver,
     pub progress: &'a Progress,
     pub buffers: &'a ReadBuffers,
+    /// Checked before each file and each batch of chunks.
+    pub cancel: Option<&'a CancelToken>,
 }
 
 /// The chunking buffers of large files, shared by the reading threads: at
@@ -215,7 +218,16 @@ pub fn save_stream<R: Read>(
         saver,
         progress,
         buffers,
+        cancel,
     } = *ctx;
+    let stop = || {
+        if canceled(cancel) {
+            Err(FileFailure::Fatal(BackupError::Canceled))
+        } else {
+            Ok(())
+        }
+    };
+    stop()?;
     if len <= SMALL_FILE {
         return SMALL_BUF.with(|cell| {
             let mut buf = cell.borrow_mut();
@@ -239,9 +251,11 @@ pub fn save_stream<R: Read>(
         while let Some(chunk) = chunks.next_buffered() {
             batch.push(chunk);
             if batch.len() == BATCH {
+                stop()?;
                 flush(&mut batch, saver, progress, content)?;
             }
         }
+        stop()?;
         flush(&mut batch, saver, progress, content)?;
         if !chunks.fill_more().map_err(FileFailure::Unreadable)? {
             let read = chunks.bytes_read();

@@ -193,6 +193,7 @@ pub fn backup_files(
             saver: &saver,
             progress,
             buffers: &buffers,
+            cancel: opts.cancel.as_ref(),
         },
         files,
         start,

@@ -4,6 +4,7 @@
 //! the index files naming them, then the snapshot, which is written only
 //! after the blob saver has made every pack and index durable.
 
+use crate::repo::cancel::{canceled, CancelToken};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -43,6 +44,8 @@ pub enum BackupError {
     InvalidOption(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("the backup was canceled; no snapshot was written")]
+    Canceled,
 }
 
 /// Which snapshot a backup compares against.
@@ -78,6 +81,9 @@ pub struct BackupOptions {
     pub readers: usize,
     /// The lock the backup runs under: checked before the snapshot is written.
     pub lock: Option<LockWatch>,
+    /// Stops the backup between files and between chunks; no snapshot is
+    /// written then.
+    pub cancel: Option<CancelToken>,
     /// Runs before each file is opened for reading (tests).
     #[doc(hidden)]
     pub before_read: crate::source::Hook,
@@ -169,6 +175,9 @@ fn commit(
     mut snapshot: Snapshot,
     opts: &BackupOptions,
 ) -> Result<BackupOutcome, BackupError> {
+    if canceled(opts.cancel.as_ref()) {
+        return Err(BackupError::Canceled);
+    }
     let stats = saver.finish()?;
     snapshot.summary.data_blobs = stats.data_blobs;
     snapshot.summary.tree_blobs = stats.tree_blobs;
@@ -209,6 +218,7 @@ pub fn backup_paths(
     archiver.force = opts.force;
     archiver.before_read = opts.before_read.clone();
     archiver.after_open = opts.after_open.clone();
+    archiver.cancel = opts.cancel.clone();
     if opts.readers > 0 {
         archiver.readers = opts.readers;
     }
@@ -251,6 +261,7 @@ fn stage_reader<R: std::io::Read>(
         saver: &saver,
         progress,
         buffers: &buffers,
+        cancel: opts.cancel.as_ref(),
     };
     let read = match file::save_stream(reader, u64::MAX, &ctx, &mut content) {
         Ok(n) => n,

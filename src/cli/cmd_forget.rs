@@ -224,7 +224,8 @@ fn prune_after(
     locks: &[LockGuard],
     args: &Args,
 ) -> Result<i32, CliError> {
-    use super::cmd_prune::{other_lock_times, run_on, Held};
+    use super::cmd_prune::run_on;
+    use crate::prune::safety::{other_lock_times, Held};
     if !args.prune {
         return Ok(0);
     }

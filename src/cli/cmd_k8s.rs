@@ -6,20 +6,14 @@ use std::time::Duration;
 
 use super::error::exit;
 use super::{output, CliError, Context};
-use crate::backup::progress::Progress;
-use crate::backup::{backup_files, BackupOptions, ParentChoice};
 use crate::format::escape;
-use crate::k8s::backup::collect;
-use crate::k8s::client::{connect, ClusterAccess};
-use crate::k8s::filter::{split_list, ClusterResources, Filters};
-use crate::k8s::order::Order;
-use crate::k8s::restore::{restore, ExistingPolicy, Outcome, Report, RestoreOptions};
-use crate::k8s::stored::load_objects;
-use crate::k8s::transform::{parse_mapping, Rewrite};
-use crate::k8s::{runtime, K8sError, ROOT};
-use crate::repo::saver::SaverOptions;
-use crate::repo::snapshots::SnapshotFilter;
-use crate::repo::LockKind;
+use crate::k8s::client::ClusterAccess;
+use crate::k8s::manifests::filter::{split_list, ClusterResources, Filters};
+use crate::k8s::manifests::order::Order;
+use crate::k8s::manifests::restore::{ExistingPolicy, Outcome, Report};
+use crate::k8s::manifests::run::{backup_manifests, restore_manifests, ManifestBackupOptions, ManifestRestoreOptions};
+use crate::k8s::manifests::transform::parse_mapping;
+use crate::k8s::K8sError;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum K8sCommand {
@@ -147,60 +141,33 @@ pub fn run(ctx: &Context, cmd: &K8sCommand) -> Result<i32, CliError> {
 }
 
 fn run_backup(ctx: &Context, args: &BackupArgs) -> Result<i32, CliError> {
-    let filters = args.filters.filters()?;
+    let opts = ManifestBackupOptions {
+        access: args.access.access(),
+        filters: args.filters.filters()?,
+        tags: args.tags.clone(),
+        host: args.host.clone(),
+        dry_run: args.dry_run,
+        connections: ctx.global.connections,
+        retry_lock: ctx.retry_lock(),
+        cancel: None,
+    };
     let repo = ctx.open()?;
-    let lock = repo.lock(LockKind::Shared, ctx.retry_lock())?;
-    let repo = repo.load_index()?;
-    let rt = runtime()?;
-    let (cluster, collected) = rt.block_on(async {
-        let cluster = connect(&args.access.access()).await?;
-        let collected = collect(&cluster, &filters).await?;
-        Ok::<_, K8sError>((cluster, collected))
-    })?;
-    drop(rt);
-    for e in &collected.errors {
+    let r = backup_manifests(repo, &opts)?;
+    for e in &r.errors {
         eprintln!("warning: {e}");
     }
-    let mut tags = vec!["k8s".to_owned(), format!("cluster={}", cluster.name)];
-    tags.extend(filters.tags());
-    for tag in split_list(&args.tags) {
-        if !tags.contains(&tag) {
-            tags.push(tag);
-        }
-    }
-    let opts = BackupOptions {
-        tags,
-        hostname: Some(args.host.clone().unwrap_or_else(|| cluster.name.clone())),
-        parent: ParentChoice::Latest,
-        dry_run: args.dry_run,
-        saver: SaverOptions {
-            connections: ctx.global.connections.max(1),
-            ..SaverOptions::default()
-        },
-        lock: Some(lock.watch()),
-        ..BackupOptions::default()
-    };
-    let progress = Progress::default();
-    let outcome = backup_files(
-        &repo,
-        &collected.files,
-        vec![format!("/{ROOT}")],
-        collected.errors.len() as u64,
-        &opts,
-        &progress,
-    )?;
-    let snap = &outcome.snapshot;
+    let snap = &r.snapshot;
     if ctx.global.json {
         output::print_json(&serde_json::json!({
             "message_type": "summary",
-            "snapshot_id": outcome.id.map(|id| id.to_hex()),
-            "dry_run": outcome.id.is_none(),
-            "cluster": cluster.name,
-            "server": cluster.server,
+            "snapshot_id": r.snapshot_id.map(|id| id.to_hex()),
+            "dry_run": r.snapshot_id.is_none(),
+            "cluster": r.cluster.name,
+            "server": r.cluster.server,
             "partial": snap.partial,
-            "errors": collected.errors,
-            "objects": collected.files.len(),
-            "resources": collected.counts,
+            "errors": r.errors,
+            "objects": r.objects,
+            "resources": r.counts,
             "objects_new": snap.summary.files_new,
             "objects_changed": snap.summary.files_changed,
             "objects_unmodified": snap.summary.files_unchanged,
@@ -209,12 +176,9 @@ fn run_backup(ctx: &Context, args: &BackupArgs) -> Result<i32, CliError> {
     } else if !ctx.global.quiet {
         output::line(format!(
             "cluster {} ({}, {}): {} objects",
-            cluster.name,
-            cluster.server,
-            cluster.version,
-            collected.files.len()
+            r.cluster.name, r.cluster.server, r.cluster.version, r.objects
         ))?;
-        for (resource, n) in &collected.counts {
+        for (resource, n) in &r.counts {
             output::line(format!("  {resource:<48} {n:>7}"))?;
         }
         let s = &snap.summary;
@@ -225,16 +189,16 @@ fn run_backup(ctx: &Context, args: &BackupArgs) -> Result<i32, CliError> {
             s.files_unchanged,
             output::bytes(s.data_added)
         ))?;
-        match outcome.id {
+        match r.snapshot_id {
             Some(id) => output::line(format!("snapshot {} saved", id.short()))?,
             None => output::line("(dry run: no snapshot saved)")?,
         }
     }
-    if snap.partial {
+    if r.partial() {
         eprintln!(
             "warning: {} resource list{} could not be read; the snapshot is partial",
-            collected.errors.len(),
-            if collected.errors.len() == 1 { "" } else { "s" }
+            r.errors.len(),
+            if r.errors.len() == 1 { "" } else { "s" }
         );
         return Ok(exit::PARTIAL);
     }
@@ -242,52 +206,37 @@ fn run_backup(ctx: &Context, args: &BackupArgs) -> Result<i32, CliError> {
 }
 
 fn run_restore(ctx: &Context, args: &RestoreArgs) -> Result<i32, CliError> {
-    let filters = args.filters.filters()?;
-    let mapping = parse_mapping(&args.namespace_mapping)?;
-    let order = Order::new(split_list(&args.order));
-    let repo = ctx.open_indexed()?;
-    let filter = SnapshotFilter {
-        hosts: args.host.iter().cloned().collect(),
-        ..SnapshotFilter::default()
-    };
-    let (snapshot, objects) = load_objects(&repo, &args.snapshot, &filter)?;
-    let restore_name = format!("restore-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S"));
-    let opts = RestoreOptions {
-        filters,
-        rewrite: Rewrite {
-            mapping,
-            snapshot: snapshot.short(),
-            restore: restore_name.clone(),
-            ..Rewrite::default()
-        },
+    let opts = ManifestRestoreOptions {
+        access: args.access.access(),
+        snapshot: args.snapshot.clone(),
+        host: args.host.clone(),
+        filters: args.filters.filters()?,
+        namespace_mapping: parse_mapping(&args.namespace_mapping)?,
         policy: args.existing_resource_policy,
+        order: Order::new(split_list(&args.order)),
         dry_run: args.dry_run,
-        order,
         crd_timeout: Duration::from_secs(args.crd_timeout),
+        name: None,
     };
-    let rt = runtime()?;
-    let (cluster, report) = rt.block_on(async {
-        let cluster = connect(&args.access.access()).await?;
-        let report = restore(&cluster, objects, &opts).await?;
-        Ok::<_, K8sError>((cluster, report))
-    })?;
-    drop(rt);
+    let repo = ctx.open_indexed()?;
+    let r = restore_manifests(&repo, &opts)?;
+    let report = &r.report;
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
     if ctx.global.json {
         output::print_json(&serde_json::json!({
             "message_type": "summary",
-            "snapshot_id": snapshot.to_hex(),
-            "restore": restore_name,
-            "cluster": cluster.name,
+            "snapshot_id": r.snapshot_id.to_hex(),
+            "restore": r.name,
+            "cluster": r.cluster.name,
             "dry_run": args.dry_run,
             "resources": report.counts(),
             "objects": report.results,
             "warnings": report.warnings,
         }))?;
     } else if !ctx.global.quiet {
-        print_report(&report, args.dry_run, &cluster.name, &snapshot.short(), &restore_name)?;
+        print_report(report, args.dry_run, &r.cluster.name, &r.snapshot_id.short(), &r.name)?;
     }
     let failed = report.failed();
     if failed > 0 {

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use super::{output, CliError, Context};
-use crate::prune::{self, MaxUnused, PruneOptions, PruneReport};
-use crate::repo::lock::{is_stale, LOCK_TTL};
-use crate::repo::{IndexedRepository, LockGuard, LockKind, LockWatch, Repository};
+use crate::prune::safety;
+use crate::prune::{self, MaxUnused, PruneError, PruneOptions, PruneReport};
+use crate::repo::{IndexedRepository, LockKind};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -41,39 +41,42 @@ pub struct PruneArgs {
 }
 
 impl PruneArgs {
+    /// The library's options for a run (`dry_run`: change nothing).
+    pub fn options(&self, ctx: &Context, dry_run: bool) -> PruneOptions {
+        PruneOptions {
+            max_unused: self.max_unused,
+            max_repack_bytes: self.max_repack_size,
+            repack_small: !self.no_repack_small,
+            grace: self.grace,
+            dry_run,
+            instant_delete: self.instant_delete,
+            connections: ctx.global.connections.max(1),
+        }
+    }
+
     /// Refuses settings that would break the rules prune relies on.
     pub fn check(&self) -> Result<(), CliError> {
-        if !self.instant_delete && self.grace < LOCK_TTL {
-            return Err(CliError::Usage(format!(
-                "--grace {} is shorter than the lock lifetime ({}): a process whose lock was lost \
-                 must have the time to notice it before its packs go; give at least {}, or \
-                 --instant-delete to delete at once under an exclusive lock",
-                humantime(self.grace),
-                humantime(LOCK_TTL),
-                humantime(LOCK_TTL)
-            )));
-        }
-        Ok(())
+        let opts = PruneOptions {
+            grace: self.grace,
+            instant_delete: self.instant_delete,
+            ..PruneOptions::default()
+        };
+        safety::check_options(&opts).map_err(|e| match e {
+            PruneError::GraceTooShort { grace, lock_ttl } => CliError::Usage(format!(
+                "--grace {grace} is shorter than the lock lifetime ({lock_ttl}): a process whose lock was lost \
+                 must have the time to notice it before its packs go; give at least {lock_ttl}, or \
+                 --instant-delete to delete at once under an exclusive lock"
+            )),
+            other => CliError::Prune(other),
+        })
     }
 
     /// The lock a run that changes the repository takes.
     pub fn lock_kind(&self) -> LockKind {
-        if self.instant_delete {
-            LockKind::Exclusive
-        } else {
-            LockKind::Prune
-        }
-    }
-}
-
-/// `90s`, `30m`, `12h`: the largest unit that divides the duration.
-fn humantime(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0 => "0".to_owned(),
-        _ if s.is_multiple_of(3600) => format!("{}h", s / 3600),
-        _ if s.is_multiple_of(60) => format!("{}m", s / 60),
-        _ => format!("{s}s"),
+        safety::lock_kind(&PruneOptions {
+            instant_delete: self.instant_delete,
+            ..PruneOptions::default()
+        })
     }
 }
 
@@ -98,44 +101,16 @@ fn parse_max_unused(s: &str) -> Result<MaxUnused, String> {
 pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
     args.prune.check()?;
     let repo = ctx.open()?;
-    // A dry run changes nothing: the prune lock keeps it beside backups.
-    let kind = if args.dry_run {
-        LockKind::Prune
-    } else {
-        args.prune.lock_kind()
-    };
-    let lock = repo.lock(kind, ctx.retry_lock())?;
-    let lock_times = other_lock_times(&repo, &[&lock])?;
-    let repo = repo.load_index()?;
-    run_on(ctx, &repo, &args.prune, args.dry_run, &lock_times, &Held(lock.watch()))
-}
-
-/// The start times of the other live locks, listed before the index is
-/// loaded: a backup that took its lock before a pack's mark was durable
-/// holds off its deletion.
-pub fn other_lock_times(repo: &Repository, mine: &[&LockGuard]) -> Result<Vec<i64>, CliError> {
-    let now = crate::repo::now_ns();
-    Ok(repo
-        .list_locks()?
-        .into_iter()
-        .filter(|(_, l)| !mine.iter().any(|g| g.is_mine(l)) && !is_stale(l, now))
-        .map(|(_, l)| l.time_ns)
-        .collect())
-}
-
-/// A lock held by the caller, checked before each step that changes the
-/// repository.
-pub struct Held(pub LockWatch);
-
-impl prune::LockCheck for Held {
-    fn still_held(&self) -> Result<(), String> {
-        self.0.ensure_held().map_err(|e| e.to_string())
+    let opts = args.prune.options(ctx, args.dry_run);
+    if ctx.interactive {
+        eprintln!("pruning {}", repo.storage().location());
     }
+    let report = prune::prune_repository(repo, &opts, ctx.retry_lock())?;
+    print_report(ctx, &report)
 }
 
 /// Prunes an opened repository under a lock held by the caller: a prune
-/// lock, or an exclusive one for `--instant-delete` (also used by
-/// `forget --prune`).
+/// lock, or an exclusive one for `--instant-delete` (`forget --prune`).
 pub fn run_on(
     ctx: &Context,
     repo: &IndexedRepository,
@@ -144,23 +119,18 @@ pub fn run_on(
     lock_times: &[i64],
     lock: &dyn prune::LockCheck,
 ) -> Result<i32, CliError> {
-    let opts = PruneOptions {
-        max_unused: args.max_unused,
-        max_repack_bytes: args.max_repack_size,
-        repack_small: !args.no_repack_small,
-        grace: args.grace,
-        dry_run,
-        instant_delete: args.instant_delete,
-        connections: ctx.global.connections.max(1),
-    };
     if ctx.interactive {
         eprintln!("pruning {}", repo.storage().location());
     }
-    let report = prune::prune(repo, &opts, lock_times, prune::SystemClock, lock)?;
+    let report = safety::prune_locked(repo, &args.options(ctx, dry_run), lock_times, lock)?;
+    print_report(ctx, &report)
+}
+
+fn print_report(ctx: &Context, report: &PruneReport) -> Result<i32, CliError> {
     if ctx.global.json {
-        output::print_json(&report)?;
+        output::print_json(report)?;
     } else if !ctx.global.quiet {
-        print_human(&report)?;
+        print_human(report)?;
     }
     Ok(0)
 }

@@ -79,6 +79,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
         dry_run: args.dry_run,
         meta: MetaOptions::new(!args.no_owner, args.numeric_owner),
         connections: ctx.global.connections.max(1),
+        cancel: None,
     };
     let human = !ctx.global.json && !ctx.global.quiet;
     if human {

@@ -6,7 +6,7 @@ use crate::maintenance::MaintenanceError;
 use crate::prune::PruneError;
 use crate::repo::RepoError;
 use crate::restore::RestoreError;
-use crate::storage::object::OpenError;
+use crate::storage::open::OpenError;
 
 /// Exit codes (see README).
 pub mod exit {
@@ -81,7 +81,8 @@ impl CliError {
                 OpenError::NoBucket { .. } => exit::NO_BUCKET,
                 OpenError::AccessDenied { .. } | OpenError::NoCredentials { .. } => exit::ACCESS_DENIED,
                 OpenError::Unreachable { .. } => exit::UNREACHABLE,
-                OpenError::Storage(_) => exit::ERROR,
+                OpenError::NoLocation => exit::USAGE,
+                OpenError::Runtime { .. } | OpenError::Storage(_) => exit::ERROR,
             },
             Self::Repo(e) | Self::FromRepo(e) => e.exit_code(),
             Self::Maintenance(e) => e.exit_code(),

@@ -6,17 +6,13 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
 use crate::repo::{IndexedRepository, Repository};
-use crate::storage::cache::CacheStorage;
-use crate::storage::decorators::RetryStorage;
-use crate::storage::local::LocalStorage;
-use crate::storage::object::{ObjectStorage, OpenError};
-use crate::storage::url::{parse_location, Location, StorageOptions};
-use crate::storage::{DynStorage, FileKind, Storage};
+use crate::storage::open::{open, OpenError, OpenOptions};
+use crate::storage::url::StorageOptions;
+use crate::storage::DynStorage;
 
 pub mod error;
 pub mod from_repo;
@@ -206,12 +202,8 @@ pub fn open_storage(location: &str) -> Result<DynStorage, CliError> {
     open_storage_with(location, &StorageOptions::default(), None)
 }
 
-/// Storage for a repository location with `-o` options. An object store is
-/// checked first (bucket, credentials, endpoint), so a command fails before
-/// any work with one line and its own exit code; its requests are then
-/// retried with backoff when they fail transiently, and its index files and
-/// snapshots are cached below `cache` when given (local repositories are
-/// never cached).
+/// Storage for a repository location with `-o` options (see
+/// [`crate::storage::open::open`]).
 pub fn open_storage_with(
     location: &str,
     options: &StorageOptions,
@@ -220,32 +212,11 @@ pub fn open_storage_with(
     if location.is_empty() {
         return Err(CliError::NoRepository);
     }
-    match parse_location(location).map_err(OpenError::from)? {
-        Location::Local(path) => {
-            options.validate(None).map_err(OpenError::from)?;
-            Ok(Arc::new(LocalStorage::new(path)))
-        }
-        Location::Object(loc) => {
-            // The check runs on a runtime of its own and a store of its own:
-            // HTTP connections stay with the runtime that opened them.
-            let probe = ObjectStorage::open(&loc, options)?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| CliError::Other(format!("starting the I/O runtime: {e}")))?;
-            rt.block_on(probe.probe())?;
-            let storage = RetryStorage::new(ObjectStorage::open(&loc, options)?);
-            Ok(match cache {
-                Some(root) => {
-                    // The cache is the repository's, whatever URL reached it:
-                    // its directory is named by the (write-once) config.
-                    let config = rt.block_on(probe.get(FileKind::Config, "config")).ok();
-                    Arc::new(CacheStorage::for_repository(storage, root, config))
-                }
-                None => Arc::new(storage),
-            })
-        }
-    }
+    let options = OpenOptions {
+        storage: options.clone(),
+        cache: cache.map(std::path::Path::to_path_buf),
+    };
+    Ok(open(location, &options)?)
 }
 
 pub mod password;

@@ -150,10 +150,12 @@ pub async fn connect(access: &ClusterAccess) -> Result<Cluster, K8sError> {
             server: server.clone(),
             what: "GET /version".into(),
             reason: describe(&e),
+            source: Box::new(e),
         },
         other => K8sError::Unreachable {
             server: server.clone(),
             reason: chain(&other),
+            source: Box::new(other),
         },
     })?;
     Ok(Cluster {

@@ -16,6 +16,7 @@
 
 pub mod plan;
 mod retention;
+pub mod safety;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use crate::repo::{Bitmap, Index, IndexedRepository, RepoError};
 use crate::storage::{FileKind, StorageError};
 
 pub use plan::{MaxUnused, PackFacts, Plan, PlanOptions, PlanStats, CLOCK_ALLOWANCE_NS, MARK_PENDING_NS};
+pub use safety::prune_repository;
 
 /// Where prune reads the time: once when it starts (to judge the age of
 /// marks and object locks) and once when the index file carrying new marks
@@ -90,6 +92,11 @@ pub enum PruneError {
          Run `cairn check` and `cairn repair index`"
     )]
     BadPack { pack: PackId, reason: String },
+    #[error(
+        "grace {grace} is shorter than the lock lifetime ({lock_ttl}): a process whose lock was lost \
+         must have the time to notice it before its packs go"
+    )]
+    GraceTooShort { grace: String, lock_ttl: String },
 }
 
 pub type Result<T, E = PruneError> = std::result::Result<T, E>;

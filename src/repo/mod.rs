@@ -18,6 +18,7 @@ use crate::storage::decorators::UnlockableStorage;
 use crate::storage::{DynStorage, FileKind, Retention};
 
 pub mod bitmap;
+pub mod cancel;
 pub mod error;
 pub mod index;
 pub mod keys;
@@ -30,6 +31,7 @@ pub mod snapshots;
 pub mod treewalk;
 
 pub use bitmap::Bitmap;
+pub use cancel::CancelToken;
 pub use error::{RepoError, Result};
 pub use index::{BlobLocation, Index, IndexBuilder, IndexedRepository, KEY_LEN};
 pub use keys::{KeyInfo, SkippedKey};

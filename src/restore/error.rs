@@ -11,6 +11,8 @@ use crate::storage::StorageError;
 /// Everything that can stop a restore.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
+    #[error("the restore was canceled; files not yet complete were removed")]
+    Canceled,
     #[error(transparent)]
     Repo(#[from] RepoError),
     #[error(transparent)]

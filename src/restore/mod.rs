@@ -13,6 +13,7 @@
 //! and every entry below it is reached from that descriptor one name at a
 //! time, never following a symlink (see `target_dir`).
 
+use crate::repo::CancelToken;
 use std::path::PathBuf;
 
 pub mod error;
@@ -66,6 +67,9 @@ pub struct RestoreOptions {
     pub meta: MetaOptions,
     /// Concurrent pack reads (and restore threads).
     pub connections: usize,
+    /// Stops the restore between files and between packs; files not yet
+    /// complete are removed.
+    pub cancel: Option<CancelToken>,
 }
 
 impl Default for RestoreOptions {
@@ -80,6 +84,7 @@ impl Default for RestoreOptions {
             dry_run: false,
             meta: MetaOptions::default(),
             connections: 4,
+            cancel: None,
         }
     }
 }

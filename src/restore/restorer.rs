@@ -1,5 +1,6 @@
 //! Executing a restore: decide, plan, create, write, link, metadata, verify.
 
+use crate::repo::cancel::{canceled, CancelToken};
 use std::collections::hash_map::{Entry as MapEntry, HashMap};
 use std::fs::File;
 use std::io::ErrorKind;
@@ -107,7 +108,12 @@ pub fn restore(
     phase(test_hook::Stage::Planned);
     create_dirs(&target, &entries, &actions)?;
 
-    let writer = Writer::new(repo, &plan, &target, &files, &paths, threads, progress);
+    let cancel = opts.cancel.as_ref();
+    if canceled(cancel) {
+        return Err(RestoreError::Canceled);
+    }
+    let mut writer = Writer::new(repo, &plan, &target, &files, &paths, threads, progress);
+    writer.cancel = cancel;
     let replace: Vec<bool> = files.iter().map(|&i| actions[i] == Action::Replace).collect();
     let written = pool.install(|| {
         target.forget_dirs();
@@ -334,6 +340,8 @@ struct Writer<'a> {
     bytes_done: AtomicU64,
     ranges_done: AtomicU64,
     progress: Option<ProgressFn<'a>>,
+    /// Checked before each file is created and each range of a pack read.
+    cancel: Option<&'a CancelToken>,
 }
 
 impl<'a> Writer<'a> {
@@ -360,7 +368,15 @@ impl<'a> Writer<'a> {
             bytes_done: AtomicU64::new(0),
             ranges_done: AtomicU64::new(0),
             progress,
+            cancel: None,
         }
+    }
+
+    fn check_cancel(&self) -> Result<(), RestoreError> {
+        if canceled(self.cancel) {
+            return Err(RestoreError::Canceled);
+        }
+        Ok(())
     }
 
     fn report(&self, phase: Phase) {
@@ -388,6 +404,7 @@ impl<'a> Writer<'a> {
     fn create_files(&self, replace: &[bool]) -> Result<(), RestoreError> {
         self.report(Phase::Writing);
         (0..self.files.len()).into_par_iter().try_for_each(|f| {
+            self.check_cancel()?;
             let entry = self.files[f];
             if replace[f] {
                 self.target.remove(entry)?;
@@ -413,6 +430,7 @@ impl<'a> Writer<'a> {
     /// Reads one range, opens and verifies each blob in it and writes the
     /// plaintext to every target.
     fn write_range(&self, range: &ReadRange) -> Result<(), RestoreError> {
+        self.check_cancel()?;
         let name = range.pack.to_hex();
         let bytes = self
             .repo

@@ -443,12 +443,16 @@ impl<S: Storage> Storage for CacheStorage<S> {
         match (kind, keep) {
             (FileKind::Pack, Keep::Whole) => self.get_whole_pack_range(name, offset, len).await,
             (FileKind::Pack, Keep::Range) => self.get_kept_range(name, offset, len).await,
-            _ => self.get_range(kind, name, offset, len).await,
+            _ => match self.cached(kind, name).await {
+                Some(data) => slice(kind, name, &data, offset, len),
+                None => self.inner.get_range_keep(kind, name, offset, len, keep).await,
+            },
         }
     }
 
     async fn put_keep(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
-        self.put(kind, name, data.clone()).await?;
+        self.inner.put_keep(kind, name, data.clone()).await?;
+        self.keep(kind, name, &data).await;
         if kind == FileKind::Pack {
             self.keep_pack(name, &data).await;
         }

@@ -108,6 +108,35 @@ impl<S: Storage> RetryStorage<S> {
         })
     }
 
+    /// `put` or (`keep`) `put_keep`, retried. Whether an earlier attempt
+    /// may have stored the object decides what a later `AlreadyExists`
+    /// means.
+    async fn put_with(&self, kind: FileKind, name: &str, data: Bytes, keep: bool) -> Result<()> {
+        let mut uncertain = false;
+        let mut attempt = 1;
+        loop {
+            let result = if keep {
+                self.inner.put_keep(kind, name, data.clone()).await
+            } else {
+                self.inner.put(kind, name, data.clone()).await
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(exists @ StorageError::AlreadyExists { .. }) if uncertain => {
+                    return match self.get(kind, name).await {
+                        Ok(stored) if stored == data => Ok(()),
+                        Ok(_) => Err(exists),
+                        Err(e) if e.is_not_found() => Err(exists),
+                        Err(e) => Err(e),
+                    };
+                }
+                Err(e) => self.pause_or_fail(attempt, e).await?,
+            }
+            uncertain = true;
+            attempt += 1;
+        }
+    }
+
     async fn retry<T, F, Fut>(&self, mut op: F) -> Result<T>
     where
         F: FnMut() -> Fut + Send,
@@ -136,25 +165,11 @@ impl<S: Storage> Storage for RetryStorage<S> {
     }
 
     async fn put(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
-        // Whether an earlier attempt may have stored the object.
-        let mut uncertain = false;
-        let mut attempt = 1;
-        loop {
-            match self.inner.put(kind, name, data.clone()).await {
-                Ok(()) => return Ok(()),
-                Err(exists @ StorageError::AlreadyExists { .. }) if uncertain => {
-                    return match self.get(kind, name).await {
-                        Ok(stored) if stored == data => Ok(()),
-                        Ok(_) => Err(exists),
-                        Err(e) if e.is_not_found() => Err(exists),
-                        Err(e) => Err(e),
-                    };
-                }
-                Err(e) => self.pause_or_fail(attempt, e).await?,
-            }
-            uncertain = true;
-            attempt += 1;
-        }
+        self.put_with(kind, name, data, false).await
+    }
+
+    async fn put_keep(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
+        self.put_with(kind, name, data, true).await
     }
 
     async fn get(&self, kind: FileKind, name: &str) -> Result<Bytes> {
@@ -197,6 +212,14 @@ impl<S: Storage> Storage for RetryStorage<S> {
         self.retry(|| self.inner.get_range_keep(kind, name, offset, len, keep))
             .await
     }
+
+    async fn preferred(&self, kind: FileKind) -> Option<String> {
+        self.inner.preferred(kind).await
+    }
+
+    async fn set_preferred(&self, kind: FileKind, name: &str) {
+        self.inner.set_preferred(kind, name).await;
+    }
 }
 
 /// A view that reads and never writes: `create`, `put` and `delete` fail
@@ -227,6 +250,10 @@ impl<S: Storage> Storage for ReadOnlyStorage<S> {
     }
 
     async fn put(&self, _kind: FileKind, _name: &str, _data: Bytes) -> Result<()> {
+        Err(StorageError::ReadOnly("store an object"))
+    }
+
+    async fn put_keep(&self, _kind: FileKind, _name: &str, _data: Bytes) -> Result<()> {
         Err(StorageError::ReadOnly("store an object"))
     }
 
@@ -269,6 +296,14 @@ impl<S: Storage> Storage for ReadOnlyStorage<S> {
 
     async fn get_range_keep(&self, kind: FileKind, name: &str, offset: u64, len: u64, keep: Keep) -> Result<Bytes> {
         self.inner.get_range_keep(kind, name, offset, len, keep).await
+    }
+
+    async fn preferred(&self, kind: FileKind) -> Option<String> {
+        self.inner.preferred(kind).await
+    }
+
+    async fn set_preferred(&self, kind: FileKind, name: &str) {
+        self.inner.set_preferred(kind, name).await;
     }
 }
 
@@ -350,7 +385,34 @@ impl Storage for UnlockableStorage {
     async fn get_range_keep(&self, kind: FileKind, name: &str, offset: u64, len: u64, keep: Keep) -> Result<Bytes> {
         self.inner.get_range_keep(kind, name, offset, len, keep).await
     }
+
+    async fn put_keep(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
+        self.refuse(kind)?;
+        self.inner.put_keep(kind, name, data).await
+    }
+
+    async fn check_object_lock(&self) -> Result<()> {
+        self.inner.check_object_lock().await
+    }
+
+    async fn locked_until(&self, kind: FileKind, name: &str) -> Result<Option<i64>> {
+        self.inner.locked_until(kind, name).await
+    }
+
+    async fn extend_lock(&self, kind: FileKind, name: &str, until: i64) -> Result<()> {
+        self.inner.extend_lock(kind, name, until).await
+    }
+
+    async fn preferred(&self, kind: FileKind) -> Option<String> {
+        self.inner.preferred(kind).await
+    }
+
+    async fn set_preferred(&self, kind: FileKind, name: &str) {
+        self.inner.set_preferred(kind, name).await;
+    }
 }
 
+#[cfg(test)]
+mod forwarding;
 #[cfg(test)]
 mod tests;

@@ -21,7 +21,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{check_name, check_size, FileKind, ObjectInfo, Result, Storage, StorageError};
+use super::{
+    check_name, check_size, no_object_lock, FileKind, Keep, ObjectInfo, Result, Retention, Storage, StorageError,
+};
 
 /// Prefix of files being written; never listed.
 const TMP_PREFIX: &str = ".tmp-";
@@ -365,6 +367,37 @@ impl Storage for LocalStorage {
         })
         .await
     }
+
+    async fn check_object_lock(&self) -> Result<()> {
+        Err(no_object_lock(self.location()))
+    }
+
+    fn set_retention(&self, _retention: Retention) -> Result<()> {
+        Err(no_object_lock(self.location()))
+    }
+
+    /// Nothing here is ever locked.
+    async fn locked_until(&self, _kind: FileKind, _name: &str) -> Result<Option<i64>> {
+        Ok(None)
+    }
+
+    async fn extend_lock(&self, _kind: FileKind, _name: &str, _until: i64) -> Result<()> {
+        Err(no_object_lock(self.location()))
+    }
+
+    async fn get_range_keep(&self, kind: FileKind, name: &str, offset: u64, len: u64, _keep: Keep) -> Result<Bytes> {
+        self.get_range(kind, name, offset, len).await
+    }
+
+    async fn put_keep(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
+        self.put(kind, name, data).await
+    }
+
+    async fn preferred(&self, _kind: FileKind) -> Option<String> {
+        None
+    }
+
+    async fn set_preferred(&self, _kind: FileKind, _name: &str) {}
 }
 
 #[cfg(test)]

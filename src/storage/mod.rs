@@ -17,6 +17,8 @@ pub mod decorators;
 pub mod local;
 pub mod memory;
 pub mod object;
+pub mod open;
+mod open_error;
 pub mod s3lock;
 pub mod url;
 
@@ -265,66 +267,49 @@ pub trait Storage: Send + Sync + fmt::Debug {
     async fn delete(&self, kind: FileKind, name: &str) -> Result<()>;
 
     /// Checks that the place can lock objects against deletion (an S3
-    /// bucket with Object Lock enabled). Makes no change.
-    async fn check_object_lock(&self) -> Result<()> {
-        Err(StorageError::NoObjectLock {
-            location: self.location(),
-            reason: "only S3 buckets with Object Lock enabled can".into(),
-        })
-    }
+    /// bucket with Object Lock enabled). Makes no change. Backends without
+    /// an object lock fail with [`no_object_lock`].
+    async fn check_object_lock(&self) -> Result<()>;
 
     /// From now on writes every object but lock files under `retention`.
     /// Backends without an object lock refuse.
-    fn set_retention(&self, retention: Retention) -> Result<()> {
-        let _ = retention;
-        Err(StorageError::NoObjectLock {
-            location: self.location(),
-            reason: "only S3 buckets with Object Lock enabled can".into(),
-        })
-    }
+    fn set_retention(&self, retention: Retention) -> Result<()>;
 
     /// Until when (Unix seconds) the object is locked against deletion;
     /// `None` when it is not locked.
-    async fn locked_until(&self, kind: FileKind, name: &str) -> Result<Option<i64>> {
-        let _ = (kind, name);
-        Ok(None)
-    }
+    async fn locked_until(&self, kind: FileKind, name: &str) -> Result<Option<i64>>;
 
     /// Extends the lock of an object to `until` (Unix seconds). A lock is
     /// never shortened.
-    async fn extend_lock(&self, kind: FileKind, name: &str, until: i64) -> Result<()> {
-        let _ = (kind, name, until);
-        Err(StorageError::NoObjectLock {
-            location: self.location(),
-            reason: "only S3 buckets with Object Lock enabled can".into(),
-        })
-    }
+    async fn extend_lock(&self, kind: FileKind, name: &str, until: i64) -> Result<()>;
 
     /// Like `get_range`, and lets a local cache keep what `keep` says.
     /// Storage without a cache simply reads the range.
-    async fn get_range_keep(&self, kind: FileKind, name: &str, offset: u64, len: u64, keep: Keep) -> Result<Bytes> {
-        let _ = keep;
-        self.get_range(kind, name, offset, len).await
-    }
+    async fn get_range_keep(&self, kind: FileKind, name: &str, offset: u64, len: u64, keep: Keep) -> Result<Bytes>;
 
     /// Like `put`, and lets a local cache keep a copy of the whole object
     /// (a new pack of trees). Storage without a cache simply stores it.
-    async fn put_keep(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
-        self.put(kind, name, data).await
-    }
+    async fn put_keep(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()>;
 
     /// The object of `kind` a local cache remembers as the one to try first
     /// (the key file that last opened the repository). Storage without a
     /// cache remembers nothing.
-    async fn preferred(&self, kind: FileKind) -> Option<String> {
-        let _ = kind;
-        None
-    }
+    async fn preferred(&self, kind: FileKind) -> Option<String>;
 
     /// Lets a local cache remember `name` as the object of `kind` to try
     /// first. Never fails: the cache is only an optimisation.
-    async fn set_preferred(&self, kind: FileKind, name: &str) {
-        let _ = (kind, name);
+    async fn set_preferred(&self, kind: FileKind, name: &str);
+}
+
+// Every method of `Storage` is required: a decorator that forgot one would
+// otherwise silently skip what its inner storage does (see
+// `decorators::forwarding` for the test that each one forwards).
+
+/// The refusal of a backend that cannot lock objects against deletion.
+pub fn no_object_lock(location: String) -> StorageError {
+    StorageError::NoObjectLock {
+        location,
+        reason: "only S3 buckets with Object Lock enabled can".into(),
     }
 }
 

@@ -27,42 +27,10 @@ use opendal::layers::TimeoutLayer;
 use opendal::{ErrorKind, HttpTransporter, Operator};
 use opendal_http_transport_reqwest::ReqwestTransport;
 
+use super::open_error::OpenError;
 use super::s3lock::{S3Lock, S3LockConfig};
-use super::url::{ObjectLocation, Service, StorageOptions, UrlError};
-use super::{check_name, check_size, FileKind, ObjectInfo, Result, Retention, Storage, StorageError};
-
-/// Why an object store could not be opened. Each has its own exit code in
-/// the command line.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error(transparent)]
-    Url(#[from] UrlError),
-    #[error("{location}: {message}")]
-    Config { location: String, message: String },
-    #[error("{location}: {word} {bucket} does not exist ({detail})")]
-    NoBucket {
-        location: String,
-        word: &'static str,
-        bucket: String,
-        detail: String,
-    },
-    #[error("{location}: access denied, check the credentials ({detail})")]
-    AccessDenied { location: String, detail: String },
-    #[error("{location}: no usable credentials found; {hint} ({detail})")]
-    NoCredentials {
-        location: String,
-        hint: &'static str,
-        detail: String,
-    },
-    #[error("{location}: cannot reach {endpoint} ({detail})")]
-    Unreachable {
-        location: String,
-        endpoint: String,
-        detail: String,
-    },
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-}
+use super::url::{ObjectLocation, Service, StorageOptions};
+use super::{check_name, check_size, FileKind, Keep, ObjectInfo, Result, Retention, Storage, StorageError};
 
 /// Credentials given directly rather than through the environment: an S3
 /// access key id and secret (and session token), or an Azure storage
@@ -775,6 +743,20 @@ impl Storage for ObjectStorage {
             }),
         }
     }
+
+    async fn get_range_keep(&self, kind: FileKind, name: &str, offset: u64, len: u64, _keep: Keep) -> Result<Bytes> {
+        self.get_range(kind, name, offset, len).await
+    }
+
+    async fn put_keep(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
+        self.put(kind, name, data).await
+    }
+
+    async fn preferred(&self, _kind: FileKind) -> Option<String> {
+        None
+    }
+
+    async fn set_preferred(&self, _kind: FileKind, _name: &str) {}
 }
 
 fn unix_now() -> i64 {

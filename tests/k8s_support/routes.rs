@@ -432,11 +432,11 @@ impl State {
         &self,
         d: &ResDef,
         q: &Query,
-    ) -> Result<(Option<cairn::k8s::filter::Selector>, FieldSelector), (u16, Value)> {
+    ) -> Result<(Option<cairn::k8s::manifests::filter::Selector>, FieldSelector), (u16, Value)> {
         let labels_text = q.get("labelSelector").cloned().unwrap_or_default();
         let labels = match q.get("labelSelector").filter(|s| !s.is_empty()) {
             Some(s) => {
-                Some(cairn::k8s::filter::Selector::parse(s).map_err(|e| status(400, "BadRequest", &e.to_string()))?)
+                Some(cairn::k8s::manifests::filter::Selector::parse(s).map_err(|e| status(400, "BadRequest", &e.to_string()))?)
             }
             None => None,
         };
@@ -452,7 +452,7 @@ impl State {
         &self,
         d: &ResDef,
         ns: Option<&str>,
-        labels: Option<&cairn::k8s::filter::Selector>,
+        labels: Option<&cairn::k8s::manifests::filter::Selector>,
         fields: &FieldSelector,
     ) -> Vec<Value> {
         self.of_resource(&d.group, &d.plural)
@@ -557,8 +557,8 @@ impl State {
 }
 
 /// Whether an object is in a selection.
-pub fn selected(obj: &Value, labels: Option<&cairn::k8s::filter::Selector>, fields: &FieldSelector) -> bool {
-    labels.is_none_or(|s| s.matches(&cairn::k8s::filter::labels_of(obj))) && fields.matches(obj)
+pub fn selected(obj: &Value, labels: Option<&cairn::k8s::manifests::filter::Selector>, fields: &FieldSelector) -> bool {
+    labels.is_none_or(|s| s.matches(&cairn::k8s::manifests::filter::labels_of(obj))) && fields.matches(obj)
 }
 
 /// The real server's 410 for a resourceVersion older than the compaction.

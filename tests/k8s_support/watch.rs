@@ -26,7 +26,7 @@ use super::{api_version, lock, Body, ResDef, State};
 pub struct WatchRequest {
     pub def: ResDef,
     pub namespace: Option<String>,
-    pub labels: Option<cairn::k8s::filter::Selector>,
+    pub labels: Option<cairn::k8s::manifests::filter::Selector>,
     pub fields: FieldSelector,
     /// Objects sent as ADDED first (no resourceVersion, "0", or a streaming
     /// list).

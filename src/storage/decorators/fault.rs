@@ -391,4 +391,34 @@ impl<S: Storage> Storage for FaultStorage<S> {
     async fn extend_lock(&self, kind: FileKind, name: &str, until: i64) -> Result<()> {
         self.inner.extend_lock(kind, name, until).await
     }
+
+    async fn get_range_keep(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        len: u64,
+        keep: crate::storage::Keep,
+    ) -> Result<Bytes> {
+        let request = self.inner.get_range_keep(kind, name, offset, len, keep);
+        let data = self.run(Operation::GetRange, Some(kind), Some(name), request).await?;
+        Ok(if self.is_corrupted(kind, name) {
+            flip(data)
+        } else {
+            data
+        })
+    }
+
+    async fn put_keep(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
+        let request = self.inner.put_keep(kind, name, data);
+        self.run(Operation::Put, Some(kind), Some(name), request).await
+    }
+
+    async fn preferred(&self, kind: FileKind) -> Option<String> {
+        self.inner.preferred(kind).await
+    }
+
+    async fn set_preferred(&self, kind: FileKind, name: &str) {
+        self.inner.set_preferred(kind, name).await;
+    }
 }

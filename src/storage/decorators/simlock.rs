@@ -62,6 +62,18 @@ impl<S: Storage> SimulatedLock<S> {
     }
 }
 
+impl<S: Storage> SimulatedLock<S> {
+    /// Locks a new object under the retention, if one is set.
+    fn lock_new(&self, kind: FileKind, name: &str) {
+        if let Some(r) = self.retention.get() {
+            if Retention::applies_to(kind) {
+                let until = self.now() + r.period_secs();
+                self.locks().insert((kind, name.to_owned()), until);
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl<S: Storage> Storage for SimulatedLock<S> {
     fn location(&self) -> String {
@@ -74,13 +86,33 @@ impl<S: Storage> Storage for SimulatedLock<S> {
 
     async fn put(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
         self.inner.put(kind, name, data).await?;
-        if let Some(r) = self.retention.get() {
-            if Retention::applies_to(kind) {
-                let until = self.now() + r.period_secs();
-                self.locks().insert((kind, name.to_owned()), until);
-            }
-        }
+        self.lock_new(kind, name);
         Ok(())
+    }
+
+    async fn put_keep(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
+        self.inner.put_keep(kind, name, data).await?;
+        self.lock_new(kind, name);
+        Ok(())
+    }
+
+    async fn get_range_keep(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        len: u64,
+        keep: crate::storage::Keep,
+    ) -> Result<Bytes> {
+        self.inner.get_range_keep(kind, name, offset, len, keep).await
+    }
+
+    async fn preferred(&self, kind: FileKind) -> Option<String> {
+        self.inner.preferred(kind).await
+    }
+
+    async fn set_preferred(&self, kind: FileKind, name: &str) {
+        self.inner.set_preferred(kind, name).await;
     }
 
     async fn get(&self, kind: FileKind, name: &str) -> Result<Bytes> {

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{AccessKeys, ObjectStorage, OpenError};
+use super::{AccessKeys, ObjectStorage};
 use crate::storage::decorators::RetryStorage;
+use crate::storage::open::OpenError;
 use crate::storage::url::{parse_location, Location, ObjectLocation, StorageOptions};
 use crate::storage::{conformance, FileKind, Storage, StorageError};
 

@@ -7,12 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::Value;
 
-use super::client::{chain, describe, status_code, Cluster};
 use super::discovery::{discover, qualified, Resource};
 use super::filter::{excluded_by_label, needable, ClusterResources, Filters, ResourceNames};
 use super::normalise::{normalise, path_of, to_bytes};
-use super::K8sError;
 use crate::backup::MemoryFile;
+use crate::k8s::client::{chain, describe, status_code, Cluster};
+use crate::k8s::K8sError;
 
 /// Objects asked for per list request.
 pub const PAGE: u32 = 500;
@@ -164,6 +164,7 @@ impl Lister<'_> {
                     return Err(K8sError::Unreachable {
                         server: self.cluster.server.clone(),
                         reason: format!("listing {}: {}", r.qualified(), chain(&e)),
+                        source: Box::new(e),
                     })
                 }
             };

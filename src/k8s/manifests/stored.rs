@@ -5,10 +5,10 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::normalise::{parse_path, ObjectPath};
-use super::{K8sError, ROOT};
 use crate::format::tree::{Content, NodeKind};
 use crate::format::BlobKind;
 use crate::id::{SnapshotId, TreeId};
+use crate::k8s::{K8sError, ROOT};
 use crate::repo::snapshots::SnapshotFilter;
 use crate::repo::{IndexedRepository, TreeBudget, TreeLimits};
 

@@ -8,13 +8,13 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams}
 use serde::Serialize;
 use serde_json::Value;
 
-use super::client::{chain, describe, status_code, Cluster};
 use super::discovery::{discover, qualified, Discovered};
 use super::filter::{excluded_by_label, needable, ClusterResources, Filters, ResourceNames};
 use super::order::{is_builtin_group, Order};
 use super::stored::StoredObject;
 use super::transform::{skip_reason, transform, Rewrite};
-use super::K8sError;
+use crate::k8s::client::{chain, describe, status_code, Cluster};
+use crate::k8s::K8sError;
 
 /// What to do with an object that exists already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -239,10 +239,11 @@ fn lost(e: &kube::Error) -> bool {
 }
 
 impl Restorer<'_> {
-    fn unreachable(&self, what: &str, e: &kube::Error) -> K8sError {
+    fn unreachable(&self, what: &str, e: kube::Error) -> K8sError {
         K8sError::Unreachable {
             server: self.cluster.server.clone(),
-            reason: format!("{what}: {}", chain(e)),
+            reason: format!("{what}: {}", chain(&e)),
+            source: Box::new(e),
         }
     }
 
@@ -285,21 +286,24 @@ impl Restorer<'_> {
                     let mut obj = DynamicObject::new(ns, &ar);
                     obj.metadata.labels = Some(
                         [
-                            (super::SNAPSHOT_LABEL.to_owned(), self.opts.rewrite.snapshot.clone()),
-                            (super::RESTORE_LABEL.to_owned(), self.opts.rewrite.restore.clone()),
+                            (
+                                crate::k8s::SNAPSHOT_LABEL.to_owned(),
+                                self.opts.rewrite.snapshot.clone(),
+                            ),
+                            (crate::k8s::RESTORE_LABEL.to_owned(), self.opts.rewrite.restore.clone()),
                         ]
                         .into(),
                     );
                     match api.create(&PostParams::default(), &obj).await {
                         Ok(_) => Outcome::Created,
                         Err(e) if status_code(&e) == Some(409) => Outcome::Skipped("already exists".into()),
-                        Err(e) if lost(&e) => return Err(self.unreachable(&format!("creating namespace {ns}"), &e)),
+                        Err(e) if lost(&e) => return Err(self.unreachable(&format!("creating namespace {ns}"), e)),
                         Err(e) => Outcome::Failed(describe(&e)),
                     }
                 };
                 self.push("namespaces".into(), None, ns.to_owned(), outcome);
             }
-            Err(e) if lost(&e) => return Err(self.unreachable(&format!("reading namespace {ns}"), &e)),
+            Err(e) if lost(&e) => return Err(self.unreachable(&format!("reading namespace {ns}"), e)),
             // Not allowed to read it: creating objects in it will tell.
             Err(_) => {}
         }
@@ -327,7 +331,7 @@ impl Restorer<'_> {
                 let crd = api
                     .get_opt(name)
                     .await
-                    .map_err(|e| self.unreachable(&format!("reading customresourcedefinition {name}"), &e))?;
+                    .map_err(|e| self.unreachable(&format!("reading customresourcedefinition {name}"), e))?;
                 let established = crd.as_ref().is_some_and(|crd| {
                     crd.data
                         .pointer("/status/conditions")
@@ -438,7 +442,7 @@ impl Restorer<'_> {
                 Ok(None) => Outcome::WouldCreate,
                 Ok(Some(_)) if self.opts.policy == ExistingPolicy::Update => Outcome::WouldUpdate,
                 Ok(Some(_)) => Outcome::Skipped("already exists".into()),
-                Err(e) if lost(&e) => return Err(self.unreachable(&format!("reading {resource} {name}"), &e)),
+                Err(e) if lost(&e) => return Err(self.unreachable(&format!("reading {resource} {name}"), e)),
                 Err(e) => Outcome::Failed(describe(&e)),
             }
         } else {
@@ -451,13 +455,13 @@ impl Restorer<'_> {
                         match api.patch(&path_segment(&name), &params, &Patch::Apply(&dynamic)).await {
                             Ok(_) => Outcome::Updated,
                             Err(e) if lost(&e) => {
-                                return Err(self.unreachable(&format!("updating {resource} {name}"), &e))
+                                return Err(self.unreachable(&format!("updating {resource} {name}"), e))
                             }
                             Err(e) => Outcome::Failed(format!("exists, and updating it failed: {}", describe(&e))),
                         }
                     }
                 },
-                Err(e) if lost(&e) => return Err(self.unreachable(&format!("creating {resource} {name}"), &e)),
+                Err(e) if lost(&e) => return Err(self.unreachable(&format!("creating {resource} {name}"), e)),
                 Err(e) => Outcome::Failed(describe(&e)),
             }
         };

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::ROOT;
+use crate::k8s::ROOT;
 
 /// Metadata fields the API server sets, dropped before storing.
 const SERVER_METADATA: &[&str] = &[

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde_json::Value;
 
-use super::K8sError;
+use crate::k8s::K8sError;
 
 /// Whether cluster-scoped objects are taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -234,7 +234,7 @@ pub fn labels_of(object: &Value) -> BTreeMap<String, String> {
 pub fn excluded_by_label(object: &Value) -> bool {
     object
         .pointer("/metadata/labels")
-        .and_then(|l| l.get(super::EXCLUDE_LABEL))
+        .and_then(|l| l.get(crate::k8s::EXCLUDE_LABEL))
         .and_then(Value::as_str)
         == Some("true")
 }

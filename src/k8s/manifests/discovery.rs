@@ -4,8 +4,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
 use kube::discovery::ApiResource;
 
-use super::client::{describe, Cluster};
-use super::K8sError;
+use crate::k8s::client::{describe, Cluster};
+use crate::k8s::K8sError;
 
 /// A resource type served by the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +104,7 @@ pub async fn discover(cluster: &Cluster) -> Result<Discovered, K8sError> {
         server: cluster.server.clone(),
         what: what.to_owned(),
         reason: describe(&e),
+        source: Box::new(e),
     };
     let mut found = Discovered::default();
     let core = client

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 
 use super::normalise::ObjectPath;
-use super::{K8sError, RESTORE_LABEL, SNAPSHOT_LABEL};
+use crate::k8s::{K8sError, RESTORE_LABEL, SNAPSHOT_LABEL};
 
 /// Resources never restored, and why.
 const NOT_RESTORED: &[(&str, &str, &str)] = &[

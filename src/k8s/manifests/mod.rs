@@ -1,0 +1,18 @@
+//! Manifest backup and restore: discovery, filters, normalisation, the
+//! stored layout, restore order and rewriting, and [`run`], which ties them
+//! to a repository.
+//!
+//! The async functions of [`backup`] and [`restore`] talk to the cluster
+//! only; the caller moves the files into and out of the repository (see
+//! [`crate::backup::backup_files`] and [`stored::load_objects`]) outside of
+//! any async context, as [`run`] does.
+
+pub mod backup;
+pub mod discovery;
+pub mod filter;
+pub mod normalise;
+pub mod order;
+pub mod restore;
+pub mod run;
+pub mod stored;
+pub mod transform;
