@@ -27,6 +27,10 @@ pub enum K8sCommand {
     Backup(BackupArgs),
     /// Create the objects of a manifest snapshot in a cluster.
     Restore(RestoreArgs),
+    /// Print cairn's CustomResourceDefinitions.
+    Crds(super::cmd_k8s_install::CrdsArgs),
+    /// Install cairn in a cluster (definitions, RBAC, controller, agent), or print it.
+    Install(super::cmd_k8s_install::InstallArgs),
 }
 
 /// How to reach the cluster.
@@ -143,6 +147,8 @@ pub fn run(ctx: &Context, cmd: &K8sCommand) -> Result<i32, CliError> {
     match cmd {
         K8sCommand::Backup(args) => run_backup(ctx, args),
         K8sCommand::Restore(args) => run_restore(ctx, args),
+        K8sCommand::Crds(args) => super::cmd_k8s_install::run_crds(ctx, args),
+        K8sCommand::Install(args) => super::cmd_k8s_install::run_install(ctx, args),
     }
 }
 

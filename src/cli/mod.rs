@@ -32,6 +32,8 @@ pub mod cmd_forget;
 pub mod cmd_init;
 #[cfg(feature = "k8s")]
 pub mod cmd_k8s;
+#[cfg(feature = "k8s")]
+pub mod cmd_k8s_install;
 pub mod cmd_key;
 pub mod cmd_ls;
 pub mod cmd_prune;

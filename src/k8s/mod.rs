@@ -14,9 +14,11 @@
 
 pub mod backup;
 pub mod client;
+pub mod crd;
 pub mod cron;
 pub mod discovery;
 pub mod filter;
+pub mod install;
 pub mod normalise;
 pub mod order;
 pub mod restore;
