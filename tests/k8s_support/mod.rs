@@ -74,6 +74,7 @@ pub fn builtin() -> Vec<ResDef> {
         def("apps", "v1", "Deployment", "deployments", true, &["deploy"]),
         def("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"]),
         def("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"]),
+        def("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"]),
         def("batch", "v1", "Job", "jobs", true, &[]),
         def("batch", "v1", "CronJob", "cronjobs", true, &["cj"]),
         def("rbac.authorization.k8s.io", "v1", "Role", "roles", true, &[]),
