@@ -406,7 +406,6 @@ pub fn run_get(ctx: &Context, args: &GetArgs) -> Result<i32, CliError> {
     let ns = args.target.namespace.clone();
     let (items, header, rows): (Vec<serde_json::Value>, Vec<&str>, Vec<Vec<String>>) =
         with_cluster(&args.target, async |c| {
-            let json = |v: &dyn erased::Ser| v.value();
             Ok(match args.what {
                 Listed::Backups => {
                     let l: Vec<Backup> = list(&c, &ns).await?;
@@ -424,7 +423,7 @@ pub fn run_get(ctx: &Context, args: &GetArgs) -> Result<i32, CliError> {
                         })
                         .collect();
                     (
-                        l.iter().map(|b| json(b)).collect(),
+                        l.iter().map(to_json).collect(),
                         vec!["NAME", "PHASE", "REPOSITORY", "SNAPSHOT", "EXPIRES"],
                         rows,
                     )
@@ -439,7 +438,7 @@ pub fn run_get(ctx: &Context, args: &GetArgs) -> Result<i32, CliError> {
                         })
                         .collect();
                     (
-                        l.iter().map(|r| json(r)).collect(),
+                        l.iter().map(to_json).collect(),
                         vec!["NAME", "BACKUP", "PHASE", "MESSAGE"],
                         rows,
                     )
@@ -460,7 +459,7 @@ pub fn run_get(ctx: &Context, args: &GetArgs) -> Result<i32, CliError> {
                         })
                         .collect();
                     (
-                        l.iter().map(|s| json(s)).collect(),
+                        l.iter().map(to_json).collect(),
                         vec!["NAME", "SCHEDULE", "PHASE", "PAUSED", "LAST BACKUP"],
                         rows,
                     )
@@ -480,7 +479,7 @@ pub fn run_get(ctx: &Context, args: &GetArgs) -> Result<i32, CliError> {
                         })
                         .collect();
                     (
-                        l.iter().map(|r| json(r)).collect(),
+                        l.iter().map(to_json).collect(),
                         vec!["NAME", "URL", "PHASE", "MESSAGE"],
                         rows,
                     )
@@ -496,16 +495,9 @@ pub fn run_get(ctx: &Context, args: &GetArgs) -> Result<i32, CliError> {
     Ok(exit::OK)
 }
 
-/// Serialisation to a JSON value of any resource, for `get --json`.
-mod erased {
-    pub trait Ser {
-        fn value(&self) -> serde_json::Value;
-    }
-    impl<T: serde::Serialize> Ser for T {
-        fn value(&self) -> serde_json::Value {
-            serde_json::to_value(self).unwrap_or_default()
-        }
-    }
+/// A resource as JSON, for `get --json`.
+fn to_json<T: Serialize>(obj: &T) -> serde_json::Value {
+    serde_json::to_value(obj).unwrap_or_default()
 }
 
 pub fn run_describe(ctx: &Context, args: &DescribeArgs) -> Result<i32, CliError> {
