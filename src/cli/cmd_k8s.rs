@@ -21,6 +21,19 @@ pub enum K8sCommand {
     Backup(BackupArgs),
     /// Create the objects of a manifest snapshot in a cluster.
     Restore(RestoreArgs),
+    /// Print cairn's CustomResourceDefinitions.
+    Crds(super::cmd_k8s_install::CrdsArgs),
+    /// Install cairn in a cluster (definitions, RBAC, controller, agent), or print it.
+    Install(super::cmd_k8s_install::InstallArgs),
+    /// Create a Backup, Restore or Schedule resource.
+    #[command(subcommand)]
+    Create(super::cmd_k8s_resources::CreateCommand),
+    /// List backups, restores, schedules or repositories.
+    Get(super::cmd_k8s_resources::GetArgs),
+    /// Show a backup or restore in detail.
+    Describe(super::cmd_k8s_resources::DescribeArgs),
+    /// Delete a backup (its snapshots are forgotten by the controller) or a restore.
+    Delete(super::cmd_k8s_resources::DeleteArgs),
 }
 
 /// How to reach the cluster.
@@ -137,6 +150,12 @@ pub fn run(ctx: &Context, cmd: &K8sCommand) -> Result<i32, CliError> {
     match cmd {
         K8sCommand::Backup(args) => run_backup(ctx, args),
         K8sCommand::Restore(args) => run_restore(ctx, args),
+        K8sCommand::Crds(args) => super::cmd_k8s_install::run_crds(ctx, args),
+        K8sCommand::Install(args) => super::cmd_k8s_install::run_install(ctx, args),
+        K8sCommand::Create(cmd) => super::cmd_k8s_resources::run_create(ctx, cmd),
+        K8sCommand::Get(args) => super::cmd_k8s_resources::run_get(ctx, args),
+        K8sCommand::Describe(args) => super::cmd_k8s_resources::run_describe(ctx, args),
+        K8sCommand::Delete(args) => super::cmd_k8s_resources::run_delete(ctx, args),
     }
 }
 

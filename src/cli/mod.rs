@@ -28,6 +28,10 @@ pub mod cmd_forget;
 pub mod cmd_init;
 #[cfg(feature = "k8s")]
 pub mod cmd_k8s;
+#[cfg(feature = "k8s")]
+pub mod cmd_k8s_install;
+#[cfg(feature = "k8s")]
+pub mod cmd_k8s_resources;
 pub mod cmd_key;
 pub mod cmd_ls;
 pub mod cmd_prune;

@@ -31,6 +31,13 @@ pub enum K8sError {
         #[source]
         source: Box<kube::Error>,
     },
+    /// Waited for the API server to show something that did not come.
+    #[error("Kubernetes API server {server}: {what}: {reason}")]
+    Timeout {
+        server: String,
+        what: String,
+        reason: String,
+    },
     #[error("invalid option: {0}")]
     InvalidOption(String),
     #[error("snapshot file {path}: {reason}")]
@@ -113,6 +120,7 @@ impl K8sError {
                 e if kube_transient(e) => "unreachable",
                 _ => "api_error",
             },
+            Self::Timeout { .. } => "timeout",
             Self::InvalidOption(_) => "invalid_option",
             Self::InvalidObject { .. } => "invalid_object",
             Self::Runtime(_) => "runtime",

@@ -13,8 +13,10 @@
 
 pub mod client;
 pub mod controller;
+pub mod crd;
 pub mod cron;
 mod error;
+pub mod install;
 pub mod jobs;
 pub mod manifests;
 

@@ -435,9 +435,10 @@ impl State {
     ) -> Result<(Option<cairn::k8s::manifests::filter::Selector>, FieldSelector), (u16, Value)> {
         let labels_text = q.get("labelSelector").cloned().unwrap_or_default();
         let labels = match q.get("labelSelector").filter(|s| !s.is_empty()) {
-            Some(s) => {
-                Some(cairn::k8s::manifests::filter::Selector::parse(s).map_err(|e| status(400, "BadRequest", &e.to_string()))?)
-            }
+            Some(s) => Some(
+                cairn::k8s::manifests::filter::Selector::parse(s)
+                    .map_err(|e| status(400, "BadRequest", &e.to_string()))?,
+            ),
             None => None,
         };
         let fields = match q.get("fieldSelector") {

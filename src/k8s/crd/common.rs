@@ -1,0 +1,152 @@
+//! Types shared by several kinds: the object filters, secret references,
+//! progress, counters and timestamps.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Which objects a Backup or Restore takes: the filters of `cairn k8s
+/// backup`. Empty lists mean "everything" for the includes and "nothing"
+/// for the excludes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectFilters {
+    /// Namespaces to take (globs; empty or `*` for all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub included_namespaces: Vec<String>,
+    /// Namespaces to leave out (globs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded_namespaces: Vec<String>,
+    /// Resources to take (`deployments.apps`, `configmaps`, kinds, short
+    /// names, `*`; empty for all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub included_resources: Vec<String>,
+    /// Resources to leave out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded_resources: Vec<String>,
+    /// Only objects whose labels match this selector (`app=web,tier in (front,back)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<String>,
+    /// Cluster-scoped objects: unset for automatic (all when every namespace
+    /// is taken without a selector, else those the taken objects need),
+    /// true or false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_cluster_resources: Option<bool>,
+}
+
+/// A key of a Secret in the BackupRepository's namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// The Secret's name.
+    pub name: String,
+    /// The key whose value is used.
+    pub key: String,
+}
+
+/// A Secret in the BackupRepository's namespace, used whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// The Secret's name.
+    pub name: String,
+}
+
+/// Bytes moved so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    #[serde(default)]
+    pub bytes_done: u64,
+    #[serde(default)]
+    pub total_bytes: u64,
+}
+
+/// How many of a Backup's or Restore's volume operations ended how.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeCounts {
+    #[serde(default)]
+    pub total: u32,
+    #[serde(default)]
+    pub completed: u32,
+    #[serde(default)]
+    pub failed: u32,
+}
+
+/// A pod or claim a volume operation is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRef {
+    pub namespace: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+}
+
+/// CPU and memory for a container (`cpu: "500m"`, `memory: 256Mi`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Resources {
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "quantity::deserialize"
+    )]
+    #[schemars(schema_with = "quantities")]
+    pub requests: BTreeMap<String, String>,
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "quantity::deserialize"
+    )]
+    #[schemars(schema_with = "quantities")]
+    pub limits: BTreeMap<String, String>,
+}
+
+/// Resource quantities as Kubernetes takes them: numbers or strings.
+fn quantities(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": {"x-kubernetes-int-or-string": true},
+    })
+}
+
+/// An RFC 3339 time (`2026-01-31T03:00:00Z`), as Kubernetes writes them.
+pub type Time = jiff::Timestamp;
+
+/// The schema of an optional [`Time`] field.
+pub(crate) fn time(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "string", "format": "date-time"})
+}
+
+/// Serde for quantities written as numbers: kept as their text.
+pub(crate) mod quantity {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum IntOrString {
+        Int(i64),
+        Float(f64),
+        String(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+        let raw = BTreeMap::<String, IntOrString>::deserialize(d)?;
+        Ok(raw
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    IntOrString::Int(i) => i.to_string(),
+                    IntOrString::Float(f) => f.to_string(),
+                    IntOrString::String(s) => s,
+                };
+                (k, v)
+            })
+            .collect())
+    }
+}

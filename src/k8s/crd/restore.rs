@@ -1,0 +1,112 @@
+//! Restore: the objects (and pod volumes) of a Backup created again.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::backup::Phase;
+use super::common::{time, ObjectFilters, Time, VolumeCounts};
+
+/// One restore run.
+#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "backup.cairn.io",
+    version = "v1alpha1",
+    kind = "Restore",
+    plural = "restores",
+    singular = "restore",
+    namespaced,
+    status = "RestoreStatus",
+    shortname = "rst",
+    category = "cairn",
+    derive = "PartialEq",
+    doc = "A restore of a Backup's objects and pod volumes into this cluster.",
+    printcolumn(name = "Backup", type_ = "string", json_path = ".spec.backupName"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Created", type_ = "integer", json_path = ".status.objects.created"),
+    printcolumn(name = "Updated", type_ = "integer", json_path = ".status.objects.updated"),
+    printcolumn(name = "Failed", type_ = "integer", json_path = ".status.objects.failed"),
+    printcolumn(name = "Volumes", type_ = "integer", json_path = ".status.volumeRestores.completed"),
+    printcolumn(name = "Message", type_ = "string", json_path = ".status.message", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreSpec {
+    /// The Backup (in the same namespace) to restore.
+    pub backup_name: String,
+    /// Which of the backup's objects are restored.
+    #[serde(flatten)]
+    pub filters: ObjectFilters,
+    /// Restore namespace OLD as NEW.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub namespace_mapping: BTreeMap<String, String>,
+    /// What to do with objects that exist: none (leave them) or update.
+    #[serde(default)]
+    pub existing_resource_policy: ExistingResourcePolicy,
+    /// Whether the backed-up pod volume data is written back.
+    #[serde(default = "yes")]
+    pub restore_volumes: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What a restore does with an object that exists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExistingResourcePolicy {
+    /// Leave it as it is (reported as skipped).
+    #[default]
+    None,
+    /// Server-side apply the backed-up object.
+    Update,
+}
+
+/// How many objects ended how.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectCounts {
+    #[serde(default)]
+    pub created: u32,
+    #[serde(default)]
+    pub updated: u32,
+    #[serde(default)]
+    pub skipped: u32,
+    #[serde(default)]
+    pub failed: u32,
+}
+
+/// What happened.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "time")]
+    pub start_timestamp: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "time")]
+    pub completion_timestamp: Option<Time>,
+    /// The id of the manifest snapshot restored from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_snapshot: Option<String>,
+    /// Objects created, updated, skipped and failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<ObjectCounts>,
+    /// The pod volumes' restores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_restores: Option<VolumeCounts>,
+    /// What went wrong without failing the restore, one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Objects and volumes that failed, one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// A line saying what happened (why it failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

@@ -1,0 +1,113 @@
+//! The controller Deployment and the agent DaemonSet.
+
+use serde_json::{json, Value};
+
+use super::{labels, Options, AGENT, CONTROLLER};
+
+/// Where the agent sees the kubelet's pods directory.
+pub const HOST_PODS: &str = "/host_pods";
+/// The port of `/metrics`, `/healthz` and `/readyz`.
+pub const HTTP_PORT: u16 = 8080;
+/// Where the workloads keep cairn's cache (an emptyDir).
+const CACHE_DIR: &str = "/var/cache/cairn";
+
+fn selector(component: &str) -> Value {
+    json!({"app.kubernetes.io/name": "cairn", "app.kubernetes.io/component": component})
+}
+
+fn cache() -> (Value, Value, Value) {
+    (
+        json!({"name": "CAIRN_CACHE_DIR", "value": CACHE_DIR}),
+        json!({"name": "cache", "mountPath": CACHE_DIR}),
+        json!({"name": "cache", "emptyDir": {}}),
+    )
+}
+
+/// The controller: one replica, replaced (never two at once) on update.
+pub fn controller(opts: &Options) -> Value {
+    let mut args = vec!["k8s", "controller", "--namespace", opts.namespace.as_str()];
+    if let Some(name) = &opts.cluster_name {
+        args.extend(["--cluster-name", name.as_str()]);
+    }
+    let probe = |path: &str| {
+        json!({"httpGet": {"path": path, "port": "http"}, "periodSeconds": 10,
+               "timeoutSeconds": 5, "failureThreshold": 3})
+    };
+    let (cache_env, cache_mount, cache_volume) = cache();
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": CONTROLLER, "namespace": opts.namespace, "labels": labels(Some("controller"))},
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": selector("controller")},
+            "template": {
+                "metadata": {"labels": labels(Some("controller"))},
+                "spec": {
+                    "serviceAccountName": CONTROLLER,
+                    "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
+                                        "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "controller",
+                        "image": opts.image,
+                        "args": args,
+                        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+                        "env": [cache_env],
+                        "livenessProbe": probe("/healthz"),
+                        "readinessProbe": probe("/readyz"),
+                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                      "limits": {"memory": "512Mi"}},
+                        "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                                            "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [cache_mount],
+                    }],
+                    "volumes": [cache_volume],
+                }
+            }
+        }
+    })
+}
+
+/// The agent: one per node, reading and writing pod volumes through the
+/// kubelet's pods directory, as root.
+pub fn agent(opts: &Options) -> Value {
+    let (cache_env, cache_mount, cache_volume) = cache();
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": AGENT, "namespace": opts.namespace, "labels": labels(Some("agent"))},
+        "spec": {
+            "selector": {"matchLabels": selector("agent")},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {
+                "metadata": {"labels": labels(Some("agent"))},
+                "spec": {
+                    "serviceAccountName": AGENT,
+                    "securityContext": {"runAsUser": 0, "runAsGroup": 0,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "agent",
+                        "image": opts.image,
+                        "args": ["k8s", "agent", "--namespace", opts.namespace],
+                        "env": [
+                            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                            cache_env,
+                        ],
+                        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                                      "limits": {"memory": "1Gi"}},
+                        "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true},
+                        "volumeMounts": [
+                            {"name": "host-pods", "mountPath": HOST_PODS, "mountPropagation": "HostToContainer"},
+                            cache_mount,
+                        ],
+                    }],
+                    "volumes": [
+                        {"name": "host-pods", "hostPath": {"path": opts.host_pods_dir(), "type": "Directory"}},
+                        cache_volume,
+                    ],
+                }
+            }
+        }
+    })
+}
