@@ -77,8 +77,8 @@ impl BackupSpec {
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSelection {
     /// Back up every eligible pod volume unless the pod opts it out
-    /// (`backup.cairn.io/backup-volumes-excludes`); when false, only the
-    /// volumes a pod names in `backup.cairn.io/backup-volumes`.
+    /// (`backup.cairn.io/volumes-excludes`); when false, only the
+    /// volumes a pod names in `backup.cairn.io/volumes`.
     #[serde(default)]
     pub default_volumes_to_backup: bool,
     /// Paths inside volumes left out (globs, relative to the volume's root).
