@@ -232,3 +232,31 @@ fn bad_input_is_named() {
     let err = fails_with(&mut k8s(&cluster, &["create", "backup", "dup"]), 1);
     assert!(err.contains("dup") && err.contains("409"), "{err}");
 }
+
+#[test]
+fn wait_gives_up_after_its_timeout_naming_the_object() {
+    let cluster = cluster();
+    // Nothing ever sets a phase: no controller runs here.
+    let out = k8s(
+        &cluster,
+        &[
+            "create",
+            "restore",
+            "late",
+            "--from-backup",
+            "b",
+            "--wait",
+            "--wait-timeout",
+            "1s",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("Restore late") && last.contains("not finished within 1s"),
+        "{stderr}"
+    );
+}

@@ -311,28 +311,48 @@ fn ended(kind: &str, name: &str, phase: crd::Phase) -> Result<i32, CliError> {
     Ok(exit::ERROR)
 }
 
+/// Creates `obj` in the target namespace and, with `--wait`, follows it
+/// until it ends; exits non-zero unless it ends Completed.
+fn create_and_wait<K>(
+    target: &Target,
+    mut obj: K,
+    wait: bool,
+    timeout_text: &str,
+    quiet: bool,
+    progress: fn(&K) -> (Option<crd::Phase>, String),
+) -> Result<i32, CliError>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let timeout = wait_timeout(timeout_text)?;
+    let ns = target.namespace.clone();
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let kind = K::kind(&()).to_ascii_lowercase();
+    obj.meta_mut().namespace = Some(ns.clone());
+    let phase = with_cluster(target, async |c| {
+        create(&c, &ns, &obj).await?;
+        if !quiet {
+            output::line(format!("{kind}.backup.cairn.io/{name} created")).ok();
+        }
+        match wait {
+            true => wait_for(&c, &ns, &name, timeout, quiet, progress).await.map(Some),
+            false => Ok(None),
+        }
+    })?;
+    phase.map_or(Ok(exit::OK), |p| ended(&kind, &name, p))
+}
+
 pub fn run_create(ctx: &Context, cmd: &CreateCommand) -> Result<i32, CliError> {
     let quiet = ctx.global.quiet;
     match cmd {
         CreateCommand::Backup(a) => {
             let spec = backup_spec(&a.filters, &a.repository, &a.ttl)?;
-            let timeout = wait_timeout(&a.wait_timeout)?;
-            let ns = a.target.namespace.clone();
-            let mut obj = Backup::new(&a.name, spec);
-            obj.metadata.namespace = Some(ns.clone());
-            let phase = with_cluster(&a.target, async |c| {
-                create(&c, &ns, &obj).await?;
-                if !quiet {
-                    output::line(format!("backup.backup.cairn.io/{} created", a.name)).ok();
-                }
-                match a.wait {
-                    true => wait_for(&c, &ns, &a.name, timeout, quiet, progress_of_backup)
-                        .await
-                        .map(Some),
-                    false => Ok(None),
-                }
-            })?;
-            phase.map_or(Ok(exit::OK), |p| ended("backup", &a.name, p))
+            let obj = Backup::new(&a.name, spec);
+            create_and_wait(&a.target, obj, a.wait, &a.wait_timeout, quiet, progress_of_backup)
         }
         CreateCommand::Restore(a) => {
             let spec = RestoreSpec {
@@ -342,23 +362,8 @@ pub fn run_create(ctx: &Context, cmd: &CreateCommand) -> Result<i32, CliError> {
                 restore_volumes: true,
                 ..RestoreSpec::default()
             };
-            let timeout = wait_timeout(&a.wait_timeout)?;
-            let ns = a.target.namespace.clone();
-            let mut obj = Restore::new(&a.name, spec);
-            obj.metadata.namespace = Some(ns.clone());
-            let phase = with_cluster(&a.target, async |c| {
-                create(&c, &ns, &obj).await?;
-                if !quiet {
-                    output::line(format!("restore.backup.cairn.io/{} created", a.name)).ok();
-                }
-                match a.wait {
-                    true => wait_for(&c, &ns, &a.name, timeout, quiet, progress_of_restore)
-                        .await
-                        .map(Some),
-                    false => Ok(None),
-                }
-            })?;
-            phase.map_or(Ok(exit::OK), |p| ended("restore", &a.name, p))
+            let obj = Restore::new(&a.name, spec);
+            create_and_wait(&a.target, obj, a.wait, &a.wait_timeout, quiet, progress_of_restore)
         }
         CreateCommand::Schedule(a) => {
             crate::k8s::cron::Cron::parse(&a.schedule, None)

@@ -102,7 +102,9 @@ pub fn backup_tags(cluster: &str, filters: &Filters, extra: &[String]) -> Vec<St
 }
 
 /// Backs up the selected objects of a cluster into a snapshot of `repo`,
-/// under a shared lock.
+/// under a shared lock. Blocks the calling thread and runs a runtime of its
+/// own for the API calls: async code calls [`crate::k8s::jobs::backup_manifests`],
+/// which runs this on tokio's blocking pool.
 pub fn backup_manifests(repo: Repository, opts: &ManifestBackupOptions) -> Result<ManifestBackupReport, K8sError> {
     let lock = repo.lock(LockKind::Shared, opts.retry_lock)?;
     let repo = repo.load_index()?;
@@ -197,6 +199,8 @@ pub struct ManifestRestoreReport {
 }
 
 /// Restores the objects of a manifest snapshot of `repo` into a cluster.
+/// Blocks like [`backup_manifests`]; async code calls
+/// [`crate::k8s::jobs::restore_manifests`].
 pub fn restore_manifests(
     repo: &IndexedRepository,
     opts: &ManifestRestoreOptions,
