@@ -163,6 +163,11 @@ impl S3Server {
             "-s3.port.iceberg=0".to_owned(),
             "-s3.port.lance=0".to_owned(),
             "-master.telemetry=false".to_owned(),
+            // Left to itself, mini sizes its volumes by the free disk space
+            // and, on a nearly full disk, has none to write to. The tests
+            // store little: a fixed count of small (sparse) volumes.
+            "-master.volumeSizeLimitMB=64".to_owned(),
+            "-volume.max=16".to_owned(),
         ];
         let child = spawn(&args, dir.path())?;
         let mut server = Self {
@@ -185,7 +190,10 @@ impl S3Server {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("weed exited with {status}; its log:\n{}", self.log()));
             }
-            if self.log().contains("ready to use") && answers(self.s3_port) {
+            // "ready to use" comes before the volume server has joined the
+            // master; until it has, writes fail with 500. A write into each
+            // bucket through the filer shows that writes work.
+            if self.log().contains("ready to use") && answers(self.s3_port) && self.buckets_take_writes() {
                 return Ok(());
             }
             if started.elapsed() > START_TIMEOUT {
@@ -193,6 +201,33 @@ impl S3Server {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Whether a small object can be written to (and removed from) every
+    /// bucket.
+    fn buckets_take_writes(&self) -> bool {
+        self.buckets.iter().all(|bucket| {
+            let probe = format!("/buckets/{bucket}/.cairn-ready");
+            self.filer_request("PUT", &probe, b"x") && self.filer_request("DELETE", &probe, b"")
+        })
+    }
+
+    /// Whether the filer answers `method path` (with `body`) with a 2xx.
+    fn filer_request(&self, method: &str, path: &str, body: &[u8]) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.filer_port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let head = format!(
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        if s.write_all(head.as_bytes()).and_then(|()| s.write_all(body)).is_err() {
+            return false;
+        }
+        let mut response = String::new();
+        let _ = s.read_to_string(&mut response);
+        response.starts_with("HTTP/1.1 2") || response.starts_with("HTTP/1.0 2")
     }
 
     /// Starts the server again after [`S3Server::kill`], on the same ports
