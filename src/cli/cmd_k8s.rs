@@ -34,6 +34,8 @@ pub enum K8sCommand {
     Describe(super::cmd_k8s_resources::DescribeArgs),
     /// Delete a backup (its snapshots are forgotten by the controller) or a restore.
     Delete(super::cmd_k8s_resources::DeleteArgs),
+    /// Run the controller: reconcile BackupRepositories, Backups, Restores and Schedules.
+    Controller(super::cmd_k8s_controller::ControllerArgs),
 }
 
 /// How to reach the cluster.
@@ -49,7 +51,7 @@ pub struct AccessArgs {
 }
 
 impl AccessArgs {
-    fn access(&self) -> ClusterAccess {
+    pub fn access(&self) -> ClusterAccess {
         ClusterAccess {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
@@ -156,6 +158,7 @@ pub fn run(ctx: &Context, cmd: &K8sCommand) -> Result<i32, CliError> {
         K8sCommand::Get(args) => super::cmd_k8s_resources::run_get(ctx, args),
         K8sCommand::Describe(args) => super::cmd_k8s_resources::run_describe(ctx, args),
         K8sCommand::Delete(args) => super::cmd_k8s_resources::run_delete(ctx, args),
+        K8sCommand::Controller(args) => super::cmd_k8s_controller::run_controller(ctx, args),
     }
 }
 
@@ -169,6 +172,7 @@ fn run_backup(ctx: &Context, args: &BackupArgs) -> Result<i32, CliError> {
         connections: ctx.global.connections,
         retry_lock: ctx.retry_lock(),
         cancel: None,
+        extra_files: Vec::new(),
     };
     let repo = ctx.open()?;
     let r = backup_manifests(repo, &opts)?;

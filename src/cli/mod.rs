@@ -29,7 +29,9 @@ pub mod cmd_init;
 #[cfg(feature = "k8s")]
 pub mod cmd_k8s;
 #[cfg(feature = "k8s")]
-pub mod cmd_k8s_install;
+pub mod cmd_k8s_controller;
+#[cfg(feature = "k8s")]
+mod cmd_k8s_install;
 #[cfg(feature = "k8s")]
 pub mod cmd_k8s_resources;
 pub mod cmd_key;

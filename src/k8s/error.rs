@@ -61,6 +61,25 @@ pub enum K8sError {
 const TRANSIENT_STATUS: [u16; 5] = [429, 500, 502, 503, 504];
 
 impl K8sError {
+    /// The error of request `what` (`GET Secret ns/name`) to `server`:
+    /// `Api` when the server answered, `Unreachable` when it did not.
+    pub fn request(server: &str, what: &str, e: kube::Error) -> Self {
+        if kube_transient(&e) && !matches!(e, kube::Error::Api(_)) {
+            Self::Unreachable {
+                server: server.to_owned(),
+                reason: format!("{what}: {}", crate::k8s::client::chain(&e)),
+                source: Box::new(e),
+            }
+        } else {
+            Self::Api {
+                server: server.to_owned(),
+                what: what.to_owned(),
+                reason: crate::k8s::client::describe(&e),
+                source: Box::new(e),
+            }
+        }
+    }
+
     /// A bad option or filter, as opposed to a failure.
     pub fn is_usage(&self) -> bool {
         matches!(self, Self::InvalidOption(_))

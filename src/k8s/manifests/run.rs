@@ -16,7 +16,7 @@ use super::restore::{restore, ExistingPolicy, Report, RestoreOptions};
 use super::stored::load_objects;
 use super::transform::Rewrite;
 use crate::backup::progress::Progress;
-use crate::backup::{backup_files, BackupOptions, ParentChoice};
+use crate::backup::{backup_files, BackupOptions, MemoryFile, ParentChoice};
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
 use crate::k8s::client::{connect, Cluster, ClusterAccess};
@@ -64,6 +64,9 @@ pub struct ManifestBackupOptions {
     pub retry_lock: Duration,
     /// Stops the backup between objects and chunks; no snapshot is written.
     pub cancel: Option<CancelToken>,
+    /// Files stored beside the manifests, outside `resources/` (the
+    /// controller's backup record: `cairn/backup.json`).
+    pub extra_files: Vec<MemoryFile>,
 }
 
 /// What a manifest backup did.
@@ -128,10 +131,27 @@ pub fn backup_manifests(repo: Repository, opts: &ManifestBackupOptions) -> Resul
         cancel: opts.cancel.clone(),
         ..BackupOptions::default()
     };
+    let mut files = collected.files;
+    let mut paths = vec![format!("/{ROOT}")];
+    for extra in &opts.extra_files {
+        let top = extra.path.trim_start_matches('/').split('/').next().unwrap_or_default();
+        if top.is_empty() || top == ROOT {
+            return Err(K8sError::InvalidOption(format!(
+                "extra file {:?}: must lie outside {ROOT}/",
+                extra.path
+            )));
+        }
+        let top = format!("/{top}");
+        if !paths.contains(&top) {
+            paths.push(top);
+        }
+        files.push(extra.clone());
+    }
+    let objects = files.len() - opts.extra_files.len();
     let outcome = backup_files(
         &repo,
-        &collected.files,
-        vec![format!("/{ROOT}")],
+        &files,
+        paths,
         collected.errors.len() as u64,
         &backup,
         &Progress::default(),
@@ -142,7 +162,7 @@ pub fn backup_manifests(repo: Repository, opts: &ManifestBackupOptions) -> Resul
         snapshot_id: outcome.id,
         snapshot: outcome.snapshot,
         errors: collected.errors,
-        objects: collected.files.len(),
+        objects,
         counts: collected.counts,
     })
 }

@@ -1,0 +1,73 @@
+//! `cairn k8s controller`: runs the reconcilers of cairn's resources.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::cmd_k8s::AccessArgs;
+use super::{CliError, Context};
+use crate::k8s::controller::{run, ControllerOptions, Settings};
+use crate::k8s::crd::duration;
+use crate::k8s::install::{default_image, DEFAULT_NAMESPACE};
+use crate::k8s::K8sError;
+
+#[derive(Debug, clap::Args)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    pub access: AccessArgs,
+    /// The controller's own namespace: maintenance Jobs run here.
+    #[arg(long, default_value = DEFAULT_NAMESPACE, value_name = "NS")]
+    pub namespace: String,
+    /// The cluster's name, the host of every snapshot (default: the
+    /// kubeconfig's cluster name).
+    #[arg(long, value_name = "NAME")]
+    pub cluster_name: Option<String>,
+    /// How often each BackupRepository is synced with its repository
+    /// (a Kubernetes duration: 30s, 1m, 1h).
+    #[arg(long, default_value = "1m", value_name = "DURATION", value_parser = parse_duration)]
+    pub sync_period: Duration,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR:PORT")]
+    pub listen: SocketAddr,
+    /// The image of maintenance Jobs (the controller's own).
+    #[arg(long, env = "CAIRN_IMAGE", value_name = "IMAGE")]
+    pub image: Option<String>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    match duration::parse(text) {
+        Ok(d) if d.is_zero() => Err("must be more than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+pub fn run_controller(ctx: &Context, args: &ControllerArgs) -> Result<i32, CliError> {
+    let cache_dir: Option<PathBuf> = if ctx.global.no_cache {
+        None
+    } else {
+        ctx.global
+            .cache_dir
+            .clone()
+            .or_else(crate::storage::cache::default_root)
+    };
+    let opts = ControllerOptions {
+        settings: Settings {
+            access: args.access.access(),
+            namespace: args.namespace.clone(),
+            cluster_name: String::new(),
+            sync_period: args.sync_period,
+            image: args.image.clone().unwrap_or_else(default_image),
+            cache_dir,
+        },
+        listen: args.listen,
+        cluster_name: args.cluster_name.clone(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(K8sError::Runtime)?;
+    rt.block_on(run(opts))?;
+    Ok(0)
+}

@@ -1,0 +1,297 @@
+//! Runs `cairn k8s controller` (the binary, as a Deployment would) against
+//! the tests' fake API server with cairn's definitions installed, and
+//! helpers to set up repositories and wait for phases.
+//!
+//! A test file declares both `mod k8s_support;` and
+//! `mod controller_support;`.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::k8s_support::{FakeCluster, Key};
+
+/// The controller's namespace, and where the tests put their resources.
+pub const NS: &str = "cairn-system";
+/// The password of the repositories the tests create.
+pub const PASSWORD: &str = "correct horse";
+/// How long a test waits for the controller to get somewhere.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// A fake cluster with the namespace and cairn's definitions (Established).
+pub fn cluster() -> FakeCluster {
+    let cluster = FakeCluster::empty();
+    {
+        let mut state = cluster.state();
+        state.seed("", "namespaces", json!({"metadata": {"name": NS}}));
+        for def in cairn::k8s::crd::all() {
+            state.seed(
+                "apiextensions.k8s.io",
+                "customresourcedefinitions",
+                serde_json::to_value(def).expect("definitions serialise"),
+            );
+        }
+    }
+    cluster
+}
+
+/// A running `cairn k8s controller`, killed when dropped.
+pub struct Controller {
+    child: Child,
+    log: PathBuf,
+    kubeconfig: PathBuf,
+    args: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Controller {
+    /// Starts the controller with `--cluster-name test --sync-period 1s`
+    /// and `extra` arguments, and waits until it serves.
+    pub fn start(cluster: &FakeCluster, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut args: Vec<String> = vec![
+            "--cluster-name".into(),
+            "test".into(),
+            "--sync-period".into(),
+            "1s".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let log = dir.path().join("controller.log");
+        let mut controller = Self {
+            child: spawn(&cluster.kubeconfig(), &args, &log, dir.path()),
+            log,
+            kubeconfig: cluster.kubeconfig(),
+            args,
+            _dir: dir,
+        };
+        controller.wait_serving();
+        controller
+    }
+
+    fn wait_serving(&mut self) {
+        let started = Instant::now();
+        while !self.log().contains("serving /metrics on ") {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the controller exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "the controller did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Everything the controller printed so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `http://ADDR` of its metrics and health endpoints.
+    pub fn url(&self) -> String {
+        let log = self.log();
+        let addr = log
+            .split("serving /metrics on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the controller printed its address");
+        format!("http://{addr}")
+    }
+
+    /// The body of `GET path` on its HTTP endpoint.
+    pub fn http_get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let addr = self.url().trim_start_matches("http://").to_owned();
+        let mut s = std::net::TcpStream::connect(&addr).expect("connecting to the controller");
+        write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("asking the controller");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("reading the answer");
+        out
+    }
+
+    /// Kills the controller (SIGKILL, as an OOM kill or a node loss would).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again with the same arguments (after [`Controller::kill`]).
+    pub fn restart(&mut self) {
+        self.kill();
+        let _ = fs::remove_file(&self.log);
+        self.child = spawn(
+            &self.kubeconfig,
+            &self.args,
+            &self.log,
+            self.log.parent().expect("log directory"),
+        );
+        self.wait_serving();
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Resident memory in KiB (VmRSS), for memory checks.
+    pub fn rss_kib(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn(kubeconfig: &Path, args: &[String], log: &Path, dir: &Path) -> Child {
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("controller log");
+    let err = out.try_clone().expect("controller log");
+    Command::new(assert_cmd::cargo::cargo_bin("cairn"))
+        .env_remove("KUBECONFIG")
+        .env_remove("CAIRN_PASSWORD")
+        .env_remove("CAIRN_REPOSITORY")
+        .env("CAIRN_CACHE_DIR", dir.join("cache"))
+        .args(["k8s", "controller", "--kubeconfig"])
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("running cairn k8s controller")
+}
+
+/// The key of a cairn object in [`NS`].
+pub fn key(plural: &str, name: &str) -> Key {
+    ("backup.cairn.io".into(), plural.into(), NS.into(), name.into())
+}
+
+/// Stores a Secret in [`NS`].
+pub fn secret(cluster: &FakeCluster, name: &str, data: &[(&str, &str)]) {
+    use base64::Engine as _;
+    let data: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(k, v)| {
+            (
+                (*k).to_owned(),
+                json!(base64::engine::general_purpose::STANDARD.encode(v)),
+            )
+        })
+        .collect();
+    cluster.state().seed(
+        "",
+        "secrets",
+        json!({"metadata": {"name": name, "namespace": NS}, "type": "Opaque", "data": data}),
+    );
+}
+
+/// Creates a cheap repository at `path` with `cairn init` (small Argon2id,
+/// so that opening it is fast).
+pub fn init_repository(path: &Path) {
+    let status = Command::new(assert_cmd::cargo::cargo_bin("cairn"))
+        .env("CAIRN_PASSWORD", PASSWORD)
+        .env_remove("CAIRN_REPOSITORY")
+        .arg("-r")
+        .arg(path)
+        .args(["init", "--kdf-memory", "8192"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("running cairn init");
+    assert!(status.success(), "cairn init {}", path.display());
+}
+
+/// A Secret `<name>-password` and a BackupRepository `name` for the local
+/// repository at `path`, with `spec` merged over the defaults.
+pub fn repository(cluster: &FakeCluster, name: &str, path: &Path, spec: Value) {
+    secret(cluster, &format!("{name}-password"), &[("password", PASSWORD)]);
+    let mut full = json!({
+        "url": path.to_str().expect("UTF-8 path"),
+        "passwordSecretRef": {"name": format!("{name}-password"), "key": "password"},
+    });
+    merge(&mut full, spec);
+    create(cluster, "backuprepositories", "BackupRepository", name, full);
+}
+
+/// Creates a cairn object of `kind` in [`NS`] through the fake's store.
+pub fn create(cluster: &FakeCluster, plural: &str, kind: &str, name: &str, spec: Value) {
+    cluster.state().seed(
+        "backup.cairn.io",
+        plural,
+        json!({"apiVersion": "backup.cairn.io/v1alpha1", "kind": kind,
+               "metadata": {"name": name, "namespace": NS}, "spec": spec}),
+    );
+}
+
+fn merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// A cairn object's `status.phase`.
+pub fn phase(cluster: &FakeCluster, plural: &str, name: &str) -> Option<String> {
+    cluster
+        .get("backup.cairn.io", plural, NS, name)
+        .and_then(|o| o.pointer("/status/phase").and_then(Value::as_str).map(str::to_owned))
+}
+
+/// Waits until the object's phase is `want`; fails with the object and
+/// the controller's log otherwise.
+pub fn wait_phase(cluster: &FakeCluster, controller: &Controller, plural: &str, name: &str, want: &str) -> Value {
+    let k = key(plural, name);
+    let reached = cluster.wait_for(
+        |objects| {
+            objects
+                .get(&k)
+                .and_then(|o| o.pointer("/status/phase"))
+                .is_some_and(|p| p == want)
+        },
+        WAIT,
+    );
+    let obj = cluster.get("backup.cairn.io", plural, NS, name);
+    assert!(
+        reached,
+        "{plural}/{name} did not reach {want}: {}\ncontroller log:\n{}",
+        obj.map(|o| o.to_string()).unwrap_or_else(|| "(gone)".into()),
+        controller.log()
+    );
+    obj.unwrap_or_default()
+}
+
+/// `cairn -r PATH snapshots --json`, parsed.
+pub fn snapshots(path: &Path) -> Vec<Value> {
+    let out = Command::new(assert_cmd::cargo::cargo_bin("cairn"))
+        .env("CAIRN_PASSWORD", PASSWORD)
+        .env_remove("CAIRN_REPOSITORY")
+        .arg("-r")
+        .arg(path)
+        .args(["snapshots", "--json"])
+        .output()
+        .expect("running cairn snapshots");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("snapshots --json: {e}"))
+}
