@@ -18,17 +18,7 @@ const NS: &str = "cairn-system";
 
 fn cluster() -> FakeCluster {
     let cluster = FakeCluster::empty();
-    {
-        let mut state = cluster.state();
-        state.seed("", "namespaces", json!({"metadata": {"name": NS}}));
-        for def in cairn::k8s::crd::all() {
-            state.seed(
-                "apiextensions.k8s.io",
-                "customresourcedefinitions",
-                serde_json::to_value(def).unwrap(),
-            );
-        }
-    }
+    k8s_support::seed::cairn_installed(&mut cluster.state(), NS);
     cluster
 }
 

@@ -10,9 +10,8 @@ use assert_cmd::Command;
 use controller_support::{cluster, Controller};
 use k8s_support::FakeCluster;
 
-#[test]
-fn without_the_definitions_it_says_to_install_them() {
-    let cluster = FakeCluster::empty();
+/// Runs the controller until it exits; returns its standard error.
+fn fails(cluster: &FakeCluster) -> String {
     let out = Command::cargo_bin("cairn")
         .unwrap()
         .env_remove("KUBECONFIG")
@@ -22,7 +21,13 @@ fn without_the_definitions_it_says_to_install_them() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn without_the_definitions_it_says_to_install_them() {
+    let cluster = FakeCluster::empty();
+    let err = fails(&cluster);
     assert!(
         err.contains("CustomResourceDefinition backuprepositories.backup.cairn.io is not installed")
             && err.contains("cairn k8s install"),
@@ -35,15 +40,7 @@ fn without_the_definitions_it_says_to_install_them() {
 fn an_unreachable_cluster_is_one_line() {
     let cluster = FakeCluster::empty();
     cluster.stop();
-    let out = Command::cargo_bin("cairn")
-        .unwrap()
-        .env_remove("KUBECONFIG")
-        .args(["k8s", "controller", "--listen", "127.0.0.1:0", "--kubeconfig"])
-        .arg(cluster.kubeconfig())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fails(&cluster);
     assert!(err.contains("cannot reach the Kubernetes API server"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }

@@ -26,17 +26,7 @@ pub const WAIT: Duration = Duration::from_secs(60);
 /// A fake cluster with the namespace and cairn's definitions (Established).
 pub fn cluster() -> FakeCluster {
     let cluster = FakeCluster::empty();
-    {
-        let mut state = cluster.state();
-        state.seed("", "namespaces", json!({"metadata": {"name": NS}}));
-        for def in cairn::k8s::crd::all() {
-            state.seed(
-                "apiextensions.k8s.io",
-                "customresourcedefinitions",
-                serde_json::to_value(def).expect("definitions serialise"),
-            );
-        }
-    }
+    super::k8s_support::seed::cairn_installed(&mut cluster.state(), NS);
     cluster
 }
 

@@ -245,3 +245,16 @@ pub fn volume_backups(s: &mut State) {
                                       "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}),
     );
 }
+
+/// Namespace `namespace` and cairn's own definitions, Established, as
+/// `cairn k8s install` leaves a cluster.
+pub fn cairn_installed(s: &mut State, namespace: &str) {
+    s.seed("", "namespaces", json!({"metadata": {"name": namespace}}));
+    for def in cairn::k8s::crd::all() {
+        s.seed(
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            serde_json::to_value(def).expect("definitions serialise"),
+        );
+    }
+}
