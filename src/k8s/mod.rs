@@ -11,6 +11,7 @@
 //! [`manifests`] holds that work; [`manifests::run`] runs it from start to
 //! end for the command line and the controller alike.
 
+pub mod agent;
 pub mod client;
 pub mod controller;
 pub mod crd;
