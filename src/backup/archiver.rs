@@ -78,6 +78,9 @@ pub struct Archiver<'a> {
     pub after_open: Hook,
     /// Checked before each entry of the walk.
     pub cancel: Option<CancelToken>,
+    /// The roots are logical names of open directories: the directories
+    /// above them are not looked up on this machine.
+    pub logical_roots: bool,
     owners: OwnerNames,
 }
 
@@ -102,6 +105,7 @@ impl<'a> Archiver<'a> {
             before_read: Hook::default(),
             after_open: Hook::default(),
             cancel: None,
+            logical_roots: false,
             owners: OwnerNames::new(),
         }
     }
@@ -217,11 +221,15 @@ impl<'a> Archiver<'a> {
             let id = self.save_tree(nodes)?;
             let Some(parent) = path.parent() else { return Ok(id) };
             let name = path.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
-            let mut node = match std::fs::symlink_metadata(&path) {
-                Ok(md) => node_from_metadata(name.clone(), &path, &md, &mut self.owners).ok(),
-                Err(_) => None,
-            }
-            .unwrap_or_else(|| Node::new(name.clone(), NodeKind::Dir));
+            // Logical roots have no directories of this machine above them.
+            let found = if self.logical_roots {
+                None
+            } else {
+                std::fs::symlink_metadata(&path).ok()
+            };
+            let mut node = found
+                .and_then(|md| node_from_metadata(name.clone(), &path, &md, &mut self.owners).ok())
+                .unwrap_or_else(|| Node::new(name.clone(), NodeKind::Dir));
             node.kind = NodeKind::Dir;
             node.subtree = Some(id);
             dirs.entry(parent.to_path_buf()).or_default().push(node);

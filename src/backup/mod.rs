@@ -207,8 +207,33 @@ pub fn backup_paths(
     opts: &BackupOptions,
     progress: &Progress,
 ) -> Result<BackupOutcome, BackupError> {
-    let start = now_ns();
     let walker = Walker::new(paths, &opts.walk)?;
+    backup_walk(repo, walker, opts, progress)
+}
+
+/// Backs up the open directory `dir` as if it were at `logical` (an
+/// absolute path such as `/volumes/shop/data`), which decides the parent
+/// snapshot and the snapshot's path. Every file is reached from `dir` with
+/// `openat`; nothing is resolved by path, so a directory that changes
+/// meanwhile cannot lead the backup elsewhere.
+pub fn backup_dir(
+    repo: &IndexedRepository,
+    dir: std::os::fd::OwnedFd,
+    logical: &std::path::Path,
+    opts: &BackupOptions,
+    progress: &Progress,
+) -> Result<BackupOutcome, BackupError> {
+    let walker = Walker::from_dir(dir, logical, &opts.walk)?;
+    backup_walk(repo, walker, opts, progress)
+}
+
+fn backup_walk(
+    repo: &IndexedRepository,
+    walker: Walker,
+    opts: &BackupOptions,
+    progress: &Progress,
+) -> Result<BackupOutcome, BackupError> {
+    let start = now_ns();
     // Stored exactly, as bytes.
     let roots: Vec<PathBuf> = walker.roots().to_vec();
     let hostname = opts.hostname.clone().unwrap_or_else(crate::repo::hostname);
@@ -219,6 +244,7 @@ pub fn backup_paths(
     archiver.before_read = opts.before_read.clone();
     archiver.after_open = opts.after_open.clone();
     archiver.cancel = opts.cancel.clone();
+    archiver.logical_roots = walker.has_logical_roots();
     if opts.readers > 0 {
         archiver.readers = opts.readers;
     }

@@ -125,13 +125,16 @@ pub struct WalkEntry {
     /// The directory holding the entry, open: the entry is
     /// [`WalkEntry::name_in_dir`] in it.
     pub dir: Arc<OwnedFd>,
+    /// The entry is `dir` itself: the root `/`, or a root given as an open
+    /// directory ([`Walker::from_dir`]).
+    pub itself: bool,
 }
 
 impl WalkEntry {
     /// The name of the entry relative to [`WalkEntry::dir`]: its name, or
-    /// `.` for the root `/` (whose `dir` is `/` itself).
+    /// `.` when `dir` is the entry itself.
     pub fn name_in_dir(&self) -> &OsStr {
-        if self.name.is_empty() {
+        if self.itself || self.name.is_empty() {
             OsStr::new(".")
         } else {
             OsStr::from_bytes(&self.name)
@@ -262,6 +265,8 @@ pub struct Walker {
     one_file_system: bool,
     before_open_dir: Hook,
     roots: Vec<PathBuf>,
+    /// The open directory of the one root of [`Walker::from_dir`].
+    root_dir: Option<Arc<OwnedFd>>,
     next_root: usize,
     stack: Vec<Frame>,
     pending: VecDeque<WalkEvent>,
@@ -305,10 +310,38 @@ impl Walker {
             one_file_system: opts.one_file_system,
             before_open_dir: opts.before_open_dir.clone(),
             roots: kept,
+            root_dir: None,
             next_root: 0,
             stack: Vec::new(),
             pending: VecDeque::new(),
         })
+    }
+
+    /// Prepares a walk of the open directory `dir`, whose entries are
+    /// named below `logical` (an absolute path that need not exist here:
+    /// `/volumes/shop/data` for a pod volume). Nothing is resolved by path:
+    /// the walk starts at `dir` and goes down with `openat`.
+    pub fn from_dir(dir: OwnedFd, logical: &Path, opts: &WalkOptions) -> Result<Self, SourceError> {
+        let normal = normalize(logical);
+        if !logical.is_absolute() || normal != logical || logical.file_name().is_none() {
+            return Err(SourceError::Io {
+                path: logical.to_path_buf(),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a logical root must be an absolute, normal path below /",
+                ),
+            });
+        }
+        let mut walker = Self::new(&[], opts)?;
+        walker.roots = vec![normal];
+        walker.root_dir = Some(Arc::new(dir));
+        Ok(walker)
+    }
+
+    /// Whether the roots are logical names of open directories
+    /// ([`Walker::from_dir`]) rather than paths of this machine.
+    pub fn has_logical_roots(&self) -> bool {
+        self.root_dir.is_some()
     }
 
     /// The roots this walk covers, in walk order.
@@ -319,7 +352,8 @@ impl Walker {
     /// Visits the entry `name` of the open directory `dir`: stats it and
     /// queues its events; a directory that is entered is pushed on the stack.
     fn visit(&mut self, dir: Arc<OwnedFd>, path: PathBuf, name: Vec<u8>, depth: usize, root_device: Option<u64>) {
-        let in_dir = if name.is_empty() {
+        let itself = name.is_empty() || (depth == 0 && self.root_dir.is_some());
+        let in_dir = if itself {
             OsStr::new(".")
         } else {
             OsStr::from_bytes(&name)
@@ -340,6 +374,7 @@ impl Walker {
             metadata,
             depth,
             dir,
+            itself,
         };
         if !metadata.is_dir() {
             // A file bind-mounted from another file system is left out.
@@ -396,6 +431,11 @@ impl Walker {
     /// Visits a root: opens the directory holding it (by path, as `lstat`
     /// resolves it) and visits it there.
     fn visit_root(&mut self, root: PathBuf) {
+        if let Some(dir) = self.root_dir.clone() {
+            let name = root.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+            self.visit(dir, root, name, 0, None);
+            return;
+        }
         let (parent, name) = match (root.parent(), root.file_name()) {
             (Some(parent), Some(name)) => (parent, name.as_bytes().to_vec()),
             // The root `/`: its own directory, entry `.`.
