@@ -126,6 +126,12 @@ pub fn open_dir(dir: BorrowedFd<'_>, name: &OsStr, walked: &Stat) -> io::Result<
     Ok(fd)
 }
 
+/// Opens the directory `name` in `dir`: a symlink there is refused
+/// (`ELOOP`), anything but a directory too (`ENOTDIR`).
+pub fn open_subdir(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
+    openat_noatime(dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+}
+
 /// Opens a directory by path, following symlinks (for the directories that
 /// hold the roots named on the command line, which are resolved like `lstat`
 /// resolves them).
