@@ -149,3 +149,46 @@ fn a_logical_path_must_be_absolute_and_normal() {
         assert!(err.to_string().contains(bad.trim_end_matches('/')), "{bad}: {err}");
     }
 }
+
+#[test]
+fn a_restore_into_an_open_directory_writes_only_there() {
+    use cairn::restore::{restore, subtree, RestoreOptions};
+    let repo = repo();
+    let src = tempfile::tempdir().unwrap();
+    fs::create_dir(src.path().join("sub")).unwrap();
+    fs::write(src.path().join("sub/b.txt"), b"beta").unwrap();
+    let outcome = backup(&repo, src.path(), &options());
+
+    let base = tempfile::tempdir().unwrap();
+    let volume = base.path().join("volume");
+    fs::create_dir(&volume).unwrap();
+    let elsewhere = base.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    let dir = open_dir(&volume);
+    // Swapped after the agent opened it: the restore must not follow.
+    fs::rename(&volume, base.path().join("moved")).unwrap();
+    symlink(&elsewhere, &volume).unwrap();
+    let opts = RestoreOptions {
+        target: volume.clone(),
+        target_dir: Some(Arc::new(dir)),
+        subpath: LOGICAL.into(),
+        ..RestoreOptions::default()
+    };
+    let indexed = repo.clone().load_index().unwrap();
+    let tree = subtree(&indexed, outcome.snapshot.tree, Path::new(LOGICAL)).unwrap();
+    restore(&indexed, tree, &opts, None).unwrap();
+    let listing = |p: &Path| {
+        fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        listing(&base.path().join("moved")),
+        ["sub"],
+        "elsewhere: {:?}",
+        listing(&elsewhere)
+    );
+    assert_eq!(fs::read(base.path().join("moved/sub/b.txt")).unwrap(), b"beta");
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+}

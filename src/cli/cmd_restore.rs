@@ -80,6 +80,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<i32, CliError> {
         meta: MetaOptions::new(!args.no_owner, args.numeric_owner),
         connections: ctx.global.connections.max(1),
         cancel: None,
+        target_dir: None,
     };
     let human = !ctx.global.json && !ctx.global.quiet;
     if human {

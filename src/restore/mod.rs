@@ -70,6 +70,10 @@ pub struct RestoreOptions {
     /// Stops the restore between files and between packs; files not yet
     /// complete are removed.
     pub cancel: Option<CancelToken>,
+    /// An open directory to restore into (a pod volume found by the node
+    /// agent); `target` then only names it in messages, and nothing is
+    /// resolved by path.
+    pub target_dir: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
 }
 
 impl Default for RestoreOptions {
@@ -85,6 +89,7 @@ impl Default for RestoreOptions {
             meta: MetaOptions::default(),
             connections: 4,
             cancel: None,
+            target_dir: None,
         }
     }
 }

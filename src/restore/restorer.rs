@@ -71,7 +71,7 @@ pub fn restore(
     }
     let filter = Filter::new(&opts.include, &opts.exclude)?;
     let entries = walk(repo, tree, &opts.subpath, &filter)?;
-    let existing = TargetDir::open(&opts.target, &entries, false)?;
+    let existing = TargetDir::open(&opts.target, opts.target_dir.as_ref(), &entries, false)?;
     let actions = decide(existing.as_ref(), &entries, opts.overwrite)?;
     let files: Vec<usize> = (0..entries.len())
         .filter(|&i| entries[i].kind == EntryKind::File && actions[i].writes())
@@ -98,7 +98,7 @@ pub fn restore(
         .map_err(|e| RestoreError::Pool(threads, e.to_string()))?;
     let target = match existing {
         Some(target) => target,
-        None => TargetDir::open(&opts.target, &entries, true)?
+        None => TargetDir::open(&opts.target, opts.target_dir.as_ref(), &entries, true)?
             .ok_or_else(|| io_err(&opts.target, "open directory")(ErrorKind::NotFound.into()))?,
     };
     let phase = |stage| {

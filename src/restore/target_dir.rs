@@ -87,8 +87,14 @@ pub(crate) struct TargetDir<'a> {
 impl<'a> TargetDir<'a> {
     /// Opens the target directory, creating it (and its parents) if
     /// `create` is set; `None` if it does not exist and `create` is not set.
-    /// The target's own path is resolved as given, symlinks included.
-    pub fn open(root_path: &Path, entries: &'a [Entry], create: bool) -> Result<Option<Self>, RestoreError> {
+    /// The target's own path is resolved as given, symlinks included, unless
+    /// the directory comes open (`dir`): then the path only names it.
+    pub fn open(
+        root_path: &Path,
+        dir: Option<&Arc<OwnedFd>>,
+        entries: &'a [Entry],
+        create: bool,
+    ) -> Result<Option<Self>, RestoreError> {
         let io_err = |op| super::error::io_err(root_path, op);
         // Tree decoding rejects such names already; a name that could leave
         // its directory is never passed to an `*at` call all the same.
@@ -97,6 +103,9 @@ impl<'a> TargetDir<'a> {
                 path: root_path.join(&entry.rel),
                 reason: "the snapshot names an entry '.', '..' or with a '/'",
             });
+        }
+        if let Some(dir) = dir {
+            return Ok(Some(Self::with_root(dir.clone(), root_path, entries)));
         }
         if create {
             std::fs::create_dir_all(root_path).map_err(io_err("create directory"))?;
@@ -111,14 +120,18 @@ impl<'a> TargetDir<'a> {
             Err(Errno::ENOENT) if !create => return Ok(None),
             Err(e) => return Err(io_err("open directory")(e.into())),
         };
-        Ok(Some(Self {
-            root: Arc::new(root),
+        Ok(Some(Self::with_root(Arc::new(root), root_path, entries)))
+    }
+
+    fn with_root(root: Arc<OwnedFd>, root_path: &Path, entries: &'a [Entry]) -> Self {
+        Self {
+            root,
             root_path: root_path.to_owned(),
             entries,
             idents: entries.iter().map(|_| OnceLock::new()).collect(),
             dirs: Mutex::new(HashMap::new()),
             capacity: dir_cache_capacity(),
-        }))
+        }
     }
 
     /// The full path of entry `i`, for messages only.
