@@ -36,6 +36,8 @@ pub enum K8sCommand {
     Delete(super::cmd_k8s_resources::DeleteArgs),
     /// Run the controller: reconcile BackupRepositories, Backups, Restores and Schedules.
     Controller(super::cmd_k8s_controller::ControllerArgs),
+    /// Run the node agent: back up and restore the pod volumes of this node.
+    Agent(super::cmd_k8s_agent::AgentArgs),
 }
 
 /// How to reach the cluster.
@@ -159,6 +161,7 @@ pub fn run(ctx: &Context, cmd: &K8sCommand) -> Result<i32, CliError> {
         K8sCommand::Describe(args) => super::cmd_k8s_resources::run_describe(ctx, args),
         K8sCommand::Delete(args) => super::cmd_k8s_resources::run_delete(ctx, args),
         K8sCommand::Controller(args) => super::cmd_k8s_controller::run_controller(ctx, args),
+        K8sCommand::Agent(args) => super::cmd_k8s_agent::run_agent(ctx, args),
     }
 }
 

@@ -29,6 +29,8 @@ pub mod cmd_init;
 #[cfg(feature = "k8s")]
 pub mod cmd_k8s;
 #[cfg(feature = "k8s")]
+pub mod cmd_k8s_agent;
+#[cfg(feature = "k8s")]
 pub mod cmd_k8s_controller;
 #[cfg(feature = "k8s")]
 mod cmd_k8s_install;

@@ -1,0 +1,185 @@
+//! `cairn k8s agent` as a process against the fake API server: it takes
+//! the VolumeBackups of its own node only, reads the volume through the
+//! pods directory it was given, stores it under the volume's logical path
+//! with the tags, and fails with a reason what it cannot do.
+#![cfg(feature = "k8s")]
+
+mod controller_support;
+mod k8s_support;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use controller_support::{cluster, create, init_repository, key, repository, snapshots, NS, WAIT};
+use k8s_support::FakeCluster;
+use serde_json::{json, Value};
+
+/// The agent process, killed when dropped.
+struct Agent(Child, std::path::PathBuf);
+
+impl Agent {
+    fn start(cluster: &FakeCluster, node: &str, pods: &Path, log: &Path) -> Self {
+        let out = fs::File::create(log).unwrap();
+        let child = Command::new(assert_cmd::cargo::cargo_bin("cairn"))
+            .env_remove("KUBECONFIG")
+            .env_remove("CAIRN_PASSWORD")
+            .env_remove("NODE_NAME")
+            .args([
+                "k8s",
+                "agent",
+                "--cluster-name",
+                "test",
+                "--listen",
+                "127.0.0.1:0",
+                "--node",
+                node,
+            ])
+            .arg("--host-pods")
+            .arg(pods)
+            .arg("--kubeconfig")
+            .arg(cluster.kubeconfig())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Self(child, log.to_owned())
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.1).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Seeds pod shop/web-0 on node-1; returns the uid the server gave it.
+fn seed_pod(cluster: &FakeCluster) -> String {
+    let mut state = cluster.state();
+    state.seed("", "namespaces", json!({"metadata": {"name": "shop"}}));
+    state.seed(
+        "",
+        "pods",
+        json!({"metadata": {"name": "web-0", "namespace": "shop"},
+               "spec": {"nodeName": "node-1",
+                        "containers": [{"name": "app", "image": "x",
+                                        "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                        "volumes": [{"name": "data", "emptyDir": {}}]}}),
+    );
+    drop(state);
+    let pod = cluster.get("", "pods", "shop", "web-0").expect("the pod");
+    pod["metadata"]["uid"].as_str().expect("a uid").to_owned()
+}
+
+fn volume_backup(cluster: &FakeCluster, name: &str, node: &str, volume: &str, uid: &str) {
+    create(
+        cluster,
+        "volumebackups",
+        "VolumeBackup",
+        name,
+        json!({"node": node, "pod": {"namespace": "shop", "name": "web-0", "uid": uid},
+               "volume": volume, "repository": "default", "backupName": "nightly"}),
+    );
+}
+
+fn wait_phase(cluster: &FakeCluster, agent: &Agent, name: &str, want: &str) -> Value {
+    let k = key("volumebackups", name);
+    let reached = cluster.wait_for(
+        |objects| {
+            objects
+                .get(&k)
+                .and_then(|o| o.pointer("/status/phase"))
+                .is_some_and(|p| p == want)
+        },
+        WAIT,
+    );
+    let obj = cluster
+        .get("backup.cairn.io", "volumebackups", NS, name)
+        .unwrap_or_default();
+    assert!(
+        reached,
+        "{name} did not reach {want}: {obj}\nagent log:\n{}",
+        agent.log()
+    );
+    obj
+}
+
+#[test]
+fn the_agent_backs_up_its_nodes_volumes_under_their_logical_paths() {
+    let cluster = cluster();
+    let uid = seed_pod(&cluster);
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    init_repository(&repo);
+    repository(&cluster, "default", &repo, json!({}));
+    create(
+        &cluster,
+        "backups",
+        "Backup",
+        "nightly",
+        json!({"volumes": {"excludePaths": ["cache"]}}),
+    );
+    let pods = work.path().join("pods");
+    let data = pods.join(&uid).join("volumes/kubernetes.io~empty-dir/data");
+    fs::create_dir_all(data.join("cache")).unwrap();
+    fs::write(data.join("orders.db"), b"orders").unwrap();
+    fs::write(data.join("cache/tmp"), b"skip me").unwrap();
+    volume_backup(&cluster, "web-0-data", "node-1", "data", &uid);
+    volume_backup(&cluster, "other-node", "node-2", "data", &uid);
+    volume_backup(&cluster, "web-0-nothing", "node-1", "nothing", &uid);
+
+    let agent = Agent::start(&cluster, "node-1", &pods, &work.path().join("agent.log"));
+    let done = wait_phase(&cluster, &agent, "web-0-data", "Completed");
+    let id = done["status"]["snapshotID"].as_str().expect("a snapshot id").to_owned();
+    assert_eq!(done["status"]["progress"]["bytesDone"], 6, "{done}");
+    let failed = wait_phase(&cluster, &agent, "web-0-nothing", "Failed");
+    assert_eq!(
+        failed["status"]["message"], "pod shop/web-0 has no volume nothing",
+        "{failed}"
+    );
+
+    let listed = snapshots(&repo);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let snap = &listed[0];
+    assert_eq!(snap["id"], id);
+    assert_eq!(snap["paths"], json!(["/volumes/shop/web-0/data"]));
+    assert_eq!(snap["host"], "test");
+    for tag in ["backup=nightly", "namespace=shop", "pod=web-0", "volume=data"] {
+        assert!(
+            snap["tags"].as_array().unwrap().iter().any(|t| t == tag),
+            "{tag} missing: {snap}"
+        );
+    }
+    let ls = Command::new(assert_cmd::cargo::cargo_bin("cairn"))
+        .env("CAIRN_PASSWORD", controller_support::PASSWORD)
+        .arg("-r")
+        .arg(&repo)
+        .args(["ls", &id])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&ls.stdout);
+    assert!(listing.contains("/volumes/shop/web-0/data/orders.db"), "{listing}");
+    assert!(!listing.contains("cache"), "excluded path stored: {listing}");
+
+    // The other node's VolumeBackup was never touched by this agent, which
+    // asked the server for its own node's only.
+    let other = cluster
+        .get("backup.cairn.io", "volumebackups", NS, "other-node")
+        .unwrap();
+    assert!(other.get("status").is_none(), "{other}");
+    let reads: Vec<_> = cluster
+        .log()
+        .into_iter()
+        .filter(|l| l.method == "GET" && l.path.ends_with("/volumebackups"))
+        .collect();
+    assert!(!reads.is_empty());
+    for read in reads {
+        assert!(read.query.contains("fieldSelector=spec.node%3Dnode-1"), "{read:?}");
+    }
+}
