@@ -59,21 +59,29 @@ impl Drop for Agent {
     }
 }
 
-/// Seeds pod shop/web-0 on node-1; returns the uid the server gave it.
+/// Seeds namespace shop and pod shop/web-0 on node-1; returns the pod's
+/// uid (the server gives it).
 fn seed_pod(cluster: &FakeCluster) -> String {
+    cluster
+        .state()
+        .seed("", "namespaces", json!({"metadata": {"name": "shop"}}));
+    seed_named_pod(cluster, "web-0")
+}
+
+/// Seeds pod shop/NAME on node-1 with an emptyDir volume `data`.
+fn seed_named_pod(cluster: &FakeCluster, name: &str) -> String {
     let mut state = cluster.state();
-    state.seed("", "namespaces", json!({"metadata": {"name": "shop"}}));
     state.seed(
         "",
         "pods",
-        json!({"metadata": {"name": "web-0", "namespace": "shop"},
+        json!({"metadata": {"name": name, "namespace": "shop"},
                "spec": {"nodeName": "node-1",
                         "containers": [{"name": "app", "image": "x",
                                         "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
                         "volumes": [{"name": "data", "emptyDir": {}}]}}),
     );
     drop(state);
-    let pod = cluster.get("", "pods", "shop", "web-0").expect("the pod");
+    let pod = cluster.get("", "pods", "shop", name).expect("the pod");
     pod["metadata"]["uid"].as_str().expect("a uid").to_owned()
 }
 
@@ -89,7 +97,11 @@ fn volume_backup(cluster: &FakeCluster, name: &str, node: &str, volume: &str, ui
 }
 
 fn wait_phase(cluster: &FakeCluster, agent: &Agent, name: &str, want: &str) -> Value {
-    let k = key("volumebackups", name);
+    wait_for(cluster, agent, "volumebackups", name, want)
+}
+
+fn wait_for(cluster: &FakeCluster, agent: &Agent, plural: &str, name: &str, want: &str) -> Value {
+    let k = key(plural, name);
     let reached = cluster.wait_for(
         |objects| {
             objects
@@ -99,9 +111,7 @@ fn wait_phase(cluster: &FakeCluster, agent: &Agent, name: &str, want: &str) -> V
         },
         WAIT,
     );
-    let obj = cluster
-        .get("backup.cairn.io", "volumebackups", NS, name)
-        .unwrap_or_default();
+    let obj = cluster.get("backup.cairn.io", plural, NS, name).unwrap_or_default();
     assert!(
         reached,
         "{name} did not reach {want}: {obj}\nagent log:\n{}",
@@ -182,4 +192,50 @@ fn the_agent_backs_up_its_nodes_volumes_under_their_logical_paths() {
     for read in reads {
         assert!(read.query.contains("fieldSelector=spec.node%3Dnode-1"), "{read:?}");
     }
+}
+
+#[test]
+fn the_agent_restores_a_volume_snapshot_into_another_pods_volume() {
+    let cluster = cluster();
+    let uid = seed_pod(&cluster);
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    init_repository(&repo);
+    repository(&cluster, "default", &repo, json!({}));
+    create(&cluster, "backups", "Backup", "nightly", json!({}));
+    let pods = work.path().join("pods");
+    let data = pods.join(&uid).join("volumes/kubernetes.io~empty-dir/data");
+    fs::create_dir_all(data.join("sub")).unwrap();
+    fs::write(data.join("sub/orders.db"), b"orders").unwrap();
+    volume_backup(&cluster, "web-0-data", "node-1", "data", &uid);
+    let agent = Agent::start(&cluster, "node-1", &pods, &work.path().join("agent.log"));
+    let done = wait_phase(&cluster, &agent, "web-0-data", "Completed");
+    let id = done["status"]["snapshotID"].as_str().unwrap().to_owned();
+
+    // A new pod (as after a restore) with an empty volume on this node.
+    let new_uid = seed_named_pod(&cluster, "web-1");
+    let target = pods.join(&new_uid).join("volumes/kubernetes.io~empty-dir/data");
+    fs::create_dir_all(&target).unwrap();
+    create(
+        &cluster,
+        "volumerestores",
+        "VolumeRestore",
+        "web-1-data",
+        json!({"node": "node-1", "pod": {"namespace": "shop", "name": "web-1", "uid": new_uid},
+               "volume": "data", "repository": "default", "restoreName": "r1", "snapshotID": id}),
+    );
+    create(
+        &cluster,
+        "volumerestores",
+        "VolumeRestore",
+        "bad-snapshot",
+        json!({"node": "node-1", "pod": {"namespace": "shop", "name": "web-1", "uid": new_uid},
+               "volume": "data", "repository": "default", "restoreName": "r1", "snapshotID": "deadbeef"}),
+    );
+    let restored = wait_for(&cluster, &agent, "volumerestores", "web-1-data", "Completed");
+    assert_eq!(restored["status"]["snapshotID"], id.as_str(), "{restored}");
+    assert_eq!(fs::read(target.join("sub/orders.db")).unwrap(), b"orders");
+    let failed = wait_for(&cluster, &agent, "volumerestores", "bad-snapshot", "Failed");
+    let message = failed["status"]["message"].as_str().unwrap();
+    assert!(message.contains("deadbeef"), "{message}");
 }

@@ -1,11 +1,13 @@
 //! `cairn k8s agent`: the node agent that backs up and restores pod
 //! volume files (one per node, a DaemonSet). [`volumes`] decides which
 //! volumes and where their files are; [`locate`] opens them; [`backup`]
-//! runs the VolumeBackups of this node.
+//! and [`restore`] run the VolumeBackups and VolumeRestores of this node.
 
 pub mod backup;
 pub mod locate;
+pub mod restore;
 pub mod volumes;
+mod work;
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -19,6 +21,7 @@ use kube::{Api, Resource};
 use crate::k8s::client::connect;
 use crate::k8s::controller::{drain, http, log, metrics, retry_after, Context, Error, Settings};
 use crate::k8s::crd::volume_backup::VolumeBackup;
+use crate::k8s::crd::volume_restore::VolumeRestore;
 use crate::k8s::K8sError;
 
 /// How `cairn k8s agent` runs.
@@ -88,16 +91,26 @@ pub async fn run(mut opts: AgentOptions) -> Result<(), K8sError> {
         host_path_root,
         host_path_root_name: opts.host_path_root.as_ref().map(|(_, host)| host.clone()),
     });
-    let api: Api<VolumeBackup> = Api::all(cluster.client);
     let selector = format!("spec.node={}", opts.node);
-    let backups = Controller::new(api, watcher::Config::default().fields(&selector))
-        .with_config(kube::runtime::controller::Config::default().concurrency(opts.concurrency.max(1)))
-        .shutdown_on_signal()
-        .run(backup::reconcile, agent_error_policy, agent.clone());
-    let backups = drain("VolumeBackup", backups);
+    let config = kube::runtime::controller::Config::default().concurrency(opts.concurrency.max(1));
+    let backups = Controller::new(
+        Api::<VolumeBackup>::all(cluster.client.clone()),
+        watcher::Config::default().fields(&selector),
+    )
+    .with_config(config.clone())
+    .shutdown_on_signal()
+    .run(backup::reconcile, agent_error_policy, agent.clone());
+    let restores = Controller::new(
+        Api::<VolumeRestore>::all(cluster.client),
+        watcher::Config::default().fields(&selector),
+    )
+    .with_config(config)
+    .shutdown_on_signal()
+    .run(restore::reconcile, agent_error_policy, agent.clone());
+    let both = futures::future::join(drain("VolumeBackup", backups), drain("VolumeRestore", restores));
     health.set_ready();
     tokio::select! {
-        () = backups => {}
+        _ = both => {}
         () = serve => {}
     }
     log::info("stopped");

@@ -1,0 +1,81 @@
+//! The agent's VolumeRestores: a volume snapshot written into a pod
+//! volume's directory, through the descriptor the agent opened, never by
+//! path.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use serde_json::{json, Value};
+
+use super::work::{self, drive, locate, Step};
+use super::Agent;
+use crate::backup::progress::Progress;
+use crate::k8s::controller::Error;
+use crate::k8s::crd::volume_restore::VolumeRestore;
+use crate::k8s::{jobs, K8sError};
+use crate::repo::snapshots::SnapshotFilter;
+use crate::repo::CancelToken;
+use crate::restore::{restore, subtree, RestoreOptions};
+
+pub async fn reconcile(vr: Arc<VolumeRestore>, agent: Arc<Agent>) -> Result<Action, Error> {
+    work::reconcile(vr, agent, |vr, agent, api| async move { run(&vr, &agent, &api).await }).await
+}
+
+/// Restores the snapshot into the volume; the status fields of success
+/// and a note.
+async fn run(vr: &VolumeRestore, agent: &Agent, api: &Api<VolumeRestore>) -> Step<(Value, String)> {
+    let namespace = vr.namespace().unwrap_or_default();
+    let spec = &vr.spec;
+    let located = match locate(agent, &namespace, &spec.pod, &spec.volume, &spec.repository).await? {
+        Ok(l) => l,
+        Err(failed) => return Ok(Err(failed)),
+    };
+    let cancel = CancelToken::default();
+    let snapshot = spec.snapshot_id.clone();
+    let target_name = PathBuf::from(format!("{}:{}", agent.host_pods_name, located.target.logical_path));
+    let dir = Arc::new(located.dir);
+    let work_cancel = cancel.clone();
+    let progress = Arc::new(Progress::default());
+    let work_progress = progress.clone();
+    let job = jobs::with_repository(located.access, move |repo| {
+        let repo = repo.load_index()?;
+        let (_, snap) = repo.find_snapshot(&snapshot, &SnapshotFilter::default())?;
+        // A volume snapshot holds one path: the volume's logical path.
+        let Some(root) = snap.paths.first().cloned() else {
+            return Err(K8sError::Job(format!("snapshot {snapshot} names no path")));
+        };
+        let tree = subtree(&repo, snap.tree, &root)?;
+        let opts = RestoreOptions {
+            target: target_name,
+            target_dir: Some(dir),
+            subpath: root,
+            cancel: Some(work_cancel),
+            ..RestoreOptions::default()
+        };
+        let bytes = work_progress.clone();
+        let summary = restore(
+            &repo,
+            tree,
+            &opts,
+            Some(&move |p: &crate::restore::RestoreProgress| {
+                bytes
+                    .bytes_done
+                    .store(p.bytes_done, std::sync::atomic::Ordering::Relaxed);
+                bytes
+                    .total_bytes
+                    .store(p.bytes_total, std::sync::atomic::Ordering::Relaxed);
+            }),
+        )?;
+        Ok(summary)
+    });
+    let summary = match drive(api, &vr.name_any(), job, &progress, &cancel).await? {
+        Ok(done) => done,
+        Err(failed) => return Ok(Err(failed)),
+    };
+    let bytes = Progress::get(&progress.bytes_done);
+    let note = format!("{} files restored", summary.files_restored);
+    let fields = json!({"snapshotID": spec.snapshot_id, "progress": {"bytesDone": bytes, "totalBytes": bytes}});
+    Ok(Ok((fields, note)))
+}
