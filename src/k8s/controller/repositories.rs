@@ -208,7 +208,7 @@ fn open_or_init(access: &RepositoryAccess, initialize: Initialize) -> Result<(Re
 /// The NotReady line of a failure to open the repository.
 fn not_ready(e: &K8sError, initialize: Initialize, secret: &str) -> Outcome {
     Outcome::NotReady(match e {
-        K8sError::Repo(RepoError::WrongPassword { .. }) => format!("{e} (password from {secret})"),
+        K8sError::Repo(RepoError::WrongPassword { .. }) => format!("{e}; the password is that of {secret}"),
         K8sError::Repo(RepoError::NotARepository { .. }) if initialize == Initialize::Never => {
             format!("{e}; initialize is Never, so it is not created")
         }
