@@ -121,7 +121,7 @@ fn a_good_repository_is_ready_and_a_missing_secret_is_named_until_it_exists() {
 }
 
 #[test]
-fn a_wrong_password_and_a_missing_key_are_named() {
+fn a_wrong_password_a_missing_key_and_a_bad_option_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("repo");
     init_repository(&path);
@@ -141,7 +141,13 @@ fn a_wrong_password_and_a_missing_key_are_named() {
         &path,
         json!({"passwordSecretRef": {"name": "nokey-password", "key": "pw"}}),
     );
+    repository(&cluster, "badopt", &path, json!({"options": {"s3.colour": "blue"}}));
     let controller = Controller::start(&cluster, &[]);
+    let message = wait_message(&cluster, &controller, "badopt", "NotReady");
+    assert!(
+        message.contains("s3.colour=blue") && message.contains("do not apply to a local repository"),
+        "{message}"
+    );
     let message = wait_message(&cluster, &controller, "wrong", "NotReady");
     assert!(
         message.starts_with("wrong password") && message.contains("Secret cairn-system/bad-password, key password"),
@@ -263,6 +269,7 @@ fn a_new_cluster_gets_the_backups_recorded_in_the_repository() {
     let kept_id = recorded_backup(&path, &a, &kept);
     recorded_backup(&path, &a, &record("expired", -1));
     recorded_backup(&path, &a, &record("exists", 24));
+    recorded_backup(&path, &a, &record("elsewhere", 24));
     let gone = recorded_backup(&path, &a, &record("gone", 24));
     std::fs::remove_file(path.join("snapshots").join(gone.to_hex())).unwrap();
     // A snapshot tagged as a Backup's but without a record.
@@ -292,6 +299,18 @@ fn a_new_cluster_gets_the_backups_recorded_in_the_repository() {
                "spec": {"includedNamespaces": ["mine"]},
                "status": {"phase": "Completed", "manifestSnapshot": "mine"}}),
     );
+    // And one in another namespace that carries a record's uid: that
+    // backup is in the cluster already.
+    b.state().seed("", "namespaces", json!({"metadata": {"name": "other"}}));
+    b.state().seed(
+        "backup.cairn.io",
+        "backups",
+        json!({"apiVersion": "backup.cairn.io/v1alpha1", "kind": "Backup",
+               "metadata": {"name": "elsewhere", "namespace": "other",
+                            "labels": {LABEL_BACKUP_UID: "uid-elsewhere"}},
+               "spec": {},
+               "status": {"phase": "Completed"}}),
+    );
     let controller = Controller::start(&b, &[]);
     let backup = wait_phase(&b, &controller, "backups", "kept", "Completed");
     assert_eq!(backup["status"]["manifestSnapshot"], kept_id.to_hex());
@@ -309,14 +328,15 @@ fn a_new_cluster_gets_the_backups_recorded_in_the_repository() {
     // Two more syncs change nothing: the expired record, the Backup that
     // exists and the forgotten snapshot get no object; the record-less
     // snapshot is warned about once, naming it.
-    let lists = requests(&b, "GET", "/namespaces/cairn-system/backups");
+    // (Each sync reads the password Secret first.)
+    let syncs = requests(&b, "GET", "/secrets/store-password");
     wait_until(&controller, "two more syncs", || {
-        requests(&b, "GET", "/namespaces/cairn-system/backups") >= lists + 2
+        requests(&b, "GET", "/secrets/store-password") >= syncs + 2
     });
     let names: Vec<String> = b
         .objects()
         .keys()
-        .filter(|(g, p, _, _)| g == "backup.cairn.io" && p == "backups")
+        .filter(|(g, p, ns, _)| g == "backup.cairn.io" && p == "backups" && ns == NS)
         .map(|(_, _, _, n)| n.clone())
         .collect();
     assert_eq!(names, ["exists", "kept"]);
@@ -344,9 +364,9 @@ fn a_new_cluster_gets_the_backups_recorded_in_the_repository() {
     // later syncs read the snapshot list and nothing else.
     std::fs::rename(path.join("data"), dir.path().join("data")).unwrap();
     std::fs::rename(path.join("index"), dir.path().join("index")).unwrap();
-    let lists = requests(&b, "GET", "/namespaces/cairn-system/backups");
+    let syncs = requests(&b, "GET", "/secrets/store-password");
     wait_until(&controller, "two syncs without packs", || {
-        requests(&b, "GET", "/namespaces/cairn-system/backups") >= lists + 2
+        requests(&b, "GET", "/secrets/store-password") >= syncs + 2
     });
     assert_eq!(phase(&b, "backuprepositories", "store").as_deref(), Some("Ready"));
     assert_eq!(events(&b, "store"), store);

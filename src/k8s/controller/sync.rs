@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use futures::StreamExt;
 use kube::api::{ListParams, PostParams};
 use kube::core::ObjectMeta;
 use kube::{Api, ResourceExt};
@@ -32,6 +33,9 @@ use crate::k8s::manifests::stored::read_stored_file;
 use crate::k8s::K8sError;
 use crate::repo::{IndexedRepository, RepoError, Repository};
 use crate::storage::FileKind;
+
+/// How many snapshot files are read at once.
+const READ_CONNECTIONS: usize = 8;
 
 /// The largest backup record read (records are a few KiB).
 const MAX_RECORD: u64 = 4 << 20;
@@ -161,24 +165,26 @@ pub fn scan(repo: Repository, known: &HashSet<SnapshotId>) -> Result<(Opened, Sc
         ..Scan::default()
     };
     let mut pending: Vec<(SnapshotId, Snapshot, String)> = Vec::new();
-    for id in listed.iter().filter(|id| !known.contains(id)) {
-        match repo.load_snapshot(id) {
+    let unknown: Vec<SnapshotId> = listed.iter().filter(|id| !known.contains(id)).copied().collect();
+    for (id, loaded) in load_snapshots(&repo, &unknown) {
+        match loaded {
             Ok(snapshot) => match backup_uid(&snapshot) {
                 Some(uid) => {
                     let uid = uid.to_owned();
-                    pending.push((*id, snapshot, uid));
+                    pending.push((id, snapshot, uid));
                 }
-                None => out.read.push((*id, Seen::Other)),
+                None => out.read.push((id, Seen::Other)),
             },
             Err(e) => {
                 let e = K8sError::from(e);
                 out.warnings.push(format!("snapshot {}: {e}", id.short()));
                 if !transient(&e) {
-                    out.read.push((*id, Seen::Other));
+                    out.read.push((id, Seen::Other));
                 }
             }
         }
     }
+    pending.sort_by_key(|p| p.0);
     out.listed = listed;
     if pending.is_empty() {
         return Ok((Opened::Plain(repo), out));
@@ -205,6 +211,35 @@ pub fn scan(repo: Repository, known: &HashSet<SnapshotId>) -> Result<(Opened, Sc
         }
     }
     Ok((Opened::Indexed(repo), out))
+}
+
+/// Reads the snapshot files `ids`, several at a time (a first sync of an
+/// object store holding thousands of them would otherwise take minutes).
+fn load_snapshots(repo: &Repository, ids: &[SnapshotId]) -> Vec<(SnapshotId, Result<Snapshot, RepoError>)> {
+    let storage = repo.storage().clone();
+    let load = |id: SnapshotId| {
+        let storage = storage.clone();
+        async move {
+            let name = id.to_hex();
+            let result = match storage.get(FileKind::Snapshot, &name).await {
+                Ok(bytes) => repo.open_file(FileKind::Snapshot, &name, &bytes).and_then(|plain| {
+                    Snapshot::decode(&plain).map_err(|source| RepoError::Format {
+                        kind: FileKind::Snapshot,
+                        name,
+                        source,
+                    })
+                }),
+                Err(e) => Err(e.into()),
+            };
+            (id, result)
+        }
+    };
+    repo.block_on(
+        futures::stream::iter(ids.iter().copied())
+            .map(load)
+            .buffer_unordered(READ_CONNECTIONS)
+            .collect(),
+    )
 }
 
 /// A repository as [`scan`] leaves it: with its index when it had to read
@@ -276,22 +311,29 @@ pub fn status_for(found: &Found) -> serde_json::Value {
     status
 }
 
-/// The Backups of the BackupRepository's namespace: their names and the
-/// uids their snapshots carry.
+/// The Backups of the cluster, as a sync needs them: the names taken in
+/// the BackupRepository's namespace, and the uids every Backup's snapshots
+/// carry (a backup is synced once per cluster, whichever namespace it is
+/// in, so two BackupRepositories on one bucket do not both bring it back).
 pub struct Existing {
     names: HashSet<String>,
     uids: HashSet<String>,
 }
 
-/// Lists the Backups of `namespace`.
+/// Lists the Backups of the cluster.
 pub async fn existing(ctx: &Context, namespace: &str) -> Result<Existing, Error> {
-    let api: Api<Backup> = Api::namespaced(ctx.client.clone(), namespace);
+    let api: Api<Backup> = Api::all(ctx.client.clone());
     let list = api
         .list(&ListParams::default())
         .await
-        .map_err(|e| K8sError::request(&ctx.server, &format!("LIST Backups in {namespace}"), e))?;
+        .map_err(|e| K8sError::request(&ctx.server, "LIST Backups", e))?;
     Ok(Existing {
-        names: list.items.iter().map(|b| b.name_any()).collect(),
+        names: list
+            .items
+            .iter()
+            .filter(|b| b.namespace().as_deref() == Some(namespace))
+            .map(|b| b.name_any())
+            .collect(),
         uids: list.items.iter().map(snapshot_uid).filter(|u| !u.is_empty()).collect(),
     })
 }
