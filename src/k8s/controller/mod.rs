@@ -38,6 +38,7 @@ pub mod restores;
 pub mod schedule;
 pub mod schedules;
 pub mod status;
+pub mod sync;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -119,6 +119,47 @@ pub fn load_objects(
     Ok((source.snapshot, out))
 }
 
+/// The bytes of one file of a snapshot: `path` (`cairn/backup.json`)
+/// below the snapshot's root tree `root`. A file larger than `max` bytes
+/// is refused before any of it is read, as is anything but a regular file.
+pub fn read_stored_file(repo: &IndexedRepository, root: TreeId, path: &str, max: u64) -> Result<Vec<u8>, K8sError> {
+    let invalid = |reason: String| K8sError::InvalidObject {
+        path: format!("/{}", path.trim_start_matches('/')),
+        reason,
+    };
+    let relative = Path::new(path.trim_start_matches('/'));
+    let (Some(dir), Some(name)) = (relative.parent(), relative.file_name()) else {
+        return Err(invalid("not a file path".into()));
+    };
+    let tree = subtree(repo, root, dir)?;
+    let listing = repo.load_tree(&tree)?;
+    let node = listing
+        .find(name.as_encoded_bytes())
+        .ok_or_else(|| invalid("missing".into()))?;
+    if node.kind != NodeKind::File {
+        return Err(invalid("not a regular file".into()));
+    }
+    if node.size > max {
+        return Err(invalid(format!("{} bytes, more than the {max} allowed", node.size)));
+    }
+    let holes = node.content.iter().fold(0u64, |sum, part| match part {
+        Content::Hole(n) => sum.saturating_add(*n),
+        Content::Blob(_) => sum,
+    });
+    if holes > max {
+        return Err(invalid(format!("{holes} bytes of holes, more than the {max} allowed")));
+    }
+    let bytes = read_file(repo, &node.content, node.size)?;
+    if bytes.len() as u64 != node.size {
+        return Err(invalid(format!(
+            "holds {} bytes, its entry says {}",
+            bytes.len(),
+            node.size
+        )));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
