@@ -26,6 +26,7 @@
 //! tokio's blocking pool, never inside a reconciler's future.
 
 pub mod access;
+pub mod backup_run;
 pub mod backups;
 pub mod context;
 pub mod http;
@@ -35,6 +36,7 @@ pub mod metrics;
 pub mod record;
 pub mod repositories;
 pub mod restores;
+pub mod retry;
 pub mod schedule;
 pub mod schedules;
 pub mod status;
