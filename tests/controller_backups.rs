@@ -274,3 +274,57 @@ fn a_controller_killed_during_a_backup_resumes_with_exactly_one_snapshot() {
     assert_eq!(snapshots(&path).len(), 1);
     assert!(status_str(&obj, "message").contains("adopted"), "{obj}");
 }
+
+#[test]
+fn a_resource_list_that_cannot_be_read_makes_the_backup_partially_failed() {
+    let (cluster, _dir, path) = setup();
+    cluster.forbid("", "configmaps");
+    create(
+        &cluster,
+        "backups",
+        "Backup",
+        "partial",
+        json!({"includedNamespaces": ["web"]}),
+    );
+    let controller = Controller::start(&cluster, &[]);
+    let obj = wait_phase(&cluster, &controller, "backups", "partial", "PartiallyFailed");
+    let errors = obj["status"]["errors"].as_array().expect("status.errors");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.as_str().is_some_and(|e| e.contains("configmaps"))),
+        "{obj}"
+    );
+    assert_eq!(snapshots(&path).len(), 1);
+    assert_eq!(snapshots(&path)[0]["id"], status_str(&obj, "manifestSnapshot"));
+    wait_event(&cluster, &controller, "partial", "PartiallyFailed");
+    assert!(events_of(&cluster, "partial")
+        .iter()
+        .any(|(t, r, _)| t == "Warning" && r == "PartiallyFailed"));
+    assert!(controller
+        .http_get("/metrics")
+        .contains("cairn_backups_total{phase=\"PartiallyFailed\"} 1"));
+}
+
+/// A Backup deleted while it waits for the repository (held by a prune's
+/// lock) goes once the lock is released, and leaves no snapshot.
+#[test]
+fn a_backup_deleted_while_in_progress_goes_without_a_snapshot() {
+    let (cluster, _dir, path) = setup();
+    let repo = Repository::open(Arc::new(LocalStorage::new(path.clone())), PASSWORD.as_bytes()).unwrap();
+    let lock = repo.lock(LockKind::Exclusive, Duration::ZERO).unwrap();
+    create(
+        &cluster,
+        "backups",
+        "Backup",
+        "dropped",
+        json!({"includedNamespaces": ["web"]}),
+    );
+    let controller = Controller::start(&cluster, &[]);
+    wait_phase(&cluster, &controller, "backups", "dropped", "InProgress");
+    delete(&cluster, "backups", "dropped");
+    drop(lock);
+    drop(repo);
+    wait_gone(&cluster, &controller, "backups", "dropped");
+    assert!(snapshots(&path).is_empty(), "{:?}", snapshots(&path));
+}

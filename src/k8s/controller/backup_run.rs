@@ -190,8 +190,14 @@ async fn backup(
         futures::future::pending::<()>().await;
     };
     let report = tokio::select! {
-        report = job => report?,
+        report = job => report,
         () = watch => unreachable!("the deletion watch never ends"),
+    };
+    // Whatever stopped a canceled backup (it may have been waiting for a
+    // lock), the Backup is gone.
+    let report = match report {
+        Err(_) if cancel.is_canceled() => return Err(BackupError::Canceled.into()),
+        report => report?,
     };
     let Some(id) = report.snapshot_id else {
         return Err(K8sError::Job("the backup wrote no snapshot".to_owned()));

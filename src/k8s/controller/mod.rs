@@ -174,7 +174,7 @@ async fn check_definitions(client: &kube::Client, server: &str) -> Result<(), K8
 /// a busy or unreachable API server, longer for the rest.
 pub fn retry_after(error: &Error) -> Duration {
     let transient = match error {
-        Error::K8s(e) => e.is_transient(),
+        Error::K8s(e) => retry::transient(e),
         Error::Access(e) => e.is_transient(),
         Error::Kube(_) => true,
         Error::Invalid(_) => false,

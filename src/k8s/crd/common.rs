@@ -190,3 +190,33 @@ pub(crate) mod quantity {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_and_errors_name_the_field() {
+        let ok = ObjectFilters {
+            included_namespaces: vec!["web,data".into()],
+            label_selector: Some("app=web".into()),
+            include_cluster_resources: Some(false),
+            ..ObjectFilters::default()
+        };
+        let f = ok.to_filters().unwrap();
+        assert!(f.namespace_selected("web") && f.namespace_selected("data") && !f.namespace_selected("kube-system"));
+        assert_eq!(f.cluster_resources, ClusterResources::False);
+        let bad = ObjectFilters {
+            label_selector: Some("app in web".into()),
+            ..ObjectFilters::default()
+        };
+        let err = bad.to_filters().unwrap_err().to_string();
+        assert!(err.contains("spec.labelSelector \"app in web\""), "{err}");
+        let bad = ObjectFilters {
+            excluded_namespaces: vec!["[".into()],
+            ..ObjectFilters::default()
+        };
+        let err = bad.to_filters().unwrap_err().to_string();
+        assert!(err.contains("spec.excludedNamespaces \"[\""), "{err}");
+    }
+}
