@@ -15,7 +15,7 @@ use cairn::repo::{LockKind, Repository};
 use cairn::storage::local::LocalStorage;
 use controller_support::{
     cluster, create, delete, events_of, init_repository, manifest_backup, repository, seed_objects, snapshot_file,
-    snapshots, snapshots_tagged, uid, wait_event, wait_gone, wait_phase, Controller, NS, PASSWORD,
+    snapshots, snapshots_tagged, uid, wait_event, wait_gone, wait_metric, wait_phase, Controller, NS, PASSWORD,
 };
 use serde_json::{json, Value};
 
@@ -103,16 +103,9 @@ fn a_backup_completes_into_a_tagged_snapshot_holding_its_record() {
     wait_event(&cluster, &controller, "web", "Completed");
     let reasons: Vec<String> = events_of(&cluster, "web").into_iter().map(|e| e.1).collect();
     assert!(reasons.contains(&"Started".to_owned()), "{reasons:?}");
-    let metrics = controller.http_get("/metrics");
-    assert!(
-        metrics.contains("cairn_backups_total{phase=\"Completed\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("cairn_backup_duration_seconds_sum{phase=\"Completed\"}"),
-        "{metrics}"
-    );
-    assert!(metrics.contains("cairn_backup_bytes_added_total "), "{metrics}");
+    wait_metric(&controller, "cairn_backups_total{phase=\"Completed\"} 1");
+    wait_metric(&controller, "cairn_backup_duration_seconds_sum{phase=\"Completed\"}");
+    wait_metric(&controller, "cairn_backup_bytes_added_total ");
 }
 
 #[test]
@@ -208,7 +201,48 @@ fn a_spec_that_cannot_work_fails_naming_what_to_fix() {
         "bad-selector",
         json!({"labelSelector": "app in web"}),
     );
+    controller_support::secret(&cluster, "wrong-password", &[("password", "not it")]);
+    create(
+        &cluster,
+        "backuprepositories",
+        "BackupRepository",
+        "wrong",
+        json!({"url": path.to_str().unwrap(), "passwordSecretRef": {"name": "wrong-password", "key": "password"}}),
+    );
+    create(
+        &cluster,
+        "backups",
+        "Backup",
+        "wrong-password",
+        json!({"repository": "wrong", "includedNamespaces": ["web"]}),
+    );
+    create(
+        &cluster,
+        "backups",
+        "Backup",
+        "no-secret",
+        json!({"repository": "secretless", "includedNamespaces": ["web"]}),
+    );
+    create(
+        &cluster,
+        "backuprepositories",
+        "BackupRepository",
+        "secretless",
+        json!({"url": path.to_str().unwrap(), "passwordSecretRef": {"name": "missing", "key": "password"}}),
+    );
     let controller = Controller::start(&cluster, &[]);
+    let obj = wait_phase(&cluster, &controller, "backups", "wrong-password", "Failed");
+    let message = status_str(&obj, "message");
+    assert!(
+        message.starts_with("BackupRepository cairn-system/wrong: wrong password"),
+        "{obj}"
+    );
+    let obj = wait_phase(&cluster, &controller, "backups", "no-secret", "Failed");
+    assert_eq!(
+        status_str(&obj, "message"),
+        "Secret cairn-system/missing does not exist",
+        "{obj}"
+    );
     let obj = wait_phase(&cluster, &controller, "backups", "nowhere", "Failed");
     assert_eq!(
         status_str(&obj, "message"),
@@ -230,9 +264,7 @@ fn a_spec_that_cannot_work_fails_naming_what_to_fix() {
         "{events:?}"
     );
     assert!(snapshots(&path).is_empty());
-    assert!(controller
-        .http_get("/metrics")
-        .contains("cairn_backups_total{phase=\"Failed\"} 3"));
+    wait_metric(&controller, "cairn_backups_total{phase=\"Failed\"} 5");
 }
 
 /// The controller is killed once `InProgress` is written (a prune's lock
@@ -301,9 +333,7 @@ fn a_resource_list_that_cannot_be_read_makes_the_backup_partially_failed() {
     assert!(events_of(&cluster, "partial")
         .iter()
         .any(|(t, r, _)| t == "Warning" && r == "PartiallyFailed"));
-    assert!(controller
-        .http_get("/metrics")
-        .contains("cairn_backups_total{phase=\"PartiallyFailed\"} 1"));
+    wait_metric(&controller, "cairn_backups_total{phase=\"PartiallyFailed\"} 1");
 }
 
 /// A Backup deleted while it waits for the repository (held by a prune's

@@ -9,8 +9,8 @@ mod controller_support;
 mod k8s_support;
 
 use controller_support::{
-    cluster, create, init_repository, manifest_backup, repository, seed_objects, uid, wait_event, wait_phase,
-    Controller, NS,
+    cluster, create, init_repository, manifest_backup, repository, seed_objects, uid, wait_event, wait_metric,
+    wait_phase, Controller, NS,
 };
 use k8s_support::FakeCluster;
 use serde_json::{json, Value};
@@ -100,11 +100,7 @@ fn a_backup_of_one_cluster_restores_into_another_under_a_new_namespace() {
     assert_eq!(cm["metadata"]["namespace"], "web2");
 
     wait_event(&target, &controller, "to-web2", "Completed");
-    let metrics = controller.http_get("/metrics");
-    assert!(
-        metrics.contains("cairn_restores_total{phase=\"Completed\"} 1"),
-        "{metrics}"
-    );
+    wait_metric(&controller, "cairn_restores_total{phase=\"Completed\"} 1");
 }
 
 #[test]
@@ -144,9 +140,7 @@ fn a_restore_of_a_missing_or_unfinished_backup_fails_naming_it() {
     let message = obj["status"]["message"].as_str().unwrap();
     assert!(message.starts_with("Backup cairn-system/broken is Failed"), "{obj}");
     wait_event(&target, &controller, "of-nothing", "Failed");
-    assert!(controller
-        .http_get("/metrics")
-        .contains("cairn_restores_total{phase=\"Failed\"} 2"));
+    wait_metric(&controller, "cairn_restores_total{phase=\"Failed\"} 2");
 }
 
 /// A Restore found `InProgress` at start (the controller was killed during

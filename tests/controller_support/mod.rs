@@ -433,3 +433,16 @@ pub fn wait_event(cluster: &FakeCluster, controller: &Controller, name: &str, re
         controller.log()
     );
 }
+
+/// Waits until the controller's `/metrics` contains `line`.
+pub fn wait_metric(controller: &Controller, line: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let metrics = controller.http_get("/metrics");
+        if metrics.contains(line) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {line:?} in /metrics:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -19,7 +19,7 @@ use super::backups::{expiry, fail, full_name, now, option_message, resolve, Reso
 use super::record::{
     snapshot_uid, BackupRecord, LABEL_SCHEDULE, RECORD_VERSION, TAG_BACKUP, TAG_BACKUP_UID, TAG_MANIFESTS,
 };
-use super::retry::{transient, within_retry_window};
+use super::retry::{message, transient, within_retry_window};
 use super::{log, metrics, Context, Error};
 use crate::backup::BackupError;
 use crate::forget::forget_ids;
@@ -124,7 +124,7 @@ pub async fn run(ctx: &Context, api: &Api<Backup>, obj: &Backup) -> Result<Actio
             ctx.event(&obj, true, "Retrying", format!("will try again: {e}")).await;
             Err(e.into())
         }
-        Err(e) => fail(ctx, api, &obj, format!("BackupRepository {repository}: {e}")).await,
+        Err(e) => fail(ctx, api, &obj, message(&repository, &e)).await,
     }
 }
 

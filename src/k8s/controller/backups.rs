@@ -234,7 +234,7 @@ async fn finalize(ctx: &Context, api: &Api<Backup>, obj: &Backup) -> Result<Acti
             Ok((repository, access)) => match forget_snapshots(access, &uid).await {
                 Ok(count) => Ok((repository, count)),
                 Err(e) if transient(&e) => return Err(e.into()),
-                Err(e) => Err(format!("BackupRepository {repository}: {e}")),
+                Err(e) => Err(super::retry::message(&repository, &e)),
             },
         }
     };

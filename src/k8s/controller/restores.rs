@@ -21,7 +21,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::backups::{full_name, now, option_message, resolve, Resolve};
-use super::retry::{transient, within_retry_window};
+use super::retry::{message, transient, within_retry_window};
 use super::status::patch_status;
 use super::{drain, error_policy, log, metrics, Context, Error};
 use crate::k8s::crd::backup::{Backup, Phase};
@@ -145,7 +145,7 @@ async fn restore(ctx: &Context, api: &Api<Restore>, obj: &Restore) -> Result<Act
             ctx.event(&obj, true, "Retrying", format!("will try again: {e}")).await;
             Err(e.into())
         }
-        Err(e) => fail(ctx, api, &obj, format!("BackupRepository {repository}: {e}")).await,
+        Err(e) => fail(ctx, api, &obj, message(&repository, &e)).await,
     }
 }
 

@@ -31,6 +31,20 @@ pub fn transient(e: &K8sError) -> bool {
     }
 }
 
+/// The one-line message of a failure of repository work against the
+/// BackupRepository `repository` (`namespace/name`): repository and
+/// storage errors name the BackupRepository, the rest speak for themselves.
+pub fn message(repository: &str, e: &K8sError) -> String {
+    match e {
+        K8sError::Repo(_)
+        | K8sError::Open(_)
+        | K8sError::Forget(_)
+        | K8sError::Backup(BackupError::Repo(_))
+        | K8sError::Restore(_) => format!("BackupRepository {repository}: {e}"),
+        e => e.to_string(),
+    }
+}
+
 /// Whether a Backup or Restore that started at `start` still retries
 /// transient failures.
 pub fn within_retry_window(start: Time) -> bool {
