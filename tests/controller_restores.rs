@@ -187,4 +187,21 @@ fn a_restore_left_in_progress_by_a_killed_controller_runs_again_and_completes() 
     // The existing object was left as it was (policy none).
     let cm = target.get("", "configmaps", "web", "frontend-config").unwrap();
     assert_eq!(cm["data"]["from"], "the first run");
+
+    // With the policy `update`, existing objects get the backed-up fields
+    // (server-side apply: fields another manager set stay).
+    create(
+        &target,
+        "restores",
+        "Restore",
+        "update",
+        json!({"backupName": "web", "existingResourcePolicy": "update", "includedResources": ["configmaps"]}),
+    );
+    let obj = wait_phase(&target, &controller, "restores", "update", "Completed");
+    let (_created, updated, _skipped, failed) = objects(&obj);
+    assert!(updated >= 1, "{obj}");
+    assert_eq!(failed, 0, "{obj}");
+    let cm = target.get("", "configmaps", "web", "frontend-config").unwrap();
+    assert_eq!(cm["data"]["nginx.conf"], "server { listen 80; }", "{cm}");
+    assert_eq!(cm["metadata"]["labels"]["backup.cairn.io/restore"], "update", "{cm}");
 }
