@@ -124,3 +124,27 @@ fn errors_mark_the_snapshot_partial_and_bad_paths_are_refused() {
     );
     assert_eq!(repo.list_snapshots().unwrap().len(), before);
 }
+
+#[test]
+fn a_parent_written_after_the_index_was_loaded_is_passed_over() {
+    let storage = storage();
+    back(&storage, &[file("resources/a.json", b"1")], 0);
+    // This backup loads the index now; another one finishes meanwhile.
+    let late = open(&storage);
+    let concurrent = back(&storage, &[file("resources/a.json", b"2")], 0);
+    let outcome = backup_files(
+        &late,
+        &[file("resources/a.json", b"3")],
+        vec!["/resources".into()],
+        0,
+        &opts(),
+        &Progress::default(),
+    )
+    .unwrap();
+    let parent = outcome.snapshot.parent;
+    assert!(parent.is_some());
+    assert_ne!(
+        parent, concurrent.id,
+        "the concurrent snapshot's trees are not in this index"
+    );
+}

@@ -129,3 +129,41 @@ fn removing_by_id_twice_succeeds() {
     let want: BTreeSet<SnapshotId> = [s.days[1], s.other].into_iter().collect();
     assert_eq!(remaining(&s.repo), want);
 }
+
+#[test]
+fn forget_matching_removes_only_what_the_filter_selects_under_a_lock() {
+    let s = setup(3);
+    let mut tagged = snapshot(START, "h");
+    tagged.tags = vec!["k8s".into(), "backup-uid=u1".into()];
+    let doomed = s.repo.save_snapshot(&tagged).unwrap();
+    let by_tag = SnapshotFilter {
+        tags: vec!["backup-uid=u1".into()],
+        ..SnapshotFilter::default()
+    };
+    let removed = forget::forget_matching(&s.repo, &by_tag, std::time::Duration::ZERO, 2).unwrap();
+    assert_eq!(removed, vec![doomed]);
+    let left = remaining(&s.repo);
+    assert_eq!(left.len(), 4);
+    assert!(!left.contains(&doomed) && left.contains(&s.other));
+    // Nothing matches any more: nothing to do.
+    assert!(forget::forget_matching(&s.repo, &by_tag, std::time::Duration::ZERO, 2)
+        .unwrap()
+        .is_empty());
+    // An empty filter would select everything: refused.
+    let err = forget::forget_matching(&s.repo, &SnapshotFilter::default(), std::time::Duration::ZERO, 2).unwrap_err();
+    assert!(err.to_string().contains("empty filter"), "{err}");
+    assert_eq!(remaining(&s.repo).len(), 4);
+    // A conflicting exclusive lock stops it before anything is removed.
+    let tagged = s.repo.save_snapshot(&tagged).unwrap();
+    let lock = s
+        .repo
+        .lock(cairn::repo::LockKind::Exclusive, std::time::Duration::ZERO)
+        .unwrap();
+    let err = forget::forget_matching(&s.repo, &by_tag, std::time::Duration::ZERO, 2).unwrap_err();
+    assert!(
+        matches!(err, ForgetError::Repo(cairn::repo::RepoError::Locked { .. })),
+        "{err}"
+    );
+    assert!(remaining(&s.repo).contains(&tagged));
+    drop(lock);
+}

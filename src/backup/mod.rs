@@ -124,22 +124,29 @@ fn parent(
 ) -> Result<(Option<SnapshotId>, Option<Arc<Tree>>), BackupError> {
     let id = match choice {
         ParentChoice::None => return Ok((None, None)),
-        ParentChoice::Id(id) => Some(*id),
+        ParentChoice::Id(id) => *id,
         ParentChoice::Latest => {
             let mut want: Vec<&PathBuf> = paths.iter().collect();
             want.sort();
-            repo.list_snapshots()?
-                .into_iter()
-                .rev()
-                .find(|(_, s)| {
-                    let mut have: Vec<&PathBuf> = s.paths.iter().collect();
-                    have.sort();
-                    s.hostname == hostname && have == want
-                })
-                .map(|(id, _)| id)
+            // Newest first. A snapshot that a concurrent backup wrote after
+            // this one loaded the index has its trees in index files this
+            // backup has not read: it is passed over, as if it were not
+            // there yet.
+            for (id, s) in repo.list_snapshots()?.into_iter().rev() {
+                let mut have: Vec<&PathBuf> = s.paths.iter().collect();
+                have.sort();
+                if s.hostname != hostname || have != want {
+                    continue;
+                }
+                match repo.load_tree(&s.tree) {
+                    Ok(tree) => return Ok((Some(id), Some(Arc::new(tree)))),
+                    Err(RepoError::BlobNotFound { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            return Ok((None, None));
         }
     };
-    let Some(id) = id else { return Ok((None, None)) };
     let snap = repo.load_snapshot(&id)?;
     let tree = repo.load_tree(&snap.tree)?;
     Ok((Some(id), Some(Arc::new(tree))))

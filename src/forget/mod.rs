@@ -20,7 +20,7 @@ pub use policy::{apply_policy, Bucket, Decision, Policy, Reason, SnapshotInfo, U
 
 use crate::id::SnapshotId;
 use crate::repo::snapshots::SnapshotFilter;
-use crate::repo::{RepoError, Repository};
+use crate::repo::{LockKind, RepoError, Repository};
 use crate::storage::{FileKind, StorageError};
 
 /// Everything that can go wrong planning or applying a forget.
@@ -161,6 +161,45 @@ pub fn apply(repo: &Repository, plan: &Plan, connections: usize) -> Result<Vec<S
     let ids = plan.to_remove();
     remove_snapshots(repo, &ids, connections)?;
     Ok(ids)
+}
+
+/// Removes every snapshot that passes `filter`, under a forget lock (which
+/// lets backups and a prune run beside it), waiting up to `retry_lock` for
+/// a conflicting lock. Returns the ids removed (none when nothing matches;
+/// then no lock is taken). The filter must select something: an empty one
+/// would match every snapshot, and is refused.
+pub fn forget_matching(
+    repo: &Repository,
+    filter: &SnapshotFilter,
+    retry_lock: std::time::Duration,
+    connections: usize,
+) -> Result<Vec<SnapshotId>, ForgetError> {
+    if filter.hosts.is_empty() && filter.tags.is_empty() && filter.paths.is_empty() {
+        return Err(ForgetError::Repo(RepoError::InvalidOption(
+            "refusing to forget with an empty filter: it matches every snapshot".to_owned(),
+        )));
+    }
+    let ids: Vec<SnapshotId> = load(repo, filter)?.into_iter().map(|s| s.id).collect();
+    forget_ids(repo, &ids, retry_lock, connections)?;
+    Ok(ids)
+}
+
+/// Removes the given snapshots under a forget lock (see [`forget_matching`]);
+/// nothing to remove takes no lock.
+pub fn forget_ids(
+    repo: &Repository,
+    ids: &[SnapshotId],
+    retry_lock: std::time::Duration,
+    connections: usize,
+) -> Result<(), ForgetError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let lock = repo.lock(LockKind::Forget, retry_lock)?;
+    lock.ensure_held()?;
+    remove_snapshots(repo, ids, connections)?;
+    drop(lock);
+    Ok(())
 }
 
 /// Removes the given snapshot files, `connections` at a time.

@@ -4,6 +4,7 @@
 //! line.
 
 use crate::backup::BackupError;
+use crate::forget::ForgetError;
 use crate::repo::RepoError;
 use crate::restore::RestoreError;
 use crate::storage::open::OpenError;
@@ -52,6 +53,8 @@ pub enum K8sError {
     Restore(#[from] RestoreError),
     #[error(transparent)]
     Open(#[from] OpenError),
+    #[error(transparent)]
+    Forget(#[from] ForgetError),
     #[error("repository work stopped: {0}")]
     Job(String),
 }
@@ -148,6 +151,7 @@ impl K8sError {
             Self::Repo(_) => "repository",
             Self::Restore(_) => "restore",
             Self::Open(_) => "storage",
+            Self::Forget(_) => "forget",
             Self::Job(_) => "job",
         }
     }

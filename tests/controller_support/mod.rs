@@ -285,3 +285,154 @@ pub fn snapshots(path: &Path) -> Vec<Value> {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("snapshots --json: {e}"))
 }
+
+// ---- Backups and Restores: seeding, deleting, reading snapshots back ----
+
+/// Seeds the realistic objects of `k8s_support::seed` (namespaces `web`,
+/// `data`, ... with their workloads) into a cluster made by [`cluster`].
+pub fn seed_objects(cluster: &FakeCluster) {
+    super::k8s_support::seed::realistic(&mut cluster.state());
+}
+
+/// The uid the fake gave a cairn object in [`NS`].
+pub fn uid(cluster: &FakeCluster, plural: &str, name: &str) -> String {
+    cluster
+        .get("backup.cairn.io", plural, NS, name)
+        .and_then(|o| o.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| panic!("{plural}/{name} has no uid"))
+}
+
+/// Deletes a cairn object in [`NS`] as `kubectl delete` does (marked while
+/// it has finalizers).
+pub fn delete(cluster: &FakeCluster, plural: &str, name: &str) {
+    let mut state = cluster.state();
+    let def = state.def_of("backup.cairn.io", plural).expect("a cairn resource");
+    state
+        .delete(&def, &key(plural, name), false)
+        .unwrap_or_else(|e| panic!("deleting {plural}/{name}: {}", e.1));
+}
+
+/// Waits until a cairn object in [`NS`] is gone.
+pub fn wait_gone(cluster: &FakeCluster, controller: &Controller, plural: &str, name: &str) {
+    let k = key(plural, name);
+    let gone = cluster.wait_for(|objects| !objects.contains_key(&k), WAIT);
+    assert!(
+        gone,
+        "{plural}/{name} is still there: {}\ncontroller log:\n{}",
+        cluster
+            .get("backup.cairn.io", plural, NS, name)
+            .map(|o| o.to_string())
+            .unwrap_or_default(),
+        controller.log()
+    );
+}
+
+/// `cairn -r PATH ARGS...` with the tests' password; fails the test
+/// unless it succeeds, and returns its standard output.
+pub fn cairn_ok(path: &Path, args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(assert_cmd::cargo::cargo_bin("cairn"))
+        .env("CAIRN_PASSWORD", PASSWORD)
+        .env_remove("CAIRN_REPOSITORY")
+        .env_remove("KUBECONFIG")
+        .arg("-r")
+        .arg(path)
+        .args(args)
+        .output()
+        .expect("running cairn");
+    assert!(
+        out.status.success(),
+        "cairn {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `cairn k8s backup` of `cluster` into the repository at `path` (host
+/// `test`, as the controller's); returns the snapshot's id.
+pub fn manifest_backup(path: &Path, cluster: &FakeCluster, args: &[&str]) -> String {
+    let kubeconfig = cluster.kubeconfig();
+    let mut all: Vec<&std::ffi::OsStr> = ["--json", "k8s", "backup", "--host", "test", "--kubeconfig"]
+        .iter()
+        .map(|s| std::ffi::OsStr::new(*s))
+        .collect();
+    all.push(kubeconfig.as_os_str());
+    all.extend(args.iter().map(|s| std::ffi::OsStr::new(*s)));
+    let out = cairn_ok(path, &all);
+    let last = out.lines().last().unwrap_or_default();
+    let summary: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{last:?}: {e}"));
+    summary["snapshot_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no snapshot id in {summary}"))
+        .to_owned()
+}
+
+/// The file `file` (e.g. `cairn/backup.json`) of snapshot `id`, read back
+/// by restoring the snapshot into a temporary directory.
+pub fn snapshot_file(path: &Path, id: &str, file: &str) -> Vec<u8> {
+    let target = tempfile::tempdir().expect("temporary directory");
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let args = [
+        os("restore"),
+        os(id),
+        os("--target"),
+        target.path().as_os_str().to_owned(),
+    ];
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    cairn_ok(path, &refs);
+    fs::read(target.path().join(file)).unwrap_or_else(|e| panic!("{file} in snapshot {id}: {e}"))
+}
+
+/// The snapshots of the repository at `path` tagged `tag`.
+pub fn snapshots_tagged(path: &Path, tag: &str) -> Vec<Value> {
+    snapshots(path)
+        .into_iter()
+        .filter(|s| s["tags"].as_array().is_some_and(|t| t.iter().any(|x| x == tag)))
+        .collect()
+}
+
+/// The events (events.k8s.io) about the cairn object `name` in [`NS`], as
+/// `(type, reason, note)`.
+pub fn events_of(cluster: &FakeCluster, name: &str) -> Vec<(String, String, String)> {
+    cluster
+        .objects()
+        .into_iter()
+        .filter(|(k, v)| k.0 == "events.k8s.io" && v.pointer("/regarding/name").and_then(Value::as_str) == Some(name))
+        .map(|(_, v)| {
+            let s = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
+            (s("/type"), s("/reason"), s("/note"))
+        })
+        .collect()
+}
+
+/// Waits until an event with `reason` about `name` exists.
+pub fn wait_event(cluster: &FakeCluster, controller: &Controller, name: &str, reason: &str) {
+    let found = cluster.wait_for(
+        |objects| {
+            objects.iter().any(|(k, v)| {
+                k.0 == "events.k8s.io"
+                    && v.pointer("/regarding/name").and_then(Value::as_str) == Some(name)
+                    && v["reason"] == reason
+            })
+        },
+        WAIT,
+    );
+    assert!(
+        found,
+        "no event {reason} about {name}: {:?}\ncontroller log:\n{}",
+        events_of(cluster, name),
+        controller.log()
+    );
+}
+
+/// Waits until the controller's `/metrics` contains `line`.
+pub fn wait_metric(controller: &Controller, line: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let metrics = controller.http_get("/metrics");
+        if metrics.contains(line) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {line:?} in /metrics:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -26,6 +26,7 @@
 //! tokio's blocking pool, never inside a reconciler's future.
 
 pub mod access;
+pub mod backup_run;
 pub mod backups;
 pub mod context;
 pub mod http;
@@ -35,6 +36,7 @@ pub mod metrics;
 pub mod record;
 pub mod repositories;
 pub mod restores;
+pub mod retry;
 pub mod schedule;
 pub mod schedules;
 pub mod status;
@@ -173,7 +175,7 @@ async fn check_definitions(client: &kube::Client, server: &str) -> Result<(), K8
 /// a busy or unreachable API server, longer for the rest.
 pub fn retry_after(error: &Error) -> Duration {
     let transient = match error {
-        Error::K8s(e) => e.is_transient(),
+        Error::K8s(e) => retry::transient(e),
         Error::Access(e) => e.is_transient(),
         Error::Kube(_) => true,
         Error::Invalid(_) => false,

@@ -1,15 +1,34 @@
 //! The Restore reconciler (see the module documentation of `controller`).
+//!
+//! A new Restore is marked `InProgress` with its `startTimestamp`; then its
+//! Backup (in the Restore's namespace) is looked up, and its manifest
+//! snapshot restored into this cluster with the Restore's filters,
+//! namespace mapping and existing-resource policy. The status counts the
+//! objects created, updated, skipped and failed, and lists what failed.
+//!
+//! A restore is safe to run again: objects that exist are skipped or
+//! updated by the policy. So a Restore found `InProgress` (the controller
+//! was killed during it) is simply run again.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::Api;
+use kube::{Api, ResourceExt};
+use serde_json::json;
 
-use super::{drain, error_policy, Context, Error};
-use crate::k8s::crd::restore::Restore;
+use super::backups::{full_name, now, option_message, resolve, Resolve};
+use super::retry::{message, transient, within_retry_window};
+use super::status::patch_status;
+use super::{drain, error_policy, log, metrics, Context, Error};
+use crate::k8s::crd::backup::{Backup, Phase};
+use crate::k8s::crd::restore::{ExistingResourcePolicy, ObjectCounts, Restore};
+use crate::k8s::jobs;
+use crate::k8s::manifests::restore::{ExistingPolicy, Outcome};
+use crate::k8s::manifests::run::{ManifestRestoreOptions, ManifestRestoreReport};
 
 /// Watches every Restore and reconciles it until shutdown.
 pub fn run(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
@@ -20,6 +39,199 @@ pub fn run(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     drain("Restore", stream).boxed()
 }
 
-async fn reconcile(_obj: Arc<Restore>, _ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(obj: Arc<Restore>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if obj.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let namespace = obj.namespace().unwrap_or_default();
+    let api: Api<Restore> = Api::namespaced(ctx.client.clone(), &namespace);
+    match obj.status.as_ref().and_then(|s| s.phase) {
+        None | Some(Phase::New) => start(&ctx, &api, &obj).await,
+        Some(Phase::InProgress) => restore(&ctx, &api, &obj).await,
+        Some(_) => Ok(Action::await_change()),
+    }
+}
+
+/// Writes `InProgress` with the start time.
+async fn start(ctx: &Context, api: &Api<Restore>, obj: &Restore) -> Result<Action, Error> {
+    let obj = patch_status(
+        api,
+        &obj.name_any(),
+        json!({"phase": Phase::InProgress, "startTimestamp": now(), "message": null}),
+    )
+    .await?;
+    log::info(&format!(
+        "Restore {}: started from Backup {}",
+        full_name(&obj),
+        obj.spec.backup_name
+    ));
+    ctx.event(
+        &obj,
+        false,
+        "Started",
+        format!("restoring Backup {}", obj.spec.backup_name),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// Runs (or runs again, after a restart) the restore of an `InProgress`
+/// Restore.
+async fn restore(ctx: &Context, api: &Api<Restore>, obj: &Restore) -> Result<Action, Error> {
+    let Some(obj) = api.get_opt(&obj.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    if obj.metadata.deletion_timestamp.is_some() || obj.status.as_ref().and_then(|s| s.phase) != Some(Phase::InProgress)
+    {
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
+    let start = obj.status.as_ref().and_then(|s| s.start_timestamp).unwrap_or_else(now);
+    let namespace = obj.namespace().unwrap_or_default();
+    let backup_name = &obj.spec.backup_name;
+    let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
+    let Some(backup) = backups.get_opt(backup_name).await? else {
+        return fail(
+            ctx,
+            api,
+            &obj,
+            format!("Backup {namespace}/{backup_name} does not exist"),
+        )
+        .await;
+    };
+    let phase = backup.status.as_ref().and_then(|s| s.phase);
+    if !matches!(phase, Some(Phase::Completed | Phase::PartiallyFailed)) {
+        let phase = phase.map_or_else(|| "not started".to_owned(), |p| p.to_string());
+        return fail(
+            ctx,
+            api,
+            &obj,
+            format!("Backup {namespace}/{backup_name} is {phase}: only a Completed or PartiallyFailed Backup can be restored"),
+        )
+        .await;
+    }
+    let Some(snapshot) = backup.status.as_ref().and_then(|s| s.manifest_snapshot.clone()) else {
+        return fail(
+            ctx,
+            api,
+            &obj,
+            format!("Backup {namespace}/{backup_name} has no status.manifestSnapshot"),
+        )
+        .await;
+    };
+    let filters = match obj.spec.filters.to_filters() {
+        Ok(f) => f,
+        Err(e) => return fail(ctx, api, &obj, option_message(&e)).await,
+    };
+    let (repository, access) = match resolve(ctx, &backup).await {
+        Ok(found) => found,
+        Err(Resolve::Retry(e)) => return Err(e),
+        Err(Resolve::Fail(message)) => return fail(ctx, api, &obj, message).await,
+    };
+    let opts = ManifestRestoreOptions {
+        access: ctx.settings.access.clone(),
+        snapshot: snapshot.clone(),
+        filters,
+        namespace_mapping: obj.spec.namespace_mapping.clone(),
+        policy: match obj.spec.existing_resource_policy {
+            ExistingResourcePolicy::None => ExistingPolicy::None,
+            ExistingResourcePolicy::Update => ExistingPolicy::Update,
+        },
+        name: Some(obj.name_any()),
+        ..ManifestRestoreOptions::default()
+    };
+    match jobs::restore_manifests(access, opts).await {
+        Ok(report) => finish(ctx, api, &obj, &snapshot, report).await,
+        Err(e) if transient(&e) && within_retry_window(start) => {
+            ctx.event(&obj, true, "Retrying", format!("will try again: {e}")).await;
+            Err(e.into())
+        }
+        Err(e) => fail(ctx, api, &obj, message(&repository, &e)).await,
+    }
+}
+
+/// The counts and the lines of failed objects of a restore report.
+fn summarize(report: &ManifestRestoreReport) -> (ObjectCounts, Vec<String>) {
+    let mut counts = ObjectCounts::default();
+    let mut errors = Vec::new();
+    for r in &report.report.results {
+        match &r.outcome {
+            Outcome::Created | Outcome::WouldCreate => counts.created += 1,
+            Outcome::Updated | Outcome::WouldUpdate => counts.updated += 1,
+            Outcome::Skipped(_) => counts.skipped += 1,
+            Outcome::Failed(why) => {
+                counts.failed += 1;
+                let name = match &r.namespace {
+                    Some(ns) => format!("{ns}/{}", r.name),
+                    None => r.name.clone(),
+                };
+                errors.push(format!("{} {name}: {why}", r.resource));
+            }
+        }
+    }
+    (counts, errors)
+}
+
+/// Writes the final status of a restore that ran.
+async fn finish(
+    ctx: &Context,
+    api: &Api<Restore>,
+    obj: &Restore,
+    snapshot: &str,
+    report: ManifestRestoreReport,
+) -> Result<Action, Error> {
+    let (counts, errors) = summarize(&report);
+    let phase = if counts.failed > 0 {
+        Phase::PartiallyFailed
+    } else {
+        Phase::Completed
+    };
+    let message = format!(
+        "restored snapshot {}: {} created, {} updated, {} skipped, {} failed",
+        report.snapshot_id.short(),
+        counts.created,
+        counts.updated,
+        counts.skipped,
+        counts.failed
+    );
+    patch_status(
+        api,
+        &obj.name_any(),
+        json!({
+            "phase": phase,
+            "completionTimestamp": now(),
+            "manifestSnapshot": snapshot,
+            "objects": counts,
+            "volumeRestores": {"total": 0, "completed": 0, "failed": 0},
+            "errors": errors,
+            "warnings": report.report.warnings,
+            "message": message,
+        }),
+    )
+    .await?;
+    let phase_text = phase.to_string();
+    ctx.metrics()
+        .add(metrics::names::RESTORES, &[("phase", &phase_text)], 1.0);
+    log::info(&format!("Restore {}: {phase}: {message}", full_name(obj)));
+    ctx.event(obj, phase != Phase::Completed, &phase_text, message).await;
+    Ok(Action::await_change())
+}
+
+/// Ends the Restore `Failed` with `message`.
+async fn fail(ctx: &Context, api: &Api<Restore>, obj: &Restore, message: String) -> Result<Action, Error> {
+    patch_status(
+        api,
+        &obj.name_any(),
+        json!({
+            "phase": Phase::Failed,
+            "completionTimestamp": now(),
+            "message": message,
+            "errors": [message],
+        }),
+    )
+    .await?;
+    log::warn(&format!("Restore {}: failed: {message}", full_name(obj)));
+    let phase = Phase::Failed.to_string();
+    ctx.metrics().add(metrics::names::RESTORES, &[("phase", &phase)], 1.0);
+    ctx.event(obj, true, "Failed", message).await;
     Ok(Action::await_change())
 }

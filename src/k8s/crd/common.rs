@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::k8s::manifests::filter::{ClusterResources, Filters};
+use crate::k8s::K8sError;
+
 /// Which objects a Backup or Restore takes: the filters of `cairn k8s
 /// backup`. Empty lists mean "everything" for the includes and "nothing"
 /// for the excludes.
@@ -33,6 +36,43 @@ pub struct ObjectFilters {
     /// true or false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_cluster_resources: Option<bool>,
+}
+
+impl ObjectFilters {
+    /// The filters a manifest backup or restore takes, or an error naming
+    /// the field at fault (`spec.labelSelector "a in b": ...`).
+    pub fn to_filters(&self) -> Result<Filters, K8sError> {
+        let cluster = match self.include_cluster_resources {
+            None => ClusterResources::Auto,
+            Some(true) => ClusterResources::True,
+            Some(false) => ClusterResources::False,
+        };
+        Filters::new(
+            &self.included_namespaces,
+            &self.excluded_namespaces,
+            &self.included_resources,
+            &self.excluded_resources,
+            self.label_selector.as_deref(),
+            cluster,
+        )
+        .map_err(|e| match e {
+            // The parser names the command line's options; a resource
+            // names its fields.
+            K8sError::InvalidOption(text) => {
+                let renamed = [
+                    ("--include-namespaces", "spec.includedNamespaces"),
+                    ("--exclude-namespaces", "spec.excludedNamespaces"),
+                    ("--include-resources", "spec.includedResources"),
+                    ("--exclude-resources", "spec.excludedResources"),
+                    ("--selector", "spec.labelSelector"),
+                ]
+                .iter()
+                .find_map(|(option, field)| text.strip_prefix(option).map(|rest| format!("{field}{rest}")));
+                K8sError::InvalidOption(renamed.unwrap_or(text))
+            }
+            other => other,
+        })
+    }
 }
 
 /// A key of a Secret in the BackupRepository's namespace.
@@ -148,5 +188,35 @@ pub(crate) mod quantity {
                 (k, v)
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_and_errors_name_the_field() {
+        let ok = ObjectFilters {
+            included_namespaces: vec!["web,data".into()],
+            label_selector: Some("app=web".into()),
+            include_cluster_resources: Some(false),
+            ..ObjectFilters::default()
+        };
+        let f = ok.to_filters().unwrap();
+        assert!(f.namespace_selected("web") && f.namespace_selected("data") && !f.namespace_selected("kube-system"));
+        assert_eq!(f.cluster_resources, ClusterResources::False);
+        let bad = ObjectFilters {
+            label_selector: Some("app in web".into()),
+            ..ObjectFilters::default()
+        };
+        let err = bad.to_filters().unwrap_err().to_string();
+        assert!(err.contains("spec.labelSelector \"app in web\""), "{err}");
+        let bad = ObjectFilters {
+            excluded_namespaces: vec!["[".into()],
+            ..ObjectFilters::default()
+        };
+        let err = bad.to_filters().unwrap_err().to_string();
+        assert!(err.contains("spec.excludedNamespaces \"[\""), "{err}");
     }
 }
