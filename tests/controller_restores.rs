@@ -66,9 +66,18 @@ fn a_backup_of_one_cluster_restores_into_another_under_a_new_namespace() {
         (id, uid(&source, "backups", "web"))
     };
 
+    // A new cluster that has only the bucket: its controller finds the
+    // Backup in the repository (the sync), then restores it.
     let target = cluster();
     repository(&target, "default", &path, json!({}));
-    completed_backup(&target, "web", &snapshot, &original_uid);
+    let controller = Controller::start(&target, &[]);
+    let synced = wait_phase(&target, &controller, "backups", "web", "Completed");
+    assert_eq!(synced["status"]["manifestSnapshot"], snapshot.as_str(), "{synced}");
+    assert_eq!(
+        synced["metadata"]["labels"]["backup.cairn.io/backup-uid"],
+        original_uid.as_str(),
+        "{synced}"
+    );
     create(
         &target,
         "restores",
@@ -76,7 +85,6 @@ fn a_backup_of_one_cluster_restores_into_another_under_a_new_namespace() {
         "to-web2",
         json!({"backupName": "web", "namespaceMapping": {"web": "web2"}}),
     );
-    let controller = Controller::start(&target, &[]);
     let obj = wait_phase(&target, &controller, "restores", "to-web2", "Completed");
     let (created, _updated, _skipped, failed) = objects(&obj);
     assert!(created >= 5, "{obj}");
