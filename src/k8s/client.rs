@@ -40,50 +40,7 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-/// An error and its sources as one line, repeated parts left out. Messages
-/// that span lines (a YAML parser's, say) are joined into that line.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(e);
-    while let Some(err) = next {
-        let text = err.to_string();
-        let text = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = err.source();
-    }
-    parts.join(": ")
-}
-
-/// What a failed request says, in one line: the API's status message, or
-/// why the server could not be reached.
-pub fn describe(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) => {
-            let message = match (&status.message, &status.status) {
-                (m, _) if !m.is_empty() => m.clone(),
-                (_, Some(summary)) => format!("{summary:?}"),
-                (_, None) => "no message".to_owned(),
-            };
-            format!("{} {}: {message}", status.code, status.reason)
-        }
-        other => chain(other),
-    }
-}
-
-/// The HTTP status of a failed request, if the server answered.
-pub fn status_code(e: &kube::Error) -> Option<u16> {
-    match e {
-        kube::Error::Api(status) => Some(status.code),
-        _ => None,
-    }
-}
+pub use super::error::{chain, describe, status_code};
 
 fn cluster_name(kc: &Kubeconfig, context: Option<&str>) -> Option<String> {
     let wanted = context.map(str::to_owned).or_else(|| kc.current_context.clone())?;

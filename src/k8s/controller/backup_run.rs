@@ -15,7 +15,7 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::backups::{expiry, fail, full_name, now, option_message, resolve, Resolve};
+use super::backup_steps::{expiry, fail, full_name, now, option_message, resolve, Resolve};
 use super::record::{
     snapshot_uid, BackupRecord, LABEL_SCHEDULE, RECORD_VERSION, TAG_BACKUP, TAG_BACKUP_UID, TAG_MANIFESTS,
 };

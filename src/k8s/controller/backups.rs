@@ -18,21 +18,20 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use kube::api::{DeleteParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::access::{get_repository, repository_access, AccessError};
+use super::backup_steps::{expiry, fail, full_name, now, option_message, resolve, Resolve};
 use super::record::{snapshot_uid, TAG_BACKUP_UID};
 use super::retry::transient;
 use super::status::{add_finalizer, patch_status, remove_finalizer, FINALIZER};
-use super::{backup_run, drain, error_policy, log, metrics, Context, Error};
+use super::{backup_run, drain, error_policy, log, Context, Error};
 use crate::forget::forget_matching;
 use crate::k8s::crd::backup::{Backup, Phase};
-use crate::k8s::crd::common::Time;
 use crate::k8s::jobs::{self, RepositoryAccess};
 use crate::repo::snapshots::SnapshotFilter;
 
@@ -63,23 +62,6 @@ async fn reconcile(obj: Arc<Backup>, ctx: Arc<Context>) -> Result<Action, Error>
         Some(Phase::InProgress) => backup_run::run(&ctx, &api, &obj).await,
         Some(_) => keep(&ctx, &api, &obj).await,
     }
-}
-
-/// `namespace/name` of an object, for messages.
-pub(super) fn full_name<K: ResourceExt>(obj: &K) -> String {
-    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
-}
-
-/// Now, to the second (as Kubernetes writes times).
-pub(super) fn now() -> Time {
-    let t = Timestamp::now();
-    Timestamp::from_second(t.as_second()).unwrap_or(t)
-}
-
-/// The time `ttl` after `start` (None when it does not fit).
-pub(super) fn expiry(start: Time, ttl: Duration) -> Option<Time> {
-    let ttl = SignedDuration::try_from(ttl).ok()?;
-    start.checked_add(ttl).ok()
 }
 
 /// Checks the spec and writes `InProgress`, or ends `Failed` saying why.
@@ -122,66 +104,6 @@ async fn start(ctx: &Context, api: &Api<Backup>, obj: &Backup) -> Result<Action,
     )
     .await;
     // The status change brings the Backup back, now InProgress.
-    Ok(Action::await_change())
-}
-
-/// The text of an option error without its "invalid option: " head.
-pub(super) fn option_message(e: &crate::k8s::K8sError) -> String {
-    match e {
-        crate::k8s::K8sError::InvalidOption(text) => text.clone(),
-        e => e.to_string(),
-    }
-}
-
-/// Why a Backup's repository cannot be used.
-pub(super) enum Resolve {
-    /// The API server failed for now: retry.
-    Retry(Error),
-    /// Someone must fix an object: the message names it.
-    Fail(String),
-}
-
-/// The Backup's BackupRepository (`namespace/name`) and how to open it.
-pub(super) async fn resolve(ctx: &Context, obj: &Backup) -> Result<(String, RepositoryAccess), Resolve> {
-    let namespace = obj.namespace().unwrap_or_default();
-    let name = obj.spec.repository_name();
-    let classify = |e: AccessError| {
-        if e.is_transient() {
-            Resolve::Retry(e.into())
-        } else {
-            Resolve::Fail(e.to_string())
-        }
-    };
-    let repo = get_repository(ctx, &namespace, name).await.map_err(classify)?;
-    let access = repository_access(ctx, &repo).await.map_err(classify)?;
-    Ok((format!("{namespace}/{name}"), access))
-}
-
-/// Ends the Backup `Failed` with `message`, counted and announced.
-pub(super) async fn fail(ctx: &Context, api: &Api<Backup>, obj: &Backup, message: String) -> Result<Action, Error> {
-    let now = now();
-    let status = obj.status.clone().unwrap_or_default();
-    let start = status.start_timestamp.unwrap_or(now);
-    let expiration = status
-        .expiration
-        .or_else(|| obj.spec.ttl().ok().and_then(|ttl| expiry(start, ttl)));
-    patch_status(
-        api,
-        &obj.name_any(),
-        json!({
-            "phase": Phase::Failed,
-            "startTimestamp": start,
-            "completionTimestamp": now,
-            "expiration": expiration,
-            "message": message,
-            "errors": [message],
-        }),
-    )
-    .await?;
-    log::warn(&format!("Backup {}: failed: {message}", full_name(obj)));
-    let phase = Phase::Failed.to_string();
-    ctx.metrics().add(metrics::names::BACKUPS, &[("phase", &phase)], 1.0);
-    ctx.event(obj, true, "Failed", message).await;
     Ok(Action::await_change())
 }
 
@@ -267,17 +189,4 @@ pub(super) async fn forget_snapshots(access: RepositoryAccess, uid: &str) -> Res
         Ok(forget_matching(&repo, &filter, FORGET_LOCK_WAIT, 4)?.len())
     })
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn expiry_is_the_start_plus_the_ttl() {
-        let start: Time = "2026-12-06T01:00:00Z".parse().unwrap();
-        let end = expiry(start, Duration::from_secs(720 * 3600)).unwrap();
-        assert_eq!(end.to_string(), "2027-01-05T01:00:00Z");
-        assert!(expiry(start, Duration::from_secs(u64::MAX)).is_none());
-    }
 }

@@ -27,6 +27,7 @@
 
 pub mod access;
 pub mod backup_run;
+mod backup_steps;
 pub mod backups;
 pub mod context;
 pub mod http;

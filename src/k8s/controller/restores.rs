@@ -20,7 +20,7 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::backups::{full_name, now, option_message, resolve, Resolve};
+use super::backup_steps::{full_name, now, option_message, resolve, Resolve};
 use super::retry::{message, transient, within_retry_window};
 use super::status::patch_status;
 use super::{drain, error_policy, log, metrics, Context, Error};
