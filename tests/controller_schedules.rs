@@ -46,6 +46,13 @@ fn a_valid_cron_is_enabled_with_its_next_run_and_an_invalid_one_fails_validation
         "bad",
         json!({"schedule": "61 * * * *"}),
     );
+    create(
+        &cluster,
+        "schedules",
+        "Schedule",
+        "badttl",
+        json!({"schedule": "@daily", "template": {"ttl": "5 days"}}),
+    );
     let controller = Controller::start(&cluster, &[]);
 
     let every = wait_phase(&cluster, &controller, "schedules", "every", "Enabled");
@@ -69,6 +76,12 @@ fn a_valid_cron_is_enabled_with_its_next_run_and_an_invalid_one_fails_validation
         "{bad}"
     );
     assert!(bad.pointer("/status/nextBackup").is_none(), "{bad}");
+    let badttl = wait_phase(&cluster, &controller, "schedules", "badttl", "FailedValidation");
+    let message = badttl["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("template.ttl: ") && message.contains("5 days"),
+        "{badttl}"
+    );
     assert!(backups_of(&cluster, "bad").is_empty());
     wait_store(&cluster, &controller, "an event says why", |objects| {
         has_event(objects, "bad", "FailedValidation")

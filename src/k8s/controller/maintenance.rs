@@ -14,7 +14,9 @@
 //! The rule of namespaces: a Job reads the repository's Secrets through
 //! references, and a pod can only reference Secrets of its own namespace,
 //! so maintenance runs only for BackupRepositories in the controller's
-//! namespace. Others get a status saying so, and no Jobs.
+//! namespace. Others get a status saying so, and no Jobs. A Job's pod
+//! reaches the repository by its URL alone: object stores work, a local
+//! path works only if the image sees it at that path.
 
 pub mod job;
 

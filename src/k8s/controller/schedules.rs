@@ -27,7 +27,7 @@ use super::record::LABEL_SCHEDULE;
 use super::schedule::{check_name, decide, Decision};
 use super::status::patch_status;
 use super::{drain, error_policy, log, Context, Error};
-use crate::k8s::crd::backup::Backup;
+use crate::k8s::crd::backup::{Backup, BackupSpec, DEFAULT_TTL};
 use crate::k8s::crd::schedule::{Schedule, SchedulePhase, ScheduleStatus};
 use crate::k8s::cron::Cron;
 
@@ -116,10 +116,21 @@ async fn write_status(api: &Api<Schedule>, obj: &Schedule, want: ScheduleStatus)
     Ok(())
 }
 
+/// The spec of the Schedule's Backups: its template, with the default ttl
+/// when the template gives none (a Schedule without a template has an
+/// empty one).
+fn template(schedule: &Schedule) -> BackupSpec {
+    let mut spec = schedule.spec.template.clone();
+    if spec.ttl.is_empty() {
+        spec.ttl = DEFAULT_TTL.to_owned();
+    }
+    spec
+}
+
 /// The Backup of the run at `at`: the template's spec, the schedule's
 /// label, and an owner reference when the Schedule asks for one.
 fn backup_of(schedule: &Schedule, name: &str) -> Backup {
-    let mut backup = Backup::new(name, schedule.spec.template.clone());
+    let mut backup = Backup::new(name, template(schedule));
     backup.metadata.namespace = schedule.namespace();
     backup.metadata.labels = Some([(LABEL_SCHEDULE.to_owned(), schedule.name_any())].into());
     if schedule.spec.use_owner_references_in_backup {
@@ -145,7 +156,11 @@ async fn reconcile(obj: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action, Erro
     let status = obj.status.clone().unwrap_or_default();
     let cron = check_name(&name)
         .map_err(|why| format!("Schedule name: {why}"))
-        .and_then(|()| Cron::parse(&obj.spec.schedule, None).map_err(|e| e.to_string()));
+        .and_then(|()| Cron::parse(&obj.spec.schedule, None).map_err(|e| e.to_string()))
+        .and_then(|cron| match template(&obj).ttl() {
+            Ok(_) => Ok(cron),
+            Err(e) => Err(format!("template.ttl: {e}")),
+        });
     let cron = match cron {
         Ok(c) => c,
         Err(why) => {
@@ -285,6 +300,9 @@ mod tests {
         assert_eq!(b.namespace().as_deref(), Some("team"));
         assert_eq!(b.labels().get(LABEL_SCHEDULE).map(String::as_str), Some("nightly"));
         assert_eq!(b.spec.filters.included_namespaces, vec!["shop".to_owned()]);
+        assert_eq!(b.spec.ttl, "720h");
+        let bare: Schedule = Schedule::new("bare", serde_json::from_value(json!({"schedule": "@daily"})).unwrap());
+        assert_eq!(template(&bare).ttl, "720h");
         assert!(b.metadata.owner_references.is_none());
         s.spec.use_owner_references_in_backup = true;
         let b = backup_of(&s, "nightly-20261206000000");
