@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -435,4 +436,95 @@ pub fn wait_metric(controller: &Controller, line: &str) {
         assert!(Instant::now() < deadline, "no {line:?} in /metrics:\n{metrics}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+// --- Schedules and maintenance: objects made long ago, status edits, lists.
+
+/// Creates a cairn object of `kind` in [`NS`] as if it had been created at
+/// `created` (RFC 3339), with `status` when not null.
+pub fn create_at(
+    cluster: &FakeCluster,
+    plural: &str,
+    kind: &str,
+    name: &str,
+    created: &str,
+    spec: Value,
+    status: Value,
+) {
+    let mut obj = json!({"apiVersion": "backup.cairn.io/v1alpha1", "kind": kind,
+                         "metadata": {"name": name, "namespace": NS, "creationTimestamp": created},
+                         "spec": spec});
+    if !status.is_null() {
+        obj["status"] = status;
+    }
+    cluster.state().seed("backup.cairn.io", plural, obj);
+}
+
+/// Replaces the `status` of a stored object, as its owner's status write
+/// would.
+pub fn set_status(cluster: &FakeCluster, group: &str, plural: &str, namespace: &str, name: &str, status: Value) {
+    let mut s = cluster.state();
+    let d = s.def_of(group, plural).expect("a served resource");
+    let k: Key = (group.into(), plural.into(), namespace.into(), name.into());
+    let mut obj = s
+        .objects
+        .get(&k)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {plural} {namespace}/{name}"));
+    obj["status"] = status;
+    s.replace(&d, &k, obj, Some("test")).expect("replacing the status");
+}
+
+/// The objects of a resource in [`NS`] whose labels include `label=value`
+/// (of `cluster.objects()`, or of the map a `wait_for` condition gets).
+pub fn labelled(objects: &BTreeMap<Key, Value>, group: &str, plural: &str, label: &str, value: &str) -> Vec<Value> {
+    objects
+        .iter()
+        .filter(|((g, p, n, _), o)| {
+            g == group
+                && p == plural
+                && n == NS
+                && o.pointer("/metadata/labels").and_then(|l| l.get(label)) == Some(&json!(value))
+        })
+        .map(|(_, o)| o.clone())
+        .collect()
+}
+
+/// Waits until `condition` holds for the object (None: it is gone); fails
+/// with `what`, the object and the controller's log otherwise.
+pub fn wait_object(
+    cluster: &FakeCluster,
+    controller: &Controller,
+    k: &Key,
+    what: &str,
+    condition: impl Fn(Option<&Value>) -> bool,
+) -> Option<Value> {
+    let reached = cluster.wait_for(|objects| condition(objects.get(k)), WAIT);
+    let obj = cluster.objects().get(k).cloned();
+    assert!(
+        reached,
+        "{what}: {}\ncontroller log:\n{}",
+        obj.as_ref().map(|o| o.to_string()).unwrap_or_else(|| "(gone)".into()),
+        controller.log()
+    );
+    obj
+}
+
+/// Whether an event with `reason` names the object `name`.
+pub fn has_event(objects: &BTreeMap<Key, Value>, name: &str, reason: &str) -> bool {
+    objects.iter().any(|((g, p, _, _), o)| {
+        g == "events.k8s.io" && p == "events" && o["reason"] == reason && o["regarding"]["name"] == name
+    })
+}
+
+/// Waits until `condition` holds for the whole store; fails with `what`
+/// and the controller's log otherwise.
+pub fn wait_store(
+    cluster: &FakeCluster,
+    controller: &Controller,
+    what: &str,
+    condition: impl Fn(&BTreeMap<Key, Value>) -> bool,
+) {
+    let reached = cluster.wait_for(condition, WAIT);
+    assert!(reached, "{what}\ncontroller log:\n{}", controller.log());
 }

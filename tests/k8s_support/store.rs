@@ -353,6 +353,13 @@ impl State {
                 obj["status"] = json!({"phase": "Active"});
             }
         }
+        // A seeded object may say when it was created (to play an object
+        // made long ago); a client's never does.
+        let created = obj
+            .pointer("/metadata/creationTimestamp")
+            .filter(|t| !from_client && t.is_string())
+            .cloned()
+            .unwrap_or_else(|| json!(now()));
         self.next_rv();
         let meta = obj["metadata"]
             .as_object_mut()
@@ -362,7 +369,7 @@ impl State {
         }
         meta.insert("uid".into(), json!(format!("6b1e3c7a-0000-4000-8000-{:012x}", self.rv)));
         meta.insert("resourceVersion".into(), json!(self.rv.to_string()));
-        meta.insert("creationTimestamp".into(), json!(now()));
+        meta.insert("creationTimestamp".into(), created);
         meta.insert("generation".into(), json!(1));
         obj["apiVersion"] = json!(api_version(&d.group, &d.version));
         obj["kind"] = json!(d.kind);
@@ -647,7 +654,8 @@ impl State {
     }
 
     /// Seeds an object as if it had been created long ago (definitions are
-    /// established at once).
+    /// established at once); a `metadata.creationTimestamp` it carries is
+    /// kept.
     pub fn seed(&mut self, group: &str, plural: &str, obj: Value) {
         let d = self
             .def_of(group, plural)

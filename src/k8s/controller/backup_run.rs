@@ -271,9 +271,11 @@ async fn finish(
     }
     if phase == Phase::Completed {
         if let Some(schedule) = obj.labels().get(LABEL_SCHEDULE) {
+            // As the Schedule reconciler labels it: `namespace/name`.
+            let schedule = format!("{}/{schedule}", obj.namespace().unwrap_or_default());
             m.set(
                 metrics::names::LAST_SUCCESS,
-                &[("schedule", schedule)],
+                &[("schedule", &schedule)],
                 completion.as_second() as f64,
             );
         }

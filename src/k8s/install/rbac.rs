@@ -2,15 +2,17 @@
 //! agent.
 //!
 //! - `cairn-controller` (ClusterRole): what the controller touches across
-//!   namespaces — helper pods and claims of volume restores, persistent
-//!   volumes and namespaces it reads.
+//!   namespaces — cairn's resources (it watches them in every namespace),
+//!   their status and finalizers; events on them; the Secrets that
+//!   BackupRepositories name in their own namespaces (`get` only: never
+//!   listed or watched); helper pods and claims of volume restores,
+//!   persistent volumes and namespaces it reads.
 //! - `cairn-manifests` (ClusterRole): what manifest backup and restore
 //!   need — get and list everything, create and server-side apply on
 //!   restore. Bound to the controller; unbind it to keep the controller
 //!   away from objects it does not back up.
-//! - `cairn-controller` (Role in the namespace): the cairn resources and
-//!   their status and finalizers, maintenance Jobs, the repositories'
-//!   Secrets, events and leases.
+//! - `cairn-controller` (Role in the namespace): maintenance Jobs (they
+//!   run only there), their pods' logs, and leases.
 //! - `cairn-agent` (ClusterRole): pods get and `pods/exec` for hooks.
 //! - `cairn-agent` (Role in the namespace): VolumeBackups and
 //!   VolumeRestores (the agent selects its node's) and their status,
@@ -82,6 +84,11 @@ pub fn objects(opts: &Options) -> Vec<Value> {
         CONTROLLER,
         "controller",
         vec![
+            rule(&[GROUP], &cairn_kinds, &ALL),
+            rule(&[GROUP], &statuses, &["get", "update", "patch"]),
+            rule(&[GROUP], &finalizers, &["update"]),
+            rule(&[""], &["secrets"], &["get"]),
+            rule(&["", "events.k8s.io"], &["events"], &["create", "patch"]),
             rule(&[""], &["pods", "persistentvolumeclaims"], &ALL),
             rule(&[""], &["persistentvolumes", "namespaces", "nodes"], &READ),
         ],
@@ -96,13 +103,8 @@ pub fn objects(opts: &Options) -> Vec<Value> {
         CONTROLLER,
         "controller",
         vec![
-            rule(&[GROUP], &cairn_kinds, &ALL),
-            rule(&[GROUP], &statuses, &["get", "update", "patch"]),
-            rule(&[GROUP], &finalizers, &["update"]),
-            rule(&["batch"], &["jobs"], &ALL),
+            rule(&["batch"], &["jobs"], &["get", "list", "watch", "create", "delete"]),
             rule(&[""], &["pods/log"], &["get"]),
-            rule(&[""], &["secrets"], &READ),
-            rule(&["", "events.k8s.io"], &["events"], &["create", "patch"]),
             rule(&["coordination.k8s.io"], &["leases"], &["get", "create", "update"]),
         ],
     );

@@ -70,6 +70,13 @@ fn controller_deployment() {
         c["ports"][0],
         json!({"name": "http", "containerPort": 8080, "protocol": "TCP"})
     );
+    let env = c["env"].as_array().unwrap();
+    let var = |name: &str| env.iter().find(|e| e["name"] == name).cloned();
+    assert_eq!(var("CAIRN_IMAGE").unwrap()["value"], "registry.example/cairn:1");
+    assert_eq!(
+        var("POD_NAME").unwrap()["valueFrom"],
+        json!({"fieldRef": {"fieldPath": "metadata.name"}})
+    );
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert!(c["resources"]["requests"]["memory"].is_string());
@@ -131,7 +138,9 @@ fn least_privilege_rbac() {
     assert!(!rules_allow(agent_cluster, "", "secrets", "get"));
     assert!(!rules_allow(agent_cluster, "", "pods", "delete"));
 
-    let controller = find(&objs, "Role", "cairn-controller");
+    // cairn's resources are watched in every namespace, so their rights
+    // are cluster-wide; Jobs only in the controller's namespace.
+    let cluster = find(&objs, "ClusterRole", "cairn-controller");
     for kind in [
         "backups",
         "restores",
@@ -140,28 +149,37 @@ fn least_privilege_rbac() {
         "volumebackups",
         "volumerestores",
     ] {
-        assert!(rules_allow(controller, "backup.cairn.io", kind, "create"), "{kind}");
+        for verb in ["get", "list", "watch", "create", "patch", "delete"] {
+            assert!(rules_allow(cluster, "backup.cairn.io", kind, verb), "{kind} {verb}");
+        }
         assert!(rules_allow(
-            controller,
+            cluster,
             "backup.cairn.io",
             &format!("{kind}/status"),
             "patch"
         ));
         assert!(rules_allow(
-            controller,
+            cluster,
             "backup.cairn.io",
             &format!("{kind}/finalizers"),
             "update"
         ));
     }
-    assert!(rules_allow(controller, "batch", "jobs", "create"));
-    assert!(rules_allow(controller, "", "secrets", "get"));
-    assert!(rules_allow(controller, "events.k8s.io", "events", "create"));
-    assert!(rules_allow(controller, "coordination.k8s.io", "leases", "update"));
-    let cluster = find(&objs, "ClusterRole", "cairn-controller");
+    assert!(rules_allow(cluster, "events.k8s.io", "events", "create"));
+    assert!(rules_allow(cluster, "events.k8s.io", "events", "patch"));
+    // Secrets: read one by name, never list or watch them.
+    assert!(rules_allow(cluster, "", "secrets", "get"));
+    assert!(!rules_allow(cluster, "", "secrets", "list"));
+    assert!(!rules_allow(cluster, "", "secrets", "watch"));
     assert!(rules_allow(cluster, "", "pods", "create"));
     assert!(rules_allow(cluster, "", "persistentvolumeclaims", "create"));
-    assert!(!rules_allow(cluster, "", "secrets", "get"));
+    assert!(!rules_allow(cluster, "batch", "jobs", "create"));
+    let controller = find(&objs, "Role", "cairn-controller");
+    for verb in ["create", "get", "list", "watch", "delete"] {
+        assert!(rules_allow(controller, "batch", "jobs", verb), "jobs {verb}");
+    }
+    assert!(!rules_allow(controller, "batch", "jobs", "update"));
+    assert!(rules_allow(controller, "coordination.k8s.io", "leases", "update"));
     let manifests_role = find(&objs, "ClusterRole", "cairn-manifests");
     assert!(rules_allow(manifests_role, "apps", "deployments", "list"));
     assert!(rules_allow(manifests_role, "apps", "deployments", "create"));

@@ -53,7 +53,13 @@ pub fn controller(opts: &Options) -> Value {
                         "image": opts.image,
                         "args": args,
                         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
-                        "env": [cache_env],
+                        "env": [
+                            cache_env,
+                            // The image of maintenance Jobs: the controller's own.
+                            {"name": "CAIRN_IMAGE", "value": opts.image},
+                            // Names the controller in the events it reports.
+                            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        ],
                         "livenessProbe": probe("/healthz"),
                         "readinessProbe": probe("/readyz"),
                         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
