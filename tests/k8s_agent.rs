@@ -8,56 +8,11 @@ mod controller_support;
 mod k8s_support;
 
 use std::fs;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use controller_support::{cluster, create, init_repository, key, repository, snapshots, NS, WAIT};
+use controller_support::{cluster, create, init_repository, key, repository, snapshots, Agent, NS, WAIT};
 use k8s_support::FakeCluster;
 use serde_json::{json, Value};
-
-/// The agent process, killed when dropped.
-struct Agent(Child, std::path::PathBuf);
-
-impl Agent {
-    fn start(cluster: &FakeCluster, node: &str, pods: &Path, log: &Path) -> Self {
-        let out = fs::File::create(log).unwrap();
-        let child = Command::new(assert_cmd::cargo::cargo_bin("cairn"))
-            .env_remove("KUBECONFIG")
-            .env_remove("CAIRN_PASSWORD")
-            .env_remove("NODE_NAME")
-            .args([
-                "k8s",
-                "agent",
-                "--cluster-name",
-                "test",
-                "--listen",
-                "127.0.0.1:0",
-                "--node",
-                node,
-            ])
-            .arg("--host-pods")
-            .arg(pods)
-            .arg("--kubeconfig")
-            .arg(cluster.kubeconfig())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        Self(child, log.to_owned())
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.1).unwrap_or_default()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Seeds namespace shop and pod shop/web-0 on node-1; returns the pod's
 /// uid (the server gives it).

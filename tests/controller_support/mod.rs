@@ -528,3 +528,49 @@ pub fn wait_store(
     let reached = cluster.wait_for(condition, WAIT);
     assert!(reached, "{what}\ncontroller log:\n{}", controller.log());
 }
+
+// ---- The node agent ----
+
+/// A `cairn k8s agent` process, killed when dropped.
+pub struct Agent(Child, std::path::PathBuf);
+
+impl Agent {
+    pub fn start(cluster: &FakeCluster, node: &str, pods: &Path, log: &Path) -> Self {
+        let out = fs::File::create(log).expect("agent log");
+        let child = Command::new(assert_cmd::cargo::cargo_bin("cairn"))
+            .env_remove("KUBECONFIG")
+            .env_remove("CAIRN_PASSWORD")
+            .env_remove("NODE_NAME")
+            .args([
+                "k8s",
+                "agent",
+                "--cluster-name",
+                "test",
+                "--listen",
+                "127.0.0.1:0",
+                "--node",
+                node,
+            ])
+            .arg("--host-pods")
+            .arg(pods)
+            .arg("--kubeconfig")
+            .arg(cluster.kubeconfig())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("agent log"))
+            .stderr(out)
+            .spawn()
+            .expect("running cairn k8s agent");
+        Self(child, log.to_owned())
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.1).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -20,7 +20,7 @@ use super::record::{
     snapshot_uid, BackupRecord, LABEL_SCHEDULE, RECORD_VERSION, TAG_BACKUP, TAG_BACKUP_UID, TAG_MANIFESTS,
 };
 use super::retry::{message, transient, within_retry_window};
-use super::{log, metrics, Context, Error};
+use super::{log, metrics, volume_backups, Context, Error};
 use crate::backup::BackupError;
 use crate::forget::forget_ids;
 use crate::format::snapshot::Snapshot;
@@ -31,6 +31,9 @@ use crate::k8s::jobs::{self, RepositoryAccess};
 use crate::k8s::manifests::run::ManifestBackupOptions;
 use crate::k8s::K8sError;
 use crate::repo::CancelToken;
+
+/// How often a Backup waiting for its volumes looks at them.
+const VOLUME_POLL: Duration = Duration::from_secs(3);
 
 /// How often a running backup checks whether its Backup was deleted.
 const DELETION_POLL: Duration = Duration::from_secs(2);
@@ -96,7 +99,7 @@ pub async fn run(ctx: &Context, api: &Api<Backup>, obj: &Backup) -> Result<Actio
             };
             let opts = ManifestBackupOptions {
                 access: ctx.settings.access.clone(),
-                filters,
+                filters: filters.clone(),
                 tags: vec![
                     format!("{TAG_BACKUP}={}", obj.name_any()),
                     format!("{TAG_BACKUP_UID}={uid}"),
@@ -112,7 +115,35 @@ pub async fn run(ctx: &Context, api: &Api<Backup>, obj: &Backup) -> Result<Actio
         Err(e) => Err(e),
     };
     match stored {
-        Ok(stored) => finish(ctx, api, &obj, &repository, start, stored).await,
+        Ok(mut stored) => {
+            // Our own snapshot, found again while the volumes were awaited:
+            // not a restart's leftover.
+            if stored.adopted && status.manifest_snapshot.as_deref() == Some(stored.id.to_hex().as_str()) {
+                stored.adopted = false;
+            }
+            let volumes = volume_backups::ensure(ctx, &obj, &filters).await?;
+            if volumes.pending() > 0 {
+                let message = format!(
+                    "manifests stored in snapshot {}; waiting for {} of {} volume backups",
+                    stored.id.short(),
+                    volumes.pending(),
+                    volumes.total
+                );
+                super::status::patch_status(
+                    api,
+                    &obj.name_any(),
+                    json!({
+                        "manifestSnapshot": stored.id.to_hex(),
+                        "volumeBackups": {"total": volumes.total, "completed": volumes.completed,
+                                          "failed": volumes.failed},
+                        "message": message,
+                    }),
+                )
+                .await?;
+                return Ok(Action::requeue(VOLUME_POLL));
+            }
+            finish(ctx, api, &obj, &repository, start, stored, volumes).await
+        }
         Err(K8sError::Backup(BackupError::Canceled)) => {
             log::info(&format!(
                 "Backup {}: deleted while running; the backup stopped",
@@ -219,34 +250,51 @@ async fn finish(
     repository: &str,
     start: Time,
     stored: Stored,
+    volumes: volume_backups::Counts,
 ) -> Result<Action, Error> {
-    let partial = stored.snapshot.partial || !stored.errors.is_empty();
+    let partial = stored.snapshot.partial || !stored.errors.is_empty() || volumes.failed > 0;
     let phase = if partial {
         Phase::PartiallyFailed
     } else {
         Phase::Completed
     };
     let summary = &stored.snapshot.summary;
+    // With volumes, the Backup ends when the last of them does: now.
     let completion = Timestamp::from_nanosecond(i128::from(summary.backup_end_ns))
         .ok()
-        .filter(|t| t.as_second() > 0)
+        .filter(|t| t.as_second() > 0 && volumes.total == 0)
         .unwrap_or_else(now);
     let short = stored.id.short();
     let mut message = match stored.objects {
         Some(n) => format!("backed up {n} objects into snapshot {short} in BackupRepository {repository}"),
         None => format!("adopted snapshot {short} in BackupRepository {repository}, written before a restart"),
     };
-    if partial {
+    if stored.snapshot.partial || !stored.errors.is_empty() {
         message.push_str(&format!(
             "; {} resource list(s) could not be read",
             stored.errors.len().max(1)
         ));
     }
-    let warnings: Vec<String> = if stored.adopted {
+    if volumes.total > 0 {
+        message.push_str(&format!(
+            "; {} of {} volume backups completed",
+            volumes.completed, volumes.total
+        ));
+    }
+    let mut warnings: Vec<String> = if stored.adopted {
         vec!["the controller restarted during this backup; its snapshot was adopted".to_owned()]
     } else {
         Vec::new()
     };
+    warnings.extend(volumes.skipped.iter().cloned());
+    let mut errors = stored.errors.clone();
+    if volumes.failed > 0 {
+        errors.push(format!(
+            "{} volume backup(s) failed: kubectl get vbk -l backup.cairn.io/backup-name={}",
+            volumes.failed,
+            obj.name_any()
+        ));
+    }
     super::status::patch_status(
         api,
         &obj.name_any(),
@@ -254,8 +302,8 @@ async fn finish(
             "phase": phase,
             "completionTimestamp": completion,
             "manifestSnapshot": stored.id.to_hex(),
-            "volumeBackups": {"total": 0, "completed": 0, "failed": 0},
-            "errors": stored.errors,
+            "volumeBackups": {"total": volumes.total, "completed": volumes.completed, "failed": volumes.failed},
+            "errors": errors,
             "warnings": warnings,
             "message": message,
         }),

@@ -42,6 +42,7 @@ pub mod schedule;
 pub mod schedules;
 pub mod status;
 pub mod sync;
+pub mod volume_backups;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,175 @@
+//! The pod volumes of a Backup: after its manifests are stored, one
+//! VolumeBackup per selected volume (a claim mounted by several pods once),
+//! on the node of the pod that mounts it, for that node's agent. The Backup
+//! waits for them and counts them in `status.volumeBackups`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::{Context, Error};
+use crate::k8s::agent::volumes::{plan_pod, Lookup, Plan};
+use crate::k8s::crd::backup::Backup;
+use crate::k8s::crd::volume_backup::{VolumeBackup, VolumePhase};
+use crate::k8s::manifests::filter::{excluded_by_label, Filters};
+
+/// Label of a VolumeBackup naming its Backup.
+pub const LABEL_BACKUP_NAME: &str = "backup.cairn.io/backup-name";
+
+/// How the volumes of a Backup stand.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub total: u32,
+    pub completed: u32,
+    pub failed: u32,
+    /// Volumes skipped with the reason (opt-in volumes that cannot be
+    /// backed up), for the Backup's warnings.
+    pub skipped: Vec<String>,
+}
+
+impl Counts {
+    pub fn pending(&self) -> u32 {
+        self.total - self.completed - self.failed
+    }
+}
+
+/// A stable name for the VolumeBackup of `volume` of the pod with `uid`.
+fn name_for(backup: &str, uid: &str, volume: &str) -> String {
+    let hash = blake3::hash(format!("{uid}/{volume}").as_bytes()).to_hex();
+    let head: String = backup.chars().take(240).collect();
+    format!("{head}-{}", &hash[..10])
+}
+
+/// Creates the VolumeBackups of `backup` that do not exist yet and counts
+/// them all by phase.
+pub async fn ensure(ctx: &Context, backup: &Backup, filters: &Filters) -> Result<Counts, Error> {
+    let namespace = backup.namespace().unwrap_or_default();
+    let name = backup.name_any();
+    let default_all = backup
+        .spec
+        .volumes
+        .as_ref()
+        .is_some_and(|v| v.default_volumes_to_backup);
+    let pods: Vec<Pod> = Api::<Pod>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| {
+            let ns = p.namespace().unwrap_or_default();
+            let value = serde_json::to_value(p).unwrap_or_default();
+            filters.namespace_selected(&ns)
+                && filters.label_selected(&value)
+                && !excluded_by_label(&value)
+                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                && p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
+        })
+        .collect();
+    let mut counts = Counts::default();
+    let vbs: Api<VolumeBackup> = Api::namespaced(ctx.client.clone(), &namespace);
+    if !pods.is_empty() {
+        let volumes: Vec<PersistentVolume> = Api::all(ctx.client.clone()).list(&ListParams::default()).await?.items;
+        let mut claims_by_ns: BTreeMap<String, Vec<PersistentVolumeClaim>> = BTreeMap::new();
+        let mut claims_seen: BTreeSet<(String, String)> = BTreeSet::new();
+        for pod in &pods {
+            let ns = pod.namespace().unwrap_or_default();
+            if !claims_by_ns.contains_key(&ns) {
+                let claims = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns)
+                    .list(&ListParams::default())
+                    .await?
+                    .items;
+                claims_by_ns.insert(ns.clone(), claims);
+            }
+            let lookup = Lookup {
+                claims: claims_by_ns.get(&ns).map(Vec::as_slice).unwrap_or_default(),
+                volumes: &volumes,
+                ..Lookup::default()
+            };
+            let Ok(plans) = plan_pod(pod, default_all, &lookup) else {
+                continue;
+            };
+            let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+            let pod_name = pod.name_any();
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            for plan in plans {
+                let target = match plan {
+                    Plan::Backup(t) => t,
+                    Plan::Skip { volume, reason } => {
+                        counts
+                            .skipped
+                            .push(format!("pod {ns}/{pod_name} volume {volume}: {reason}"));
+                        continue;
+                    }
+                };
+                // A claim mounted by several pods is backed up once.
+                if let Some(pvc) = &target.pvc {
+                    if !claims_seen.insert((ns.clone(), pvc.clone())) {
+                        continue;
+                    }
+                }
+                let vb_name = name_for(&name, &uid, &target.volume);
+                let pvc = target.pvc.as_ref().map(|c| {
+                    let claim_uid = claims_by_ns
+                        .get(&ns)
+                        .and_then(|cs| cs.iter().find(|x| x.metadata.name.as_deref() == Some(c.as_str())))
+                        .and_then(|x| x.metadata.uid.clone())
+                        .unwrap_or_default();
+                    json!({"namespace": ns, "name": c, "uid": claim_uid})
+                });
+                let owner = backup.controller_owner_ref(&());
+                let vb: VolumeBackup = serde_json::from_value(json!({
+                    "apiVersion": "backup.cairn.io/v1alpha1",
+                    "kind": "VolumeBackup",
+                    "metadata": {"name": vb_name, "namespace": namespace,
+                                 "labels": {LABEL_BACKUP_NAME: name},
+                                 "ownerReferences": owner.into_iter().collect::<Vec<_>>()},
+                    "spec": {"node": node, "pod": {"namespace": ns, "name": pod_name, "uid": uid},
+                             "volume": target.volume, "pvc": pvc,
+                             "repository": backup.spec.repository_name(), "backupName": name},
+                }))
+                .map_err(|e| Error::Invalid(format!("VolumeBackup {vb_name}: {e}")))?;
+                match vbs.create(&PostParams::default(), &vb).await {
+                    Ok(_) => {}
+                    // Made by an earlier run of this Backup: counted below.
+                    Err(kube::Error::Api(s)) if s.code == 409 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    let selector = format!("{LABEL_BACKUP_NAME}={name}");
+    let uid = backup.meta().uid.clone();
+    for vb in vbs.list(&ListParams::default().labels(&selector)).await?.items {
+        // Only this Backup's, not a former Backup's of the same name.
+        let ours = vb
+            .metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|refs| refs.iter().any(|r| Some(&r.uid) == uid.as_ref()));
+        if !ours {
+            continue;
+        }
+        counts.total += 1;
+        match vb.status.as_ref().and_then(|s| s.phase) {
+            Some(VolumePhase::Completed) => counts.completed += 1,
+            Some(VolumePhase::Failed | VolumePhase::Canceled) => counts.failed += 1,
+            _ => {}
+        }
+    }
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_are_stable_and_short_enough() {
+        let a = super::name_for("nightly", "u-1", "data");
+        assert_eq!(a, super::name_for("nightly", "u-1", "data"));
+        assert_ne!(a, super::name_for("nightly", "u-1", "logs"));
+        assert!(a.starts_with("nightly-"));
+        assert!(super::name_for(&"x".repeat(300), "u", "v").len() <= 253);
+    }
+}
