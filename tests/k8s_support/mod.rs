@@ -392,15 +392,36 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    let accept = req
+        .headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
     let reply = lock(&state).route(&method, &path, &query, &content_type, &body);
     Ok(match reply {
+        Reply::Json(200, value) if accept.contains("as=PartialObjectMetadata") => {
+            json_response(200, &metadata_only(value))
+        }
         Reply::Json(code, value) => json_response(code, &value),
         Reply::Watch(w) => watch::respond(state, *w),
     })
+}
+
+/// An object or a list as the server answers a request for metadata only
+/// (`Accept: ...;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`).
+fn metadata_only(value: Value) -> Value {
+    let partial =
+        |o: &Value| json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]});
+    match value.get("items").and_then(Value::as_array) {
+        Some(items) => json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                              "metadata": value["metadata"], "items": items.iter().map(partial).collect::<Vec<_>>()}),
+        None => partial(&value),
+    }
 }
 
 pub fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {

@@ -14,12 +14,12 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use kube::{Api, Resource};
 
 use crate::k8s::client::connect;
-use crate::k8s::controller::{drain, http, log, metrics, retry_after, Context, Error, Settings};
+use crate::k8s::controller::{drain, http, log, metrics, retry_after, slim_controller, Context, Error, Settings};
 use crate::k8s::crd::volume_backup::VolumeBackup;
 use crate::k8s::crd::volume_restore::VolumeRestore;
 use crate::k8s::K8sError;
@@ -93,14 +93,14 @@ pub async fn run(mut opts: AgentOptions) -> Result<(), K8sError> {
     });
     let selector = format!("spec.node={}", opts.node);
     let config = kube::runtime::controller::Config::default().concurrency(opts.concurrency.max(1));
-    let backups = Controller::new(
+    let backups = slim_controller(
         Api::<VolumeBackup>::all(cluster.client.clone()),
         watcher::Config::default().fields(&selector),
     )
     .with_config(config.clone())
     .shutdown_on_signal()
     .run(backup::reconcile, agent_error_policy, agent.clone());
-    let restores = Controller::new(
+    let restores = slim_controller(
         Api::<VolumeRestore>::all(cluster.client),
         watcher::Config::default().fields(&selector),
     )

@@ -20,7 +20,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use jiff::Timestamp;
 use kube::api::{DeleteParams, Preconditions};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -45,7 +45,7 @@ const FORGET_LOCK_WAIT: Duration = Duration::from_secs(10);
 /// Watches every Backup and reconciles it until shutdown.
 pub fn run(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let api: Api<Backup> = Api::all(ctx.client.clone());
-    let stream = Controller::new(api, watcher::Config::default())
+    let stream = super::slim_controller(api, watcher::Config::default())
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx);
     drain("Backup", stream).boxed()

@@ -27,7 +27,7 @@ use futures::FutureExt;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
@@ -47,7 +47,7 @@ use crate::k8s::cron::Cron;
 pub fn run(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let api: Api<BackupRepository> = Api::all(ctx.client.clone());
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
-    let stream = Controller::new(api, watcher::Config::default())
+    let stream = super::slim_controller(api, watcher::Config::default())
         .watches(jobs, watcher::Config::default().labels(LABEL_REPOSITORY), |j: Job| {
             let namespace = j.namespace()?;
             let owner = j

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -35,7 +35,7 @@ const CONCURRENCY: u16 = 3;
 pub fn run(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let api: Api<BackupRepository> = Api::all(ctx.client.clone());
     let state = Arc::new(State::default());
-    let stream = Controller::new(api, watcher::Config::default())
+    let stream = super::slim_controller(api, watcher::Config::default())
         .with_config(controller::Config::default().concurrency(CONCURRENCY))
         .shutdown_on_signal()
         .run(move |obj, ctx| reconcile(obj, ctx, state.clone()), error_policy, ctx);

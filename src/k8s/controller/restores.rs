@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -33,7 +33,7 @@ use crate::k8s::manifests::run::{ManifestRestoreOptions, ManifestRestoreReport};
 /// Watches every Restore and reconciles it until shutdown.
 pub fn run(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let api: Api<Restore> = Api::all(ctx.client.clone());
-    let stream = Controller::new(api, watcher::Config::default())
+    let stream = super::slim_controller(api, watcher::Config::default())
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx);
     drain("Restore", stream).boxed()

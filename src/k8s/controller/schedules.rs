@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use jiff::Timestamp;
 use kube::api::{ListParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
@@ -40,7 +40,7 @@ const BUSY_RECHECK: Duration = Duration::from_secs(300);
 pub fn run(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let api: Api<Schedule> = Api::all(ctx.client.clone());
     let backups: Api<Backup> = Api::all(ctx.client.clone());
-    let stream = Controller::new(api, watcher::Config::default())
+    let stream = super::slim_controller(api, watcher::Config::default())
         .watches(
             backups,
             watcher::Config::default().labels(LABEL_SCHEDULE),

@@ -21,7 +21,7 @@ use kube::core::ObjectMeta;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::record::{snapshot_uid, BackupRecord, LABEL_BACKUP_UID, RECORD_PATH, TAG_BACKUP_UID, TAG_MANIFESTS};
+use super::record::{BackupRecord, LABEL_BACKUP_UID, RECORD_PATH, TAG_BACKUP_UID, TAG_MANIFESTS};
 use super::status::patch_status;
 use super::{log, Context, Error};
 use crate::format::snapshot::Snapshot;
@@ -322,19 +322,30 @@ pub struct Existing {
 
 /// Lists the Backups of the cluster.
 pub async fn existing(ctx: &Context, namespace: &str) -> Result<Existing, Error> {
+    // Names, labels and uids are all it needs: metadata only, so that
+    // thousands of Backups cost little to list.
     let api: Api<Backup> = Api::all(ctx.client.clone());
     let list = api
-        .list(&ListParams::default())
+        .list_metadata(&ListParams::default())
         .await
         .map_err(|e| K8sError::request(&ctx.server, "LIST Backups", e))?;
+    let uid_of = |m: &kube::core::PartialObjectMeta<Backup>| {
+        m.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_BACKUP_UID))
+            .cloned()
+            .or_else(|| m.metadata.uid.clone())
+            .unwrap_or_default()
+    };
     Ok(Existing {
         names: list
             .items
             .iter()
-            .filter(|b| b.namespace().as_deref() == Some(namespace))
-            .map(|b| b.name_any())
+            .filter(|b| b.metadata.namespace.as_deref() == Some(namespace))
+            .filter_map(|b| b.metadata.name.clone())
             .collect(),
-        uids: list.items.iter().map(snapshot_uid).filter(|u| !u.is_empty()).collect(),
+        uids: list.items.iter().map(uid_of).filter(|u| !u.is_empty()).collect(),
     })
 }
 
