@@ -408,6 +408,7 @@ pub async fn create_missing(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::k8s::controller::record::snapshot_uid;
 
     fn found(snapshot: u8, uid: &str, second: i64) -> Arc<Found> {
         let record: BackupRecord = serde_json::from_value(json!({
