@@ -16,9 +16,10 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use jiff::Timestamp;
 use kube::api::{ListParams, PostParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::{json, Value};
 
@@ -39,17 +40,18 @@ const BUSY_RECHECK: Duration = Duration::from_secs(300);
 /// until shutdown.
 pub fn run(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let api: Api<Schedule> = Api::all(ctx.client.clone());
-    let backups: Api<Backup> = Api::all(ctx.client.clone());
+    // A change of a scheduled Backup wakes its Schedule; its labels are
+    // all that is needed, so only metadata is watched.
+    let backups: Api<PartialObjectMeta<Backup>> = Api::all(ctx.client.clone());
+    let trigger = watcher(backups, watcher::Config::default().labels(LABEL_SCHEDULE))
+        .default_backoff()
+        .touched_objects();
     let stream = super::slim_controller(api, watcher::Config::default())
-        .watches(
-            backups,
-            watcher::Config::default().labels(LABEL_SCHEDULE),
-            |b: Backup| {
-                let namespace = b.namespace()?;
-                let schedule = b.labels().get(LABEL_SCHEDULE)?;
-                Some(ObjectRef::<Schedule>::new(schedule).within(&namespace))
-            },
-        )
+        .watches_stream(trigger, |b: PartialObjectMeta<Backup>| {
+            let namespace = b.metadata.namespace.clone()?;
+            let schedule = b.metadata.labels.as_ref()?.get(LABEL_SCHEDULE)?;
+            Some(ObjectRef::<Schedule>::new(schedule).within(&namespace))
+        })
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx);
     drain("Schedule", stream).boxed()
