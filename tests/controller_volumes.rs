@@ -10,7 +10,8 @@ mod k8s_support;
 use std::fs;
 
 use controller_support::{
-    cluster, create, init_repository, key, repository, snapshots_tagged, uid, wait_phase, Agent, Controller, NS, WAIT,
+    cluster, create, init_repository, key, repository, snapshot_file, snapshots_tagged, uid, wait_phase, Agent,
+    Controller, NS, WAIT,
 };
 use k8s_support::FakeCluster;
 use serde_json::{json, Value};
@@ -104,5 +105,13 @@ fn a_backup_waits_for_its_volumes_and_the_agent_stores_them() {
     assert!(
         tagged.iter().any(|s| s["paths"] == json!(["/volumes/shop/web-0/data"])),
         "{tagged:?}"
+    );
+    // The backup record lists the volume with its pod.
+    let manifests = done["status"]["manifestSnapshot"].as_str().unwrap();
+    let record: Value = serde_json::from_slice(&snapshot_file(&repo, manifests, "cairn/backup.json")).unwrap();
+    assert_eq!(
+        record["volumes"],
+        json!([{"namespace": "shop", "pod": "web-0", "volume": "data"}]),
+        "{record}"
     );
 }

@@ -50,6 +50,42 @@ impl Repository {
         })
     }
 
+    /// The ids of the stored snapshots, unordered, without reading them.
+    pub fn snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
+        let names = self.block_on(self.storage.list(FileKind::Snapshot))?;
+        Ok(names.into_iter().filter_map(|info| info.name.parse().ok()).collect())
+    }
+
+    /// Reads the snapshot files `ids`, `connections` at a time (a first
+    /// look at an object store holding thousands of them would otherwise
+    /// take minutes); each comes with its own result.
+    pub fn load_snapshots(&self, connections: usize, ids: &[SnapshotId]) -> Vec<(SnapshotId, Result<Snapshot>)> {
+        use futures::StreamExt;
+        let load = |id: SnapshotId| {
+            let storage = self.storage.clone();
+            async move {
+                let name = id.to_hex();
+                let result = match storage.get(FileKind::Snapshot, &name).await {
+                    Ok(bytes) => self.open_file(FileKind::Snapshot, &name, &bytes).and_then(|plain| {
+                        Snapshot::decode(&plain).map_err(|source| RepoError::Format {
+                            kind: FileKind::Snapshot,
+                            name,
+                            source,
+                        })
+                    }),
+                    Err(e) => Err(e.into()),
+                };
+                (id, result)
+            }
+        };
+        self.block_on(
+            futures::stream::iter(ids.iter().copied())
+                .map(load)
+                .buffer_unordered(connections.max(1))
+                .collect(),
+        )
+    }
+
     /// Every snapshot, oldest first.
     pub fn list_snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
         let names = self.block_on(self.storage.list(FileKind::Snapshot))?;

@@ -109,8 +109,9 @@ pub async fn repository_access(ctx: &Context, repo: &BackupRepository) -> Result
         name: reference.name.clone(),
         key: reference.key.clone(),
     })?;
-    // A password typed into a Secret with `echo` ends in a newline.
-    let password = Zeroizing::new(password.trim_end_matches(['\n', '\r']).to_owned());
+    // Taken exactly as stored, newline and all: maintenance Jobs get the
+    // same bytes as CAIRN_PASSWORD, so one Secret is one password everywhere.
+    let password = Zeroizing::new(password);
     let cache = ctx.settings.cache_dir.clone();
     Ok(RepositoryAccess {
         location: repo.spec.url.clone(),

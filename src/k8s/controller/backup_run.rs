@@ -85,6 +85,12 @@ pub async fn run(ctx: &Context, api: &Api<Backup>, obj: &Backup) -> Result<Actio
     let stored = match adopt(access.clone(), &uid).await {
         Ok(Some(stored)) => Ok(stored),
         Ok(None) => {
+            // Which volumes go with it, for the record (their snapshots
+            // carry the Backup's uid too).
+            let volumes = match volume_backups::plan(ctx, &obj, &filters).await {
+                Ok((planned, _)) => planned.iter().map(volume_backups::Planned::record).collect(),
+                Err(e) => return Err(e),
+            };
             let record = BackupRecord {
                 version: RECORD_VERSION,
                 name: obj.name_any(),
@@ -95,7 +101,7 @@ pub async fn run(ctx: &Context, api: &Api<Backup>, obj: &Backup) -> Result<Actio
                 spec: obj.spec.clone(),
                 start_timestamp: start,
                 expiration,
-                volumes: Vec::new(),
+                volumes,
             };
             let opts = ManifestBackupOptions {
                 access: ctx.settings.access.clone(),

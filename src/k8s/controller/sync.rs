@@ -15,7 +15,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use futures::StreamExt;
 use kube::api::{ListParams, PostParams};
 use kube::core::ObjectMeta;
 use kube::{Api, ResourceExt};
@@ -32,7 +31,6 @@ use crate::k8s::crd::repository::BackupRepository;
 use crate::k8s::manifests::stored::read_stored_file;
 use crate::k8s::K8sError;
 use crate::repo::{IndexedRepository, RepoError, Repository};
-use crate::storage::FileKind;
 
 /// How many snapshot files are read at once.
 const READ_CONNECTIONS: usize = 8;
@@ -148,10 +146,7 @@ fn transient(e: &K8sError) -> bool {
 
 /// The names of the repository's snapshots.
 pub fn list_ids(repo: &Repository) -> Result<HashSet<SnapshotId>, K8sError> {
-    let names = repo
-        .block_on(repo.storage().list(FileKind::Snapshot))
-        .map_err(RepoError::from)?;
-    Ok(names.into_iter().filter_map(|info| info.name.parse().ok()).collect())
+    Ok(repo.snapshot_ids()?.into_iter().collect())
 }
 
 /// Lists the snapshots and reads those not in `known`: each snapshot file,
@@ -166,7 +161,7 @@ pub fn scan(repo: Repository, known: &HashSet<SnapshotId>) -> Result<(Opened, Sc
     };
     let mut pending: Vec<(SnapshotId, Snapshot, String)> = Vec::new();
     let unknown: Vec<SnapshotId> = listed.iter().filter(|id| !known.contains(id)).copied().collect();
-    for (id, loaded) in load_snapshots(&repo, &unknown) {
+    for (id, loaded) in repo.load_snapshots(READ_CONNECTIONS, &unknown) {
         match loaded {
             Ok(snapshot) => match backup_uid(&snapshot) {
                 Some(uid) => {
@@ -211,35 +206,6 @@ pub fn scan(repo: Repository, known: &HashSet<SnapshotId>) -> Result<(Opened, Sc
         }
     }
     Ok((Opened::Indexed(repo), out))
-}
-
-/// Reads the snapshot files `ids`, several at a time (a first sync of an
-/// object store holding thousands of them would otherwise take minutes).
-fn load_snapshots(repo: &Repository, ids: &[SnapshotId]) -> Vec<(SnapshotId, Result<Snapshot, RepoError>)> {
-    let storage = repo.storage().clone();
-    let load = |id: SnapshotId| {
-        let storage = storage.clone();
-        async move {
-            let name = id.to_hex();
-            let result = match storage.get(FileKind::Snapshot, &name).await {
-                Ok(bytes) => repo.open_file(FileKind::Snapshot, &name, &bytes).and_then(|plain| {
-                    Snapshot::decode(&plain).map_err(|source| RepoError::Format {
-                        kind: FileKind::Snapshot,
-                        name,
-                        source,
-                    })
-                }),
-                Err(e) => Err(e.into()),
-            };
-            (id, result)
-        }
-    };
-    repo.block_on(
-        futures::stream::iter(ids.iter().copied())
-            .map(load)
-            .buffer_unordered(READ_CONNECTIONS)
-            .collect(),
-    )
 }
 
 /// A repository as [`scan`] leaves it: with its index when it had to read

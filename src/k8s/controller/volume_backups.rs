@@ -10,6 +10,7 @@ use kube::api::{ListParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
+use super::record::VolumeRecord;
 use super::{Context, Error};
 use crate::k8s::agent::volumes::{plan_pod, Lookup, Plan};
 use crate::k8s::crd::backup::Backup;
@@ -43,11 +44,33 @@ fn name_for(backup: &str, uid: &str, volume: &str) -> String {
     format!("{head}-{}", &hash[..10])
 }
 
-/// Creates the VolumeBackups of `backup` that do not exist yet and counts
-/// them all by phase.
-pub async fn ensure(ctx: &Context, backup: &Backup, filters: &Filters) -> Result<Counts, Error> {
-    let namespace = backup.namespace().unwrap_or_default();
-    let name = backup.name_any();
+/// One volume a Backup takes: the pod that mounts it and its node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub namespace: String,
+    pub pod: String,
+    pub pod_uid: String,
+    pub node: String,
+    pub volume: String,
+    /// The claim's name and uid, for a PVC-backed volume.
+    pub pvc: Option<(String, String)>,
+}
+
+impl Planned {
+    /// The volume as the backup record lists it.
+    pub fn record(&self) -> VolumeRecord {
+        VolumeRecord {
+            namespace: self.namespace.clone(),
+            pod: self.pod.clone(),
+            volume: self.volume.clone(),
+            pvc: self.pvc.as_ref().map(|(name, _)| name.clone()),
+        }
+    }
+}
+
+/// The volumes `backup` takes from the Running pods it selects, and the
+/// volumes it cannot take with the reason.
+pub async fn plan(ctx: &Context, backup: &Backup, filters: &Filters) -> Result<(Vec<Planned>, Vec<String>), Error> {
     let default_all = backup
         .spec
         .volumes
@@ -68,76 +91,104 @@ pub async fn ensure(ctx: &Context, backup: &Backup, filters: &Filters) -> Result
                 && p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
         })
         .collect();
-    let mut counts = Counts::default();
+    let mut planned = Vec::new();
+    let mut skipped = Vec::new();
+    if pods.is_empty() {
+        return Ok((planned, skipped));
+    }
+    let volumes: Vec<PersistentVolume> = Api::all(ctx.client.clone()).list(&ListParams::default()).await?.items;
+    let mut claims_by_ns: BTreeMap<String, Vec<PersistentVolumeClaim>> = BTreeMap::new();
+    let mut claims_seen: BTreeSet<(String, String)> = BTreeSet::new();
+    for pod in &pods {
+        let ns = pod.namespace().unwrap_or_default();
+        if !claims_by_ns.contains_key(&ns) {
+            let claims = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns)
+                .list(&ListParams::default())
+                .await?
+                .items;
+            claims_by_ns.insert(ns.clone(), claims);
+        }
+        let claims = claims_by_ns.get(&ns).map(Vec::as_slice).unwrap_or_default();
+        let lookup = Lookup {
+            claims,
+            volumes: &volumes,
+            ..Lookup::default()
+        };
+        let Ok(plans) = plan_pod(pod, default_all, &lookup) else {
+            continue;
+        };
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+        let pod_name = pod.name_any();
+        let pod_uid = pod.metadata.uid.clone().unwrap_or_default();
+        for p in plans {
+            let target = match p {
+                Plan::Backup(t) => t,
+                Plan::Skip { volume, reason } => {
+                    skipped.push(format!("pod {ns}/{pod_name} volume {volume}: {reason}"));
+                    continue;
+                }
+            };
+            // A claim mounted by several pods is backed up once.
+            if let Some(pvc) = &target.pvc {
+                if !claims_seen.insert((ns.clone(), pvc.clone())) {
+                    continue;
+                }
+            }
+            let pvc = target.pvc.as_ref().map(|c| {
+                let uid = claims
+                    .iter()
+                    .find(|x| x.metadata.name.as_deref() == Some(c.as_str()))
+                    .and_then(|x| x.metadata.uid.clone())
+                    .unwrap_or_default();
+                (c.clone(), uid)
+            });
+            planned.push(Planned {
+                namespace: ns.clone(),
+                pod: pod_name.clone(),
+                pod_uid: pod_uid.clone(),
+                node: node.clone(),
+                volume: target.volume,
+                pvc,
+            });
+        }
+    }
+    Ok((planned, skipped))
+}
+
+/// Creates the VolumeBackups of `backup` that do not exist yet and counts
+/// them all by phase.
+pub async fn ensure(ctx: &Context, backup: &Backup, filters: &Filters) -> Result<Counts, Error> {
+    let namespace = backup.namespace().unwrap_or_default();
+    let name = backup.name_any();
+    let (planned, skipped) = plan(ctx, backup, filters).await?;
+    let mut counts = Counts {
+        skipped,
+        ..Counts::default()
+    };
     let vbs: Api<VolumeBackup> = Api::namespaced(ctx.client.clone(), &namespace);
-    if !pods.is_empty() {
-        let volumes: Vec<PersistentVolume> = Api::all(ctx.client.clone()).list(&ListParams::default()).await?.items;
-        let mut claims_by_ns: BTreeMap<String, Vec<PersistentVolumeClaim>> = BTreeMap::new();
-        let mut claims_seen: BTreeSet<(String, String)> = BTreeSet::new();
-        for pod in &pods {
-            let ns = pod.namespace().unwrap_or_default();
-            if !claims_by_ns.contains_key(&ns) {
-                let claims = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns)
-                    .list(&ListParams::default())
-                    .await?
-                    .items;
-                claims_by_ns.insert(ns.clone(), claims);
-            }
-            let lookup = Lookup {
-                claims: claims_by_ns.get(&ns).map(Vec::as_slice).unwrap_or_default(),
-                volumes: &volumes,
-                ..Lookup::default()
-            };
-            let Ok(plans) = plan_pod(pod, default_all, &lookup) else {
-                continue;
-            };
-            let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
-            let pod_name = pod.name_any();
-            let uid = pod.metadata.uid.clone().unwrap_or_default();
-            for plan in plans {
-                let target = match plan {
-                    Plan::Backup(t) => t,
-                    Plan::Skip { volume, reason } => {
-                        counts
-                            .skipped
-                            .push(format!("pod {ns}/{pod_name} volume {volume}: {reason}"));
-                        continue;
-                    }
-                };
-                // A claim mounted by several pods is backed up once.
-                if let Some(pvc) = &target.pvc {
-                    if !claims_seen.insert((ns.clone(), pvc.clone())) {
-                        continue;
-                    }
-                }
-                let vb_name = name_for(&name, &uid, &target.volume);
-                let pvc = target.pvc.as_ref().map(|c| {
-                    let claim_uid = claims_by_ns
-                        .get(&ns)
-                        .and_then(|cs| cs.iter().find(|x| x.metadata.name.as_deref() == Some(c.as_str())))
-                        .and_then(|x| x.metadata.uid.clone())
-                        .unwrap_or_default();
-                    json!({"namespace": ns, "name": c, "uid": claim_uid})
-                });
-                let owner = backup.controller_owner_ref(&());
-                let vb: VolumeBackup = serde_json::from_value(json!({
-                    "apiVersion": "backup.cairn.io/v1alpha1",
-                    "kind": "VolumeBackup",
-                    "metadata": {"name": vb_name, "namespace": namespace,
-                                 "labels": {LABEL_BACKUP_NAME: name},
-                                 "ownerReferences": owner.into_iter().collect::<Vec<_>>()},
-                    "spec": {"node": node, "pod": {"namespace": ns, "name": pod_name, "uid": uid},
-                             "volume": target.volume, "pvc": pvc,
-                             "repository": backup.spec.repository_name(), "backupName": name},
-                }))
-                .map_err(|e| Error::Invalid(format!("VolumeBackup {vb_name}: {e}")))?;
-                match vbs.create(&PostParams::default(), &vb).await {
-                    Ok(_) => {}
-                    // Made by an earlier run of this Backup: counted below.
-                    Err(kube::Error::Api(s)) if s.code == 409 => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
+    for p in &planned {
+        let vb_name = name_for(&name, &p.pod_uid, &p.volume);
+        let pvc = p
+            .pvc
+            .as_ref()
+            .map(|(c, uid)| json!({"namespace": p.namespace, "name": c, "uid": uid}));
+        let owner = backup.controller_owner_ref(&());
+        let vb: VolumeBackup = serde_json::from_value(json!({
+            "apiVersion": "backup.cairn.io/v1alpha1",
+            "kind": "VolumeBackup",
+            "metadata": {"name": vb_name, "namespace": namespace,
+                         "labels": {LABEL_BACKUP_NAME: name},
+                         "ownerReferences": owner.into_iter().collect::<Vec<_>>()},
+            "spec": {"node": p.node, "pod": {"namespace": p.namespace, "name": p.pod, "uid": p.pod_uid},
+                     "volume": p.volume, "pvc": pvc,
+                     "repository": backup.spec.repository_name(), "backupName": name},
+        }))
+        .map_err(|e| Error::Invalid(format!("VolumeBackup {vb_name}: {e}")))?;
+        match vbs.create(&PostParams::default(), &vb).await {
+            Ok(_) => {}
+            // Made by an earlier run of this Backup: counted below.
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e.into()),
         }
     }
     let selector = format!("{LABEL_BACKUP_NAME}={name}");
