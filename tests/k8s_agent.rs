@@ -10,7 +10,7 @@ mod k8s_support;
 use std::fs;
 use std::process::Command;
 
-use controller_support::{cluster, create, init_repository, key, repository, snapshots, Agent, NS, WAIT};
+use controller_support::{cluster, create, init_repository, repository, snapshots, wait_phase_logged, Agent, NS};
 use k8s_support::FakeCluster;
 use serde_json::{json, Value};
 
@@ -56,23 +56,7 @@ fn wait_phase(cluster: &FakeCluster, agent: &Agent, name: &str, want: &str) -> V
 }
 
 fn wait_for(cluster: &FakeCluster, agent: &Agent, plural: &str, name: &str, want: &str) -> Value {
-    let k = key(plural, name);
-    let reached = cluster.wait_for(
-        |objects| {
-            objects
-                .get(&k)
-                .and_then(|o| o.pointer("/status/phase"))
-                .is_some_and(|p| p == want)
-        },
-        WAIT,
-    );
-    let obj = cluster.get("backup.cairn.io", plural, NS, name).unwrap_or_default();
-    assert!(
-        reached,
-        "{name} did not reach {want}: {obj}\nagent log:\n{}",
-        agent.log()
-    );
-    obj
+    wait_phase_logged(cluster, plural, name, want, || format!("agent log:\n{}", agent.log()))
 }
 
 #[test]

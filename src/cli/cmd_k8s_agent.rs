@@ -2,11 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::cmd_k8s::AccessArgs;
+use super::cmd_k8s_controller::{serve, settings};
 use super::{CliError, Context};
 use crate::k8s::agent::{run, AgentOptions};
-use crate::k8s::controller::Settings;
 use crate::k8s::install::{default_image, DEFAULT_NAMESPACE};
 use crate::k8s::K8sError;
 
@@ -40,14 +41,6 @@ pub struct AgentArgs {
 }
 
 pub fn run_agent(ctx: &Context, args: &AgentArgs) -> Result<i32, CliError> {
-    let cache_dir = if ctx.global.no_cache {
-        None
-    } else {
-        ctx.global
-            .cache_dir
-            .clone()
-            .or_else(crate::storage::cache::default_root)
-    };
     let host_path_root = match &args.host_path_root {
         Some(p) => {
             let text = p.to_str().filter(|t| t.starts_with('/')).ok_or_else(|| {
@@ -61,14 +54,13 @@ pub fn run_agent(ctx: &Context, args: &AgentArgs) -> Result<i32, CliError> {
         None => None,
     };
     let opts = AgentOptions {
-        settings: Settings {
-            access: args.access.access(),
-            namespace: args.namespace.clone(),
-            cluster_name: String::new(),
-            sync_period: std::time::Duration::from_secs(60),
-            image: default_image(),
-            cache_dir,
-        },
+        settings: settings(
+            ctx,
+            &args.access,
+            &args.namespace,
+            Duration::from_secs(60),
+            default_image(),
+        ),
         cluster_name: args.cluster_name.clone(),
         node: args.node.clone().unwrap_or_default(),
         host_pods: args.host_pods.clone(),
@@ -76,11 +68,5 @@ pub fn run_agent(ctx: &Context, args: &AgentArgs) -> Result<i32, CliError> {
         concurrency: args.concurrency,
         listen: args.listen,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(K8sError::Runtime)?;
-    rt.block_on(run(opts))?;
-    Ok(0)
+    serve(run(opts))
 }

@@ -43,6 +43,24 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub fn run_controller(ctx: &Context, args: &ControllerArgs) -> Result<i32, CliError> {
+    let image = args.image.clone().unwrap_or_else(default_image);
+    let opts = ControllerOptions {
+        settings: settings(ctx, &args.access, &args.namespace, args.sync_period, image),
+        listen: args.listen,
+        cluster_name: args.cluster_name.clone(),
+    };
+    serve(run(opts))
+}
+
+/// What the controller and the agent share of the command line: how to
+/// reach the cluster, their namespace, the cache of object store indexes.
+pub(super) fn settings(
+    ctx: &Context,
+    access: &AccessArgs,
+    namespace: &str,
+    sync_period: Duration,
+    image: String,
+) -> Settings {
     let cache_dir: Option<PathBuf> = if ctx.global.no_cache {
         None
     } else {
@@ -51,23 +69,24 @@ pub fn run_controller(ctx: &Context, args: &ControllerArgs) -> Result<i32, CliEr
             .clone()
             .or_else(crate::storage::cache::default_root)
     };
-    let opts = ControllerOptions {
-        settings: Settings {
-            access: args.access.access(),
-            namespace: args.namespace.clone(),
-            cluster_name: String::new(),
-            sync_period: args.sync_period,
-            image: args.image.clone().unwrap_or_else(default_image),
-            cache_dir,
-        },
-        listen: args.listen,
-        cluster_name: args.cluster_name.clone(),
-    };
+    Settings {
+        access: access.access(),
+        namespace: namespace.to_owned(),
+        cluster_name: String::new(),
+        sync_period,
+        image,
+        cache_dir,
+    }
+}
+
+/// Runs a long-lived service (the controller, the agent) on a runtime of
+/// its own until it stops.
+pub(super) fn serve(service: impl std::future::Future<Output = Result<(), K8sError>>) -> Result<i32, CliError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(K8sError::Runtime)?;
-    rt.block_on(run(opts))?;
+    rt.block_on(service)?;
     Ok(0)
 }

@@ -253,6 +253,19 @@ pub fn phase(cluster: &FakeCluster, plural: &str, name: &str) -> Option<String> 
 /// Waits until the object's phase is `want`; fails with the object and
 /// the controller's log otherwise.
 pub fn wait_phase(cluster: &FakeCluster, controller: &Controller, plural: &str, name: &str, want: &str) -> Value {
+    wait_phase_logged(cluster, plural, name, want, || {
+        format!("controller log:\n{}", controller.log())
+    })
+}
+
+/// [`wait_phase`] for any process: `log` says what it printed.
+pub fn wait_phase_logged(
+    cluster: &FakeCluster,
+    plural: &str,
+    name: &str,
+    want: &str,
+    log: impl Fn() -> String,
+) -> Value {
     let k = key(plural, name);
     let reached = cluster.wait_for(
         |objects| {
@@ -266,9 +279,9 @@ pub fn wait_phase(cluster: &FakeCluster, controller: &Controller, plural: &str, 
     let obj = cluster.get("backup.cairn.io", plural, NS, name);
     assert!(
         reached,
-        "{plural}/{name} did not reach {want}: {}\ncontroller log:\n{}",
+        "{plural}/{name} did not reach {want}: {}\n{}",
         obj.map(|o| o.to_string()).unwrap_or_else(|| "(gone)".into()),
-        controller.log()
+        log()
     );
     obj.unwrap_or_default()
 }

@@ -73,10 +73,7 @@ pub async fn run(mut opts: AgentOptions) -> Result<(), K8sError> {
     };
     let cluster = connect(&opts.settings.access).await?;
     opts.settings.cluster_name = opts.cluster_name.clone().unwrap_or_else(|| cluster.name.clone());
-    let health = Arc::new(http::Health::default());
-    let (bound, serve) = http::serve(opts.listen, health.clone())
-        .await
-        .map_err(|e| K8sError::InvalidOption(format!("--listen {}: {e}", opts.listen)))?;
+    let (health, bound, serve) = http::start(opts.listen).await?;
     log::info(&format!(
         "cairn agent on node {} of cluster {} ({}), pods at {}, serving /metrics on {bound}",
         opts.node,

@@ -86,6 +86,18 @@ pub async fn serve(
     Ok((bound, run))
 }
 
+/// New health state and its endpoints bound on `listen` (the `--listen`
+/// option named when the address cannot be bound); the future serves.
+pub async fn start(
+    listen: SocketAddr,
+) -> Result<(Arc<Health>, SocketAddr, impl std::future::Future<Output = ()>), crate::k8s::K8sError> {
+    let health = Arc::new(Health::default());
+    let (bound, serving) = serve(listen, health.clone())
+        .await
+        .map_err(|e| crate::k8s::K8sError::InvalidOption(format!("--listen {listen}: {e}")))?;
+    Ok((health, bound, serving))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

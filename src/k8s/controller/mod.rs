@@ -114,10 +114,7 @@ pub async fn run(mut opts: ControllerOptions) -> Result<(), K8sError> {
     let cluster = connect(&opts.settings.access).await?;
     check_definitions(&cluster.client, &cluster.server).await?;
     opts.settings.cluster_name = opts.cluster_name.clone().unwrap_or_else(|| cluster.name.clone());
-    let health = Arc::new(http::Health::default());
-    let (bound, serve) = http::serve(opts.listen, health.clone())
-        .await
-        .map_err(|e| K8sError::InvalidOption(format!("--listen {}: {e}", opts.listen)))?;
+    let (health, bound, serve) = http::start(opts.listen).await?;
     log::info(&format!(
         "cairn controller for cluster {} ({}, Kubernetes {}), namespace {}, serving /metrics on {bound}",
         opts.settings.cluster_name, cluster.server, cluster.version, opts.settings.namespace
