@@ -61,6 +61,12 @@ pub struct InstallArgs {
     /// the kubeconfig's cluster name; with --dry-run: left to the controller).
     #[arg(long, value_name = "NAME")]
     pub cluster_name: Option<String>,
+    /// The nodes' directory of hostPath PersistentVolumes (k3s and kind's
+    /// local-path provisioner: /opt/local-path-provisioner; k3s:
+    /// /var/lib/rancher/k3s/storage), mounted into the agent so that their
+    /// claims are backed up.
+    #[arg(long, value_name = "DIR")]
+    pub host_path_root: Option<String>,
     /// Print the objects; change nothing (yaml unless -o json).
     #[arg(long)]
     pub dry_run: bool,
@@ -92,6 +98,7 @@ pub fn run_install(ctx: &Context, args: &InstallArgs) -> Result<i32, CliError> {
         image: args.image.clone().unwrap_or_else(install::default_image),
         kubelet_root_dir: args.kubelet_root_dir.clone(),
         cluster_name: args.cluster_name.clone(),
+        host_path_root: args.host_path_root.clone(),
     };
     opts.validate()?;
     if args.dry_run {

@@ -45,6 +45,9 @@ pub struct Options {
     /// The name the controller records as the host of its snapshots; unset,
     /// the controller uses its own default.
     pub cluster_name: Option<String>,
+    /// The nodes' directory of hostPath PersistentVolumes (local-path
+    /// provisioners), mounted into the agent at the same path.
+    pub host_path_root: Option<String>,
 }
 
 impl Default for Options {
@@ -54,6 +57,7 @@ impl Default for Options {
             image: default_image(),
             kubelet_root_dir: DEFAULT_KUBELET_ROOT.into(),
             cluster_name: None,
+            host_path_root: None,
         }
     }
 }
@@ -86,6 +90,18 @@ impl Options {
             return bad(format!(
                 "--kubelet-root-dir: {root:?} must be an absolute path on the nodes"
             ));
+        }
+        if let Some(dir) = &self.host_path_root {
+            let parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
+            if !dir.starts_with('/')
+                || parts.is_empty()
+                || parts.iter().any(|p| *p == ".." || *p == ".")
+                || dir.chars().any(char::is_control)
+            {
+                return bad(format!(
+                    "--host-path-root: {dir:?} must be an absolute path below / on the nodes"
+                ));
+            }
         }
         if let Some(name) = &self.cluster_name {
             let ok = !name.is_empty()

@@ -122,6 +122,45 @@ fn agent_daemonset() {
 }
 
 #[test]
+fn the_agent_gets_the_cluster_name_and_the_host_path_root() {
+    let opts = Options {
+        cluster_name: Some("prod-eu".into()),
+        host_path_root: Some("/opt/local-path-provisioner".into()),
+        ..Options::default()
+    };
+    let objs = manifests(&opts).unwrap();
+    let pod = &find(&objs, "DaemonSet", "cairn-agent")["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert_eq!(
+        c["args"],
+        json!([
+            "k8s",
+            "agent",
+            "--namespace",
+            "cairn-system",
+            "--cluster-name",
+            "prod-eu",
+            "--host-path-root",
+            "/opt/local-path-provisioner"
+        ])
+    );
+    assert_eq!(
+        c["volumeMounts"][2],
+        json!({"name": "host-path-root", "mountPath": "/opt/local-path-provisioner",
+               "mountPropagation": "HostToContainer"})
+    );
+    assert_eq!(
+        pod["volumes"][2],
+        json!({"name": "host-path-root",
+               "hostPath": {"path": "/opt/local-path-provisioner", "type": "DirectoryOrCreate"}})
+    );
+    // The controller records the same host name.
+    let deployment = find(&objs, "Deployment", "cairn-controller");
+    let args = &deployment["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(args.as_array().unwrap().iter().any(|a| a == "prod-eu"), "{args}");
+}
+
+#[test]
 fn least_privilege_rbac() {
     let objs = manifests(&Options::default()).unwrap();
     let agent = find(&objs, "Role", "cairn-agent");
@@ -236,6 +275,20 @@ fn bad_options_are_named() {
                 ..Options::default()
             },
             "--kubelet-root-dir",
+        ),
+        (
+            Options {
+                host_path_root: Some("/".into()),
+                ..Options::default()
+            },
+            "--host-path-root",
+        ),
+        (
+            Options {
+                host_path_root: Some("opt/local-path-provisioner".into()),
+                ..Options::default()
+            },
+            "--host-path-root",
         ),
         (
             Options {

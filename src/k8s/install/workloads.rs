@@ -95,7 +95,7 @@ pub fn agent(opts: &Options) -> Value {
                     "containers": [{
                         "name": "agent",
                         "image": opts.image,
-                        "args": ["k8s", "agent", "--namespace", opts.namespace],
+                        "args": agent_args(opts),
                         "env": [
                             {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
                             cache_env,
@@ -103,17 +103,49 @@ pub fn agent(opts: &Options) -> Value {
                         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
                                       "limits": {"memory": "1Gi"}},
                         "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true},
-                        "volumeMounts": [
-                            {"name": "host-pods", "mountPath": HOST_PODS, "mountPropagation": "HostToContainer"},
-                            cache_mount,
-                        ],
+                        "volumeMounts": agent_mounts(opts, cache_mount),
                     }],
-                    "volumes": [
-                        {"name": "host-pods", "hostPath": {"path": opts.host_pods_dir(), "type": "Directory"}},
-                        cache_volume,
-                    ],
+                    "volumes": agent_volumes(opts, cache_volume),
                 }
             }
         }
     })
+}
+
+/// The agent's arguments: the controller's cluster name, so that volume
+/// snapshots have the host of their manifests, and the hostPath root.
+fn agent_args(opts: &Options) -> Vec<String> {
+    let mut args: Vec<String> = ["k8s", "agent", "--namespace", opts.namespace.as_str()]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    if let Some(name) = &opts.cluster_name {
+        args.extend(["--cluster-name".to_owned(), name.clone()]);
+    }
+    if let Some(dir) = &opts.host_path_root {
+        args.extend(["--host-path-root".to_owned(), dir.clone()]);
+    }
+    args
+}
+
+fn agent_mounts(opts: &Options, cache_mount: Value) -> Vec<Value> {
+    let mut mounts = vec![
+        json!({"name": "host-pods", "mountPath": HOST_PODS, "mountPropagation": "HostToContainer"}),
+        cache_mount,
+    ];
+    if let Some(dir) = &opts.host_path_root {
+        mounts.push(json!({"name": "host-path-root", "mountPath": dir, "mountPropagation": "HostToContainer"}));
+    }
+    mounts
+}
+
+fn agent_volumes(opts: &Options, cache_volume: Value) -> Vec<Value> {
+    let mut volumes = vec![
+        json!({"name": "host-pods", "hostPath": {"path": opts.host_pods_dir(), "type": "Directory"}}),
+        cache_volume,
+    ];
+    if let Some(dir) = &opts.host_path_root {
+        volumes.push(json!({"name": "host-path-root", "hostPath": {"path": dir, "type": "DirectoryOrCreate"}}));
+    }
+    volumes
 }
