@@ -28,7 +28,7 @@ fn repo() -> Repository {
 }
 
 fn open_dir(path: &Path) -> OwnedFd {
-    OwnedFd::from(fs::File::open(path).unwrap())
+    cairn::source::open::open_dir_path(path).unwrap()
 }
 
 fn backup(repo: &Repository, dir: &Path, opts: &BackupOptions) -> BackupOutcome {

@@ -10,8 +10,8 @@ mod k8s_support;
 use std::fs;
 
 use controller_support::{
-    cluster, create, init_repository, key, repository, snapshot_file, snapshots_tagged, uid, wait_phase, Agent,
-    Controller, NS, WAIT,
+    cluster, create, init_repository, key, repository, set_status, snapshot_file, snapshots_tagged, uid, wait_phase,
+    Agent, Controller, NS, WAIT,
 };
 use k8s_support::FakeCluster;
 use serde_json::{json, Value};
@@ -114,4 +114,51 @@ fn a_backup_waits_for_its_volumes_and_the_agent_stores_them() {
         json!([{"namespace": "shop", "pod": "web-0", "volume": "data"}]),
         "{record}"
     );
+}
+
+#[test]
+fn a_failed_volume_makes_the_backup_partially_failed_and_says_where_to_look() {
+    let cluster = cluster();
+    cluster
+        .state()
+        .seed("", "namespaces", json!({"metadata": {"name": "shop"}}));
+    running_pod(&cluster, "web-0");
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    init_repository(&repo);
+    repository(&cluster, "default", &repo, json!({}));
+    create(
+        &cluster,
+        "backups",
+        "Backup",
+        "nightly",
+        json!({"includedNamespaces": ["shop"]}),
+    );
+    let controller = Controller::start(&cluster, &[]);
+    let reached = cluster.wait_for(|o| o.iter().any(|(k, _)| k.1 == "volumebackups"), WAIT);
+    assert!(reached, "no VolumeBackup:\n{}", controller.log());
+    let vb = volume_backups(&cluster).remove(0);
+    let vb_name = vb["metadata"]["name"].as_str().unwrap().to_owned();
+    // What an agent that could not read the volume writes.
+    set_status(
+        &cluster,
+        "backup.cairn.io",
+        "volumebackups",
+        NS,
+        &vb_name,
+        json!({"phase": "Failed", "message": "u/volumes/*/data below /host_pods: no plugin directory holds it"}),
+    );
+    let done = wait_phase(&cluster, &controller, "backups", "nightly", "PartiallyFailed");
+    assert_eq!(
+        done["status"]["volumeBackups"],
+        json!({"total": 1, "completed": 0, "failed": 1}),
+        "{done}"
+    );
+    let errors = done["status"]["errors"].to_string();
+    assert!(
+        errors.contains("1 volume backup(s) failed: kubectl get vbk -l backup.cairn.io/backup-name=nightly"),
+        "{done}"
+    );
+    // The skipped, not opted-in volume is not a warning: only opt-in asks say why not.
+    assert_eq!(done["status"]["warnings"], json!([]), "{done}");
 }

@@ -59,23 +59,54 @@ fn wait_for(cluster: &FakeCluster, agent: &Agent, plural: &str, name: &str, want
     wait_phase_logged(cluster, plural, name, want, || format!("agent log:\n{}", agent.log()))
 }
 
-#[test]
-fn the_agent_backs_up_its_nodes_volumes_under_their_logical_paths() {
+/// A cluster with pod shop/web-0, a repository `default`, Backup `nightly`
+/// with `backup_spec`, and the pod's `data` volume on disk below `pods`.
+struct Setup {
+    cluster: FakeCluster,
+    uid: String,
+    work: tempfile::TempDir,
+    repo: std::path::PathBuf,
+    pods: std::path::PathBuf,
+    data: std::path::PathBuf,
+}
+
+fn setup(backup_spec: Value) -> Setup {
     let cluster = cluster();
     let uid = seed_pod(&cluster);
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("repo");
     init_repository(&repo);
     repository(&cluster, "default", &repo, json!({}));
-    create(
-        &cluster,
-        "backups",
-        "Backup",
-        "nightly",
-        json!({"volumes": {"excludePaths": ["cache"]}}),
-    );
+    create(&cluster, "backups", "Backup", "nightly", backup_spec);
     let pods = work.path().join("pods");
     let data = pods.join(&uid).join("volumes/kubernetes.io~empty-dir/data");
+    fs::create_dir_all(&data).unwrap();
+    Setup {
+        cluster,
+        uid,
+        work,
+        repo,
+        pods,
+        data,
+    }
+}
+
+impl Setup {
+    fn agent(&self) -> Agent {
+        Agent::start(&self.cluster, "node-1", &self.pods, &self.work.path().join("agent.log"))
+    }
+}
+
+#[test]
+fn the_agent_backs_up_its_nodes_volumes_under_their_logical_paths() {
+    let Setup {
+        cluster,
+        uid,
+        work,
+        repo,
+        pods,
+        data,
+    } = setup(json!({"volumes": {"excludePaths": ["cache"]}}));
     fs::create_dir_all(data.join("cache")).unwrap();
     fs::write(data.join("orders.db"), b"orders").unwrap();
     fs::write(data.join("cache/tmp"), b"skip me").unwrap();
@@ -135,15 +166,14 @@ fn the_agent_backs_up_its_nodes_volumes_under_their_logical_paths() {
 
 #[test]
 fn the_agent_restores_a_volume_snapshot_into_another_pods_volume() {
-    let cluster = cluster();
-    let uid = seed_pod(&cluster);
-    let work = tempfile::tempdir().unwrap();
-    let repo = work.path().join("repo");
-    init_repository(&repo);
-    repository(&cluster, "default", &repo, json!({}));
-    create(&cluster, "backups", "Backup", "nightly", json!({}));
-    let pods = work.path().join("pods");
-    let data = pods.join(&uid).join("volumes/kubernetes.io~empty-dir/data");
+    let Setup {
+        cluster,
+        uid,
+        work,
+        pods,
+        data,
+        ..
+    } = setup(json!({}));
     fs::create_dir_all(data.join("sub")).unwrap();
     fs::write(data.join("sub/orders.db"), b"orders").unwrap();
     volume_backup(&cluster, "web-0-data", "node-1", "data", &uid);
@@ -177,4 +207,50 @@ fn the_agent_restores_a_volume_snapshot_into_another_pods_volume() {
     let failed = wait_for(&cluster, &agent, "volumerestores", "bad-snapshot", "Failed");
     let message = failed["status"]["message"].as_str().unwrap();
     assert!(message.contains("deadbeef"), "{message}");
+}
+
+#[test]
+fn a_canceled_or_stale_volume_backup_ends_with_the_reason_and_nothing_stored() {
+    let s = setup(json!({}));
+    fs::write(s.data.join("orders.db"), b"orders").unwrap();
+    let spec = |uid: &str, backup: &str, cancel: bool| {
+        json!({"node": "node-1", "pod": {"namespace": "shop", "name": "web-0", "uid": uid},
+               "volume": "data", "repository": "default", "backupName": backup, "cancel": cancel})
+    };
+    create(
+        &s.cluster,
+        "volumebackups",
+        "VolumeBackup",
+        "canceled",
+        spec(&s.uid, "nightly", true),
+    );
+    create(
+        &s.cluster,
+        "volumebackups",
+        "VolumeBackup",
+        "old-pod",
+        spec("an-older-uid", "nightly", false),
+    );
+    create(
+        &s.cluster,
+        "volumebackups",
+        "VolumeBackup",
+        "no-backup",
+        spec(&s.uid, "gone", false),
+    );
+    let agent = s.agent();
+    let canceled = wait_phase(&s.cluster, &agent, "canceled", "Canceled");
+    assert_eq!(canceled["status"]["message"], "canceled before it ran", "{canceled}");
+    let stale = wait_phase(&s.cluster, &agent, "old-pod", "Failed");
+    let message = stale["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("pod shop/web-0 was recreated meanwhile (uid an-older-uid is now"),
+        "{message}"
+    );
+    let orphan = wait_phase(&s.cluster, &agent, "no-backup", "Failed");
+    assert_eq!(
+        orphan["status"]["message"], "Backup cairn-system/gone does not exist",
+        "{orphan}"
+    );
+    assert!(snapshots(&s.repo).is_empty());
 }

@@ -221,7 +221,10 @@ impl<'a> Archiver<'a> {
             let id = self.save_tree(nodes)?;
             let Some(parent) = path.parent() else { return Ok(id) };
             let name = path.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
-            // Logical roots have no directories of this machine above them.
+            // The directories above roots named by path: their metadata
+            // only, looked up as the walk resolved the roots (nothing is
+            // opened or read through them). Logical roots have no
+            // directories of this machine above them.
             let found = if self.logical_roots {
                 None
             } else {

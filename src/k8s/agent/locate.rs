@@ -187,7 +187,7 @@ mod tests {
     use super::*;
 
     fn open(path: &std::path::Path) -> OwnedFd {
-        OwnedFd::from(fs::File::open(path).unwrap())
+        crate::source::open::open_dir_path(path).unwrap()
     }
 
     fn pod_volume(plugin: Option<&str>, dir: &str, csi: bool) -> HostLocation {

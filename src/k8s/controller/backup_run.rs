@@ -73,6 +73,17 @@ pub async fn run(ctx: &Context, api: &Api<Backup>, obj: &Backup) -> Result<Actio
         Ok(f) => f,
         Err(e) => return fail(ctx, api, &obj, option_message(&e)).await,
     };
+    // Manifests stored and VolumeBackups made on an earlier pass: while
+    // they run, only count them; the repository is opened again once they
+    // are all done.
+    let waited = status.manifest_snapshot.is_some();
+    if waited {
+        let volumes = volume_backups::count(ctx, &obj, status.warnings.clone()).await?;
+        if volumes.pending() > 0 {
+            let snapshot = status.manifest_snapshot.clone().unwrap_or_default();
+            return wait_for_volumes(api, &obj, &snapshot, &volumes).await;
+        }
+    }
     let (repository, access) = match resolve(ctx, &obj).await {
         Ok(found) => found,
         Err(Resolve::Retry(e)) => return Err(e),
@@ -82,15 +93,17 @@ pub async fn run(ctx: &Context, api: &Api<Backup>, obj: &Backup) -> Result<Actio
     if uid.is_empty() {
         return fail(ctx, api, &obj, "the Backup has no uid".to_owned()).await;
     }
+    // Which volumes go with it: listed in the record (their snapshots carry
+    // the Backup's uid too), then made into VolumeBackups.
+    let (planned, skipped) = if waited {
+        (Vec::new(), Vec::new())
+    } else {
+        volume_backups::plan(ctx, &obj, &filters).await?
+    };
     let stored = match adopt(access.clone(), &uid).await {
         Ok(Some(stored)) => Ok(stored),
         Ok(None) => {
-            // Which volumes go with it, for the record (their snapshots
-            // carry the Backup's uid too).
-            let volumes = match volume_backups::plan(ctx, &obj, &filters).await {
-                Ok((planned, _)) => planned.iter().map(volume_backups::Planned::record).collect(),
-                Err(e) => return Err(e),
-            };
+            let volumes = planned.iter().map(volume_backups::Planned::record).collect();
             let record = BackupRecord {
                 version: RECORD_VERSION,
                 name: obj.name_any(),
@@ -122,31 +135,19 @@ pub async fn run(ctx: &Context, api: &Api<Backup>, obj: &Backup) -> Result<Actio
     };
     match stored {
         Ok(mut stored) => {
-            // Our own snapshot, found again while the volumes were awaited:
-            // not a restart's leftover.
+            // Our own snapshot, found again once the volumes were done: not
+            // a restart's leftover.
             if stored.adopted && status.manifest_snapshot.as_deref() == Some(stored.id.to_hex().as_str()) {
                 stored.adopted = false;
             }
-            let volumes = volume_backups::ensure(ctx, &obj, &filters).await?;
+            let volumes = if waited {
+                volume_backups::count(ctx, &obj, status.warnings.clone()).await?
+            } else {
+                volume_backups::create(ctx, &obj, &planned).await?;
+                volume_backups::count(ctx, &obj, skipped).await?
+            };
             if volumes.pending() > 0 {
-                let message = format!(
-                    "manifests stored in snapshot {}; waiting for {} of {} volume backups",
-                    stored.id.short(),
-                    volumes.pending(),
-                    volumes.total
-                );
-                super::status::patch_status(
-                    api,
-                    &obj.name_any(),
-                    json!({
-                        "manifestSnapshot": stored.id.to_hex(),
-                        "volumeBackups": {"total": volumes.total, "completed": volumes.completed,
-                                          "failed": volumes.failed},
-                        "message": message,
-                    }),
-                )
-                .await?;
-                return Ok(Action::requeue(VOLUME_POLL));
+                return wait_for_volumes(api, &obj, &stored.id.to_hex(), &volumes).await;
             }
             finish(ctx, api, &obj, &repository, start, stored, volumes).await
         }
@@ -246,6 +247,31 @@ async fn backup(
         snapshot: report.snapshot,
         adopted: false,
     })
+}
+
+/// Records that the manifests are in `snapshot` (full id) and the Backup waits for
+/// its VolumeBackups (the skipped volumes as warnings), and looks again
+/// soon.
+async fn wait_for_volumes(
+    api: &Api<Backup>,
+    obj: &Backup,
+    snapshot: &str,
+    volumes: &volume_backups::Counts,
+) -> Result<Action, Error> {
+    let message = format!(
+        "manifests stored in snapshot {}; waiting for {} of {} volume backups",
+        &snapshot[..8.min(snapshot.len())],
+        volumes.pending(),
+        volumes.total
+    );
+    let mut status = json!({
+        "volumeBackups": {"total": volumes.total, "completed": volumes.completed, "failed": volumes.failed},
+        "message": message,
+        "warnings": volumes.skipped,
+    });
+    status["manifestSnapshot"] = json!(snapshot);
+    super::status::patch_status(api, &obj.name_any(), status).await?;
+    Ok(Action::requeue(VOLUME_POLL))
 }
 
 /// Writes the final status of a Backup whose snapshot is stored.

@@ -155,18 +155,13 @@ pub async fn plan(ctx: &Context, backup: &Backup, filters: &Filters) -> Result<(
     Ok((planned, skipped))
 }
 
-/// Creates the VolumeBackups of `backup` that do not exist yet and counts
-/// them all by phase.
-pub async fn ensure(ctx: &Context, backup: &Backup, filters: &Filters) -> Result<Counts, Error> {
+/// Creates the VolumeBackups of `planned` that do not exist yet (an
+/// earlier, killed run may have made some).
+pub async fn create(ctx: &Context, backup: &Backup, planned: &[Planned]) -> Result<(), Error> {
     let namespace = backup.namespace().unwrap_or_default();
     let name = backup.name_any();
-    let (planned, skipped) = plan(ctx, backup, filters).await?;
-    let mut counts = Counts {
-        skipped,
-        ..Counts::default()
-    };
     let vbs: Api<VolumeBackup> = Api::namespaced(ctx.client.clone(), &namespace);
-    for p in &planned {
+    for p in planned {
         let vb_name = name_for(&name, &p.pod_uid, &p.volume);
         let pvc = p
             .pvc
@@ -186,12 +181,24 @@ pub async fn ensure(ctx: &Context, backup: &Backup, filters: &Filters) -> Result
         .map_err(|e| Error::Invalid(format!("VolumeBackup {vb_name}: {e}")))?;
         match vbs.create(&PostParams::default(), &vb).await {
             Ok(_) => {}
-            // Made by an earlier run of this Backup: counted below.
+            // Made by an earlier run of this Backup.
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => return Err(e.into()),
         }
     }
-    let selector = format!("{LABEL_BACKUP_NAME}={name}");
+    Ok(())
+}
+
+/// Counts the VolumeBackups of `backup` by phase; `skipped` are the volumes
+/// it could not take, carried into the counts for its warnings.
+pub async fn count(ctx: &Context, backup: &Backup, skipped: Vec<String>) -> Result<Counts, Error> {
+    let namespace = backup.namespace().unwrap_or_default();
+    let vbs: Api<VolumeBackup> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut counts = Counts {
+        skipped,
+        ..Counts::default()
+    };
+    let selector = format!("{LABEL_BACKUP_NAME}={}", backup.name_any());
     let uid = backup.meta().uid.clone();
     for vb in vbs.list(&ListParams::default().labels(&selector)).await?.items {
         // Only this Backup's, not a former Backup's of the same name.
