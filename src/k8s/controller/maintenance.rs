@@ -65,6 +65,16 @@ async fn reconcile(repo: Arc<BackupRepository>, ctx: Arc<Context>) -> Result<Act
     if repo.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    // The cache may not hold this reconciler's own last status write yet
+    // (a reconcile queued while the previous one ran): a result it already
+    // recorded would be recorded, counted and announced again.
+    let api: Api<BackupRepository> = Api::namespaced(ctx.client.clone(), &repo.namespace().unwrap_or_default());
+    let Some(repo) = api.get_opt(&repo.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    if repo.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
     let Some(maintenance) = repo.spec.maintenance.clone() else {
         return Ok(Action::await_change());
     };
