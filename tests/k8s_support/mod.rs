@@ -28,6 +28,7 @@
 
 pub mod cluster;
 pub mod fields;
+pub mod kubelet;
 pub mod patch;
 pub mod routes;
 pub mod seed;
