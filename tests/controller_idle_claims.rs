@@ -182,3 +182,88 @@ fn a_claim_no_pod_mounts_is_read_through_a_helper_pod_that_goes_afterwards() {
         "the helper pod was backed up: {listing}"
     );
 }
+
+/// A cluster with a Running pod shop/db on node-1 whose claim `db` is on a
+/// hostPath PV below /opt/local-path-provisioner, opted in.
+fn host_path_cluster() -> FakeCluster {
+    let cluster = cluster();
+    let mut s = cluster.state();
+    s.seed("", "namespaces", json!({"metadata": {"name": "shop"}}));
+    s.seed(
+        "",
+        "persistentvolumes",
+        json!({"metadata": {"name": "pvc-local-1"},
+               "spec": {"hostPath": {"path": "/opt/local-path-provisioner/pvc-local-1_shop_db"},
+                        "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                        "claimRef": {"namespace": "shop", "name": "db"}},
+               "status": {"phase": "Bound"}}),
+    );
+    s.seed(
+        "",
+        "persistentvolumeclaims",
+        json!({"metadata": {"name": "db", "namespace": "shop"},
+               "spec": {"volumeName": "pvc-local-1", "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}}},
+               "status": {"phase": "Bound"}}),
+    );
+    s.seed(
+        "",
+        "pods",
+        json!({"metadata": {"name": "db", "namespace": "shop", "annotations": {"backup.cairn.io/volumes": "db"}},
+               "spec": {"nodeName": "node-1",
+                        "containers": [{"name": "db", "image": "x",
+                                        "volumeMounts": [{"name": "db", "mountPath": "/db"}]}],
+                        "volumes": [{"name": "db", "persistentVolumeClaim": {"claimName": "db"}}]},
+               "status": {"phase": "Running"}}),
+    );
+    drop(s);
+    cluster
+}
+
+#[test]
+fn a_claim_on_a_host_path_pv_is_planned_only_below_the_host_path_root() {
+    // With the root the agents read, the claim gets its VolumeBackup.
+    let cluster = host_path_cluster();
+    let work = tempfile::tempdir().unwrap();
+    init_repository(&work.path().join("repo"));
+    repository(&cluster, "default", &work.path().join("repo"), json!({}));
+    let controller = Controller::start(&cluster, &["--host-path-root", "/opt/local-path-provisioner/"]);
+    create(
+        &cluster,
+        "backups",
+        "Backup",
+        "nightly",
+        json!({"includedNamespaces": ["shop"]}),
+    );
+    let planned = cluster.wait_for(|o| o.iter().any(|(k, _)| k.1 == "volumebackups"), WAIT);
+    assert!(planned, "no VolumeBackup for the hostPath claim:\n{}", controller.log());
+    let vb = cluster
+        .objects()
+        .into_iter()
+        .find(|(k, _)| k.1 == "volumebackups")
+        .unwrap()
+        .1;
+    assert_eq!(vb["spec"]["pvc"]["name"], "db", "{vb}");
+    assert_eq!(vb["spec"]["node"], "node-1", "{vb}");
+    drop(controller);
+
+    // Without it, the claim is skipped with the reason.
+    let cluster = host_path_cluster();
+    init_repository(&work.path().join("repo2"));
+    repository(&cluster, "default", &work.path().join("repo2"), json!({}));
+    let controller = Controller::start(&cluster, &[]);
+    create(
+        &cluster,
+        "backups",
+        "Backup",
+        "nightly",
+        json!({"includedNamespaces": ["shop"]}),
+    );
+    let done = wait_phase(&cluster, &controller, "backups", "nightly", "Completed");
+    assert_eq!(done["status"]["volumeBackups"]["total"], 0, "{done}");
+    let warnings = done["status"]["warnings"].to_string();
+    assert!(
+        warnings.contains("pod shop/db volume db") && warnings.contains("--host-path-root"),
+        "{done}"
+    );
+}

@@ -131,6 +131,7 @@ pub async fn plan(ctx: &Context, backup: &Backup, filters: &Filters) -> Result<(
         let lookup = Lookup {
             claims,
             volumes: &volumes,
+            host_path_root: ctx.settings.host_path_root.as_deref(),
             ..Lookup::default()
         };
         let pod_name = pod.name_any();
