@@ -226,3 +226,42 @@ fn two_pods_three_volumes_backed_up_once_each_then_incrementally() {
     assert_eq!(cache2["summary"]["files_unchanged"], 1, "{cache2}");
     assert_eq!(cache2["summary"]["data_added"], 0, "{cache2}");
 }
+
+#[test]
+fn backups_running_at_once_share_one_repository() {
+    let cluster = cluster();
+    let kubelet = cluster.start_kubelet(&NODES);
+    seed_app(&cluster);
+    for pod in ["web-0", "report"] {
+        kubelet.pod_volume_dir("app", pod, "shared");
+    }
+    for dir in shared_dirs(&cluster, &kubelet) {
+        fill_shared(&dir);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    init_repository(&repo);
+    repository(&cluster, "default", &repo, json!({}));
+    let _agents: Vec<Agent> = NODES
+        .iter()
+        .map(|n| Agent::start(&cluster, n, &kubelet.pods_dir(n), &work.path().join(format!("{n}.log"))))
+        .collect();
+    let controller = Controller::start(&cluster, &[]);
+    let names = ["one", "two", "three"];
+    for name in names {
+        create(
+            &cluster,
+            "backups",
+            "Backup",
+            name,
+            json!({"includedNamespaces": ["app"], "volumes": {"defaultVolumesToBackup": true}}),
+        );
+    }
+    for name in names {
+        let done = wait_phase(&cluster, &controller, "backups", name, "Completed");
+        assert_eq!(done["status"]["volumeBackups"]["completed"], 2, "{done}");
+        assert_eq!(volume_snapshots(&repo, &cluster, name).len(), 2, "{name}");
+    }
+    let os = std::ffi::OsStr::new;
+    cairn_ok(&repo, &[os("check"), os("--read-data")]);
+}
