@@ -182,7 +182,7 @@ fn run_backup(ctx: &Context, args: &BackupArgs) -> Result<i32, CliError> {
     };
     let repo = ctx.open()?;
     let r = backup_manifests(repo, &opts)?;
-    for e in &r.errors {
+    for e in r.warnings.iter().chain(&r.errors) {
         eprintln!("warning: {e}");
     }
     let snap = &r.snapshot;
@@ -195,6 +195,7 @@ fn run_backup(ctx: &Context, args: &BackupArgs) -> Result<i32, CliError> {
             "server": r.cluster.server,
             "partial": snap.partial,
             "errors": r.errors,
+            "warnings": r.warnings,
             "objects": r.objects,
             "resources": r.counts,
             "objects_new": snap.summary.files_new,

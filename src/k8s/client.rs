@@ -93,6 +93,29 @@ async fn config(access: &ClusterAccess) -> Result<(Config, String), K8sError> {
     }
 }
 
+/// How often a request answered 429, 503 or 504 is tried again, and the
+/// first and the longest wait between tries (a `Retry-After` is honoured
+/// within them). kube's own default tries 15 times with waits growing to
+/// minutes, so one aggregated API whose server is down (a common state of
+/// `metrics.k8s.io`) held a backup's discovery for four minutes; five
+/// tries over about three seconds ride out a busy server without that.
+const RETRIES: u32 = 5;
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// A client for `config` with cairn's retry policy instead of kube's.
+fn client(mut config: Config) -> Result<Client, K8sError> {
+    config.default_retry = false;
+    let policy = kube::client::retry::RetryPolicy::new(RETRY_FIRST, RETRY_MAX, RETRIES, true)
+        .map_err(|e| K8sError::Kubeconfig(format!("retry policy: {e}")))?;
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| K8sError::Kubeconfig(chain(&e)))?;
+    // Retrying needs a service it can clone: the buffer makes one.
+    Ok(builder
+        .with_layer(&tower::buffer::BufferLayer::new(1024))
+        .with_layer(&tower::retry::RetryLayer::new(policy))
+        .build())
+}
+
 /// Connects to the cluster and asks for its version, so that an unreachable
 /// server or refused credentials are reported before any work starts.
 pub async fn connect(access: &ClusterAccess) -> Result<Cluster, K8sError> {
@@ -101,7 +124,7 @@ pub async fn connect(access: &ClusterAccess) -> Result<Cluster, K8sError> {
     config.connect_timeout = Some(Duration::from_secs(10));
     config.read_timeout = Some(Duration::from_secs(120));
     let server = config.cluster_url.to_string().trim_end_matches('/').to_owned();
-    let client = Client::try_from(config).map_err(|e| K8sError::Kubeconfig(chain(&e)))?;
+    let client = client(config)?;
     let info = client.apiserver_version().await.map_err(|e| match e {
         kube::Error::Api(_) => K8sError::Api {
             server: server.clone(),

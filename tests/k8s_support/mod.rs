@@ -160,6 +160,27 @@ pub fn builtin() -> Vec<ResDef> {
     ]
 }
 
+/// A resource of an aggregated API: its definition, the verbs its server
+/// offers, and whether that server is down (its group version then
+/// answers 503, as the real API server does for an unavailable
+/// APIService, while `/apis` still lists the group).
+#[derive(Debug, Clone)]
+pub struct Aggregated {
+    pub def: ResDef,
+    pub verbs: Vec<String>,
+    pub down: bool,
+}
+
+impl Aggregated {
+    pub fn new(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool, verbs: &[&str]) -> Self {
+        Self {
+            def: def(group, version, kind, plural, namespaced, &[]),
+            verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
+            down: false,
+        }
+    }
+}
+
 /// Store key: (group, plural, namespace or "", name).
 pub type Key = (String, String, String, String);
 
@@ -191,6 +212,9 @@ pub type Owners = BTreeMap<String, (String, BTreeSet<String>)>;
 pub struct State {
     pub objects: BTreeMap<Key, Value>,
     pub forbidden: BTreeSet<(String, String)>,
+    /// Resources of aggregated APIs (served by another server behind the
+    /// API server, such as metrics.k8s.io).
+    pub aggregated: Vec<Aggregated>,
     pub log: Vec<Logged>,
     /// Every change since the compaction point, oldest first.
     pub changes: Vec<Change>,
@@ -216,6 +240,7 @@ impl Default for State {
         Self {
             objects: BTreeMap::new(),
             forbidden: BTreeSet::new(),
+            aggregated: Vec::new(),
             log: Vec::new(),
             changes: Vec::new(),
             bookmark_interval: Duration::from_secs(1),

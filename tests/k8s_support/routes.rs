@@ -72,6 +72,8 @@ impl State {
             ),
             ["apis"] => Reply::Json(200, self.group_list()),
             ["api", "v1"] => Reply::Json(200, self.resource_list("", "v1")),
+            ["apis", g, v] if self.aggregated_down(g, v) => unavailable(),
+            ["apis", g, v, ..] if self.aggregated_down(g, v) => unavailable(),
             ["apis", g, v] => {
                 if self.served().iter().any(|d| d.group == *g && d.version == *v) {
                     Reply::Json(200, self.resource_list(g, v))
@@ -85,16 +87,32 @@ impl State {
         }
     }
 
+    fn aggregated_down(&self, group: &str, version: &str) -> bool {
+        self.aggregated
+            .iter()
+            .any(|a| a.down && a.def.group == group && a.def.version == version)
+    }
+
+    /// Every group with every version it serves, in the server's priority
+    /// order (GA before beta before alpha, higher numbers first); the
+    /// preferred version is the first.
     fn group_list(&self) -> Value {
-        let mut groups: BTreeMap<String, String> = BTreeMap::new();
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for d in self.served().into_iter().filter(|d| !d.group.is_empty()) {
-            groups.entry(d.group.clone()).or_insert(d.version.clone());
+            let versions = groups.entry(d.group.clone()).or_default();
+            if !versions.contains(&d.version) {
+                versions.push(d.version.clone());
+            }
         }
         let groups: Vec<Value> = groups
             .into_iter()
-            .map(|(g, v)| {
-                let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
-                json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+            .map(|(g, mut versions)| {
+                versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
+                let gvs: Vec<Value> = versions
+                    .iter()
+                    .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+                    .collect();
+                json!({"name": g, "versions": gvs, "preferredVersion": gvs[0]})
             })
             .collect();
         json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
@@ -107,10 +125,28 @@ impl State {
             .into_iter()
             .filter(|d| d.group == group && d.version == version)
         {
+            let verbs: Vec<String> = match self
+                .aggregated
+                .iter()
+                .find(|a| a.def.group == d.group && a.def.plural == d.plural)
+            {
+                Some(a) => a.verbs.clone(),
+                None => [
+                    "create",
+                    "delete",
+                    "deletecollection",
+                    "get",
+                    "list",
+                    "patch",
+                    "update",
+                    "watch",
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+            };
             resources.push(
                 json!({"name": d.plural, "singularName": d.singular, "namespaced": d.namespaced,
-                   "kind": d.kind, "shortNames": d.short,
-                   "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]}),
+                   "kind": d.kind, "shortNames": d.short, "verbs": verbs}),
             );
             if d.status_subresource {
                 resources.push(json!({"name": format!("{}/status", d.plural), "singularName": "",
@@ -569,4 +605,37 @@ pub fn gone(rv: u64, compacted: u64) -> (u16, Value) {
         "Expired",
         &format!("too old resource version: {rv} ({})", compacted.saturating_sub(1)),
     )
+}
+
+/// What the API server answers for an aggregated API whose server is away.
+fn unavailable() -> Reply {
+    status(
+        503,
+        "ServiceUnavailable",
+        "the server is currently unable to handle the request",
+    )
+    .into()
+}
+
+/// A Kubernetes version's rank: `v2` > `v1` > `v1beta2` > `v1beta1` >
+/// `v1alpha1` > anything else.
+fn version_priority(v: &str) -> (u8, u32, u32) {
+    let Some(rest) = v.strip_prefix('v') else {
+        return (0, 0, 0);
+    };
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let major: u32 = digits.parse().unwrap_or(0);
+    match &rest[digits.len()..] {
+        "" => (3, major, 0),
+        tail => {
+            let (stage, n) = if let Some(n) = tail.strip_prefix("beta") {
+                (2, n)
+            } else if let Some(n) = tail.strip_prefix("alpha") {
+                (1, n)
+            } else {
+                return (0, 0, 0);
+            };
+            (stage, major, n.parse().unwrap_or(0))
+        }
+    }
 }

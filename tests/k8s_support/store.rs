@@ -169,6 +169,7 @@ impl State {
                     .unwrap_or_default(),
             });
         }
+        defs.extend(self.aggregated.iter().map(|a| a.def.clone()));
         defs
     }
 

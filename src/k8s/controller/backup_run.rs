@@ -48,6 +48,8 @@ struct Stored {
     snapshot: Snapshot,
     /// Resource lists that could not be read (one line each).
     errors: Vec<String>,
+    /// API groups that could not be discovered (one line each).
+    warnings: Vec<String>,
     /// Objects stored (None when adopted: not recorded).
     objects: Option<usize>,
     /// Whether a killed run wrote it.
@@ -144,7 +146,10 @@ pub async fn run(ctx: &Context, api: &Api<Backup>, obj: &Backup) -> Result<Actio
                 volume_backups::count(ctx, &obj, status.warnings.clone()).await?
             } else {
                 volume_backups::create(ctx, &obj, &planned).await?;
-                volume_backups::count(ctx, &obj, skipped).await?
+                // The manifests' warnings go with the volumes' into the
+                // status, kept there while the volumes run.
+                let notes = stored.warnings.iter().cloned().chain(skipped).collect();
+                volume_backups::count(ctx, &obj, notes).await?
             };
             if volumes.pending() > 0 {
                 return wait_for_volumes(api, &obj, &stored.id.to_hex(), &volumes).await;
@@ -194,6 +199,7 @@ async fn adopt(access: RepositoryAccess, uid: &str) -> Result<Option<Stored>, K8
                 Vec::new()
             },
             snapshot,
+            warnings: Vec::new(),
             objects: None,
             adopted: true,
         }))
@@ -243,6 +249,7 @@ async fn backup(
     Ok(Stored {
         id,
         errors: report.errors,
+        warnings: report.warnings,
         objects: Some(report.objects),
         snapshot: report.snapshot,
         adopted: false,

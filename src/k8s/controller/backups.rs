@@ -58,10 +58,42 @@ async fn reconcile(obj: Arc<Backup>, ctx: Arc<Context>) -> Result<Action, Error>
         return finalize(&ctx, &api, &obj).await;
     }
     match obj.status.as_ref().and_then(|s| s.phase) {
+        // Made by a sync, which writes its status next: never run again.
+        None if synced(&obj) => await_synced_status(&ctx, &api, &obj).await,
         None | Some(Phase::New) => start(&ctx, &api, &obj).await,
         Some(Phase::InProgress) => backup_run::run(&ctx, &api, &obj).await,
         Some(_) => keep(&ctx, &api, &obj).await,
     }
+}
+
+/// Whether a sync made this Backup from a backup of the repository (the
+/// label that ties it to its snapshots).
+fn synced(obj: &Backup) -> bool {
+    obj.labels().contains_key(super::record::LABEL_BACKUP_UID)
+}
+
+/// How long a synced Backup may be without the status its sync writes.
+const SYNCED_STATUS_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A synced Backup seen between its creation and its status: waits for the
+/// status; without one after a minute (the sync was stopped between the
+/// two writes), ends `Failed` saying so rather than running a backup under
+/// the old backup's uid.
+async fn await_synced_status(ctx: &Context, api: &Api<Backup>, obj: &Backup) -> Result<Action, Error> {
+    let age = obj
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| now().duration_since(t.0))
+        .unwrap_or_default();
+    if age.as_secs() < SYNCED_STATUS_WAIT.as_secs() as i64 {
+        return Ok(Action::requeue(std::time::Duration::from_secs(2)));
+    }
+    let message =
+        "made by a repository sync that stopped before writing its status; delete it and the next sync brings \
+                   it back"
+            .to_owned();
+    fail(ctx, api, obj, message).await
 }
 
 /// Checks the spec and writes `InProgress`, or ends `Failed` saying why.

@@ -24,6 +24,10 @@ pub struct Collected {
     /// What could not be read (each a line naming the resource and why);
     /// the rest was read, and the snapshot is marked partial.
     pub errors: Vec<String>,
+    /// What did not make the backup partial but should be known: API
+    /// groups whose discovery failed when nothing selected was named in
+    /// them.
+    pub warnings: Vec<String>,
     /// Objects per resource (`deployments.apps`).
     pub counts: BTreeMap<String, usize>,
 }
@@ -123,6 +127,16 @@ struct Lister<'a> {
     filters: &'a Filters,
     out: Collected,
     needed: Needed,
+    /// Namespaces being deleted: neither they nor their objects are taken.
+    terminating: BTreeSet<String>,
+}
+
+/// Whether an object is being deleted (it has a deletion timestamp): a
+/// restore would bring back what its owner meant to remove.
+fn being_deleted(object: &Value) -> bool {
+    object
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
 }
 
 impl Lister<'_> {
@@ -210,7 +224,11 @@ impl Lister<'_> {
                 .pointer("/metadata/namespace")
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            if !filters.namespace_selected(ns) || excluded_by_label(&object) {
+            if !filters.namespace_selected(ns)
+                || excluded_by_label(&object)
+                || being_deleted(&object)
+                || this.terminating.contains(ns)
+            {
                 return;
             }
             this.needed.note(r, &object);
@@ -237,7 +255,7 @@ impl Lister<'_> {
         }
         let use_selector = take == Take::All && !is_namespace;
         self.list(r, None, use_selector, |this, object| {
-            if excluded_by_label(&object) {
+            if excluded_by_label(&object) || being_deleted(&object) {
                 return;
             }
             let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
@@ -265,24 +283,64 @@ fn cluster_rank(r: &Resource) -> u8 {
     }
 }
 
+/// The namespaces being deleted (none when namespaces cannot be listed:
+/// their objects are then judged one by one).
+async fn terminating_namespaces(cluster: &Cluster) -> BTreeSet<String> {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client.clone());
+    match api.list(&ListParams::default()).await {
+        Ok(list) => list
+            .items
+            .into_iter()
+            .filter(|n| {
+                n.metadata.deletion_timestamp.is_some()
+                    || n.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating")
+            })
+            .filter_map(|n| n.metadata.name)
+            .collect(),
+        Err(_) => BTreeSet::new(),
+    }
+}
+
+/// Splits discovery failures: an error when the filters name a resource of
+/// the failed group (it would be missing), else a warning.
+fn discovery_failures(discovered: &super::discovery::Discovered, filters: &Filters) -> (Vec<String>, Vec<String>) {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    for line in &discovered.errors {
+        let named = discovered
+            .failed_groups
+            .iter()
+            .any(|g| line.starts_with(&format!("API group {g}:")) && filters.names_group(g));
+        if named {
+            errors.push(line.clone());
+        } else {
+            warnings.push(line.clone());
+        }
+    }
+    (errors, warnings)
+}
+
 /// Reads every selected object of the cluster.
 pub async fn collect(cluster: &Cluster, filters: &Filters) -> Result<Collected, K8sError> {
     let discovered = discover(cluster).await?;
+    let (errors, warnings) = discovery_failures(&discovered, filters);
     let mut lister = Lister {
         cluster,
         filters,
         out: Collected {
-            errors: discovered.errors.clone(),
+            errors,
+            warnings,
             ..Collected::default()
         },
         needed: Needed::default(),
+        terminating: terminating_namespaces(cluster).await,
     };
     // The same resource may be served by two groups (events, events.k8s.io):
     // both are kept, as their paths differ.
     let namespaced = discovered
         .resources
         .iter()
-        .filter(|r| r.namespaced && r.listable() && filters.resource_selected(&names(r)));
+        .filter(|r| r.namespaced && r.restorable() && filters.resource_selected(&names(r)));
     for r in namespaced {
         lister.namespaced(r).await?;
     }
@@ -294,7 +352,7 @@ pub async fn collect(cluster: &Cluster, filters: &Filters) -> Result<Collected, 
     let mut cluster_types: Vec<(&Resource, Take)> = discovered
         .resources
         .iter()
-        .filter(|r| !r.namespaced && r.listable() && !filters.resource_excluded(&names(r)))
+        .filter(|r| !r.namespaced && r.restorable() && !filters.resource_excluded(&names(r)))
         .filter_map(|r| {
             let selected = filters.resource_selected(&names(r));
             let take = match filters.cluster_resources {

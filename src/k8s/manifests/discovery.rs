@@ -1,5 +1,8 @@
-//! Discovery: every resource the cluster serves, at its group's preferred
-//! version.
+//! Discovery: every resource the cluster serves, each once: at its group's
+//! preferred version when that serves it, else at the first version (in
+//! the server's priority order) that does, so that a resource served only
+//! at an older version of its group (`monitoring.coreos.com/v1alpha1`
+//! AlertmanagerConfig beside v1 Prometheus) is not missed.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
 use kube::discovery::ApiResource;
@@ -37,9 +40,20 @@ impl Resource {
         qualified(&self.group, &self.plural)
     }
 
-    /// Whether objects of this type can be listed (and so backed up).
+    /// Whether objects of this type can be listed.
     pub fn listable(&self) -> bool {
-        self.verbs.iter().any(|v| v == "list")
+        self.has_verbs(&["list"])
+    }
+
+    /// Whether objects of this type can be both read and restored (create,
+    /// get, list, delete), and so are worth backing up: `metrics.k8s.io`
+    /// pods and nodes can be listed but never created.
+    pub fn restorable(&self) -> bool {
+        self.has_verbs(&["create", "get", "list", "delete"])
+    }
+
+    fn has_verbs(&self, verbs: &[&str]) -> bool {
+        verbs.iter().all(|want| self.verbs.iter().any(|v| v == want))
     }
 
     pub fn api_resource(&self) -> ApiResource {
@@ -67,7 +81,10 @@ pub fn qualified(group: &str, plural: &str) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct Discovered {
     pub resources: Vec<Resource>,
+    /// One line per group version that could not be read, naming it.
     pub errors: Vec<String>,
+    /// The groups of those group versions.
+    pub failed_groups: Vec<String>,
 }
 
 impl Discovered {
@@ -79,8 +96,9 @@ impl Discovered {
 
 fn resources_of(list: APIResourceList, group: &str, version: &str, out: &mut Vec<Resource>) {
     for r in list.resources {
-        // Subresources (`pods/log`, `deployments/scale`) are not objects.
-        if r.name.contains('/') {
+        // Subresources (`pods/log`, `deployments/scale`) are not objects;
+        // a resource a more preferred version serves is taken there.
+        if r.name.contains('/') || out.iter().any(|o| o.group == group && o.plural == r.name) {
             continue;
         }
         out.push(Resource {
@@ -120,16 +138,28 @@ pub async fn discover(cluster: &Cluster) -> Result<Discovered, K8sError> {
     }
     let groups = client.list_api_groups().await.map_err(|e| api_error("GET /apis", e))?;
     for group in groups.groups {
-        let preferred = group
-            .preferred_version
-            .clone()
-            .or_else(|| group.versions.first().cloned());
-        let Some(gv) = preferred else { continue };
-        match client.list_api_group_resources(&gv.group_version).await {
-            Ok(list) => resources_of(list, &group.name, &gv.version, &mut found.resources),
-            Err(e) => found
-                .errors
-                .push(format!("discovery of {}: {}", gv.group_version, describe(&e))),
+        // The preferred version first, then the others in the server's
+        // (priority) order.
+        let mut versions = group.versions.clone();
+        if let Some(preferred) = &group.preferred_version {
+            versions.retain(|v| v.version != preferred.version);
+            versions.insert(0, preferred.clone());
+        }
+        for gv in versions {
+            match client.list_api_group_resources(&gv.group_version).await {
+                Ok(list) => resources_of(list, &group.name, &gv.version, &mut found.resources),
+                Err(e) => {
+                    found.errors.push(format!(
+                        "API group {}: discovery of {} failed: {}",
+                        group.name,
+                        gv.group_version,
+                        describe(&e)
+                    ));
+                    if !found.failed_groups.contains(&group.name) {
+                        found.failed_groups.push(group.name.clone());
+                    }
+                }
+            }
         }
     }
     Ok(found)

@@ -342,6 +342,13 @@ impl Filters {
 
     /// Whether the include list names this resource type explicitly (so a
     /// cluster-scoped type is taken in `auto` mode too).
+    /// Whether an included resource pattern names a resource of `group`
+    /// (`alertmanagerconfigs.monitoring.coreos.com`).
+    pub fn names_group(&self, group: &str) -> bool {
+        let suffix = format!(".{group}");
+        self.include_resources.iter().any(|p| p != "*" && p.ends_with(&suffix))
+    }
+
     pub fn resource_named(&self, r: &ResourceNames<'_>) -> bool {
         self.include_resources.iter().any(|p| p != "*" && matches_pattern(p, r))
     }

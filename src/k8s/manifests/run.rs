@@ -79,6 +79,9 @@ pub struct ManifestBackupReport {
     /// Resource lists that could not be read (one line each); the snapshot
     /// is partial when there are any.
     pub errors: Vec<String>,
+    /// API groups that could not be discovered while nothing selected was
+    /// named in them (one line each); the snapshot is not partial for them.
+    pub warnings: Vec<String>,
     /// Objects stored.
     pub objects: usize,
     /// Objects per resource (`deployments.apps`).
@@ -162,6 +165,7 @@ pub fn backup_manifests(repo: Repository, opts: &ManifestBackupOptions) -> Resul
         snapshot_id: outcome.id,
         snapshot: outcome.snapshot,
         errors: collected.errors,
+        warnings: collected.warnings,
         objects,
         counts: collected.counts,
     })
