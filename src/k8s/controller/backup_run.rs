@@ -20,7 +20,7 @@ use super::record::{
     snapshot_uid, BackupRecord, LABEL_SCHEDULE, RECORD_VERSION, TAG_BACKUP, TAG_BACKUP_UID, TAG_MANIFESTS,
 };
 use super::retry::{message, transient, within_retry_window};
-use super::{log, metrics, volume_backups, Context, Error};
+use super::{hooks_run, log, metrics, volume_backups, Context, Error};
 use crate::backup::BackupError;
 use crate::forget::forget_ids;
 use crate::format::snapshot::Snapshot;
@@ -78,6 +78,7 @@ pub async fn run(ctx: &Context, api: &Api<Backup>, obj: &Backup) -> Result<Actio
     // are all done.
     let waited = status.manifest_snapshot.is_some();
     if waited {
+        hooks_run::post(ctx, api, &obj).await?;
         let volumes = volume_backups::count(ctx, &obj, status.warnings.clone()).await?;
         if volumes.pending() > 0 {
             let snapshot = status.manifest_snapshot.clone().unwrap_or_default();
@@ -143,7 +144,10 @@ pub async fn run(ctx: &Context, api: &Api<Backup>, obj: &Backup) -> Result<Actio
             let volumes = if waited {
                 volume_backups::count(ctx, &obj, status.warnings.clone()).await?
             } else {
+                // Pre hooks end before a pod's VolumeBackups exist.
+                let planned = hooks_run::pre(ctx, api, &obj, &filters, planned).await?;
                 volume_backups::create(ctx, &obj, &planned).await?;
+                hooks_run::post(ctx, api, &obj).await?;
                 volume_backups::count(ctx, &obj, skipped).await?
             };
             if volumes.pending() > 0 {
@@ -284,7 +288,9 @@ async fn finish(
     stored: Stored,
     volumes: volume_backups::Counts,
 ) -> Result<Action, Error> {
-    let partial = stored.snapshot.partial || !stored.errors.is_empty() || volumes.failed > 0;
+    let hooks = hooks_run::summary(api, obj).await?;
+    let partial =
+        stored.snapshot.partial || !stored.errors.is_empty() || volumes.failed > 0 || !hooks.errors.is_empty();
     let phase = if partial {
         Phase::PartiallyFailed
     } else {
@@ -319,7 +325,9 @@ async fn finish(
         Vec::new()
     };
     warnings.extend(volumes.skipped.iter().cloned());
+    warnings.extend(hooks.warnings);
     let mut errors = stored.errors.clone();
+    errors.extend(hooks.errors);
     if volumes.failed > 0 {
         errors.push(format!(
             "{} volume backup(s) failed: kubectl get vbk -l backup.cairn.io/backup-name={}",

@@ -1,0 +1,314 @@
+//! Running a Backup's hooks, each exactly once.
+//!
+//! After the manifests are stored, the pre hooks of every selected Running
+//! pod run before any VolumeBackup of that pod is created; a pod whose pre
+//! hook fails with `Fail` gets no VolumeBackups and its post hooks do not
+//! run (as Velero does: the pod was never quiesced as asked, so nothing is
+//! undone). The post hooks of a pod run once all its VolumeBackups ended
+//! (also when they failed), or right after its pre hooks when it has no
+//! volumes.
+//!
+//! Every hook is written into `status.hooks` before it starts (without a
+//! completion time) and again when it ends, each time with a status patch,
+//! so a controller that restarts finds it there and never runs it twice:
+//! a hook that was started but not seen to end counts as failed.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::backup_steps::now;
+use super::hooks::{pod_hooks, Hook, PodHooks};
+use super::volume_backups::{Planned, LABEL_BACKUP_NAME};
+use super::{log, Context, Error};
+use crate::k8s::crd::backup::{Backup, HookErrorMode, HookPhase, HookStatus};
+use crate::k8s::crd::volume_backup::{VolumeBackup, VolumePhase};
+use crate::k8s::hooks::exec;
+use crate::k8s::manifests::filter::{excluded_by_label, Filters};
+
+/// The hooks of a Backup as recorded so far, kept in step with its status.
+struct Recorder<'a> {
+    ctx: &'a Context,
+    api: &'a Api<Backup>,
+    backup: &'a Backup,
+    records: Vec<HookStatus>,
+}
+
+impl Recorder<'_> {
+    fn find(&self, ns: &str, pod: &str, phase: HookPhase, index: u32) -> Option<usize> {
+        self.records
+            .iter()
+            .position(|r| r.namespace == ns && r.pod == pod && r.phase == phase && r.index == index)
+    }
+
+    async fn save(&self) -> Result<(), Error> {
+        super::status::patch_status(self.api, &self.backup.name_any(), json!({ "hooks": self.records })).await?;
+        Ok(())
+    }
+
+    async fn announce_failure(&self, record: &HookStatus) {
+        let message = failure_line(record);
+        log::warn(&format!(
+            "Backup {}/{}: {message}",
+            self.backup.namespace().unwrap_or_default(),
+            self.backup.name_any()
+        ));
+        self.ctx.event(self.backup, true, "HookFailed", message).await;
+    }
+
+    /// Runs the hooks of `phase` in `pod` that have no record yet; false
+    /// when one failed with `Fail` (the rest of the phase is not run).
+    async fn run_phase(&mut self, pod: &Pod, phase: HookPhase, hooks: &[Hook]) -> Result<bool, Error> {
+        let ns = pod.namespace().unwrap_or_default();
+        let name = pod.name_any();
+        for (i, hook) in hooks.iter().enumerate() {
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            if let Some(at) = self.find(&ns, &name, phase, index) {
+                if self.records[at].completion_timestamp.is_none() {
+                    // Started by a controller that stopped meanwhile: it may
+                    // have run, so it is not run again.
+                    let record = &mut self.records[at];
+                    record.error = Some(
+                        "the controller restarted while this hook ran; its outcome is unknown and it is not run again"
+                            .to_owned(),
+                    );
+                    record.completion_timestamp = Some(now());
+                    self.save().await?;
+                    self.announce_failure(&self.records[at].clone()).await;
+                }
+                let record = &self.records[at];
+                if record.failed() && record.on_error == HookErrorMode::Fail {
+                    return Ok(false);
+                }
+                continue;
+            }
+            let mut record = HookStatus {
+                namespace: ns.clone(),
+                pod: name.clone(),
+                container: hook.container.clone(),
+                phase,
+                index,
+                command: hook.command.clone(),
+                on_error: hook.on_error,
+                exit_code: None,
+                output: String::new(),
+                error: None,
+                start_timestamp: Some(now()),
+                completion_timestamp: None,
+            };
+            if let Some(problem) = &hook.invalid {
+                record.error = Some(problem.clone());
+                record.completion_timestamp = Some(now());
+            } else {
+                self.records.push(record.clone());
+                self.save().await?;
+                match exec(
+                    self.ctx.client.clone(),
+                    &ns,
+                    &name,
+                    &hook.container,
+                    &hook.command,
+                    hook.timeout,
+                )
+                .await
+                {
+                    Ok(outcome) => {
+                        record.exit_code = outcome.exit_code;
+                        record.output = outcome.output;
+                        record.error = outcome.failure;
+                    }
+                    Err(e) => record.error = Some(e.to_string()),
+                }
+                record.completion_timestamp = Some(now());
+                self.records.pop();
+            }
+            self.records.push(record.clone());
+            self.save().await?;
+            if record.failed() {
+                self.announce_failure(&record).await;
+                if record.on_error == HookErrorMode::Fail {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// One line about a failed hook.
+pub fn failure_line(r: &HookStatus) -> String {
+    format!(
+        "{} hook {} in pod {}/{} container {} {:?}: {}",
+        r.phase,
+        r.index,
+        r.namespace,
+        r.pod,
+        r.container,
+        r.command,
+        r.error.as_deref().unwrap_or("failed")
+    )
+}
+
+/// The selected Running pods that have hooks, with them.
+async fn pods_with_hooks(ctx: &Context, backup: &Backup, filters: &Filters) -> Result<Vec<(Pod, PodHooks)>, Error> {
+    let annotated = |p: &Pod| {
+        p.annotations()
+            .keys()
+            .any(|k| k.starts_with("pre.hook.backup.cairn.io/") || k.starts_with("post.hook.backup.cairn.io/"))
+    };
+    let spec = backup.spec.hooks.as_ref().filter(|h| !h.resources.is_empty());
+    let pods = Api::<Pod>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    Ok(pods
+        .into_iter()
+        .filter(|p| spec.is_some() || annotated(p))
+        .filter(|p| {
+            let value = serde_json::to_value(p).unwrap_or_default();
+            filters.namespace_selected(&p.namespace().unwrap_or_default())
+                && filters.label_selected(&value)
+                && !excluded_by_label(&value)
+                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        })
+        .map(|p| {
+            let hooks = pod_hooks(&p, spec);
+            (p, hooks)
+        })
+        .filter(|(_, h)| !h.is_empty())
+        .collect())
+}
+
+/// The Backup's recorded hooks as the server holds them now.
+async fn fresh(api: &Api<Backup>, backup: &Backup) -> Result<Vec<HookStatus>, Error> {
+    Ok(api
+        .get_opt(&backup.name_any())
+        .await?
+        .and_then(|b| b.status)
+        .map(|s| s.hooks)
+        .unwrap_or_default())
+}
+
+/// Runs the pre hooks of the pods `backup` selects (the post hooks too for
+/// pods without planned volumes) and returns the planned volumes that may
+/// be backed up: not those of a pod whose pre hook failed with `Fail`.
+pub async fn pre(
+    ctx: &Context,
+    api: &Api<Backup>,
+    backup: &Backup,
+    filters: &Filters,
+    planned: Vec<Planned>,
+) -> Result<Vec<Planned>, Error> {
+    let pods = pods_with_hooks(ctx, backup, filters).await?;
+    if pods.is_empty() {
+        return Ok(planned);
+    }
+    let mut recorder = Recorder {
+        ctx,
+        api,
+        backup,
+        records: fresh(api, backup).await?,
+    };
+    let mut planned = planned;
+    for (pod, hooks) in pods {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let has_volumes = planned.iter().any(|p| p.pod_uid == uid);
+        if !recorder.run_phase(&pod, HookPhase::Pre, &hooks.pre).await? {
+            planned.retain(|p| p.pod_uid != uid);
+            continue;
+        }
+        if !has_volumes {
+            recorder.run_phase(&pod, HookPhase::Post, &hooks.post).await?;
+        }
+    }
+    Ok(planned)
+}
+
+/// Runs the post hooks of each pod all of whose VolumeBackups of `backup`
+/// ended, unless they ran already.
+pub async fn post(ctx: &Context, api: &Api<Backup>, backup: &Backup) -> Result<(), Error> {
+    let namespace = backup.namespace().unwrap_or_default();
+    let vbs: Api<VolumeBackup> = Api::namespaced(ctx.client.clone(), &namespace);
+    let selector = format!("{LABEL_BACKUP_NAME}={}", backup.name_any());
+    let uid = backup.meta().uid.clone();
+    // Per pod (namespace, name, uid): whether all its volumes ended.
+    let mut ended: BTreeMap<(String, String, String), bool> = BTreeMap::new();
+    for vb in vbs.list(&ListParams::default().labels(&selector)).await?.items {
+        let ours = vb
+            .metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|refs| refs.iter().any(|r| Some(&r.uid) == uid.as_ref()));
+        if !ours {
+            continue;
+        }
+        let done = matches!(
+            vb.status.as_ref().and_then(|s| s.phase),
+            Some(VolumePhase::Completed | VolumePhase::Failed | VolumePhase::Canceled)
+        );
+        let pod = &vb.spec.pod;
+        let key = (pod.namespace.clone(), pod.name.clone(), pod.uid.clone());
+        let entry = ended.entry(key).or_insert(true);
+        *entry &= done;
+    }
+    let mut recorder: Option<Recorder<'_>> = None;
+    for ((ns, name, pod_uid), done) in ended {
+        if !done {
+            continue;
+        }
+        if recorder.is_none() {
+            recorder = Some(Recorder {
+                ctx,
+                api,
+                backup,
+                records: fresh(api, backup).await?,
+            });
+        }
+        let Some(rec) = recorder.as_mut() else { continue };
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+        let Some(pod) = pods.get_opt(&name).await? else {
+            continue;
+        };
+        // A pod recreated under the name is not the one backed up.
+        if !pod_uid.is_empty() && pod.metadata.uid.as_deref() != Some(pod_uid.as_str()) {
+            continue;
+        }
+        let hooks = pod_hooks(&pod, backup.spec.hooks.as_ref());
+        if hooks.post.is_empty() {
+            continue;
+        }
+        rec.run_phase(&pod, HookPhase::Post, &hooks.post).await?;
+    }
+    Ok(())
+}
+
+/// What the recorded hooks add to a finished Backup: errors (failed with
+/// `Fail`) and warnings (failed with `Continue`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// The failed hooks of `backup` as errors and warnings.
+pub async fn summary(api: &Api<Backup>, backup: &Backup) -> Result<Summary, Error> {
+    let mut s = Summary::default();
+    for r in fresh(api, backup).await? {
+        if !r.failed() {
+            continue;
+        }
+        let mut line = failure_line(&r);
+        match (r.on_error, r.phase) {
+            (HookErrorMode::Fail, HookPhase::Pre) => {
+                line.push_str("; the pod's volumes were not backed up");
+                s.errors.push(line);
+            }
+            (HookErrorMode::Fail, HookPhase::Post) => s.errors.push(line),
+            (HookErrorMode::Continue, _) => s.warnings.push(line),
+        }
+    }
+    Ok(s)
+}
