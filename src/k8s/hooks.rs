@@ -38,7 +38,7 @@ pub enum ExecError {
 pub struct ExecOutcome {
     /// The exit code (0 on success); None when the status gave none.
     pub exit_code: Option<i32>,
-    /// The end of stdout and stderr, as they came.
+    /// The end of stdout followed by stderr.
     pub output: String,
     /// Why it failed, when it did.
     pub failure: Option<String>,
@@ -91,25 +91,26 @@ pub async fn exec(
     }
 }
 
-/// Reads both streams to their end, keeping the last [`OUTPUT_LIMIT`]
-/// bytes of what came, in the order it came.
+/// Reads both streams to their end: stdout then stderr, the last
+/// [`OUTPUT_LIMIT`] bytes of the two.
 async fn read_both<R: AsyncRead + Unpin>(mut out: Option<R>, mut err: Option<R>) -> String {
-    let mut kept: Vec<u8> = Vec::new();
+    let (mut kept_out, mut kept_err) = (Vec::new(), Vec::new());
     let mut a = [0u8; 4096];
     let mut b = [0u8; 4096];
     while out.is_some() || err.is_some() {
         tokio::select! {
             n = read_some(&mut out, &mut a), if out.is_some() => match n {
-                Some(n) => keep(&mut kept, &a[..n]),
+                Some(n) => keep(&mut kept_out, &a[..n]),
                 None => out = None,
             },
             n = read_some(&mut err, &mut b), if err.is_some() => match n {
-                Some(n) => keep(&mut kept, &b[..n]),
+                Some(n) => keep(&mut kept_err, &b[..n]),
                 None => err = None,
             },
         }
     }
-    String::from_utf8_lossy(&kept).into_owned()
+    keep(&mut kept_out, &kept_err);
+    String::from_utf8_lossy(&kept_out).into_owned()
 }
 
 /// One read; None at the end or on an error.

@@ -245,7 +245,7 @@ pub struct HookStatus {
     /// The command's exit code, once it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    /// The end of its stdout and stderr.
+    /// Its stdout followed by its stderr (their last 4 KiB).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub output: String,
     /// Why it failed (non-zero exit, timeout, no such container...).
