@@ -336,6 +336,11 @@ fn a_controller_restart_runs_no_hook_twice() {
         WAIT,
     );
     assert!(waiting, "{}", controller.log());
+    // The post hook is planned, not started.
+    let hooks = hooks_of(&s.cluster.get("backup.cairn.io", "backups", NS, "nightly").unwrap());
+    assert_eq!(hooks.len(), 2, "{hooks:#?}");
+    assert_eq!(hooks[1]["phase"], "post");
+    assert!(hooks[1]["startTimestamp"].is_null(), "{hooks:#?}");
     controller.kill();
     controller.restart();
     let _agent = s.agent();

@@ -602,6 +602,7 @@ fn hook_lines(hook: &serde_json::Value) -> Vec<String> {
     let outcome = match (hook["error"].as_str(), hook["exitCode"].as_i64()) {
         (Some(error), _) => format!("failed ({}): {error}", text("onError")),
         (None, Some(code)) => format!("exit code {code}"),
+        (None, None) if hook["startTimestamp"].is_null() => "waiting for the pod's volumes".to_owned(),
         (None, None) => "running".to_owned(),
     };
     let mut lines = vec![format!(

@@ -78,8 +78,10 @@ pub async fn run(ctx: &Context, api: &Api<Backup>, obj: &Backup) -> Result<Actio
     // are all done.
     let waited = status.manifest_snapshot.is_some();
     if waited {
-        hooks_run::post(ctx, api, &obj).await?;
         let volumes = volume_backups::count(ctx, &obj, status.warnings.clone()).await?;
+        // Post hooks of the pods whose volumes all ended (counted first: a
+        // pod counted done is seen done).
+        hooks_run::post(ctx, api, &obj).await?;
         if volumes.pending() > 0 {
             let snapshot = status.manifest_snapshot.clone().unwrap_or_default();
             return wait_for_volumes(api, &obj, &snapshot, &volumes).await;
@@ -147,8 +149,9 @@ pub async fn run(ctx: &Context, api: &Api<Backup>, obj: &Backup) -> Result<Actio
                 // Pre hooks end before a pod's VolumeBackups exist.
                 let planned = hooks_run::pre(ctx, api, &obj, &filters, planned).await?;
                 volume_backups::create(ctx, &obj, &planned).await?;
+                let volumes = volume_backups::count(ctx, &obj, skipped).await?;
                 hooks_run::post(ctx, api, &obj).await?;
-                volume_backups::count(ctx, &obj, skipped).await?
+                volumes
             };
             if volumes.pending() > 0 {
                 return wait_for_volumes(api, &obj, &stored.id.to_hex(), &volumes).await;

@@ -13,7 +13,7 @@
 //! so a controller that restarts finds it there and never runs it twice:
 //! a hook that was started but not seen to end counts as failed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
@@ -66,7 +66,10 @@ impl Recorder<'_> {
         let name = pod.name_any();
         for (i, hook) in hooks.iter().enumerate() {
             let index = u32::try_from(i).unwrap_or(u32::MAX);
-            if let Some(at) = self.find(&ns, &name, phase, index) {
+            let found = self.find(&ns, &name, phase, index);
+            // A planned post hook that has not started yet runs now.
+            let pending = found.filter(|at| self.records[*at].start_timestamp.is_none());
+            if let (Some(at), None) = (found, pending) {
                 if self.records[at].completion_timestamp.is_none() {
                     // Started by a controller that stopped meanwhile: it may
                     // have run, so it is not run again.
@@ -99,6 +102,9 @@ impl Recorder<'_> {
                 start_timestamp: Some(now()),
                 completion_timestamp: None,
             };
+            if let Some(at) = pending {
+                self.records.remove(at);
+            }
             if let Some(problem) = &hook.invalid {
                 record.error = Some(problem.clone());
                 record.completion_timestamp = Some(now());
@@ -135,6 +141,35 @@ impl Recorder<'_> {
             }
         }
         Ok(true)
+    }
+}
+
+impl Recorder<'_> {
+    /// Lists the post hooks of `pod` as planned (not started), so that a
+    /// later pass knows which pods wait for their post hooks.
+    fn plan(&mut self, pod: &Pod, hooks: &[Hook]) {
+        let ns = pod.namespace().unwrap_or_default();
+        let name = pod.name_any();
+        for (i, hook) in hooks.iter().enumerate() {
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            if self.find(&ns, &name, HookPhase::Post, index).is_some() {
+                continue;
+            }
+            self.records.push(HookStatus {
+                namespace: ns.clone(),
+                pod: name.clone(),
+                container: hook.container.clone(),
+                phase: HookPhase::Post,
+                index,
+                command: hook.command.clone(),
+                on_error: hook.on_error,
+                exit_code: None,
+                output: String::new(),
+                error: None,
+                start_timestamp: None,
+                completion_timestamp: None,
+            });
+        }
     }
 }
 
@@ -213,6 +248,7 @@ pub async fn pre(
         records: fresh(api, backup).await?,
     };
     let mut planned = planned;
+    let mut waiting = false;
     for (pod, hooks) in pods {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let has_volumes = planned.iter().any(|p| p.pod_uid == uid);
@@ -220,22 +256,39 @@ pub async fn pre(
             planned.retain(|p| p.pod_uid != uid);
             continue;
         }
-        if !has_volumes {
+        if has_volumes {
+            recorder.plan(&pod, &hooks.post);
+            waiting |= !hooks.post.is_empty();
+        } else {
             recorder.run_phase(&pod, HookPhase::Post, &hooks.post).await?;
         }
+    }
+    if waiting {
+        recorder.save().await?;
     }
     Ok(planned)
 }
 
-/// Runs the post hooks of each pod all of whose VolumeBackups of `backup`
-/// ended, unless they ran already.
+/// Runs the planned post hooks of each pod all of whose VolumeBackups
+/// of `backup` ended.
 pub async fn post(ctx: &Context, api: &Api<Backup>, backup: &Backup) -> Result<(), Error> {
+    let records = fresh(api, backup).await?;
+    let waiting: BTreeSet<(String, String)> = records
+        .iter()
+        .filter(|r| r.phase == HookPhase::Post && r.start_timestamp.is_none())
+        .map(|r| (r.namespace.clone(), r.pod.clone()))
+        .collect();
+    if waiting.is_empty() {
+        return Ok(());
+    }
     let namespace = backup.namespace().unwrap_or_default();
     let vbs: Api<VolumeBackup> = Api::namespaced(ctx.client.clone(), &namespace);
     let selector = format!("{LABEL_BACKUP_NAME}={}", backup.name_any());
     let uid = backup.meta().uid.clone();
-    // Per pod (namespace, name, uid): whether all its volumes ended.
-    let mut ended: BTreeMap<(String, String, String), bool> = BTreeMap::new();
+    // Pods with a volume still to be backed up, and the uid each was
+    // backed up as.
+    let mut busy: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut uids: BTreeMap<(String, String), String> = BTreeMap::new();
     for vb in vbs.list(&ListParams::default().labels(&selector)).await?.items {
         let ours = vb
             .metadata
@@ -245,44 +298,59 @@ pub async fn post(ctx: &Context, api: &Api<Backup>, backup: &Backup) -> Result<(
         if !ours {
             continue;
         }
+        let pod = (vb.spec.pod.namespace.clone(), vb.spec.pod.name.clone());
         let done = matches!(
             vb.status.as_ref().and_then(|s| s.phase),
             Some(VolumePhase::Completed | VolumePhase::Failed | VolumePhase::Canceled)
         );
-        let pod = &vb.spec.pod;
-        let key = (pod.namespace.clone(), pod.name.clone(), pod.uid.clone());
-        let entry = ended.entry(key).or_insert(true);
-        *entry &= done;
-    }
-    let mut recorder: Option<Recorder<'_>> = None;
-    for ((ns, name, pod_uid), done) in ended {
         if !done {
+            busy.insert(pod.clone());
+        }
+        uids.insert(pod, vb.spec.pod.uid.clone());
+    }
+    let mut recorder = Recorder {
+        ctx,
+        api,
+        backup,
+        records,
+    };
+    for (ns, name) in waiting {
+        if busy.contains(&(ns.clone(), name.clone())) {
             continue;
         }
-        if recorder.is_none() {
-            recorder = Some(Recorder {
-                ctx,
-                api,
-                backup,
-                records: fresh(api, backup).await?,
-            });
-        }
-        let Some(rec) = recorder.as_mut() else { continue };
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-        let Some(pod) = pods.get_opt(&name).await? else {
-            continue;
-        };
+        let found = pods.get_opt(&name).await?;
+        let expected = uids.get(&(ns.clone(), name.clone())).cloned().unwrap_or_default();
         // A pod recreated under the name is not the one backed up.
-        if !pod_uid.is_empty() && pod.metadata.uid.as_deref() != Some(pod_uid.as_str()) {
-            continue;
+        let pod = found.filter(|p| expected.is_empty() || p.metadata.uid.as_deref() == Some(expected.as_str()));
+        match pod {
+            Some(pod) => {
+                let hooks = pod_hooks(&pod, backup.spec.hooks.as_ref());
+                if recorder.run_phase(&pod, HookPhase::Post, &hooks.post).await? {
+                    // Planned hooks the pod no longer has.
+                    recorder.abandon(&ns, &name, "the pod's hooks changed during the backup; not run");
+                } else {
+                    recorder.abandon(&ns, &name, "not run after an earlier post hook failed");
+                }
+            }
+            None => recorder.abandon(&ns, &name, "the pod is gone; not run"),
         }
-        let hooks = pod_hooks(&pod, backup.spec.hooks.as_ref());
-        if hooks.post.is_empty() {
-            continue;
-        }
-        rec.run_phase(&pod, HookPhase::Post, &hooks.post).await?;
+        recorder.save().await?;
     }
     Ok(())
+}
+
+impl Recorder<'_> {
+    /// Ends the planned, unstarted post hooks of a pod with `why`.
+    fn abandon(&mut self, ns: &str, pod: &str, why: &str) {
+        for r in &mut self.records {
+            if r.namespace == ns && r.pod == pod && r.phase == HookPhase::Post && r.start_timestamp.is_none() {
+                r.error = Some(why.to_owned());
+                r.start_timestamp = Some(now());
+                r.completion_timestamp = Some(now());
+            }
+        }
+    }
 }
 
 /// What the recorded hooks add to a finished Backup: errors (failed with
