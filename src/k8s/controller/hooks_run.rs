@@ -11,7 +11,9 @@
 //! Every hook is written into `status.hooks` before it starts (without a
 //! completion time) and again when it ends, each time with a status patch,
 //! so a controller that restarts finds it there and never runs it twice:
-//! a hook that was started but not seen to end counts as failed.
+//! a hook that was started but not seen to end counts as failed. A pod's
+//! post hooks are listed without a start time once its pre hooks ended:
+//! later passes look only at the pods such entries name.
 
 use std::collections::{BTreeMap, BTreeSet};
 
