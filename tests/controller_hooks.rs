@@ -512,3 +512,34 @@ fn exec_is_refused_as_the_api_server_refuses_it() {
     let e = exec(&s.cluster, "web-0", "app", &["sleep", "30"], Duration::from_millis(500)).unwrap_err();
     assert!(e.contains("no answer within"), "{e}");
 }
+
+#[test]
+fn a_hook_that_outlives_its_timeout_fails_and_the_backup_goes_on() {
+    let s = setup();
+    s.pod(
+        "web-0",
+        true,
+        json!({"pre.hook.backup.cairn.io/command": "[\"/bin/slow\"]",
+               "pre.hook.backup.cairn.io/timeout": "1s",
+               "pre.hook.backup.cairn.io/on-error": "Continue"}),
+        json!({}),
+    );
+    s.cluster.script_exec(
+        "shop",
+        "web-0",
+        "",
+        &["/bin/slow"],
+        ExecResult {
+            delay: Duration::from_secs(60),
+            ..ExecResult::default()
+        },
+    );
+    s.backup("nightly", json!({"includedNamespaces": ["shop"]}));
+    let controller = Controller::start(&s.cluster, &[]);
+    let _agent = s.agent();
+    let done = wait_phase(&s.cluster, &controller, "backups", "nightly", "Completed");
+    let warnings = strings(&done["status"]["warnings"]).join("\n");
+    assert!(warnings.contains("no answer within 1s"), "{warnings}");
+    assert_eq!(s.volume_backups_of("web-0").len(), 1);
+    assert_eq!(s.cluster.execs().len(), 1);
+}

@@ -25,11 +25,11 @@ pub enum ExecError {
         container: String,
         reason: String,
     },
-    #[error("exec in pod {pod} container {container}: no answer within {seconds}s (the command is not stopped)")]
+    #[error("exec in pod {pod} container {container}: no answer within {timeout:?} (the command is not stopped)")]
     Timeout {
         pod: String,
         container: String,
-        seconds: u64,
+        timeout: Duration,
     },
 }
 
@@ -86,7 +86,7 @@ pub async fn exec(
         Err(_) => Err(ExecError::Timeout {
             pod: full,
             container: container.to_owned(),
-            seconds: timeout.as_secs(),
+            timeout,
         }),
     }
 }
