@@ -73,11 +73,13 @@ impl Recorder<'_> {
             let pending = found.filter(|at| self.records[*at].start_timestamp.is_none());
             if let (Some(at), None) = (found, pending) {
                 if self.records[at].completion_timestamp.is_none() {
-                    // Started by a controller that stopped meanwhile: it may
-                    // have run, so it is not run again.
+                    // Started by a controller that stopped meanwhile (or
+                    // whose status write failed after it): it may have run,
+                    // so it is not run again.
                     let record = &mut self.records[at];
                     record.error = Some(
-                        "the controller restarted while this hook ran; its outcome is unknown and it is not run again"
+                        "the controller restarted while this hook ran (or could not record its end); its outcome is \
+                         unknown and it is not run again"
                             .to_owned(),
                     );
                     record.completion_timestamp = Some(now());
