@@ -543,3 +543,74 @@ fn a_hook_that_outlives_its_timeout_fails_and_the_backup_goes_on() {
     assert_eq!(s.volume_backups_of("web-0").len(), 1);
     assert_eq!(s.cluster.execs().len(), 1);
 }
+
+#[test]
+fn post_hooks_wait_for_a_claim_backed_up_through_another_pod() {
+    let s = setup();
+    s.cluster.state().seed(
+        "",
+        "persistentvolumeclaims",
+        json!({"metadata": {"name": "shared", "namespace": "shop"},
+               "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}}),
+    );
+    for (name, annotations) in [
+        ("web-0", json!({"backup.cairn.io/volumes": "data"})),
+        (
+            "web-1",
+            json!({"backup.cairn.io/volumes": "data",
+                   "pre.hook.backup.cairn.io/command": "[\"/bin/freeze\"]",
+                   "post.hook.backup.cairn.io/command": "[\"/bin/thaw\"]"}),
+        ),
+    ] {
+        s.cluster.state().seed(
+            "",
+            "pods",
+            json!({"metadata": {"name": name, "namespace": "shop", "annotations": annotations},
+                   "spec": {"containers": [{"name": "app", "image": "x",
+                                            "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "shared"}}]}}),
+        );
+    }
+    let running = s.cluster.wait_for(
+        |o| {
+            ["web-0", "web-1"].iter().all(|n| {
+                o.get(&(String::new(), "pods".into(), "shop".into(), (*n).into()))
+                    .is_some_and(|p| p.pointer("/status/phase").and_then(Value::as_str) == Some("Running"))
+            })
+        },
+        WAIT,
+    );
+    assert!(running);
+    s.backup("nightly", json!({"includedNamespaces": ["shop"]}));
+    let controller = Controller::start(&s.cluster, &[]);
+    let waiting = s.cluster.wait_for(
+        |o| {
+            o.get(&key("backups", "nightly"))
+                .is_some_and(|b| b.pointer("/status/volumeBackups/total") == Some(&json!(1)))
+        },
+        WAIT,
+    );
+    assert!(waiting, "{}", controller.log());
+    // The claim is taken once, through web-0; web-1's post hook waits for it.
+    let vbs = s.volume_backups();
+    assert_eq!(vbs.len(), 1);
+    assert_eq!(vbs[0]["spec"]["pod"]["name"], "web-0");
+    assert_eq!(s.cluster.execs().len(), 1, "only the pre hook so far");
+    let name = vbs[0]["metadata"]["name"].as_str().unwrap().to_owned();
+    set_status(
+        &s.cluster,
+        "backup.cairn.io",
+        "volumebackups",
+        NS,
+        &name,
+        json!({"phase": "Completed"}),
+    );
+    wait_phase(&s.cluster, &controller, "backups", "nightly", "Completed");
+    let execs = s.cluster.execs();
+    assert_eq!(execs.len(), 2, "{execs:#?}");
+    assert_eq!(execs[1].command, words(&["/bin/thaw"]));
+    assert_eq!(
+        seen_for(&execs[1].volumes_at_start, "web-0"),
+        vec!["Completed".to_owned()]
+    );
+}

@@ -177,6 +177,19 @@ impl Recorder<'_> {
     }
 }
 
+/// The claims a pod mounts.
+fn claims_of(pod: &Pod) -> BTreeSet<String> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .map(|vs| {
+            vs.iter()
+                .filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// One line about a failed hook.
 pub fn failure_line(r: &HookStatus) -> String {
     format!(
@@ -255,7 +268,13 @@ pub async fn pre(
     let mut waiting = false;
     for (pod, hooks) in pods {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let has_volumes = planned.iter().any(|p| p.pod_uid == uid);
+        // Its own volumes, or a claim it shares with a pod whose
+        // VolumeBackup takes it.
+        let claims = claims_of(&pod);
+        let ns = pod.namespace().unwrap_or_default();
+        let has_volumes = planned.iter().any(|p| {
+            p.pod_uid == uid || (p.namespace == ns && p.pvc.as_ref().is_some_and(|(c, _)| claims.contains(c)))
+        });
         if !recorder.run_phase(&pod, HookPhase::Pre, &hooks.pre).await? {
             planned.retain(|p| p.pod_uid != uid);
             continue;
@@ -292,6 +311,7 @@ pub async fn post(ctx: &Context, api: &Api<Backup>, backup: &Backup) -> Result<(
     // Pods with a volume still to be backed up, and the uid each was
     // backed up as.
     let mut busy: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut busy_claims: BTreeSet<(String, String)> = BTreeSet::new();
     let mut uids: BTreeMap<(String, String), String> = BTreeMap::new();
     for vb in vbs.list(&ListParams::default().labels(&selector)).await?.items {
         let ours = vb
@@ -309,6 +329,9 @@ pub async fn post(ctx: &Context, api: &Api<Backup>, backup: &Backup) -> Result<(
         );
         if !done {
             busy.insert(pod.clone());
+            if let Some(pvc) = &vb.spec.pvc {
+                busy_claims.insert((pvc.namespace.clone(), pvc.name.clone()));
+            }
         }
         uids.insert(pod, vb.spec.pod.uid.clone());
     }
@@ -328,6 +351,11 @@ pub async fn post(ctx: &Context, api: &Api<Backup>, backup: &Backup) -> Result<(
         // A pod recreated under the name is not the one backed up.
         let pod = found.filter(|p| expected.is_empty() || p.metadata.uid.as_deref() == Some(expected.as_str()));
         match pod {
+            // A claim it shares is still being read through another pod.
+            Some(pod)
+                if claims_of(&pod)
+                    .into_iter()
+                    .any(|c| busy_claims.contains(&(ns.clone(), c))) => {}
             Some(pod) => {
                 let hooks = pod_hooks(&pod, backup.spec.hooks.as_ref());
                 if recorder.run_phase(&pod, HookPhase::Post, &hooks.post).await? {
