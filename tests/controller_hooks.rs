@@ -544,8 +544,9 @@ fn a_hook_that_outlives_its_timeout_fails_and_the_backup_goes_on() {
     assert_eq!(s.cluster.execs().len(), 1);
 }
 
-#[test]
-fn post_hooks_wait_for_a_claim_backed_up_through_another_pod() {
+/// Pods web-0 and web-1 sharing the claim `shared`; web-1 has a pre and a
+/// post hook.
+fn shared_claim() -> Setup {
     let s = setup();
     s.cluster.state().seed(
         "",
@@ -581,6 +582,12 @@ fn post_hooks_wait_for_a_claim_backed_up_through_another_pod() {
         WAIT,
     );
     assert!(running);
+    s
+}
+
+#[test]
+fn post_hooks_wait_for_a_claim_backed_up_through_another_pod() {
+    let s = shared_claim();
     s.backup("nightly", json!({"includedNamespaces": ["shop"]}));
     let controller = Controller::start(&s.cluster, &[]);
     let waiting = s.cluster.wait_for(
@@ -613,4 +620,18 @@ fn post_hooks_wait_for_a_claim_backed_up_through_another_pod() {
         seen_for(&execs[1].volumes_at_start, "web-0"),
         vec!["Completed".to_owned()]
     );
+}
+
+#[test]
+fn a_failed_pre_hook_keeps_a_shared_claim_out_whichever_pod_would_read_it() {
+    let s = shared_claim();
+    s.cluster
+        .script_exec("shop", "web-1", "", &["/bin/freeze"], exit(1, "no\n"));
+    s.backup("nightly", json!({"includedNamespaces": ["shop"]}));
+    let controller = Controller::start(&s.cluster, &[]);
+    let done = wait_phase(&s.cluster, &controller, "backups", "nightly", "PartiallyFailed");
+    assert!(s.volume_backups().is_empty(), "{:#?}", s.volume_backups());
+    assert_eq!(s.cluster.execs().len(), 1);
+    let errors = strings(&done["status"]["errors"]).join("\n");
+    assert!(errors.contains("pre hook 0 in pod shop/web-1"), "{errors}");
 }

@@ -272,11 +272,13 @@ pub async fn pre(
         // VolumeBackup takes it.
         let claims = claims_of(&pod);
         let ns = pod.namespace().unwrap_or_default();
-        let has_volumes = planned.iter().any(|p| {
+        let its = |p: &Planned| {
             p.pod_uid == uid || (p.namespace == ns && p.pvc.as_ref().is_some_and(|(c, _)| claims.contains(c)))
-        });
+        };
+        let has_volumes = planned.iter().any(its);
         if !recorder.run_phase(&pod, HookPhase::Pre, &hooks.pre).await? {
-            planned.retain(|p| p.pod_uid != uid);
+            // Whichever pod the claim would be read through.
+            planned.retain(|p| !its(p));
             continue;
         }
         if has_volumes {
