@@ -38,6 +38,8 @@ pub enum K8sCommand {
     Controller(super::cmd_k8s_controller::ControllerArgs),
     /// Run the node agent: back up and restore the pod volumes of this node.
     Agent(super::cmd_k8s_agent::AgentArgs),
+    /// Keep a volume mounted for the node agent (the command of backup helper pods).
+    Hold(super::cmd_k8s_hold::HoldArgs),
 }
 
 /// How to reach the cluster.
@@ -162,6 +164,7 @@ pub fn run(ctx: &Context, cmd: &K8sCommand) -> Result<i32, CliError> {
         K8sCommand::Delete(args) => super::cmd_k8s_resources::run_delete(ctx, args),
         K8sCommand::Controller(args) => super::cmd_k8s_controller::run_controller(ctx, args),
         K8sCommand::Agent(args) => super::cmd_k8s_agent::run_agent(ctx, args),
+        K8sCommand::Hold(args) => super::cmd_k8s_hold::run_hold(ctx, args),
     }
 }
 

@@ -32,6 +32,11 @@ pub struct ControllerArgs {
     /// The image of maintenance Jobs (the controller's own).
     #[arg(long, env = "CAIRN_IMAGE", value_name = "IMAGE")]
     pub image: Option<String>,
+    /// The nodes' directory of hostPath PersistentVolumes that the agents
+    /// read (their `--host-path-root`): claims on such PVs are planned
+    /// for backup; without it they are skipped with the reason.
+    #[arg(long, value_name = "DIR")]
+    pub host_path_root: Option<String>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -44,8 +49,17 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 pub fn run_controller(ctx: &Context, args: &ControllerArgs) -> Result<i32, CliError> {
     let image = args.image.clone().unwrap_or_else(default_image);
+    let host_path_root = match &args.host_path_root {
+        Some(dir) if !dir.starts_with('/') => {
+            return Err(K8sError::InvalidOption(format!("--host-path-root {dir}: must be an absolute path")).into())
+        }
+        Some(dir) => Some(dir.trim_end_matches('/').to_owned()).filter(|d| !d.is_empty()),
+        None => None,
+    };
+    let mut settings = settings(ctx, &args.access, &args.namespace, args.sync_period, image);
+    settings.host_path_root = host_path_root;
     let opts = ControllerOptions {
-        settings: settings(ctx, &args.access, &args.namespace, args.sync_period, image),
+        settings,
         listen: args.listen,
         cluster_name: args.cluster_name.clone(),
     };
@@ -76,6 +90,7 @@ pub(super) fn settings(
         sync_period,
         image,
         cache_dir,
+        host_path_root: None,
     }
 }
 

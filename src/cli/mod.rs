@@ -33,6 +33,8 @@ pub mod cmd_k8s_agent;
 #[cfg(feature = "k8s")]
 pub mod cmd_k8s_controller;
 #[cfg(feature = "k8s")]
+mod cmd_k8s_hold;
+#[cfg(feature = "k8s")]
 mod cmd_k8s_install;
 #[cfg(feature = "k8s")]
 pub mod cmd_k8s_resources;

@@ -151,8 +151,17 @@ pub fn realistic(s: &mut State) {
                  "template": {"metadata": {"labels": db}, "spec": {"containers": [{"name": "pg", "image": "postgres:16"}]}},
                  "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"],
                      "resources": {"requests": {"storage": "10Gi"}}}}]}}));
-    s.seed("", "pods", json!({"metadata": {"name": "db-0", "namespace": "data", "labels": db,
-        "ownerReferences": owner("StatefulSet", "db")}, "spec": {"containers": [{"name": "pg", "image": "postgres:16"}]}}));
+    s.seed(
+        "",
+        "pods",
+        json!({"metadata": {"name": "db-0", "namespace": "data", "labels": db,
+        "ownerReferences": owner("StatefulSet", "db")},
+        "spec": {"containers": [{"name": "pg", "image": "postgres:16",
+                                 "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}]}],
+                 "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}}],
+                 "nodeName": "node-1"},
+        "status": {"phase": "Running"}}),
+    );
     s.seed(
         "",
         "persistentvolumeclaims",

@@ -103,11 +103,17 @@ async fn run(vb: &VolumeBackup, agent: &Agent, api: &Api<VolumeBackup>) -> Step<
     Ok(Ok((fields, note)))
 }
 
-/// An exclude glob of a volume (relative to its root, or `/`-anchored at
-/// it) as a pattern of the walk, which sees the logical path.
+/// An exclude glob of a volume as a pattern of the walk, which sees the
+/// logical path: a glob with `/` is relative to the volume's root (a
+/// leading `/` means the same), one without matches a name at any depth.
 fn anchor(logical: &str, glob: &str) -> String {
-    let glob = glob.trim_start_matches('/');
-    format!("{}/{glob}", logical.trim_end_matches('/'))
+    let root = logical.trim_end_matches('/');
+    let glob = glob.trim_end_matches('/');
+    if glob.contains('/') {
+        format!("{root}/{}", glob.trim_start_matches('/'))
+    } else {
+        format!("{root}/**/{glob}")
+    }
 }
 
 #[cfg(test)]
@@ -121,6 +127,14 @@ mod tests {
         assert_eq!(
             super::anchor("/volumes/shop/data", "/cache"),
             "/volumes/shop/data/cache"
+        );
+        assert_eq!(
+            super::anchor("/volumes/shop/data", "*.log"),
+            "/volumes/shop/data/**/*.log"
+        );
+        assert_eq!(
+            super::anchor("/volumes/shop/data/", "tmp/"),
+            "/volumes/shop/data/**/tmp"
         );
     }
 }

@@ -306,9 +306,11 @@ async fn finish(
         .filter(|t| t.as_second() > 0 && volumes.total == 0)
         .unwrap_or_else(now);
     let short = stored.id.short();
-    let mut message = match stored.objects {
-        Some(n) => format!("backed up {n} objects into snapshot {short} in BackupRepository {repository}"),
-        None => format!("adopted snapshot {short} in BackupRepository {repository}, written before a restart"),
+    let mut message = match (stored.objects, stored.adopted) {
+        (Some(n), _) => format!("backed up {n} objects into snapshot {short} in BackupRepository {repository}"),
+        (None, true) => format!("adopted snapshot {short} in BackupRepository {repository}, written before a restart"),
+        // Found again after waiting for the volumes.
+        (None, false) => format!("backed up the objects into snapshot {short} in BackupRepository {repository}"),
     };
     if stored.snapshot.partial || !stored.errors.is_empty() {
         message.push_str(&format!(

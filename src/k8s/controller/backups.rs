@@ -175,6 +175,9 @@ async fn finalize(ctx: &Context, api: &Api<Backup>, obj: &Backup) -> Result<Acti
             ctx.event(obj, true, "ForgetSkipped", note).await;
         }
     }
+    // Helper pods of a Backup deleted while it ran have no owner to take
+    // them along.
+    super::volume_helpers::delete_all(ctx, &uid).await?;
     remove_finalizer(api, obj, FINALIZER).await?;
     Ok(Action::await_change())
 }

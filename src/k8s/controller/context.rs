@@ -29,6 +29,10 @@ pub struct Settings {
     pub image: String,
     /// Where object store repositories' index files are cached (none: no cache).
     pub cache_dir: Option<PathBuf>,
+    /// The nodes' directory of hostPath PVs the agents read
+    /// (`--host-path-root`): claims on hostPath PVs below it are backed
+    /// up, others skipped with the reason.
+    pub host_path_root: Option<String>,
 }
 
 /// Shared by the reconcilers of one controller process.

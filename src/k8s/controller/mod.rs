@@ -45,6 +45,7 @@ pub mod schedules;
 pub mod status;
 pub mod sync;
 pub mod volume_backups;
+pub mod volume_helpers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

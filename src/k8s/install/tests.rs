@@ -158,6 +158,13 @@ fn the_agent_gets_the_cluster_name_and_the_host_path_root() {
     let deployment = find(&objs, "Deployment", "cairn-controller");
     let args = &deployment["spec"]["template"]["spec"]["containers"][0]["args"];
     assert!(args.as_array().unwrap().iter().any(|a| a == "prod-eu"), "{args}");
+    // And plans claims on hostPath PVs below the same root.
+    let text: Vec<&str> = args.as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
+    assert!(
+        text.windows(2)
+            .any(|w| w == ["--host-path-root", "/opt/local-path-provisioner"]),
+        "{args}"
+    );
 }
 
 #[test]

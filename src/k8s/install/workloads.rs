@@ -29,6 +29,10 @@ pub fn controller(opts: &Options) -> Value {
     if let Some(name) = &opts.cluster_name {
         args.extend(["--cluster-name", name.as_str()]);
     }
+    // The controller plans claims on hostPath PVs as the agents read them.
+    if let Some(dir) = &opts.host_path_root {
+        args.extend(["--host-path-root", dir.as_str()]);
+    }
     let probe = |path: &str| {
         json!({"httpGet": {"path": path, "port": "http"}, "periodSeconds": 10,
                "timeoutSeconds": 5, "failureThreshold": 3})
