@@ -125,9 +125,27 @@ fn describe_prints_phase_and_snapshot_and_delete_removes() {
         "b1",
         json!({"phase": "PartiallyFailed", "manifestSnapshot": "5e1f00aa", "warnings": ["pods list: forbidden"],
                "errors": ["volume shop/db-0/data: no such directory"],
-               "volumeBackups": {"total": 2, "completed": 1, "failed": 1}}),
+               "volumeBackups": {"total": 2, "completed": 1, "failed": 1},
+               "hooks": [{"namespace": "shop", "pod": "db-0", "container": "db", "phase": "pre", "index": 0,
+                          "command": ["fsfreeze", "--freeze", "/data"], "onError": "Fail", "exitCode": 0,
+                          "output": "frozen\n", "completionTimestamp": "2026-01-01T00:00:00Z"},
+                         {"namespace": "shop", "pod": "db-0", "container": "db", "phase": "post", "index": 0,
+                          "command": ["fsfreeze", "--unfreeze", "/data"], "onError": "Fail", "exitCode": 1,
+                          "error": "exited with code 1", "completionTimestamp": "2026-01-01T00:00:01Z"}]}),
     );
     let text = succeeds(&mut k8s(&cluster, &["describe", "backup", "b1"]));
+    assert!(text.contains("Hooks:      2"), "{text}");
+    assert!(
+        text.contains("pre  shop/db-0 container db [\"fsfreeze\",\"--freeze\",\"/data\"]: exit code 0"),
+        "{text}"
+    );
+    assert!(text.contains("      | frozen"), "{text}");
+    assert!(
+        text.contains(
+            "post shop/db-0 container db [\"fsfreeze\",\"--unfreeze\",\"/data\"]: failed (Fail): exited with code 1"
+        ),
+        "{text}"
+    );
     assert!(text.contains("Phase:      PartiallyFailed"), "{text}");
     assert!(text.contains("5e1f00aa"), "{text}");
     assert!(text.contains("2 total, 1 completed, 1 failed"), "{text}");

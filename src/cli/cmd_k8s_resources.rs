@@ -577,7 +577,46 @@ pub fn run_describe(ctx: &Context, args: &DescribeArgs) -> Result<i32, CliError>
             output::line(format!("  {}", field(&item)))?;
         }
     }
+    if let Kind::Backup = args.kind {
+        let hooks = st["hooks"].as_array().cloned().unwrap_or_default();
+        if !hooks.is_empty() {
+            output::line(format!("Hooks:      {}", hooks.len()))?;
+            for hook in &hooks {
+                for line in hook_lines(hook) {
+                    output::line(line)?;
+                }
+            }
+        }
+    }
     Ok(exit::OK)
+}
+
+/// How many lines of a hook's output `describe` shows (its last).
+const HOOK_OUTPUT_LINES: usize = 5;
+
+/// A recorded hook as `describe` shows it: what ran where and how it
+/// ended, then the end of its output.
+fn hook_lines(hook: &serde_json::Value) -> Vec<String> {
+    let text = |key: &str| hook[key].as_str().unwrap_or("-").to_owned();
+    let command = serde_json::to_string(&hook["command"]).unwrap_or_default();
+    let outcome = match (hook["error"].as_str(), hook["exitCode"].as_i64()) {
+        (Some(error), _) => format!("failed ({}): {error}", text("onError")),
+        (None, Some(code)) => format!("exit code {code}"),
+        (None, None) if hook["startTimestamp"].is_null() => "waiting for the pod's volumes".to_owned(),
+        (None, None) => "running".to_owned(),
+    };
+    let mut lines = vec![format!(
+        "  {:<4} {}/{} container {} {command}: {outcome}",
+        text("phase"),
+        text("namespace"),
+        text("pod"),
+        text("container"),
+    )];
+    let output = hook["output"].as_str().unwrap_or("");
+    let all: Vec<&str> = output.lines().collect();
+    let start = all.len().saturating_sub(HOOK_OUTPUT_LINES);
+    lines.extend(all[start..].iter().map(|l| format!("      | {l}")));
+    lines
 }
 
 pub fn run_delete(ctx: &Context, args: &DeleteArgs) -> Result<i32, CliError> {

@@ -17,6 +17,7 @@ pub mod controller;
 pub mod crd;
 pub mod cron;
 mod error;
+pub mod hooks;
 pub mod install;
 pub mod jobs;
 pub mod manifests;

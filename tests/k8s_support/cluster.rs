@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::task::AbortHandle;
 
+use super::exec::{ExecCall, ExecResult, ExecScript};
 use super::{handle, lock, now, seed, Key, Logged, State};
 
 /// The accept loop and the connections of a running server.
@@ -52,6 +53,7 @@ fn serve(
                 let service = service_fn(move |req| handle(state.clone(), req));
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
                     .await;
             });
             let mut serving = tasks.lock().unwrap_or_else(|p| p.into_inner());
@@ -267,6 +269,23 @@ impl FakeCluster {
 
     pub fn log(&self) -> Vec<Logged> {
         self.state().log.clone()
+    }
+
+    /// Scripts the answer of exec for the commands starting with `prefix`
+    /// in `container` ("" for any) of pod `namespace/pod`.
+    pub fn script_exec(&self, namespace: &str, pod: &str, container: &str, prefix: &[&str], result: ExecResult) {
+        self.state().exec_scripts.push(ExecScript {
+            namespace: namespace.to_owned(),
+            pod: pod.to_owned(),
+            container: container.to_owned(),
+            prefix: prefix.iter().map(|p| (*p).to_owned()).collect(),
+            result,
+        });
+    }
+
+    /// Every exec answered so far, in order.
+    pub fn execs(&self) -> Vec<ExecCall> {
+        self.state().execs.clone()
     }
 
     pub fn dir(&self) -> &Path {

@@ -27,6 +27,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod exec;
 pub mod fields;
 pub mod kubelet;
 pub mod patch;
@@ -220,6 +221,10 @@ pub struct State {
     pub changes: Vec<Change>,
     /// How often an open watch that asked for them gets a BOOKMARK.
     pub bookmark_interval: Duration,
+    /// Scripted answers of exec, the last matching one wins.
+    pub exec_scripts: Vec<exec::ExecScript>,
+    /// Every exec answered, in order.
+    pub execs: Vec<exec::ExecCall>,
     rv: u64,
     /// Watches from a resourceVersion below this get `410 Gone`.
     compacted: u64,
@@ -244,6 +249,8 @@ impl Default for State {
             log: Vec::new(),
             changes: Vec::new(),
             bookmark_interval: Duration::from_secs(1),
+            exec_scripts: Vec::new(),
+            execs: Vec::new(),
             rv: 0,
             compacted: 0,
             watch_epoch: 0,
@@ -409,6 +416,9 @@ fn json_response(code: u16, value: &Value) -> Response<Body> {
 }
 
 async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if let Some((ns, pod)) = exec::exec_target(req.uri().path()) {
+        return Ok(exec::respond(state, req, ns, pod));
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();

@@ -20,7 +20,7 @@ use super::record::{
     snapshot_uid, BackupRecord, LABEL_SCHEDULE, RECORD_VERSION, TAG_BACKUP, TAG_BACKUP_UID, TAG_MANIFESTS,
 };
 use super::retry::{message, transient, within_retry_window};
-use super::{log, metrics, volume_backups, Context, Error};
+use super::{hooks_run, log, metrics, volume_backups, Context, Error};
 use crate::backup::BackupError;
 use crate::forget::forget_ids;
 use crate::format::snapshot::Snapshot;
@@ -81,6 +81,9 @@ pub async fn run(ctx: &Context, api: &Api<Backup>, obj: &Backup) -> Result<Actio
     let waited = status.manifest_snapshot.is_some();
     if waited {
         let volumes = volume_backups::count(ctx, &obj, status.warnings.clone()).await?;
+        // Post hooks of the pods whose volumes all ended (counted first: a
+        // pod counted done is seen done).
+        hooks_run::post(ctx, api, &obj).await?;
         if volumes.pending() > 0 {
             let snapshot = status.manifest_snapshot.clone().unwrap_or_default();
             return wait_for_volumes(api, &obj, &snapshot, &volumes).await;
@@ -145,11 +148,15 @@ pub async fn run(ctx: &Context, api: &Api<Backup>, obj: &Backup) -> Result<Actio
             let volumes = if waited {
                 volume_backups::count(ctx, &obj, status.warnings.clone()).await?
             } else {
+                // Pre hooks end before a pod's VolumeBackups exist.
+                let planned = hooks_run::pre(ctx, api, &obj, &filters, planned).await?;
                 volume_backups::create(ctx, &obj, &planned).await?;
                 // The manifests' warnings go with the volumes' into the
                 // status, kept there while the volumes run.
                 let notes = stored.warnings.iter().cloned().chain(skipped).collect();
-                volume_backups::count(ctx, &obj, notes).await?
+                let volumes = volume_backups::count(ctx, &obj, notes).await?;
+                hooks_run::post(ctx, api, &obj).await?;
+                volumes
             };
             if volumes.pending() > 0 {
                 return wait_for_volumes(api, &obj, &stored.id.to_hex(), &volumes).await;
@@ -291,7 +298,9 @@ async fn finish(
     stored: Stored,
     volumes: volume_backups::Counts,
 ) -> Result<Action, Error> {
-    let partial = stored.snapshot.partial || !stored.errors.is_empty() || volumes.failed > 0;
+    let hooks = hooks_run::summary(api, obj).await?;
+    let partial =
+        stored.snapshot.partial || !stored.errors.is_empty() || volumes.failed > 0 || !hooks.errors.is_empty();
     let phase = if partial {
         Phase::PartiallyFailed
     } else {
@@ -328,7 +337,9 @@ async fn finish(
         Vec::new()
     };
     warnings.extend(volumes.skipped.iter().cloned());
+    warnings.extend(hooks.warnings);
     let mut errors = stored.errors.clone();
+    errors.extend(hooks.errors);
     if volumes.failed > 0 {
         errors.push(format!(
             "{} volume backup(s) failed: kubectl get vbk -l backup.cairn.io/backup-name={}",

@@ -30,6 +30,8 @@ pub mod backup_run;
 mod backup_steps;
 pub mod backups;
 pub mod context;
+pub mod hooks;
+mod hooks_run;
 pub mod http;
 pub mod log;
 pub mod maintenance;

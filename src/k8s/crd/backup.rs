@@ -206,4 +206,63 @@ pub struct BackupStatus {
     /// A line saying what happened (why it failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The hooks run (or started) for this backup, one entry per hook per
+    /// pod: a hook listed here is never run again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookStatus>,
+}
+
+/// Before or after a pod's volumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HookPhase {
+    Pre,
+    Post,
+}
+
+impl std::fmt::Display for HookPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Pre => "pre",
+            Self::Post => "post",
+        })
+    }
+}
+
+/// One hook of one pod: what ran and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HookStatus {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub phase: HookPhase,
+    /// The hook's place among the pod's hooks of its phase.
+    pub index: u32,
+    pub command: Vec<String>,
+    /// What a failure does to the backup.
+    pub on_error: HookErrorMode,
+    /// The command's exit code, once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Its stdout followed by its stderr (their last 4 KiB).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub output: String,
+    /// Why it failed (non-zero exit, timeout, no such container...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "time")]
+    pub start_timestamp: Option<Time>,
+    /// Unset while it runs (or when the controller stopped during it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "time")]
+    pub completion_timestamp: Option<Time>,
+}
+
+impl HookStatus {
+    /// Whether it ended badly (an unfinished entry counts as failed).
+    pub fn failed(&self) -> bool {
+        self.error.is_some() || self.completion_timestamp.is_none()
+    }
 }

@@ -6,14 +6,16 @@
 //!   their status and finalizers; events on them; the Secrets that
 //!   BackupRepositories name in their own namespaces (`get` only: never
 //!   listed or watched); helper pods and claims of volume restores,
-//!   persistent volumes and namespaces it reads.
+//!   persistent volumes and namespaces it reads; `pods/exec` (`get` and
+//!   `create`: exec is a GET upgraded to a WebSocket, and newer API servers
+//!   check `create`) for backup hooks.
 //! - `cairn-manifests` (ClusterRole): what manifest backup and restore
 //!   need — get and list everything, create and server-side apply on
 //!   restore. Bound to the controller; unbind it to keep the controller
 //!   away from objects it does not back up.
 //! - `cairn-controller` (Role in the namespace): maintenance Jobs (they
 //!   run only there), their pods' logs, and leases.
-//! - `cairn-agent` (ClusterRole): pods get and `pods/exec` for hooks.
+//! - `cairn-agent` (ClusterRole): pods get (it runs no hooks).
 //! - `cairn-agent` (Role in the namespace): VolumeBackups and
 //!   VolumeRestores (the agent selects its node's) and their status,
 //!   BackupRepositories and their Secrets read.
@@ -90,6 +92,7 @@ pub fn objects(opts: &Options) -> Vec<Value> {
             rule(&[""], &["secrets"], &["get"]),
             rule(&["", "events.k8s.io"], &["events"], &["create", "patch"]),
             rule(&[""], &["pods", "persistentvolumeclaims"], &ALL),
+            rule(&[""], &["pods/exec"], &["get", "create"]),
             rule(&[""], &["persistentvolumes", "namespaces", "nodes"], &READ),
         ],
     );
@@ -108,14 +111,7 @@ pub fn objects(opts: &Options) -> Vec<Value> {
             rule(&["coordination.k8s.io"], &["leases"], &["get", "create", "update"]),
         ],
     );
-    let agent_cluster = cluster_role(
-        AGENT,
-        "agent",
-        vec![
-            rule(&[""], &["pods"], &["get"]),
-            rule(&[""], &["pods/exec"], &["create", "get"]),
-        ],
-    );
+    let agent_cluster = cluster_role(AGENT, "agent", vec![rule(&[""], &["pods"], &["get"])]);
     let agent_ns = role(
         ns,
         AGENT,

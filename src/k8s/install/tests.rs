@@ -179,14 +179,21 @@ fn least_privilege_rbac() {
     assert!(!rules_allow(agent, "backup.cairn.io", "backups", "get"));
     let agent_cluster = find(&objs, "ClusterRole", "cairn-agent");
     assert!(rules_allow(agent_cluster, "", "pods", "get"));
-    assert!(rules_allow(agent_cluster, "", "pods/exec", "create"));
-    assert!(rules_allow(agent_cluster, "", "pods/exec", "get"));
+    assert!(
+        !rules_allow(agent_cluster, "", "pods/exec", "create"),
+        "hooks run in the controller"
+    );
     assert!(!rules_allow(agent_cluster, "", "secrets", "get"));
     assert!(!rules_allow(agent_cluster, "", "pods", "delete"));
 
     // cairn's resources are watched in every namespace, so their rights
     // are cluster-wide; Jobs only in the controller's namespace.
     let cluster = find(&objs, "ClusterRole", "cairn-controller");
+    // Backup hooks: exec is a GET upgraded to a WebSocket; newer API
+    // servers also check `create`.
+    assert!(rules_allow(cluster, "", "pods/exec", "get"));
+    assert!(rules_allow(cluster, "", "pods/exec", "create"));
+    assert!(!rules_allow(cluster, "", "pods/attach", "create"));
     for kind in [
         "backups",
         "restores",
