@@ -20,6 +20,7 @@ mod error;
 pub mod install;
 pub mod jobs;
 pub mod manifests;
+pub mod restore_wait;
 
 pub use error::K8sError;
 
