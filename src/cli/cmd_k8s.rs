@@ -260,6 +260,7 @@ fn run_restore(ctx: &Context, args: &RestoreArgs) -> Result<i32, CliError> {
         dry_run: args.dry_run,
         crd_timeout: Duration::from_secs(args.crd_timeout),
         name: None,
+        ..ManifestRestoreOptions::default()
     };
     let repo = ctx.open_indexed()?;
     let r = restore_manifests(&repo, &opts)?;
