@@ -197,7 +197,14 @@ pub async fn advance(
                 }
             }
             None => match pod {
-                None => create_helper(ctx, restore, &pods, &pod_name, v).await?,
+                None => {
+                    if let Some(refused) = create_helper(ctx, restore, &pods, &pod_name, v).await? {
+                        counts.failed += 1;
+                        counts.failures.push(format!(
+                            "claim {claim}: the helper pod {pod_name} was refused: {refused}"
+                        ));
+                    }
+                }
                 Some(pod) if pod_phase == "Running" => {
                     let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
                     if !node.is_empty() {
@@ -243,25 +250,31 @@ pub fn helper_pod(image: &str, restore: &Restore, name: &str, volume: &RestoredV
                 "image": image,
                 "command": ["cairn", "k8s", "restore-wait", "--dir", HELPER_MOUNT, "--marker", marker_name(&uid)],
                 "volumeMounts": [{"name": HELPER_VOLUME, "mountPath": HELPER_MOUNT}],
-                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
+                // Root with only the capabilities to remove the marker from a
+                // volume root owned by anyone (the data's owners are kept).
+                "securityContext": {"runAsUser": 0, "runAsGroup": 0, "allowPrivilegeEscalation": false,
+                                    "capabilities": {"drop": ["ALL"], "add": ["DAC_OVERRIDE", "FOWNER"]}},
             }],
             "volumes": [{"name": HELPER_VOLUME, "persistentVolumeClaim": {"claimName": volume.claim}}],
         },
     })
 }
 
+/// Creates the helper pod; the reason when the API server refuses it (an
+/// admission policy, a quota), which ends that volume failed.
 async fn create_helper(
     ctx: &Context,
     restore: &Restore,
     pods: &Api<Pod>,
     name: &str,
     volume: &RestoredVolume,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let pod: Pod = serde_json::from_value(helper_pod(&ctx.settings.image, restore, name, volume))
         .map_err(|e| Error::Invalid(format!("helper pod {name}: {e}")))?;
     match pods.create(&PostParams::default(), &pod).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Ok(_) => Ok(None),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
+        Err(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422) => Ok(Some(s.message)),
         Err(e) => Err(e.into()),
     }
 }
@@ -348,6 +361,11 @@ mod tests {
             ])
         );
         assert!(c.get("env").is_none() && c.get("envFrom").is_none());
+        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+        assert_eq!(
+            c["securityContext"]["capabilities"],
+            json!({"drop": ["ALL"], "add": ["DAC_OVERRIDE", "FOWNER"]})
+        );
         assert_eq!(
             pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],
             "data-web-0"

@@ -3,12 +3,20 @@
 //! A new Restore is marked `InProgress` with its `startTimestamp`; then its
 //! Backup (in the Restore's namespace) is looked up, and its manifest
 //! snapshot restored into this cluster with the Restore's filters,
-//! namespace mapping and existing-resource policy. The status counts the
-//! objects created, updated, skipped and failed, and lists what failed.
+//! namespace mapping and existing-resource policy, in two passes around the
+//! volume data ([`restore_volumes`]):
+//!
+//! 1. the claims with volume snapshots are found, and everything but the
+//!    workloads restored, those claims created anew; `status.step` becomes
+//!    `Volumes` with the claims in `status.volumes`;
+//! 2. each claim gets a helper pod and a VolumeRestore, polled until all
+//!    have ended (`status.volumeRestores`);
+//! 3. the workloads are restored, and the status finished with the counts
+//!    of both passes.
 //!
 //! A restore is safe to run again: objects that exist are skipped or
 //! updated by the policy. So a Restore found `InProgress` (the controller
-//! was killed during it) is simply run again.
+//! was killed during it) resumes at its recorded step.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
