@@ -80,6 +80,9 @@ fn write_data(dir: &Path) {
     fs::set_permissions(dir.join("run.sh"), fs::Permissions::from_mode(0o750)).unwrap();
     fs::set_permissions(dir.join("db/orders.db"), fs::Permissions::from_mode(0o600)).unwrap();
     std::os::unix::fs::symlink("db/orders.db", dir.join("current")).unwrap();
+    // Another owner where the test may give one (as root); the tree
+    // compares owners either way.
+    let _ = std::os::unix::fs::chown(dir.join("db/wal/000001"), Some(1234), Some(2345));
     let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
     for f in ["db/orders.db", "run.sh"] {
         fs::File::options()
@@ -91,9 +94,11 @@ fn write_data(dir: &Path) {
     }
 }
 
-/// Every entry below `dir`: relative path -> (mode, mtime in seconds for
-/// files, contents or link target).
-fn tree(dir: &Path) -> Vec<(String, u32, i64, Vec<u8>)> {
+/// Every entry below `dir`: (relative path, mode, mtime in seconds for
+/// files, contents or link target, owner and group).
+type Entry = (String, u32, i64, Vec<u8>, (u32, u32));
+
+fn tree(dir: &Path) -> Vec<Entry> {
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -114,7 +119,13 @@ fn tree(dir: &Path) -> Vec<(String, u32, i64, Vec<u8>)> {
                 Vec::new()
             };
             let mtime = if meta.is_file() { meta.mtime() } else { 0 };
-            out.push((path.display().to_string(), meta.mode(), mtime, content));
+            out.push((
+                path.display().to_string(),
+                meta.mode(),
+                mtime,
+                content,
+                (meta.uid(), meta.gid()),
+            ));
         }
     }
     out.sort();
@@ -173,13 +184,7 @@ fn rv(obj: &Value) -> u64 {
 /// Checks a finished Restore into `cluster`'s namespace `ns`: the claim
 /// bound to a new PV holding the data as backed up, the helper gone, the
 /// StatefulSet created after the VolumeRestore completed.
-fn check_restored(
-    cluster: &FakeCluster,
-    kubelet: &Kubelet,
-    ns: &str,
-    old_pv: &str,
-    expected: &[(String, u32, i64, Vec<u8>)],
-) {
+fn check_restored(cluster: &FakeCluster, kubelet: &Kubelet, ns: &str, old_pv: &str, expected: &[Entry]) {
     let claim = cluster.get("", "persistentvolumeclaims", ns, "data-web-0").unwrap();
     let pv = claim["spec"]["volumeName"].as_str().unwrap().to_owned();
     assert_ne!(pv, old_pv, "{claim}");
@@ -388,5 +393,46 @@ fn a_wait_for_first_consumer_claim_is_bound_by_the_helper_pod() {
         claim["metadata"]["annotations"]["volume.kubernetes.io/selected-node"], "node-1",
         "{claim}"
     );
+    check_restored(&s.cluster, &s.kubelet, "web-copy", "none", &expected);
+}
+
+#[test]
+fn a_controller_killed_while_the_volumes_are_restored_resumes_them() {
+    let s = setup(None);
+    let expected = tree(&s.kubelet.pod_volume_dir("web", "web-0", "data"));
+    let mut controller = Controller::start(&s.cluster, &[]);
+    let first_agent = agent(&s, &s.cluster, &s.kubelet, "agent");
+    create(
+        &s.cluster,
+        "backups",
+        "Backup",
+        "nightly",
+        json!({"includedNamespaces": ["web"]}),
+    );
+    wait_phase(&s.cluster, &controller, "backups", "nightly", "Completed");
+    drop(first_agent);
+    create(
+        &s.cluster,
+        "restores",
+        "Restore",
+        "r1",
+        json!({"backupName": "nightly", "namespaceMapping": {"web": "web-copy"}}),
+    );
+    let made = s
+        .cluster
+        .wait_for(|o| o.iter().any(|(k, _)| k.1 == "volumerestores"), WAIT);
+    assert!(made, "no VolumeRestore:\n{}", controller.log());
+    let restore = s.cluster.get("backup.cairn.io", "restores", NS, "r1").unwrap();
+    assert_eq!(restore["status"]["step"], "Volumes", "{restore}");
+    controller.kill();
+    controller.restart();
+    let agent = agent(&s, &s.cluster, &s.kubelet, "agent-2");
+    let done = wait_phase_logged(&s.cluster, "restores", "r1", "Completed", || {
+        format!("controller:\n{}\nagent:\n{}", controller.log(), agent.log())
+    });
+    assert_eq!(done["status"]["volumeRestores"]["completed"], 1, "{done}");
+    // Resumed, not redone: one VolumeRestore, and the first pass's counts kept.
+    assert_eq!(volume_restores(&s.cluster).len(), 1);
+    assert_eq!(done["status"]["objects"]["failed"], 0, "{done}");
     check_restored(&s.cluster, &s.kubelet, "web-copy", "none", &expected);
 }

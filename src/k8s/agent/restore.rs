@@ -22,7 +22,7 @@ use crate::k8s::restore_wait::{valid_marker, MARKER_PREFIX};
 use crate::k8s::{jobs, K8sError};
 use crate::repo::snapshots::SnapshotFilter;
 use crate::repo::CancelToken;
-use crate::restore::{restore, subtree, RestoreOptions};
+use crate::restore::{restore, subtree, MetaOptions, RestoreOptions};
 
 pub async fn reconcile(vr: Arc<VolumeRestore>, agent: Arc<Agent>) -> Result<Action, Error> {
     work::reconcile(vr, agent, |vr, agent, api| async move { run(&vr, &agent, &api).await }).await
@@ -65,6 +65,9 @@ async fn run(vr: &VolumeRestore, agent: &Agent, api: &Api<VolumeRestore>) -> Ste
             target_dir: Some(dir.clone()),
             subpath: root,
             exclude,
+            // Owners as backed up, by number: the node's user names mean
+            // nothing to the pod's files.
+            meta: MetaOptions::new(true, true),
             cancel: Some(work_cancel),
             ..RestoreOptions::default()
         };
