@@ -261,6 +261,15 @@ fn a_restore_into_another_namespace_writes_the_claims_data_before_the_statefulse
         "{done}"
     );
     check_restored(&s.cluster, &s.kubelet, "web-copy", &old_pv, &expected);
+    // The finalizer that guards its helper pods is gone with them.
+    let released = s.cluster.wait_for(
+        |o| {
+            o.get(&key("restores", "r1"))
+                .is_some_and(|r| r["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty))
+        },
+        WAIT,
+    );
+    assert!(released, "the Restore kept its finalizer:\n{}", controller.log());
     // The pod is the StatefulSet's to make; the original is untouched.
     assert!(s.cluster.get("", "pods", "web-copy", "web-0").is_none());
     assert_eq!(tree(&data), expected);
@@ -435,4 +444,49 @@ fn a_controller_killed_while_the_volumes_are_restored_resumes_them() {
     assert_eq!(volume_restores(&s.cluster).len(), 1);
     assert_eq!(done["status"]["objects"]["failed"], 0, "{done}");
     check_restored(&s.cluster, &s.kubelet, "web-copy", "none", &expected);
+}
+
+#[test]
+fn a_restore_deleted_while_its_volumes_wait_deletes_its_helper_pods() {
+    let s = setup(None);
+    let controller = Controller::start(&s.cluster, &[]);
+    let first_agent = agent(&s, &s.cluster, &s.kubelet, "agent");
+    create(
+        &s.cluster,
+        "backups",
+        "Backup",
+        "nightly",
+        json!({"includedNamespaces": ["web"]}),
+    );
+    wait_phase(&s.cluster, &controller, "backups", "nightly", "Completed");
+    drop(first_agent);
+    create(
+        &s.cluster,
+        "restores",
+        "Restore",
+        "r1",
+        json!({"backupName": "nightly", "namespaceMapping": {"web": "web-copy"}}),
+    );
+    let made = s
+        .cluster
+        .wait_for(|o| o.iter().any(|(k, _)| k.1 == "volumerestores"), WAIT);
+    assert!(made, "no VolumeRestore:\n{}", controller.log());
+    let helper = volume_restores(&s.cluster)[0]["spec"]["pod"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let restore = s.cluster.get("backup.cairn.io", "restores", NS, "r1").unwrap();
+    assert_eq!(
+        restore["metadata"]["finalizers"],
+        json!(["backup.cairn.io/delete-helper-pods"]),
+        "{restore}"
+    );
+    controller_support::delete(&s.cluster, "restores", "r1");
+    controller_support::wait_gone(&s.cluster, &controller, "restores", "r1");
+    assert!(
+        s.cluster.get("", "pods", "web-copy", &helper).is_none(),
+        "the helper pod outlived its Restore"
+    );
+    // The workloads were never created.
+    assert!(s.cluster.get("apps", "statefulsets", "web-copy", "web").is_none());
 }

@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
@@ -36,6 +36,11 @@ use crate::k8s::K8sError;
 pub const LABEL_RESTORE_NAME: &str = "backup.cairn.io/restore-name";
 /// Label with the Restore's uid on its helper pods.
 pub const LABEL_RESTORE_UID: &str = "backup.cairn.io/restore-uid";
+
+/// The finalizer of a Restore with helper pods: they live in other
+/// namespaces (no owner reference reaches them), so they are deleted
+/// before the Restore goes.
+pub const FINALIZER: &str = "backup.cairn.io/delete-helper-pods";
 
 /// The helper pod's volume, and where it is mounted.
 const HELPER_VOLUME: &str = "restore";
@@ -325,6 +330,23 @@ async fn delete_helper(pods: &Api<Pod>, pod: Option<&Pod>) -> Result<(), Error> 
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Deletes every helper pod of `restore` (found by its uid label) and
+/// then lets the Restore go (its finalizer removed).
+pub async fn release(ctx: &Context, api: &Api<Restore>, restore: &Restore) -> Result<(), Error> {
+    if !restore.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let uid = restore.metadata.uid.clone().unwrap_or_default();
+    let all: Api<Pod> = Api::all(ctx.client.clone());
+    let selector = format!("{LABEL_RESTORE_UID}={uid}");
+    for pod in all.list(&ListParams::default().labels(&selector)).await?.items {
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
+        delete_helper(&pods, Some(&pod)).await?;
+    }
+    super::status::remove_finalizer(api, restore, FINALIZER).await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use super::backup_steps::{full_name, now, option_message, resolve, Resolve};
 use super::record::snapshot_uid;
 use super::restore_volumes::{self, VolumeSnapshot};
 use super::retry::{message, transient, within_retry_window};
-use super::status::patch_status;
+use super::status::{add_finalizer, patch_status};
 use super::{drain, error_policy, log, metrics, Context, Error};
 use crate::k8s::crd::backup::{Backup, Phase};
 use crate::k8s::crd::restore::{ExistingResourcePolicy, ObjectCounts, Restore, RestoreStep, RestoredVolume};
@@ -54,11 +54,12 @@ pub fn run(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
 }
 
 async fn reconcile(obj: Arc<Restore>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if obj.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
     let namespace = obj.namespace().unwrap_or_default();
     let api: Api<Restore> = Api::namespaced(ctx.client.clone(), &namespace);
+    if obj.metadata.deletion_timestamp.is_some() {
+        restore_volumes::release(&ctx, &api, &obj).await?;
+        return Ok(Action::await_change());
+    }
     match obj.status.as_ref().and_then(|s| s.phase) {
         None | Some(Phase::New) => start(&ctx, &api, &obj).await,
         Some(Phase::InProgress) => restore(&ctx, &api, &obj).await,
@@ -265,6 +266,9 @@ async fn wait_for_volumes_first(
         volumes.len()
     );
     let total = volumes.len();
+    if total > 0 {
+        add_finalizer(api, obj, restore_volumes::FINALIZER).await?;
+    }
     patch_status(
         api,
         &obj.name_any(),
@@ -370,6 +374,7 @@ async fn finish(
         }),
     )
     .await?;
+    restore_volumes::release(ctx, api, obj).await?;
     let phase_text = phase.to_string();
     ctx.metrics()
         .add(metrics::names::RESTORES, &[("phase", &phase_text)], 1.0);
@@ -391,6 +396,7 @@ async fn fail(ctx: &Context, api: &Api<Restore>, obj: &Restore, message: String)
         }),
     )
     .await?;
+    restore_volumes::release(ctx, api, obj).await?;
     log::warn(&format!("Restore {}: failed: {message}", full_name(obj)));
     let phase = Phase::Failed.to_string();
     ctx.metrics().add(metrics::names::RESTORES, &[("phase", &phase)], 1.0);
