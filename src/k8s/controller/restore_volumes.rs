@@ -30,7 +30,7 @@ use crate::k8s::crd::volume_restore::VolumeRestore;
 use crate::k8s::jobs::{self, RepositoryAccess};
 use crate::k8s::manifests::filter::Filters;
 use crate::k8s::restore_wait::marker_name;
-use crate::k8s::K8sError;
+use crate::k8s::{K8sError, EXCLUDE_LABEL};
 
 /// Label naming the Restore on its helper pods and VolumeRestores.
 pub const LABEL_RESTORE_NAME: &str = "backup.cairn.io/restore-name";
@@ -244,6 +244,8 @@ pub fn helper_pod(image: &str, restore: &Restore, name: &str, volume: &RestoredV
         "metadata": {"name": name, "namespace": volume.namespace,
                      "labels": {LABEL_RESTORE_NAME: restore.name_any(), LABEL_RESTORE_UID: uid,
                                 "app.kubernetes.io/managed-by": "cairn",
+                                // Never part of a backup taken meanwhile.
+                                EXCLUDE_LABEL: "true",
                                 "app.kubernetes.io/component": "restore-helper"}},
         "spec": {
             "restartPolicy": "Never",
@@ -367,6 +369,7 @@ mod tests {
         assert_eq!(pod["metadata"]["name"], "cairn-restore-0b6f8a52-0");
         assert_eq!(pod["metadata"]["namespace"], "web-copy");
         assert_eq!(pod["metadata"]["labels"][LABEL_RESTORE_NAME], "r1");
+        assert_eq!(pod["metadata"]["labels"][EXCLUDE_LABEL], "true");
         assert_eq!(pod["spec"]["automountServiceAccountToken"], false);
         assert_eq!(pod["spec"]["restartPolicy"], "Never");
         let c = &pod["spec"]["containers"][0];
