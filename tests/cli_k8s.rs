@@ -837,3 +837,33 @@ fn context_picks_the_cluster_of_a_kubeconfig() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(json_summary(&out)["objects_unmodified"], json_summary(&out)["objects"]);
 }
+
+#[test]
+fn restore_wait_removes_the_marker_and_names_what_went_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("cairn");
+    let run = |args: &[&str]| {
+        std::process::Command::new(&bin)
+            .args(["k8s", "restore-wait", "--dir"])
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    std::fs::write(dir.path().join(".cairn-restore-u1"), b"").unwrap();
+    let ok = run(&["--marker", ".cairn-restore-u1", "--timeout", "30s"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains(".cairn-restore-u1 found and removed"));
+    assert!(!dir.path().join(".cairn-restore-u1").exists());
+
+    let bad = run(&["--marker", "data/.cairn"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("must start with \".cairn\""), "{stderr}");
+
+    let late = run(&["--marker", ".cairn-restore-never", "--timeout", "1s"]);
+    assert_eq!(late.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&late.stderr);
+    assert!(stderr.contains(".cairn-restore-never: not there after 1s"), "{stderr}");
+}

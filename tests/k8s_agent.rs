@@ -8,6 +8,7 @@ mod controller_support;
 mod k8s_support;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use controller_support::{cluster, create, init_repository, repository, snapshots, wait_phase_logged, Agent, NS};
@@ -172,41 +173,94 @@ fn the_agent_restores_a_volume_snapshot_into_another_pods_volume() {
         work,
         pods,
         data,
-        ..
+        repo,
     } = setup(json!({}));
-    fs::create_dir_all(data.join("sub")).unwrap();
+    fs::create_dir_all(data.join("sub/deeper")).unwrap();
     fs::write(data.join("sub/orders.db"), b"orders").unwrap();
+    fs::write(data.join("sub/deeper/.cairn-nested"), b"data, not a marker").unwrap();
+    fs::write(data.join("run.sh"), b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(data.join("run.sh"), fs::Permissions::from_mode(0o750)).unwrap();
+    fs::set_permissions(data.join("sub/orders.db"), fs::Permissions::from_mode(0o600)).unwrap();
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+    fs::File::options()
+        .write(true)
+        .open(data.join("sub/orders.db"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    // A leftover marker at the volume's root is not backed up.
+    fs::write(data.join(".cairn-restore-old"), b"").unwrap();
     volume_backup(&cluster, "web-0-data", "node-1", "data", &uid);
     let agent = Agent::start(&cluster, "node-1", &pods, &work.path().join("agent.log"));
     let done = wait_phase(&cluster, &agent, "web-0-data", "Completed");
     let id = done["status"]["snapshotID"].as_str().unwrap().to_owned();
+    let listing = controller_support::cairn_ok(&repo, &["ls".as_ref(), id.as_ref()]);
+    assert!(
+        listing.contains("/volumes/shop/web-0/data/sub/deeper/.cairn-nested"),
+        "{listing}"
+    );
+    assert!(!listing.contains(".cairn-restore-old"), "{listing}");
+    // A snapshot that does hold a top-level `.cairn*` entry (made by hand).
+    let by_hand = work.path().join("by-hand");
+    fs::create_dir_all(&by_hand).unwrap();
+    fs::write(by_hand.join(".cairn-restore-stale"), b"").unwrap();
+    fs::write(by_hand.join("kept"), b"kept").unwrap();
+    let out = controller_support::cairn_ok(&repo, &["--json".as_ref(), "backup".as_ref(), by_hand.as_os_str()]);
+    let summary: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let by_hand_id = summary["snapshot_id"].as_str().unwrap().to_owned();
 
     // A new pod (as after a restore) with an empty volume on this node.
     let new_uid = seed_named_pod(&cluster, "web-1");
     let target = pods.join(&new_uid).join("volumes/kubernetes.io~empty-dir/data");
     fs::create_dir_all(&target).unwrap();
+    let spec = |snapshot: &str, marker: &str| {
+        json!({"node": "node-1", "pod": {"namespace": "shop", "name": "web-1", "uid": new_uid},
+               "volume": "data", "repository": "default", "restoreName": "r1", "snapshotID": snapshot,
+               "marker": marker})
+    };
     create(
         &cluster,
         "volumerestores",
         "VolumeRestore",
         "web-1-data",
-        json!({"node": "node-1", "pod": {"namespace": "shop", "name": "web-1", "uid": new_uid},
-               "volume": "data", "repository": "default", "restoreName": "r1", "snapshotID": id}),
+        spec(&id, ".cairn-restore-r1"),
     );
     create(
         &cluster,
         "volumerestores",
         "VolumeRestore",
         "bad-snapshot",
-        json!({"node": "node-1", "pod": {"namespace": "shop", "name": "web-1", "uid": new_uid},
-               "volume": "data", "repository": "default", "restoreName": "r1", "snapshotID": "deadbeef"}),
+        spec("deadbeef", ".cairn-restore-r1"),
     );
     let restored = wait_for(&cluster, &agent, "volumerestores", "web-1-data", "Completed");
     assert_eq!(restored["status"]["snapshotID"], id.as_str(), "{restored}");
     assert_eq!(fs::read(target.join("sub/orders.db")).unwrap(), b"orders");
+    assert_eq!(
+        fs::read(target.join("sub/deeper/.cairn-nested")).unwrap(),
+        b"data, not a marker"
+    );
+    let meta = |p: &str| fs::symlink_metadata(target.join(p)).unwrap();
+    assert_eq!(meta("run.sh").permissions().mode() & 0o7777, 0o750);
+    assert_eq!(meta("sub/orders.db").permissions().mode() & 0o7777, 0o600);
+    assert_eq!(meta("sub/orders.db").modified().unwrap(), old);
+    // The marker is written last, as an empty regular file.
+    assert!(meta(".cairn-restore-r1").is_file());
+    assert!(!target.join(".cairn-restore-old").exists());
     let failed = wait_for(&cluster, &agent, "volumerestores", "bad-snapshot", "Failed");
     let message = failed["status"]["message"].as_str().unwrap();
     assert!(message.contains("deadbeef"), "{message}");
+
+    // A restore writes no top-level `.cairn*` entry of the snapshot.
+    let other_uid = seed_named_pod(&cluster, "web-2");
+    let other = pods.join(&other_uid).join("volumes/kubernetes.io~empty-dir/data");
+    fs::create_dir_all(&other).unwrap();
+    let mut by_hand_spec = spec(&by_hand_id, ".cairn-restore-r2");
+    by_hand_spec["pod"] = json!({"namespace": "shop", "name": "web-2", "uid": other_uid});
+    create(&cluster, "volumerestores", "VolumeRestore", "by-hand", by_hand_spec);
+    wait_for(&cluster, &agent, "volumerestores", "by-hand", "Completed");
+    assert_eq!(fs::read(other.join("kept")).unwrap(), b"kept");
+    assert!(!other.join(".cairn-restore-stale").exists());
+    assert!(other.join(".cairn-restore-r2").is_file());
 }
 
 #[test]

@@ -15,6 +15,7 @@ use std::time::Duration;
 use cairn::k8s::client::ClusterAccess;
 use cairn::k8s::manifests::filter::{ClusterResources, Filters};
 use cairn::k8s::manifests::restore::Outcome;
+use cairn::k8s::manifests::restore::Pass;
 use cairn::k8s::manifests::run::{backup_manifests, restore_manifests, ManifestBackupOptions, ManifestRestoreOptions};
 use cairn::k8s::{K8sError, RESTORE_LABEL, SNAPSHOT_LABEL};
 use cairn::repo::Repository;
@@ -231,4 +232,72 @@ async fn backup_and_restore_run_from_async_code_through_jobs() {
     assert!(!target.objects().is_empty());
     // The fake servers' runtimes are dropped off the async threads.
     std::thread::spawn(move || drop((source, target, repo))).join().unwrap();
+}
+
+/// The workload resources as a restore report names them.
+const WORKLOADS: &[&str] = &[
+    "pods",
+    "replicationcontrollers",
+    "replicasets.apps",
+    "deployments.apps",
+    "statefulsets.apps",
+    "daemonsets.apps",
+    "jobs.batch",
+    "cronjobs.batch",
+];
+
+#[test]
+fn restore_in_two_passes_leaves_workloads_for_the_second_and_provisions_fresh_claims() {
+    let source = FakeCluster::seeded();
+    let repo = Repo::new();
+    let filters = Filters::new(&["data".into()], &[], &[], &[], None, ClusterResources::Auto).unwrap();
+    backup_manifests(
+        repo.open(),
+        &ManifestBackupOptions {
+            filters: filters.clone(),
+            ..backup_options(&source)
+        },
+    )
+    .unwrap();
+    let target = FakeCluster::empty();
+    let indexed = repo.open().load_index().unwrap();
+    let mut opts = ManifestRestoreOptions {
+        access: access(&target),
+        name: Some("two-pass".into()),
+        crd_timeout: Duration::from_secs(10),
+        pass: Pass::WithoutWorkloads,
+        fresh_claims: [("data".to_owned(), "data-db-0".to_owned())].into(),
+        ..ManifestRestoreOptions::default()
+    };
+    let first = restore_manifests(&indexed, &opts).unwrap();
+    assert_eq!(first.report.failed(), 0, "{:#?}", first.report.results);
+    let claim = target.get("", "persistentvolumeclaims", "data", "data-db-0").unwrap();
+    assert!(claim["spec"].get("volumeName").is_none(), "{claim}");
+    assert!(claim["metadata"]["annotations"]
+        .get("pv.kubernetes.io/bind-completed")
+        .is_none());
+    assert!(
+        target.get("", "persistentvolumes", "", "pv-data-db-0").is_none(),
+        "the volume of a fresh claim is not restored"
+    );
+    assert!(target.get("", "services", "data", "db").is_some());
+    assert!(target.get("apps", "statefulsets", "data", "db").is_none());
+    assert!(first
+        .report
+        .results
+        .iter()
+        .all(|r| !WORKLOADS.contains(&r.resource.as_str())));
+
+    opts.pass = Pass::Workloads;
+    let second = restore_manifests(&indexed, &opts).unwrap();
+    assert!(target.get("apps", "statefulsets", "data", "db").is_some());
+    assert!(
+        second
+            .report
+            .results
+            .iter()
+            .all(|r| WORKLOADS.contains(&r.resource.as_str())),
+        "{:#?}",
+        second.report.results
+    );
 }

@@ -40,6 +40,22 @@ pub enum K8sCommand {
     Agent(super::cmd_k8s_agent::AgentArgs),
     /// Keep a volume mounted for the node agent (the command of backup helper pods).
     Hold(super::cmd_k8s_hold::HoldArgs),
+    /// Wait for a restore's marker in a directory, remove it and exit (the
+    /// command of a restore's helper pod).
+    RestoreWait(RestoreWaitArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreWaitArgs {
+    /// The directory (the restored volume's mount) the marker appears in.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The marker's name: starts with `.cairn`, no `/`.
+    #[arg(long, value_name = "NAME")]
+    pub marker: String,
+    /// Give up after this long (`90s`, `1h`; default: wait for ever).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
 }
 
 /// How to reach the cluster.
@@ -165,6 +181,7 @@ pub fn run(ctx: &Context, cmd: &K8sCommand) -> Result<i32, CliError> {
         K8sCommand::Controller(args) => super::cmd_k8s_controller::run_controller(ctx, args),
         K8sCommand::Agent(args) => super::cmd_k8s_agent::run_agent(ctx, args),
         K8sCommand::Hold(args) => super::cmd_k8s_hold::run_hold(ctx, args),
+        K8sCommand::RestoreWait(args) => run_restore_wait(args),
     }
 }
 
@@ -247,6 +264,7 @@ fn run_restore(ctx: &Context, args: &RestoreArgs) -> Result<i32, CliError> {
         dry_run: args.dry_run,
         crd_timeout: Duration::from_secs(args.crd_timeout),
         name: None,
+        ..ManifestRestoreOptions::default()
     };
     let repo = ctx.open_indexed()?;
     let r = restore_manifests(&repo, &opts)?;
@@ -326,6 +344,23 @@ fn print_report(report: &Report, dry_run: bool, cluster: &str, snapshot: &str, n
         output::line("(dry run: nothing was changed)")?;
     }
     Ok(())
+}
+
+fn run_restore_wait(args: &RestoreWaitArgs) -> Result<i32, CliError> {
+    use crate::k8s::restore_wait::{wait_for_marker, POLL};
+    let timeout = match &args.timeout {
+        Some(text) => Some(
+            crate::k8s::crd::duration::parse(text).map_err(|e| K8sError::InvalidOption(format!("--timeout: {e}")))?,
+        ),
+        None => None,
+    };
+    wait_for_marker(&args.dir, &args.marker, timeout, POLL).map_err(K8sError::from)?;
+    output::line(format!(
+        "{} found and removed in {}: the volume is restored",
+        args.marker,
+        args.dir.display()
+    ))?;
+    Ok(0)
 }
 
 #[cfg(test)]

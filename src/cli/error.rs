@@ -64,7 +64,8 @@ pub enum CliError {
 fn k8s_exit_code(e: &crate::k8s::K8sError) -> i32 {
     use crate::k8s::K8sError;
     match e {
-        K8sError::InvalidOption(_) => exit::USAGE,
+        K8sError::InvalidOption(_)
+        | K8sError::RestoreWait(crate::k8s::restore_wait::RestoreWaitError::BadMarker(_)) => exit::USAGE,
         K8sError::Repo(e) | K8sError::Backup(BackupError::Repo(e)) => e.exit_code(),
         K8sError::Restore(e) => e.exit_code(),
         _ => exit::ERROR,

@@ -57,6 +57,8 @@ pub enum K8sError {
     Forget(#[from] ForgetError),
     #[error("repository work stopped: {0}")]
     Job(String),
+    #[error(transparent)]
+    RestoreWait(#[from] crate::k8s::restore_wait::RestoreWaitError),
 }
 
 /// HTTP statuses worth retrying: throttled, or the server (or a proxy in
@@ -153,6 +155,7 @@ impl K8sError {
             Self::Open(_) => "storage",
             Self::Forget(_) => "forget",
             Self::Job(_) => "job",
+            Self::RestoreWait(_) => "restore_wait",
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod hooks;
 pub mod install;
 pub mod jobs;
 pub mod manifests;
+pub mod restore_wait;
 
 pub use error::K8sError;
 

@@ -19,6 +19,7 @@ use crate::k8s::controller::record::{snapshot_uid, TAG_BACKUP, TAG_BACKUP_UID};
 use crate::k8s::controller::Error;
 use crate::k8s::crd::backup::Backup;
 use crate::k8s::crd::volume_backup::VolumeBackup;
+use crate::k8s::restore_wait::MARKER_PREFIX;
 use crate::k8s::{jobs, K8sError};
 use crate::repo::{CancelToken, LockKind};
 use crate::source::walk::WalkOptions;
@@ -52,6 +53,9 @@ async fn run(vb: &VolumeBackup, agent: &Agent, api: &Api<VolumeBackup>) -> Step<
         .map(|v| v.exclude_paths.clone())
         .unwrap_or_default();
     excludes.extend(exclude_paths(&located.pod));
+    // A restore's marker (and any other top-level `.cairn*` entry) is not
+    // the volume's data.
+    excludes.push(format!("/{MARKER_PREFIX}*"));
     let logical = located.target.logical_path.clone();
     let mut tags = vec![
         format!("{TAG_BACKUP}={}", spec.backup_name),

@@ -100,6 +100,13 @@ pub struct RestoreStatus {
     /// The pod volumes' restores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_restores: Option<VolumeCounts>,
+    /// Where the restore is: absent until the objects other than the
+    /// workloads are restored; then waiting for the volume data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<RestoreStep>,
+    /// The claims whose data is written back, one VolumeRestore each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<RestoredVolume>,
     /// What went wrong without failing the restore, one line each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -109,4 +116,25 @@ pub struct RestoreStatus {
     /// A line saying what happened (why it failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// The steps of a Restore, recorded so that a restarted controller resumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RestoreStep {
+    /// The objects but the workloads are restored; the volume data is
+    /// being written; the workloads come next.
+    Volumes,
+}
+
+/// A claim whose data a Restore writes back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoredVolume {
+    /// The claim's namespace in this cluster (after the mapping).
+    pub namespace: String,
+    /// The claim's name.
+    pub claim: String,
+    /// The volume snapshot written into it.
+    #[serde(rename = "snapshotID")]
+    pub snapshot_id: String,
 }

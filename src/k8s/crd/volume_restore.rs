@@ -52,6 +52,10 @@ pub struct VolumeRestoreSpec {
     /// The volume snapshot to write back.
     #[serde(rename = "snapshotID")]
     pub snapshot_id: String,
+    /// The file written at the volume's root once the data is in place
+    /// (a name starting with `.cairn`, for the helper pod to wait for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
     /// Stop the work; the phase becomes Canceled.
     #[serde(default)]
     pub cancel: bool,

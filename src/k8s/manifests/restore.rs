@@ -12,7 +12,7 @@ use super::discovery::{discover, qualified, Discovered};
 use super::filter::{excluded_by_label, needable, ClusterResources, Filters, ResourceNames};
 use super::order::{is_builtin_group, Order};
 use super::stored::StoredObject;
-use super::transform::{skip_reason, transform, Rewrite};
+use super::transform::{is_workload, skip_reason, transform, Rewrite};
 use crate::k8s::client::{chain, describe, status_code, Cluster};
 use crate::k8s::K8sError;
 
@@ -48,6 +48,31 @@ pub struct RestoreOptions {
     /// How long to wait for a created CustomResourceDefinition to be
     /// established.
     pub crd_timeout: Duration,
+    /// Which objects of the selection this pass restores.
+    pub pass: Pass,
+}
+
+/// A restore in one pass, or in two around the restore of volume data:
+/// first everything but the workloads (the claims among it), then the
+/// workloads, whose pods then find their data in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pass {
+    #[default]
+    All,
+    /// Everything but the workloads ([`super::transform::WORKLOADS`]).
+    WithoutWorkloads,
+    /// The workloads only.
+    Workloads,
+}
+
+impl Pass {
+    fn keeps(self, group: &str, plural: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::WithoutWorkloads => !is_workload(group, plural),
+            Self::Workloads => is_workload(group, plural),
+        }
+    }
 }
 
 /// What happened to one object.
@@ -480,6 +505,22 @@ impl Restorer<'_> {
 pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &RestoreOptions) -> Result<Report, K8sError> {
     let discovered = discover(cluster).await?;
     let mut selected = select(objects, &discovered, &opts.filters);
+    // The volumes of claims provisioned anew are not restored.
+    let fresh_volumes: BTreeSet<String> = selected
+        .iter()
+        .filter(|o| o.at.group.is_empty() && o.at.plural == "persistentvolumeclaims")
+        .filter(|o| {
+            o.at.namespace
+                .as_ref()
+                .is_some_and(|ns| opts.rewrite.fresh_claims.contains(&(ns.clone(), o.at.name.clone())))
+        })
+        .filter_map(|o| o.object.pointer("/spec/volumeName").and_then(Value::as_str))
+        .map(str::to_owned)
+        .collect();
+    selected.retain(|o| {
+        opts.pass.keeps(&o.at.group, &o.at.plural)
+            && !(o.at.group.is_empty() && o.at.plural == "persistentvolumes" && fresh_volumes.contains(&o.at.name))
+    });
     // Custom resources: those whose definition is in the backup, and those
     // of groups Kubernetes does not define.
     let definitions: BTreeSet<(String, String)> = selected

@@ -6,13 +6,13 @@
 //! their own and use the repository (which blocks on its own runtime). From
 //! async code call them through [`crate::k8s::jobs`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::backup::collect;
 use super::filter::{split_list, Filters};
 use super::order::Order;
-use super::restore::{restore, ExistingPolicy, Report, RestoreOptions};
+use super::restore::{restore, ExistingPolicy, Pass, Report, RestoreOptions};
 use super::stored::load_objects;
 use super::transform::Rewrite;
 use crate::backup::progress::Progress;
@@ -192,6 +192,12 @@ pub struct ManifestRestoreOptions {
     /// The restore's name, recorded in a label on every object (default
     /// `restore-<YYYYMMDD-hhmmss>`).
     pub name: Option<String>,
+    /// Which objects this pass restores (all, or one side of the workloads).
+    pub pass: Pass,
+    /// Claims (namespace in the backup, name) whose data the node agent
+    /// restores: created without their binding; their volumes are not
+    /// restored.
+    pub fresh_claims: BTreeSet<(String, String)>,
 }
 
 impl Default for ManifestRestoreOptions {
@@ -207,6 +213,8 @@ impl Default for ManifestRestoreOptions {
             dry_run: false,
             crd_timeout: Duration::from_secs(60),
             name: None,
+            pass: Pass::All,
+            fresh_claims: BTreeSet::new(),
         }
     }
 }
@@ -244,12 +252,14 @@ pub fn restore_manifests(
             mapping: opts.namespace_mapping.clone(),
             snapshot: snapshot.short(),
             restore: name.clone(),
+            fresh_claims: opts.fresh_claims.clone(),
             ..Rewrite::default()
         },
         policy: opts.policy,
         dry_run: opts.dry_run,
         order: opts.order.clone(),
         crd_timeout: opts.crd_timeout,
+        pass: opts.pass,
     };
     let rt = runtime()?;
     let (cluster, report) = rt.block_on(async {

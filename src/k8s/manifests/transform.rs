@@ -20,6 +20,34 @@ const NOT_RESTORED: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The annotations of a bound claim that a claim provisioned anew must
+/// not carry: the binding, and the node and provisioner picked for the
+/// old volume.
+pub const UNBOUND_CLAIM_ANNOTATIONS: &[&str] = &[
+    "pv.kubernetes.io/bind-completed",
+    "pv.kubernetes.io/bound-by-controller",
+    "volume.kubernetes.io/selected-node",
+    "volume.beta.kubernetes.io/storage-provisioner",
+    "volume.kubernetes.io/storage-provisioner",
+];
+
+/// The workload resources (group, plural): the objects that start pods.
+pub const WORKLOADS: &[(&str, &str)] = &[
+    ("", "pods"),
+    ("", "replicationcontrollers"),
+    ("apps", "replicasets"),
+    ("apps", "deployments"),
+    ("apps", "statefulsets"),
+    ("apps", "daemonsets"),
+    ("batch", "jobs"),
+    ("batch", "cronjobs"),
+];
+
+/// Whether objects of `group`/`plural` start pods.
+pub fn is_workload(group: &str, plural: &str) -> bool {
+    WORKLOADS.iter().any(|(g, p)| *g == group && *p == plural)
+}
+
 /// Parses `old:new,old2:new2` (repeatable) into a namespace mapping.
 pub fn parse_mapping(values: &[String]) -> Result<BTreeMap<String, String>, K8sError> {
     let mut map = BTreeMap::new();
@@ -70,6 +98,9 @@ pub struct Rewrite {
     pub mapping: BTreeMap<String, String>,
     /// The PersistentVolumes this restore creates.
     pub restored_volumes: BTreeSet<String>,
+    /// Claims (namespace before mapping, name) whose volume data is
+    /// restored by the node agent: created anew, bound to a fresh volume.
+    pub fresh_claims: BTreeSet<(String, String)>,
     /// Values of the snapshot and restore labels.
     pub snapshot: String,
     pub restore: String,
@@ -135,16 +166,13 @@ pub fn transform(at: &ObjectPath, object: &mut Value, rewrite: &Rewrite) {
         }
         ("", "persistentvolumeclaims") => {
             let volume = object.pointer("/spec/volumeName").and_then(Value::as_str).unwrap_or("");
-            if !volume.is_empty() && !rewrite.restored_volumes.contains(volume) {
+            let fresh = at
+                .namespace
+                .as_ref()
+                .is_some_and(|ns| rewrite.fresh_claims.contains(&(ns.clone(), at.name.clone())));
+            if fresh || !volume.is_empty() && !rewrite.restored_volumes.contains(volume) {
                 remove_keys(object, "/spec", &["volumeName"]);
-                remove_keys(
-                    object,
-                    "/metadata/annotations",
-                    &[
-                        "pv.kubernetes.io/bind-completed",
-                        "pv.kubernetes.io/bound-by-controller",
-                    ],
-                );
+                remove_keys(object, "/metadata/annotations", UNBOUND_CLAIM_ANNOTATIONS);
             }
         }
         _ => {}
@@ -180,6 +208,7 @@ mod tests {
         Rewrite {
             mapping: parse_mapping(&["web:web-copy".into()]).unwrap(),
             restored_volumes: ["pv-kept".to_owned()].into(),
+            fresh_claims: [("web".to_owned(), "data-web-0".to_owned())].into(),
             snapshot: "1a2b3c4d".into(),
             restore: "restore-1".into(),
         }
@@ -235,6 +264,57 @@ mod tests {
         assert!(dropped["metadata"]["annotations"]
             .get("pv.kubernetes.io/bind-completed")
             .is_none());
+    }
+
+    #[test]
+    fn a_claim_with_volume_data_is_stripped_of_its_binding_even_when_its_volume_is_restored() {
+        let mut claim = json!({"metadata": {"name": "data-web-0", "namespace": "web", "annotations": {
+                "pv.kubernetes.io/bind-completed": "yes",
+                "pv.kubernetes.io/bound-by-controller": "yes",
+                "volume.kubernetes.io/selected-node": "node-3",
+                "volume.beta.kubernetes.io/storage-provisioner": "ebs.csi.aws.com",
+                "volume.kubernetes.io/storage-provisioner": "ebs.csi.aws.com",
+                "team": "shop"}},
+            "spec": {"volumeName": "pv-kept", "storageClassName": "gp3", "accessModes": ["ReadWriteOnce"]}});
+        let at = at("", "persistentvolumeclaims", Some("web"), "data-web-0");
+        transform(&at, &mut claim, &rewrite());
+        assert_eq!(claim["metadata"]["namespace"], "web-copy");
+        assert_eq!(
+            claim["spec"],
+            json!({"storageClassName": "gp3", "accessModes": ["ReadWriteOnce"]})
+        );
+        let annotations = claim["metadata"]["annotations"].as_object().unwrap();
+        assert_eq!(annotations.keys().collect::<Vec<_>>(), ["team"]);
+        // Another claim bound to a restored volume keeps it.
+        let mut other = json!({"metadata": {"name": "logs", "annotations": {"volume.kubernetes.io/selected-node": "n"}},
+                               "spec": {"volumeName": "pv-kept"}});
+        transform(
+            &super::ObjectPath {
+                name: "logs".into(),
+                ..at.clone()
+            },
+            &mut other,
+            &rewrite(),
+        );
+        assert_eq!(other["spec"]["volumeName"], "pv-kept");
+        assert_eq!(
+            other["metadata"]["annotations"]["volume.kubernetes.io/selected-node"],
+            "n"
+        );
+    }
+
+    #[test]
+    fn workloads_are_the_kinds_that_start_pods() {
+        for (g, p) in [("apps", "statefulsets"), ("", "pods"), ("batch", "cronjobs")] {
+            assert!(is_workload(g, p), "{g}/{p}");
+        }
+        for (g, p) in [
+            ("", "persistentvolumeclaims"),
+            ("", "services"),
+            ("example.com", "pods"),
+        ] {
+            assert!(!is_workload(g, p), "{g}/{p}");
+        }
     }
 
     #[test]
