@@ -84,12 +84,7 @@ impl Setup {
     }
 
     fn volume_backups(&self) -> Vec<Value> {
-        self.cluster
-            .objects()
-            .into_iter()
-            .filter(|(k, _)| k.1 == "volumebackups")
-            .map(|(_, v)| v)
-            .collect()
+        controller_support::objects_of(&self.cluster, "volumebackups")
     }
 
     fn volume_backups_of(&self, pod: &str) -> Vec<Value> {

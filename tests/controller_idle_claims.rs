@@ -49,12 +49,7 @@ fn bound_pv(cluster: &FakeCluster, name: &str) -> String {
 }
 
 fn pods(cluster: &FakeCluster) -> Vec<Value> {
-    cluster
-        .objects()
-        .into_iter()
-        .filter(|(k, _)| k.1 == "pods")
-        .map(|(_, v)| v)
-        .collect()
+    controller_support::objects_of(cluster, "pods")
 }
 
 #[test]

@@ -169,12 +169,7 @@ fn agent(s: &Setup, cluster: &FakeCluster, kubelet: &Kubelet, name: &str) -> Age
 }
 
 fn volume_restores(cluster: &FakeCluster) -> Vec<Value> {
-    cluster
-        .objects()
-        .into_iter()
-        .filter(|(k, _)| k.1 == "volumerestores")
-        .map(|(_, v)| v)
-        .collect()
+    controller_support::objects_of(cluster, "volumerestores")
 }
 
 fn rv(obj: &Value) -> u64 {
@@ -219,6 +214,33 @@ fn check_restored(cluster: &FakeCluster, kubelet: &Kubelet, ns: &str, old_pv: &s
         rv(&sts),
         rv(vr)
     );
+}
+
+/// Backs namespace `web` up with an agent, stops the agent, then starts
+/// Restore `r1` into `web-copy` and waits until its VolumeRestore exists
+/// (no agent takes it).
+fn backed_up_then_restoring(s: &Setup, controller: &Controller) {
+    let agent = agent(s, &s.cluster, &s.kubelet, "agent");
+    create(
+        &s.cluster,
+        "backups",
+        "Backup",
+        "nightly",
+        json!({"includedNamespaces": ["web"]}),
+    );
+    wait_phase(&s.cluster, controller, "backups", "nightly", "Completed");
+    drop(agent);
+    create(
+        &s.cluster,
+        "restores",
+        "Restore",
+        "r1",
+        json!({"backupName": "nightly", "namespaceMapping": {"web": "web-copy"}}),
+    );
+    let made = s
+        .cluster
+        .wait_for(|o| o.iter().any(|(k, _)| k.1 == "volumerestores"), WAIT);
+    assert!(made, "no VolumeRestore:\n{}", controller.log());
 }
 
 #[test]
@@ -313,29 +335,9 @@ fn a_restore_into_another_cluster_sharing_the_repository() {
 fn a_failed_volume_restore_makes_the_restore_partially_failed_naming_the_claim() {
     let s = setup(None);
     let controller = Controller::start(&s.cluster, &[]);
-    let agent = agent(&s, &s.cluster, &s.kubelet, "agent");
-    create(
-        &s.cluster,
-        "backups",
-        "Backup",
-        "nightly",
-        json!({"includedNamespaces": ["web"]}),
-    );
-    wait_phase(&s.cluster, &controller, "backups", "nightly", "Completed");
     // No agent from here on: what one writes when the snapshot cannot be
     // read is set by hand.
-    drop(agent);
-    create(
-        &s.cluster,
-        "restores",
-        "Restore",
-        "r1",
-        json!({"backupName": "nightly", "namespaceMapping": {"web": "web-copy"}}),
-    );
-    let made = s
-        .cluster
-        .wait_for(|o| o.iter().any(|(k, _)| k.1 == "volumerestores"), WAIT);
-    assert!(made, "no VolumeRestore:\n{}", controller.log());
+    backed_up_then_restoring(&s, &controller);
     let vr = volume_restores(&s.cluster).remove(0);
     let helper = vr["spec"]["pod"]["name"].as_str().unwrap().to_owned();
     assert!(s.cluster.get("", "pods", "web-copy", &helper).is_some());
@@ -410,27 +412,7 @@ fn a_controller_killed_while_the_volumes_are_restored_resumes_them() {
     let s = setup(None);
     let expected = tree(&s.kubelet.pod_volume_dir("web", "web-0", "data"));
     let mut controller = Controller::start(&s.cluster, &[]);
-    let first_agent = agent(&s, &s.cluster, &s.kubelet, "agent");
-    create(
-        &s.cluster,
-        "backups",
-        "Backup",
-        "nightly",
-        json!({"includedNamespaces": ["web"]}),
-    );
-    wait_phase(&s.cluster, &controller, "backups", "nightly", "Completed");
-    drop(first_agent);
-    create(
-        &s.cluster,
-        "restores",
-        "Restore",
-        "r1",
-        json!({"backupName": "nightly", "namespaceMapping": {"web": "web-copy"}}),
-    );
-    let made = s
-        .cluster
-        .wait_for(|o| o.iter().any(|(k, _)| k.1 == "volumerestores"), WAIT);
-    assert!(made, "no VolumeRestore:\n{}", controller.log());
+    backed_up_then_restoring(&s, &controller);
     let restore = s.cluster.get("backup.cairn.io", "restores", NS, "r1").unwrap();
     assert_eq!(restore["status"]["step"], "Volumes", "{restore}");
     controller.kill();
@@ -450,27 +432,7 @@ fn a_controller_killed_while_the_volumes_are_restored_resumes_them() {
 fn a_restore_deleted_while_its_volumes_wait_deletes_its_helper_pods() {
     let s = setup(None);
     let controller = Controller::start(&s.cluster, &[]);
-    let first_agent = agent(&s, &s.cluster, &s.kubelet, "agent");
-    create(
-        &s.cluster,
-        "backups",
-        "Backup",
-        "nightly",
-        json!({"includedNamespaces": ["web"]}),
-    );
-    wait_phase(&s.cluster, &controller, "backups", "nightly", "Completed");
-    drop(first_agent);
-    create(
-        &s.cluster,
-        "restores",
-        "Restore",
-        "r1",
-        json!({"backupName": "nightly", "namespaceMapping": {"web": "web-copy"}}),
-    );
-    let made = s
-        .cluster
-        .wait_for(|o| o.iter().any(|(k, _)| k.1 == "volumerestores"), WAIT);
-    assert!(made, "no VolumeRestore:\n{}", controller.log());
+    backed_up_then_restoring(&s, &controller);
     let helper = volume_restores(&s.cluster)[0]["spec"]["pod"]["name"]
         .as_str()
         .unwrap()

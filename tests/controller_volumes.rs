@@ -38,12 +38,7 @@ fn running_pod(cluster: &FakeCluster, name: &str) -> String {
 }
 
 fn volume_backups(cluster: &FakeCluster) -> Vec<Value> {
-    cluster
-        .objects()
-        .into_iter()
-        .filter(|(k, _)| k.1 == "volumebackups")
-        .map(|(_, v)| v)
-        .collect()
+    controller_support::objects_of(cluster, "volumebackups")
 }
 
 #[test]

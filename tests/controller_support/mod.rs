@@ -308,6 +308,17 @@ pub fn seed_objects(cluster: &FakeCluster) {
     super::k8s_support::seed::realistic(&mut cluster.state());
 }
 
+/// Every stored object of the resource `plural` (any group, any
+/// namespace), in key order.
+pub fn objects_of(cluster: &FakeCluster, plural: &str) -> Vec<Value> {
+    cluster
+        .objects()
+        .into_iter()
+        .filter(|(k, _)| k.1 == plural)
+        .map(|(_, v)| v)
+        .collect()
+}
+
 /// The uid the fake gave a cairn object in [`NS`].
 pub fn uid(cluster: &FakeCluster, plural: &str, name: &str) -> String {
     cluster
