@@ -73,12 +73,15 @@ async fn run(vb: &VolumeBackup, agent: &Agent, api: &Api<VolumeBackup>) -> Step<
         hostname: Some(agent.ctx.settings.cluster_name.clone()),
         parent: ParentChoice::Latest,
         cancel: Some(cancel.clone()),
+        read_limit: agent.read_limit.clone(),
         ..BackupOptions::default()
     };
     let progress = Arc::new(Progress::default());
     let work_progress = progress.clone();
     let dir = located.dir;
+    let io_priority = agent.io_priority;
     let job = jobs::with_repository(located.access, move |repo| {
+        io_priority.apply();
         // Shared: agents on every node write one repository at once.
         let lock = repo.lock(LockKind::Shared, LOCK_WAIT)?;
         let repo = repo.load_index()?;

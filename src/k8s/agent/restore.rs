@@ -39,7 +39,9 @@ async fn run(vr: &VolumeRestore, agent: &Agent, api: &Api<VolumeRestore>) -> Ste
     let work_cancel = cancel.clone();
     let progress = Arc::new(Progress::default());
     let work_progress = progress.clone();
+    let io_priority = agent.io_priority;
     let job = jobs::with_repository(located.access, move |repo| {
+        io_priority.apply();
         let repo = repo.load_index()?;
         let (_, snap) = repo.find_snapshot(&snapshot, &SnapshotFilter::default())?;
         // A volume snapshot holds one path: the volume's logical path.
