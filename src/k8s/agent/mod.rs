@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod ioprio;
 pub mod locate;
+pub mod repos;
 pub mod restore;
 pub mod volumes;
 mod work;
@@ -24,7 +25,7 @@ use crate::k8s::client::connect;
 use crate::k8s::controller::{drain, http, log, metrics, retry_after, slim_controller, Context, Error, Settings};
 use crate::k8s::crd::volume_backup::VolumeBackup;
 use crate::k8s::crd::volume_restore::VolumeRestore;
-use crate::k8s::K8sError;
+use crate::k8s::{jobs, K8sError};
 use ioprio::IoPriority;
 
 /// How `cairn k8s agent` runs.
@@ -61,6 +62,8 @@ pub struct Agent {
     /// `--read-rate-limit`, shared by the volumes read at once.
     pub read_limit: Option<Arc<ReadLimit>>,
     pub io_priority: IoPriority,
+    /// The repositories kept open between volumes.
+    pub repos: Arc<repos::OpenRepositories>,
 }
 
 fn open_root(path: &Path, flag: &str) -> Result<OwnedFd, K8sError> {
@@ -100,7 +103,9 @@ pub async fn run(mut opts: AgentOptions) -> Result<(), K8sError> {
         host_path_root_name: opts.host_path_root.as_ref().map(|(_, host)| host.clone()),
         read_limit: opts.read_rate_limit.map(|rate| Arc::new(ReadLimit::new(rate))),
         io_priority: opts.io_priority,
+        repos: Arc::new(repos::OpenRepositories::default()),
     });
+    let sweep = close_idle_repositories(agent.repos.clone());
     let selector = format!("spec.node={}", opts.node);
     let config = kube::runtime::controller::Config::default().concurrency(opts.concurrency.max(1));
     let backups = slim_controller(
@@ -122,9 +127,32 @@ pub async fn run(mut opts: AgentOptions) -> Result<(), K8sError> {
     tokio::select! {
         _ = both => {}
         () = serve => {}
+        () = sweep => {}
+    }
+    // Repositories are dropped on a blocking thread, never here.
+    let repos = agent.repos.clone();
+    if let Err(e) = jobs::run(move || {
+        repos.close_all();
+        Ok(())
+    })
+    .await
+    {
+        log::warn(&format!("closing repositories: {e}"));
     }
     log::info("stopped");
     Ok(())
+}
+
+/// Closes the repositories left unused for a while, forever.
+async fn close_idle_repositories(repos: Arc<repos::OpenRepositories>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        let repos = repos.clone();
+        if let Ok(closed @ 1..) = jobs::run(move || Ok(repos.close_idle())).await {
+            log::info(&format!("{closed} unused repositories closed"));
+        }
+    }
 }
 
 /// Logs, counts and retries a failed reconciliation later.
