@@ -483,8 +483,8 @@ fn backups_and_prunes_running_together_lose_nothing() {
 }
 
 /// A backup that ends between prune's loading of the index and its
-/// listing of snapshots (what made the test above fail now and then with
-/// `Unindexed { kind: "tree" }`): prune goes on, walks the new snapshot as
+/// listing of snapshots (what made `backups_and_prunes_running_together_lose_nothing`
+/// fail now and then with `Unindexed { kind: "tree" }`): prune goes on, walks the new snapshot as
 /// far as its index goes, and the lock time of the backup, then the next
 /// prune, keep every pack the snapshot shares with forgotten data.
 #[test]
