@@ -133,3 +133,49 @@ fn take_idle(open: &mut HashMap<String, Open>, now: Instant) -> Vec<Open> {
         .collect();
     idle.into_iter().filter_map(|k| open.remove(&k)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use zeroize::Zeroizing;
+
+    use super::*;
+    use crate::storage::local::LocalStorage;
+    use crate::storage::open::OpenOptions;
+
+    fn access(path: &std::path::Path, password: &str) -> RepositoryAccess {
+        RepositoryAccess {
+            location: path.to_str().unwrap().to_owned(),
+            options: OpenOptions::default(),
+            password: Zeroizing::new(password.to_owned()),
+        }
+    }
+
+    #[test]
+    fn one_open_per_access_a_changed_one_opens_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repo");
+        let repo = Repository::init(
+            Arc::new(LocalStorage::new(path.clone())),
+            b"pw",
+            crate::repo::test_options(),
+        )
+        .unwrap();
+        let repos = OpenRepositories::default();
+        let (a, ()) = repos.indexed("uid", "ns/r", &access(&path, "pw"), |_| Ok(())).unwrap();
+        let (b, ()) = repos.indexed("uid", "ns/r", &access(&path, "pw"), |_| Ok(())).unwrap();
+        assert!(Arc::ptr_eq(&a.key_arc(), &b.key_arc()), "the key was unwrapped again");
+        // Another password (a key added for it) is another open.
+        repo.write_key(b"new", crate::repo::test_options().kdf).unwrap();
+        let (c, ()) = repos.indexed("uid", "ns/r", &access(&path, "new"), |_| Ok(())).unwrap();
+        assert!(!Arc::ptr_eq(&a.key_arc(), &c.key_arc()));
+        let err = repos
+            .indexed("uid", "ns/r", &access(&path, "wrong"), |_| Ok(()))
+            .unwrap_err();
+        assert!(matches!(err, K8sError::Repo(_)), "{err}");
+        assert_eq!(repos.close_idle(), 0, "in use a moment ago");
+        repos.close_all();
+        assert!(repos.open.lock().unwrap().is_empty());
+    }
+}
