@@ -214,8 +214,24 @@ fn bad_options_are_named_in_one_line() {
         (&["--cluster-name", "a b"][..], "--cluster-name"),
         (&["--dry-run", "-o", "xml"][..], "xml"),
         (&["-o", "yaml"][..], "--dry-run"),
+        (&["--agent-read-rate-limit", "fast"][..], "--agent-read-rate-limit"),
     ] {
         let err = fails_with(&mut install(&cluster, args), 2);
+        assert!(err.contains(named), "{args:?}: {err}");
+    }
+    // The agent's own flags likewise, before it talks to any server.
+    for (args, named) in [
+        (&["--read-rate-limit", "12X"][..], "--read-rate-limit"),
+        (&["--read-rate-limit", "0"][..], "--read-rate-limit"),
+        (&["--io-priority", "realtime"][..], "--io-priority"),
+    ] {
+        let mut agent = cairn();
+        agent
+            .args(["k8s", "agent", "--node", "n"])
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(cluster.kubeconfig());
+        let err = fails_with(&mut agent, 2);
         assert!(err.contains(named), "{args:?}: {err}");
     }
     assert!(cluster.log().is_empty(), "{:?}", cluster.log());

@@ -308,3 +308,91 @@ fn a_canceled_or_stale_volume_backup_ends_with_the_reason_and_nothing_stored() {
     );
     assert!(snapshots(&s.repo).is_empty());
 }
+
+/// Runs the cairn binary on `repo` with `password`; returns stdout.
+fn cairn_on(repo: &std::path::Path, password: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(assert_cmd::cargo::cargo_bin("cairn"))
+        .env("CAIRN_PASSWORD", password)
+        .env_remove("CAIRN_REPOSITORY")
+        .envs(env.iter().copied())
+        .arg("-r")
+        .arg(repo)
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "cairn {args:?}: {err}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn log_lines(agent: &Agent, needle: &str) -> usize {
+    agent.log().lines().filter(|l| l.contains(needle)).count()
+}
+
+/// The agent opens a repository once for volume after volume; a prune
+/// between two of them (which rewrites the index and deletes packs) makes
+/// it read the index again, and the next backup stores what it needs; a
+/// new password in the Secret opens the repository again.
+#[test]
+fn the_agent_keeps_its_repository_open_between_volumes() {
+    let s = setup(json!({}));
+    fs::write(s.data.join("orders.db"), b"first orders, soon forgotten").unwrap();
+    volume_backup(&s.cluster, "vb-1", "node-1", "data", &s.uid);
+    let agent = s.agent();
+    let first = wait_phase(&s.cluster, &agent, "vb-1", "Completed");
+    let first = first["status"]["snapshotID"].as_str().unwrap().to_owned();
+    fs::write(s.data.join("orders.db"), b"second orders").unwrap();
+    fs::write(s.data.join("stock.db"), b"stock").unwrap();
+    volume_backup(&s.cluster, "vb-2", "node-1", "data", &s.uid);
+    wait_phase(&s.cluster, &agent, "vb-2", "Completed");
+    assert_eq!(
+        log_lines(&agent, "repository cairn-system/default opened"),
+        1,
+        "{}",
+        agent.log()
+    );
+
+    // A prune that deletes at once: index files replaced, packs gone.
+    let pw = controller_support::PASSWORD;
+    cairn_on(&s.repo, pw, &["forget", &first], &[]);
+    cairn_on(&s.repo, pw, &["prune", "--max-unused", "0%", "--instant-delete"], &[]);
+    fs::write(s.data.join("orders.db"), b"third orders").unwrap();
+    volume_backup(&s.cluster, "vb-3", "node-1", "data", &s.uid);
+    wait_phase(&s.cluster, &agent, "vb-3", "Completed");
+    assert_eq!(log_lines(&agent, "index read again"), 1, "{}", agent.log());
+    assert_eq!(log_lines(&agent, " opened"), 1, "{}", agent.log());
+    cairn_on(&s.repo, pw, &["check", "--read-data"], &[]);
+
+    // A new key, and the Secret changed to its password.
+    cairn_on(
+        &s.repo,
+        pw,
+        &["key", "add"],
+        &[("CAIRN_NEW_PASSWORD", "a new password")],
+    );
+    {
+        let mut state = s.cluster.state();
+        let d = state.def_of("", "secrets").unwrap();
+        let key = (
+            "".to_owned(),
+            "secrets".to_owned(),
+            NS.to_owned(),
+            "default-password".to_owned(),
+        );
+        state.delete(&d, &key, false).unwrap();
+    }
+    controller_support::secret(&s.cluster, "default-password", &[("password", "a new password")]);
+    volume_backup(&s.cluster, "vb-4", "node-1", "data", &s.uid);
+    wait_phase(&s.cluster, &agent, "vb-4", "Completed");
+    assert_eq!(
+        log_lines(
+            &agent,
+            "repository cairn-system/default opened again: its access changed"
+        ),
+        1,
+        "{}",
+        agent.log()
+    );
+    cairn_on(&s.repo, "a new password", &["check"], &[]);
+    assert_eq!(snapshots(&s.repo).len(), 3);
+}

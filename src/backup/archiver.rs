@@ -15,6 +15,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use super::file::{save_file, FileContent, FileFailure, ReadBuffers, ReadContext, SourceFile};
+use super::throttle::ReadLimit;
 
 /// Large files chunked at once, each through a buffer of the maximum chunk
 /// size; more reading threads only add small files in flight.
@@ -78,6 +79,8 @@ pub struct Archiver<'a> {
     pub after_open: Hook,
     /// Checked before each entry of the walk.
     pub cancel: Option<CancelToken>,
+    /// Caps the rate at which file contents are read.
+    pub read_limit: Option<Arc<ReadLimit>>,
     /// The roots are logical names of open directories: the directories
     /// above them are not looked up on this machine.
     pub logical_roots: bool,
@@ -105,6 +108,7 @@ impl<'a> Archiver<'a> {
             before_read: Hook::default(),
             after_open: Hook::default(),
             cancel: None,
+            read_limit: None,
             logical_roots: false,
             owners: OwnerNames::new(),
         }
@@ -116,12 +120,14 @@ impl<'a> Archiver<'a> {
         let jobs_rx = Mutex::new(jobs_rx);
         let buffers = ReadBuffers::new(LARGE_FILES_AT_ONCE);
         let cancel = self.cancel.clone();
+        let read_limit = self.read_limit.clone();
         let ctx = ReadContext {
             chunker: self.chunker,
             saver: self.saver,
             progress: self.progress,
             buffers: &buffers,
             cancel: cancel.as_ref(),
+            read_limit: read_limit.as_deref(),
         };
         let progress = self.progress;
         let (before_read, after_open) = (self.before_read.clone(), self.after_open.clone());

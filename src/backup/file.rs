@@ -13,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 use rayon::prelude::*;
 
 use super::progress::Progress;
+use super::throttle::{ReadLimit, Throttled};
 use super::BackupError;
 use crate::chunker::{ChunkReader, Chunker};
 use crate::format::tree::Content;
@@ -44,6 +45,8 @@ pub struct ReadContext<'a> {
     pub buffers: &'a ReadBuffers,
     /// Checked before each file and each batch of chunks.
     pub cancel: Option<&'a CancelToken>,
+    /// Every byte read from a file is charged to it.
+    pub read_limit: Option<&'a ReadLimit>,
 }
 
 /// The chunking buffers of large files, shared by the reading threads: at
@@ -208,7 +211,7 @@ fn change(walked: &Stat, before: &Stat, after: &Stat, stored: u64) -> Option<Str
 /// Chunks `reader` (of about `len` bytes) and appends content entries;
 /// returns the bytes read.
 pub fn save_stream<R: Read>(
-    mut reader: R,
+    reader: R,
     len: u64,
     ctx: &ReadContext<'_>,
     content: &mut Vec<Content>,
@@ -219,7 +222,9 @@ pub fn save_stream<R: Read>(
         progress,
         buffers,
         cancel,
+        read_limit,
     } = *ctx;
+    let mut reader = Throttled::new(reader, read_limit);
     let stop = || {
         if canceled(cancel) {
             Err(FileFailure::Fatal(BackupError::Canceled))

@@ -194,6 +194,7 @@ pub fn backup_files(
             progress,
             buffers: &buffers,
             cancel: opts.cancel.as_ref(),
+            read_limit: None,
         },
         files,
         start,

@@ -23,6 +23,7 @@ pub mod archiver;
 pub mod file;
 pub mod memory;
 pub mod progress;
+pub mod throttle;
 
 use archiver::Archiver;
 pub use memory::{backup_files, MemoryFile};
@@ -84,6 +85,9 @@ pub struct BackupOptions {
     /// Stops the backup between files and between chunks; no snapshot is
     /// written then.
     pub cancel: Option<CancelToken>,
+    /// Caps the rate at which file contents are read (shared by all the
+    /// reading threads; none: as fast as the disk goes).
+    pub read_limit: Option<Arc<throttle::ReadLimit>>,
     /// Runs before each file is opened for reading (tests).
     #[doc(hidden)]
     pub before_read: crate::source::Hook,
@@ -251,6 +255,7 @@ fn backup_walk(
     archiver.before_read = opts.before_read.clone();
     archiver.after_open = opts.after_open.clone();
     archiver.cancel = opts.cancel.clone();
+    archiver.read_limit = opts.read_limit.clone();
     archiver.logical_roots = walker.has_logical_roots();
     if opts.readers > 0 {
         archiver.readers = opts.readers;
@@ -295,6 +300,7 @@ fn stage_reader<R: std::io::Read>(
         progress,
         buffers: &buffers,
         cancel: opts.cancel.as_ref(),
+        read_limit: opts.read_limit.as_deref(),
     };
     let read = match file::save_stream(reader, u64::MAX, &ctx, &mut content) {
         Ok(n) => n,

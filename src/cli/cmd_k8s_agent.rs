@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::cmd_k8s::AccessArgs;
 use super::cmd_k8s_controller::{serve, settings};
 use super::{CliError, Context};
+use crate::k8s::agent::ioprio::IoPriority;
 use crate::k8s::agent::{run, AgentOptions};
 use crate::k8s::install::{default_image, DEFAULT_NAMESPACE};
 use crate::k8s::K8sError;
@@ -35,6 +36,15 @@ pub struct AgentArgs {
     /// Volumes backed up or restored at once.
     #[arg(long, default_value = "2", value_name = "N")]
     pub concurrency: u16,
+    /// Most bytes a second read from volumes, all volumes together (e.g.
+    /// 50MiB; default: no limit).
+    #[arg(long, value_name = "BYTES", value_parser = parse_rate)]
+    pub read_rate_limit: Option<u64>,
+    /// The I/O priority of the threads reading and writing volumes
+    /// (best-effort: the lowest level of the normal class, which always
+    /// moves on; idle: only when the disk is otherwise unused).
+    #[arg(long, value_enum, default_value = "best-effort", value_name = "CLASS")]
+    pub io_priority: IoPriority,
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, default_value = "0.0.0.0:8081", value_name = "ADDR:PORT")]
     pub listen: SocketAddr,
@@ -66,7 +76,31 @@ pub fn run_agent(ctx: &Context, args: &AgentArgs) -> Result<i32, CliError> {
         host_pods: args.host_pods.clone(),
         host_path_root,
         concurrency: args.concurrency,
+        read_rate_limit: args.read_rate_limit,
+        io_priority: args.io_priority,
         listen: args.listen,
     };
     serve(run(opts))
+}
+
+/// A rate in bytes a second: a size (`50MiB`, `1048576`) with an optional
+/// `/s`; more than nothing.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let size = s.trim().strip_suffix("/s").unwrap_or(s);
+    match super::cmd_init::parse_size(size)? {
+        0 => Err(format!("{s:?}: a rate of 0 would never read anything")),
+        n => Ok(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rates_are_sizes_a_second() {
+        assert_eq!(super::parse_rate("50MiB"), Ok(50 << 20));
+        assert_eq!(super::parse_rate("50MiB/s"), Ok(50 << 20));
+        assert_eq!(super::parse_rate("4096"), Ok(4096));
+        assert!(super::parse_rate("0").is_err());
+        assert!(super::parse_rate("fast").is_err());
+    }
 }

@@ -67,6 +67,10 @@ pub struct InstallArgs {
     /// claims are backed up.
     #[arg(long, value_name = "DIR")]
     pub host_path_root: Option<String>,
+    /// The agents' read-rate limit, each agent all its volumes together
+    /// (e.g. 50MiB; default: none).
+    #[arg(long, value_name = "BYTES", value_parser = super::cmd_k8s_agent::parse_rate)]
+    pub agent_read_rate_limit: Option<u64>,
     /// Print the objects; change nothing (yaml unless -o json).
     #[arg(long)]
     pub dry_run: bool,
@@ -99,6 +103,7 @@ pub fn run_install(ctx: &Context, args: &InstallArgs) -> Result<i32, CliError> {
         kubelet_root_dir: args.kubelet_root_dir.clone(),
         cluster_name: args.cluster_name.clone(),
         host_path_root: args.host_path_root.clone(),
+        agent_read_rate_limit: args.agent_read_rate_limit,
     };
     opts.validate()?;
     if args.dry_run {

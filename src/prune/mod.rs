@@ -350,14 +350,23 @@ pub fn prune(
 const WALK_BATCH: usize = 64;
 
 /// Marks every blob reachable from a snapshot, walking each tree once.
+///
+/// Snapshots are listed after the index was loaded, so a backup that
+/// finished in between has a snapshot whose new blobs this index does not
+/// list (they are in an index file written after the load). Such a
+/// snapshot is walked as far as this index goes: it is no different from
+/// one written just after the listing, which the lock times and the next
+/// prune protect. A snapshot that needs a blob no index file lists at all
+/// stops prune before any change.
 fn reachable(repo: &IndexedRepository, report: &mut PruneReport) -> Result<Bitmap> {
     let index = repo.index();
     let mut live = Bitmap::new(index.len());
     let snapshots = list_snapshots(repo)?;
     report.snapshots = snapshots.len() as u64;
     let mut frontier: Vec<(TreeId, SnapshotId)> = Vec::new();
+    let mut unindexed: Vec<Unlisted> = Vec::new();
     for (sid, snap) in &snapshots {
-        visit_tree(index, &mut live, snap.tree, *sid, &mut frontier)?;
+        visit_tree(index, &mut live, snap.tree, *sid, &mut frontier, &mut unindexed);
     }
     while !frontier.is_empty() {
         let batch: Vec<(TreeId, SnapshotId)> = frontier.split_off(frontier.len().saturating_sub(WALK_BATCH));
@@ -370,24 +379,87 @@ fn reachable(repo: &IndexedRepository, report: &mut PruneReport) -> Result<Bitma
             report.trees += 1;
             for node in &tree.nodes {
                 if let Some(sub) = node.subtree {
-                    visit_tree(index, &mut live, sub, sid, &mut frontier)?;
+                    visit_tree(index, &mut live, sub, sid, &mut frontier, &mut unindexed);
                 }
                 if node.kind == NodeKind::File {
                     for c in &node.content {
                         if let Content::Blob(id) = c {
-                            let pos = index.position(BlobKind::Data, id).ok_or(PruneError::Unindexed {
-                                snapshot: sid,
-                                kind: "data",
-                                id: *id,
-                            })?;
-                            live.set(pos);
+                            match index.position(BlobKind::Data, id) {
+                                Some(pos) => {
+                                    live.set(pos);
+                                }
+                                None => unindexed.push(Unlisted {
+                                    snapshot: sid,
+                                    kind: BlobKind::Data,
+                                    id: *id,
+                                }),
+                            }
                         }
                     }
                 }
             }
         }
     }
+    if !unindexed.is_empty() {
+        let newer = indexed_since(repo)?;
+        if let Some(u) = unindexed.iter().find(|u| !newer.contains(&(u.kind, u.id))) {
+            return Err(PruneError::Unindexed {
+                snapshot: u.snapshot,
+                kind: match u.kind {
+                    BlobKind::Data => "data",
+                    BlobKind::Tree => "tree",
+                },
+                id: u.id,
+            });
+        }
+    }
     Ok(live)
+}
+
+/// A blob a snapshot needs that the loaded index does not list.
+struct Unlisted {
+    snapshot: SnapshotId,
+    kind: BlobKind,
+    id: BlobId,
+}
+
+/// The blobs of the index files written since the index was loaded (by
+/// backups running beside prune), in packs that are stored. Index files
+/// the loaded ones superseded are not among them: superseding files come
+/// from prune, and their packs are gone or listed by the loaded index.
+fn indexed_since(repo: &IndexedRepository) -> Result<HashSet<(BlobKind, BlobId)>> {
+    let loaded: HashSet<IndexId> = repo.index().files().iter().copied().collect();
+    let names = repo
+        .block_on(repo.storage().list(FileKind::Index))
+        .map_err(RepoError::from)?;
+    let stored: HashSet<PackId> = repo
+        .block_on(repo.storage().list(FileKind::Pack))
+        .map_err(RepoError::from)?
+        .into_iter()
+        .filter_map(|info| info.name.parse::<PackId>().ok())
+        .collect();
+    let mut found = HashSet::new();
+    for info in names {
+        let Ok(id) = info.name.parse::<IndexId>() else {
+            continue;
+        };
+        if loaded.contains(&id) {
+            continue;
+        }
+        let file = match load_index_file(repo, &id) {
+            Ok(f) => f,
+            // Removed meanwhile: it was superseded, so not a backup's.
+            Err(PruneError::Repo(RepoError::Storage(e))) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
+        if !file.supersedes.is_empty() {
+            continue;
+        }
+        for pack in file.packs.iter().filter(|p| stored.contains(&p.id)) {
+            found.extend(pack.blobs.iter().map(|b| (b.kind, b.id)));
+        }
+    }
+    Ok(found)
 }
 
 /// Every snapshot. One that is listed but gone when read was removed by a
@@ -416,17 +488,21 @@ fn visit_tree(
     tree: TreeId,
     sid: SnapshotId,
     frontier: &mut Vec<(TreeId, SnapshotId)>,
-) -> Result<()> {
+    unindexed: &mut Vec<Unlisted>,
+) {
     let blob = BlobId::from(tree);
-    let pos = index.position(BlobKind::Tree, &blob).ok_or(PruneError::Unindexed {
-        snapshot: sid,
-        kind: "tree",
-        id: blob,
-    })?;
-    if !live.set(pos) {
-        frontier.push((tree, sid));
+    match index.position(BlobKind::Tree, &blob) {
+        Some(pos) => {
+            if !live.set(pos) {
+                frontier.push((tree, sid));
+            }
+        }
+        None => unindexed.push(Unlisted {
+            snapshot: sid,
+            kind: BlobKind::Tree,
+            id: blob,
+        }),
     }
-    Ok(())
 }
 
 /// One live index file as prune saw it.

@@ -482,6 +482,44 @@ fn backups_and_prunes_running_together_lose_nothing() {
     assert!(bytes < 1_400_000, "{bytes} bytes of packs remain for 1.2 MB of data");
 }
 
+/// A backup that ends between prune's loading of the index and its
+/// listing of snapshots (what made `backups_and_prunes_running_together_lose_nothing`
+/// fail now and then with `Unindexed { kind: "tree" }`): prune goes on, walks the new snapshot as
+/// far as its index goes, and the lock time of the backup, then the next
+/// prune, keep every pack the snapshot shares with forgotten data.
+#[test]
+fn a_snapshot_written_after_prune_loaded_its_index_does_not_stop_it() {
+    let storage: DynStorage = Arc::new(MemoryStorage::new());
+    Repository::init(storage.clone(), b"pw", crate::repo::test_options()).unwrap();
+    let a = noise(1, 600_000);
+    let sa = backup(&open(&storage), &a);
+    storage_delete_snapshot(&storage, &sa);
+    // The backup takes its lock, then prune loads its index.
+    let backup_lock = crate::repo::now_ns() - 1;
+    let stale = open(&storage);
+    let mut b = a.clone();
+    b.extend(noise(2, 300_000));
+    let sb = backup(&open(&storage), &b);
+    let o = PruneOptions {
+        grace: Duration::ZERO,
+        ..opts()
+    };
+    let r = prune(&stale, &o, &[backup_lock], crate::repo::now_ns(), &()).unwrap();
+    assert_eq!(r.snapshots, 1, "{r:?}");
+    assert!(r.plan.mark_packs > 0, "the packs of a look unused to it: {r:?}");
+    assert_eq!(r.packs_deleted, 0, "{r:?}");
+    assert_kept(&storage, &[(sb, b.clone())]);
+    for _ in 0..3 {
+        run(&storage, &o, crate::repo::now_ns()).unwrap();
+    }
+    assert_kept(&storage, &[(sb, b)]);
+}
+
+fn storage_delete_snapshot(storage: &DynStorage, id: &SnapshotId) {
+    let repo = open(storage);
+    repo.block_on(storage.delete(FileKind::Snapshot, &id.to_hex())).unwrap();
+}
+
 #[test]
 fn a_snapshot_needing_an_unindexed_blob_stops_prune_before_any_change() {
     let f = fixture();

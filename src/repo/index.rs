@@ -50,6 +50,8 @@ pub struct Index {
     /// One bit per pack ordinal: marked for deletion. Empty when none is.
     marked_bits: Vec<u64>,
     files: Vec<IndexId>,
+    /// Files that were read but are superseded, sorted.
+    passed_over: Vec<IndexId>,
     /// Sorted by pack id.
     marked: Vec<MarkedPack>,
     duplicates: u64,
@@ -191,7 +193,7 @@ impl Index {
             + self.packs.capacity() * size_of::<PackId>()
             + self.pack_sizes.capacity() * size_of::<u64>()
             + self.marked_bits.capacity() * size_of::<u64>()
-            + self.files.capacity() * size_of::<IndexId>()
+            + (self.files.capacity() + self.passed_over.capacity()) * size_of::<IndexId>()
             + self.marked.capacity() * size_of::<MarkedPack>()
     }
 }
@@ -219,23 +221,46 @@ const LOAD_CONNECTIONS: usize = 8;
 impl Repository {
     /// Reads every index file and builds the in-memory index.
     pub fn load_index(self) -> Result<IndexedRepository> {
-        let mut names = self.block_on(self.storage.list(FileKind::Index))?.into_iter();
-        let mut set = tokio::task::JoinSet::new();
+        let names: Vec<String> = self
+            .block_on(self.storage.list(FileKind::Index))?
+            .into_iter()
+            .map(|info| info.name)
+            .collect();
         let mut builder = IndexBuilder::new();
+        self.read_index_files(names, |id, file| {
+            builder.add_file(id, file)?;
+            Ok(true)
+        })?;
+        Ok(IndexedRepository {
+            repo: self,
+            index: Arc::new(builder.finish()),
+        })
+    }
+
+    /// Reads and decodes the index files `names`, handing each to `each`
+    /// (in no particular order) until it returns false; returns whether
+    /// all were handed over.
+    fn read_index_files(
+        &self,
+        names: Vec<String>,
+        mut each: impl FnMut(IndexId, IndexFile) -> Result<bool>,
+    ) -> Result<bool> {
+        let mut names = names.into_iter();
+        let mut set = tokio::task::JoinSet::new();
         loop {
             while set.len() < LOAD_CONNECTIONS {
-                let Some(info) = names.next() else { break };
+                let Some(name) = names.next() else { break };
                 let storage = self.storage.clone();
                 set.spawn_on(
                     async move {
-                        let bytes = storage.get(FileKind::Index, &info.name).await;
-                        (info.name, bytes)
+                        let bytes = storage.get(FileKind::Index, &name).await;
+                        (name, bytes)
                     },
                     self.runtime(),
                 );
             }
             let Some(joined) = self.block_on(set.join_next()) else {
-                break;
+                return Ok(true);
             };
             let (name, bytes) = joined.map_err(|e| RepoError::InvalidOption(format!("index loader failed: {e}")))?;
             let plain = self.open_file(FileKind::Index, &name, &bytes?)?;
@@ -250,13 +275,24 @@ impl Repository {
                 name: name.clone(),
                 actual: "not a hex id".into(),
             })?;
-            builder.add_file(id, file)?;
+            if !each(id, file)? {
+                set.abort_all();
+                while self.block_on(set.join_next()).is_some() {}
+                return Ok(false);
+            }
         }
-        Ok(IndexedRepository {
-            repo: self,
-            index: Arc::new(builder.finish()),
-        })
     }
+}
+
+/// How [`IndexedRepository::refresh`] brought the index up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// No index file was added or removed.
+    Unchanged,
+    /// Only new index files of backups were read.
+    Added(usize),
+    /// Index files were removed or replaced (a prune ran): all were read.
+    Reloaded,
 }
 
 /// Largest plaintext of a blob of `kind` (format.md §14).
@@ -272,6 +308,57 @@ fn blob_limit(kind: BlobKind) -> usize {
 const SEALED_SLACK: u64 = 4096;
 
 impl IndexedRepository {
+    /// The index as it is in storage now, read cheaply: when the files
+    /// this index was built from are all still there and the new ones
+    /// only add packs (as backups write them), only the new ones are read;
+    /// when a file was removed or a new one replaces or marks others (a
+    /// prune), the whole index is read again.
+    ///
+    /// Reading the index after taking a lock is what a fresh open does;
+    /// callers refresh after taking theirs for the same reason.
+    pub fn refresh(&self) -> Result<(IndexedRepository, Refresh)> {
+        let listed: Vec<String> = self
+            .block_on(self.storage().list(FileKind::Index))?
+            .into_iter()
+            .map(|info| info.name)
+            .collect();
+        let ids: std::collections::HashSet<IndexId> = listed.iter().filter_map(|n| n.parse().ok()).collect();
+        let index = &self.index;
+        let reload = || Ok((self.repo.clone().load_index()?, Refresh::Reloaded));
+        if index.files.iter().any(|f| !ids.contains(f)) {
+            return reload();
+        }
+        let new: Vec<String> = listed
+            .into_iter()
+            .filter(|n| {
+                n.parse::<IndexId>().map_or(true, |id| {
+                    index.files.binary_search(&id).is_err() && index.passed_over.binary_search(&id).is_err()
+                })
+            })
+            .collect();
+        if new.is_empty() {
+            return Ok((self.clone(), Refresh::Unchanged));
+        }
+        let count = new.len();
+        let mut builder = IndexBuilder::from_index(index);
+        let complete = self.repo.read_index_files(new, |id, file| {
+            if !file.supersedes.is_empty() || !file.marked.is_empty() {
+                return Ok(false);
+            }
+            builder.add_file(id, file)?;
+            Ok(true)
+        })?;
+        if !complete {
+            drop(builder);
+            return reload();
+        }
+        let refreshed = IndexedRepository {
+            repo: self.repo.clone(),
+            index: Arc::new(builder.finish()),
+        };
+        Ok((refreshed, Refresh::Added(count)))
+    }
+
     pub fn index(&self) -> &Arc<Index> {
         &self.index
     }

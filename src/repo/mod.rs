@@ -33,7 +33,7 @@ pub mod treewalk;
 pub use bitmap::Bitmap;
 pub use cancel::CancelToken;
 pub use error::{RepoError, Result};
-pub use index::{BlobLocation, Index, IndexBuilder, IndexedRepository, KEY_LEN};
+pub use index::{BlobLocation, Index, IndexBuilder, IndexedRepository, Refresh, KEY_LEN};
 pub use keys::{KeyInfo, SkippedKey};
 pub use lock::{LockGuard, LockKind, LockOptions, LockWatch};
 pub use treewalk::{TreeBudget, TreeLimits};

@@ -77,15 +77,23 @@ async fn run(vb: &VolumeBackup, agent: &Agent, api: &Api<VolumeBackup>) -> Step<
         hostname: Some(agent.ctx.settings.cluster_name.clone()),
         parent: ParentChoice::Latest,
         cancel: Some(cancel.clone()),
+        read_limit: agent.read_limit.clone(),
         ..BackupOptions::default()
     };
     let progress = Arc::new(Progress::default());
     let work_progress = progress.clone();
     let dir = located.dir;
-    let job = jobs::with_repository(located.access, move |repo| {
-        // Shared: agents on every node write one repository at once.
-        let lock = repo.lock(LockKind::Shared, LOCK_WAIT)?;
-        let repo = repo.load_index()?;
+    let io_priority = agent.io_priority;
+    let repos = agent.repos.clone();
+    let (uid, repo_name) = located.repository;
+    let access = located.access;
+    let job = jobs::run(move || {
+        io_priority.apply();
+        // Shared: agents on every node write one repository at once. The
+        // lock comes first, then the index, as with a fresh open.
+        let (repo, lock) = repos.indexed(&uid, &repo_name, &access, |repo| {
+            Ok(repo.lock(LockKind::Shared, LOCK_WAIT)?)
+        })?;
         let opts = BackupOptions {
             lock: Some(lock.watch()),
             ..opts

@@ -4,7 +4,9 @@
 //! and [`restore`] run the VolumeBackups and VolumeRestores of this node.
 
 pub mod backup;
+pub mod ioprio;
 pub mod locate;
+pub mod repos;
 pub mod restore;
 pub mod volumes;
 mod work;
@@ -18,11 +20,13 @@ use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use kube::{Api, Resource};
 
+use crate::backup::throttle::ReadLimit;
 use crate::k8s::client::connect;
 use crate::k8s::controller::{drain, http, log, metrics, retry_after, slim_controller, Context, Error, Settings};
 use crate::k8s::crd::volume_backup::VolumeBackup;
 use crate::k8s::crd::volume_restore::VolumeRestore;
-use crate::k8s::K8sError;
+use crate::k8s::{jobs, K8sError};
+use ioprio::IoPriority;
 
 /// How `cairn k8s agent` runs.
 #[derive(Debug, Clone)]
@@ -39,6 +43,11 @@ pub struct AgentOptions {
     pub host_path_root: Option<(PathBuf, String)>,
     /// Volumes worked on at once.
     pub concurrency: u16,
+    /// Bytes a second read from volumes, all volumes together (none: no
+    /// limit).
+    pub read_rate_limit: Option<u64>,
+    /// The I/O priority of the threads that read and write volumes.
+    pub io_priority: IoPriority,
     pub listen: SocketAddr,
 }
 
@@ -50,6 +59,11 @@ pub struct Agent {
     pub host_path_root: Option<OwnedFd>,
     /// The host directory `host_path_root` is (as PVs name it).
     pub host_path_root_name: Option<String>,
+    /// `--read-rate-limit`, shared by the volumes read at once.
+    pub read_limit: Option<Arc<ReadLimit>>,
+    pub io_priority: IoPriority,
+    /// The repositories kept open between volumes.
+    pub repos: Arc<repos::OpenRepositories>,
 }
 
 fn open_root(path: &Path, flag: &str) -> Result<OwnedFd, K8sError> {
@@ -87,7 +101,11 @@ pub async fn run(mut opts: AgentOptions) -> Result<(), K8sError> {
         host_pods_name: opts.host_pods.display().to_string(),
         host_path_root,
         host_path_root_name: opts.host_path_root.as_ref().map(|(_, host)| host.clone()),
+        read_limit: opts.read_rate_limit.map(|rate| Arc::new(ReadLimit::new(rate))),
+        io_priority: opts.io_priority,
+        repos: Arc::new(repos::OpenRepositories::default()),
     });
+    let sweep = close_idle_repositories(agent.repos.clone());
     let selector = format!("spec.node={}", opts.node);
     let config = kube::runtime::controller::Config::default().concurrency(opts.concurrency.max(1));
     let backups = slim_controller(
@@ -109,9 +127,32 @@ pub async fn run(mut opts: AgentOptions) -> Result<(), K8sError> {
     tokio::select! {
         _ = both => {}
         () = serve => {}
+        () = sweep => {}
+    }
+    // Repositories are dropped on a blocking thread, never here.
+    let repos = agent.repos.clone();
+    if let Err(e) = jobs::run(move || {
+        repos.close_all();
+        Ok(())
+    })
+    .await
+    {
+        log::warn(&format!("closing repositories: {e}"));
     }
     log::info("stopped");
     Ok(())
+}
+
+/// Closes the repositories left unused for a while, forever.
+async fn close_idle_repositories(repos: Arc<repos::OpenRepositories>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        let repos = repos.clone();
+        if let Ok(closed @ 1..) = jobs::run(move || Ok(repos.close_idle())).await {
+            log::info(&format!("{closed} unused repositories closed"));
+        }
+    }
 }
 
 /// Logs, counts and retries a failed reconciliation later.

@@ -50,8 +50,13 @@ async fn run(vr: &VolumeRestore, agent: &Agent, api: &Api<VolumeRestore>) -> Ste
     let work_cancel = cancel.clone();
     let progress = Arc::new(Progress::default());
     let work_progress = progress.clone();
-    let job = jobs::with_repository(located.access, move |repo| {
-        let repo = repo.load_index()?;
+    let io_priority = agent.io_priority;
+    let repos = agent.repos.clone();
+    let (uid, repo_name) = located.repository;
+    let access = located.access;
+    let job = jobs::run(move || {
+        io_priority.apply();
+        let (repo, ()) = repos.indexed(&uid, &repo_name, &access, |_| Ok(()))?;
         let (_, snap) = repo.find_snapshot(&snapshot, &SnapshotFilter::default())?;
         // A volume snapshot holds one path: the volume's logical path.
         let Some(root) = snap.paths.first().cloned() else {

@@ -141,6 +141,8 @@ pub struct Located {
     pub target: VolumeTarget,
     pub dir: OwnedFd,
     pub access: RepositoryAccess,
+    /// The BackupRepository's uid and `namespace/name`.
+    pub repository: (String, String),
     pub pod: Pod,
 }
 
@@ -226,10 +228,15 @@ pub async fn locate(
         Err(e) if e.is_transient() => return Err(e.into()),
         Err(e) => return fail(e.to_string()),
     };
+    let repository = (
+        repo.metadata.uid.clone().unwrap_or_default(),
+        format!("{namespace}/{repository}"),
+    );
     Ok(Ok(Located {
         target,
         dir,
         access,
+        repository,
         pod,
     }))
 }

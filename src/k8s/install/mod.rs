@@ -48,6 +48,8 @@ pub struct Options {
     /// The nodes' directory of hostPath PersistentVolumes (local-path
     /// provisioners), mounted into the agent at the same path.
     pub host_path_root: Option<String>,
+    /// The agent's `--read-rate-limit`, bytes a second.
+    pub agent_read_rate_limit: Option<u64>,
 }
 
 impl Default for Options {
@@ -58,6 +60,7 @@ impl Default for Options {
             kubelet_root_dir: DEFAULT_KUBELET_ROOT.into(),
             cluster_name: None,
             host_path_root: None,
+            agent_read_rate_limit: None,
         }
     }
 }

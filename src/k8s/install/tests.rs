@@ -122,10 +122,11 @@ fn agent_daemonset() {
 }
 
 #[test]
-fn the_agent_gets_the_cluster_name_and_the_host_path_root() {
+fn the_agent_gets_the_cluster_name_the_host_path_root_and_the_read_rate_limit() {
     let opts = Options {
         cluster_name: Some("prod-eu".into()),
         host_path_root: Some("/opt/local-path-provisioner".into()),
+        agent_read_rate_limit: Some(50 << 20),
         ..Options::default()
     };
     let objs = manifests(&opts).unwrap();
@@ -141,7 +142,9 @@ fn the_agent_gets_the_cluster_name_and_the_host_path_root() {
             "--cluster-name",
             "prod-eu",
             "--host-path-root",
-            "/opt/local-path-provisioner"
+            "/opt/local-path-provisioner",
+            "--read-rate-limit",
+            "52428800"
         ])
     );
     assert_eq!(

@@ -117,7 +117,8 @@ pub fn agent(opts: &Options) -> Value {
 }
 
 /// The agent's arguments: the controller's cluster name, so that volume
-/// snapshots have the host of their manifests, and the hostPath root.
+/// snapshots have the host of their manifests, the hostPath root and the
+/// read-rate limit.
 fn agent_args(opts: &Options) -> Vec<String> {
     let mut args: Vec<String> = ["k8s", "agent", "--namespace", opts.namespace.as_str()]
         .iter()
@@ -128,6 +129,9 @@ fn agent_args(opts: &Options) -> Vec<String> {
     }
     if let Some(dir) = &opts.host_path_root {
         args.extend(["--host-path-root".to_owned(), dir.clone()]);
+    }
+    if let Some(rate) = opts.agent_read_rate_limit {
+        args.extend(["--read-rate-limit".to_owned(), rate.to_string()]);
     }
     args
 }

@@ -46,6 +46,8 @@ pub struct IndexBuilder {
     /// files is here twice until `finish`.
     packs: ChunkVec<(PackId, u64)>,
     files: Vec<FileRun>,
+    /// Superseded files of the index this builder started from.
+    passed_over: Vec<IndexId>,
 }
 
 fn too_large(what: &str) -> RepoError {
@@ -55,6 +57,51 @@ fn too_large(what: &str) -> RepoError {
 impl IndexBuilder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A builder holding all of `index` (its entries, packs and marks, as
+    /// the files it was built from), to which files written since are
+    /// added. Only files that supersede nothing may be added to it: the
+    /// files `index` passed over are not in it.
+    pub fn from_index(index: &Index) -> Self {
+        let mut builder = Self::new();
+        let Some((&first, others)) = index.files.split_first() else {
+            return builder;
+        };
+        for (pack, size) in index.packs() {
+            builder.packs.push((pack, size));
+        }
+        for (table, pending) in [(&index.data, &mut builder.data), (&index.tree, &mut builder.tree)] {
+            for (bucket, e) in table.iter_with_buckets() {
+                pending.entries.push(*e);
+                pending.buckets.push(bucket);
+            }
+        }
+        builder.files.push(FileRun {
+            id: first,
+            data: 0..builder.data.entries.len(),
+            tree: 0..builder.tree.entries.len(),
+            packs: 0..builder.packs.len() as u32,
+            marked: index.marked.clone(),
+            supersedes: Vec::new(),
+        });
+        let (data_end, tree_end, packs_end) = (
+            builder.data.entries.len(),
+            builder.tree.entries.len(),
+            builder.packs.len() as u32,
+        );
+        for &id in others {
+            builder.files.push(FileRun {
+                id,
+                data: data_end..data_end,
+                tree: tree_end..tree_end,
+                packs: packs_end..packs_end,
+                marked: Vec::new(),
+                supersedes: Vec::new(),
+            });
+        }
+        builder.passed_over = index.passed_over.clone();
+        builder
     }
 
     /// Adds the entries of the index file `id`. Whether it is superseded
@@ -113,6 +160,7 @@ impl IndexBuilder {
             mut tree,
             packs,
             files,
+            passed_over,
         } = self;
         let superseded: HashSet<IndexId> = files.iter().flat_map(|f| f.supersedes.iter().copied()).collect();
         let mut live: Vec<&FileRun> = files.iter().filter(|f| !superseded.contains(&f.id)).collect();
@@ -169,6 +217,14 @@ impl IndexBuilder {
         let (tree, tree_dups) = sort_table(tree, &is_marked);
         let mut live_files: Vec<IndexId> = live.iter().map(|f| f.id).collect();
         live_files.dedup();
+        let mut passed_over: Vec<IndexId> = files
+            .iter()
+            .map(|f| f.id)
+            .filter(|id| superseded.contains(id))
+            .chain(passed_over)
+            .collect();
+        passed_over.sort_unstable();
+        passed_over.dedup();
         Index {
             data,
             tree,
@@ -176,6 +232,7 @@ impl IndexBuilder {
             pack_sizes,
             marked_bits,
             files: live_files,
+            passed_over,
             marked,
             duplicates: data_dups + tree_dups,
         }

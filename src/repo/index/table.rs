@@ -94,6 +94,15 @@ impl Table {
         self.entries.iter()
     }
 
+    /// Every entry with its bucket, in table order.
+    pub fn iter_with_buckets(&self) -> impl Iterator<Item = (u16, &Entry)> + '_ {
+        self.starts.windows(2).enumerate().flat_map(move |(b, w)| {
+            // `b` < BUCKETS, which is 2^16.
+            let bucket = b as u16;
+            (w[0] as usize..w[1] as usize).filter_map(move |i| self.entries.get(i).map(|e| (bucket, e)))
+        })
+    }
+
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         self.starts.capacity() * std::mem::size_of::<u32>() + self.entries.heap_bytes()

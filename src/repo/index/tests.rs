@@ -387,3 +387,58 @@ fn a_blob_longer_than_its_kind_allows_is_refused_before_it_is_read() {
         other => panic!("{other:?}"),
     }
 }
+
+/// What a refreshed index holds: everything a fresh load finds.
+fn same_index(a: &Index, b: &Index) {
+    assert_eq!(a.files(), b.files());
+    assert_eq!(a.len(), b.len());
+    assert_eq!(a.pack_count(), b.pack_count());
+    assert_eq!(a.marked(), b.marked());
+    let la: Vec<_> = a.locations().collect();
+    let lb: Vec<_> = b.locations().collect();
+    assert_eq!(la, lb);
+}
+
+#[test]
+fn refresh_reads_only_new_backup_files_and_reloads_after_a_removal() {
+    use crate::backup::progress::Progress;
+    use crate::backup::{backup_reader, BackupOptions};
+    use crate::storage::memory::MemoryStorage;
+    use crate::storage::DynStorage;
+
+    let storage: DynStorage = Arc::new(MemoryStorage::new());
+    Repository::init(storage.clone(), b"pw", crate::repo::test_options()).unwrap();
+    let open = || Repository::open(storage.clone(), b"pw").unwrap().load_index().unwrap();
+    let backup = |seed: u8| {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8 ^ seed).collect();
+        backup_reader(
+            &open(),
+            &data[..],
+            "data",
+            &BackupOptions::default(),
+            &Progress::default(),
+        )
+        .unwrap();
+    };
+    backup(1);
+    let held = open();
+    let (same, how) = held.refresh().unwrap();
+    assert_eq!(how, Refresh::Unchanged);
+    same_index(same.index(), held.index());
+
+    backup(2);
+    backup(3);
+    let (refreshed, how) = held.refresh().unwrap();
+    assert!(matches!(how, Refresh::Added(n) if n >= 2), "{how:?}");
+    same_index(refreshed.index(), open().index());
+
+    // A removed index file (as prune replaces them) reloads everything.
+    let first = refreshed.index().files()[0];
+    refreshed
+        .block_on(storage.delete(FileKind::Index, &first.to_hex()))
+        .unwrap();
+    let (reloaded, how) = refreshed.refresh().unwrap();
+    assert_eq!(how, Refresh::Reloaded);
+    same_index(reloaded.index(), open().index());
+    assert!(!reloaded.index().files().contains(&first));
+}
