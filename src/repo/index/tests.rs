@@ -401,24 +401,16 @@ fn same_index(a: &Index, b: &Index) {
 
 #[test]
 fn refresh_reads_only_new_backup_files_and_reloads_after_a_removal() {
-    use crate::backup::progress::Progress;
-    use crate::backup::{backup_reader, BackupOptions};
     use crate::storage::memory::MemoryStorage;
     use crate::storage::DynStorage;
 
     let storage: DynStorage = Arc::new(MemoryStorage::new());
-    Repository::init(storage.clone(), b"pw", crate::repo::test_options()).unwrap();
+    let repo = Repository::init(storage.clone(), b"pw", crate::repo::test_options()).unwrap();
     let open = || Repository::open(storage.clone(), b"pw").unwrap().load_index().unwrap();
+    // What a backup adds: an index file of the pack it stored.
     let backup = |seed: u8| {
-        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8 ^ seed).collect();
-        backup_reader(
-            &open(),
-            &data[..],
-            "data",
-            &BackupOptions::default(),
-            &Progress::default(),
-        )
-        .unwrap();
+        let packs = vec![pack(seed, vec![blob(BlobKind::Data, id_with(&[seed], seed), 0)])];
+        repo.save_file(FileKind::Index, &file(packs, vec![]).encode()).unwrap();
     };
     backup(1);
     let held = open();
