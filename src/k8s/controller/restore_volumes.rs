@@ -204,30 +204,84 @@ pub async fn advance(
             None => match pod {
                 None => {
                     if let Some(refused) = create_helper(ctx, restore, &pods, &pod_name, v).await? {
+                        let why = format!("the helper pod {pod_name} was refused: {refused}");
+                        let vr = (repository, &vrs, vr_name.as_str());
+                        fail_volume(restore, vr, (&pod_name, None), v, &why).await?;
                         counts.failed += 1;
-                        counts.failures.push(format!(
-                            "claim {claim}: the helper pod {pod_name} was refused: {refused}"
-                        ));
+                        counts.failures.push(format!("claim {claim}: {why}"));
                     }
                 }
                 Some(pod) if pod_phase == "Running" => {
                     let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
                     if !node.is_empty() {
-                        create_volume_restore(restore, repository, &vrs, &vr_name, &pod, &node, v).await?;
+                        let uid = pod.metadata.uid.as_deref();
+                        create_volume_restore(restore, repository, &vrs, &vr_name, (&pod_name, uid), &node, v).await?;
                     }
                 }
                 Some(pod) if pod_phase == "Failed" || pod_phase == "Succeeded" => {
+                    let why = format!("the helper pod {pod_name} ended before its data came");
+                    let vr = (repository, &vrs, vr_name.as_str());
+                    fail_volume(restore, vr, (&pod_name, pod.metadata.uid.as_deref()), v, &why).await?;
                     delete_helper(&pods, Some(&pod)).await?;
                     counts.failed += 1;
-                    counts.failures.push(format!(
-                        "claim {claim}: the helper pod {pod_name} ended before its data came"
-                    ));
+                    counts.failures.push(format!("claim {claim}: {why}"));
                 }
-                Some(_) => {}
+                Some(pod) => {
+                    if let Some(stuck) = not_started(&pod) {
+                        let why = format!("the helper pod {pod_name} {stuck}");
+                        let vr = (repository, &vrs, vr_name.as_str());
+                        fail_volume(restore, vr, (&pod_name, pod.metadata.uid.as_deref()), v, &why).await?;
+                        delete_helper(&pods, Some(&pod)).await?;
+                        counts.failed += 1;
+                        counts.failures.push(format!("claim {claim}: {why}"));
+                    }
+                }
             },
         }
     }
     Ok(counts)
+}
+
+/// How long a helper pod may take to run before its volume fails.
+const START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Why a helper pod that is not running yet is given up, if it is: it has
+/// waited longer than [`START_TIMEOUT`] (unschedulable, a claim that never
+/// binds, an image that cannot be pulled).
+fn not_started(pod: &Pod) -> Option<String> {
+    let created = pod.metadata.creation_timestamp.as_ref()?;
+    let waited = jiff::Timestamp::now().duration_since(created.0);
+    if waited.as_secs() < START_TIMEOUT.as_secs() as i64 {
+        return None;
+    }
+    let why = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.status == "False" && c.message.is_some()))
+        .and_then(|c| c.message.clone())
+        .unwrap_or_else(|| "no reason given".to_owned());
+    Some(format!("did not run within {}s: {why}", START_TIMEOUT.as_secs()))
+}
+
+/// Records a volume that cannot be restored as a VolumeRestore ended
+/// Failed with `why` (no node takes it), so that the next pass counts it
+/// failed instead of starting its helper again.
+async fn fail_volume(
+    restore: &Restore,
+    (repository, vrs, name): (&str, &Api<VolumeRestore>, &str),
+    pod: (&str, Option<&str>),
+    volume: &RestoredVolume,
+    why: &str,
+) -> Result<(), Error> {
+    create_volume_restore(restore, repository, vrs, name, pod, "", volume).await?;
+    super::status::patch_status(
+        vrs,
+        name,
+        json!({"phase": VolumePhase::Failed, "message": why, "completionTimestamp": jiff::Timestamp::now()}),
+    )
+    .await?;
+    Ok(())
 }
 
 fn phase_text(phase: VolumePhase) -> String {
@@ -291,7 +345,7 @@ async fn create_volume_restore(
     repository: &str,
     vrs: &Api<VolumeRestore>,
     name: &str,
-    pod: &Pod,
+    pod: (&str, Option<&str>),
     node: &str,
     volume: &RestoredVolume,
 ) -> Result<(), Error> {
@@ -304,7 +358,7 @@ async fn create_volume_restore(
                      "labels": {LABEL_RESTORE_NAME: restore.name_any()},
                      "ownerReferences": owner.into_iter().collect::<Vec<_>>()},
         "spec": {"node": node,
-                 "pod": {"namespace": volume.namespace, "name": pod.name_any(), "uid": pod.metadata.uid},
+                 "pod": {"namespace": volume.namespace, "name": pod.0, "uid": pod.1.unwrap_or_default()},
                  "volume": HELPER_VOLUME,
                  "pvc": {"namespace": volume.namespace, "name": volume.claim},
                  "repository": repository,
@@ -354,6 +408,21 @@ pub async fn release(ctx: &Context, api: &Api<Restore>, restore: &Restore) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_helper_pod_that_never_runs_is_given_up_after_its_start_timeout() {
+        let pod = |created: String| -> k8s_openapi::api::core::v1::Pod {
+            serde_json::from_value(json!({"metadata": {"name": "h", "creationTimestamp": created},
+                "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                    "message": "0/2 nodes are available: volume node affinity conflict"}]}}))
+            .unwrap()
+        };
+        let old = pod("2026-01-01T00:00:00Z".to_owned());
+        let why = super::not_started(&old).unwrap();
+        assert!(why.starts_with("did not run within 300s"), "{why}");
+        assert!(why.ends_with("volume node affinity conflict"), "{why}");
+        assert_eq!(super::not_started(&pod(jiff::Timestamp::now().to_string())), None);
+    }
 
     #[test]
     fn the_helper_pod_mounts_the_claim_and_carries_no_token() {
