@@ -9,15 +9,14 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::AtFlags;
 use nix::unistd::UnlinkatFlags;
 
-use crate::source::open::open_dir_path;
+use crate::source::open::{open_dir_path, stat_at};
 
 /// What every marker's name starts with. Top-level entries of a volume
 /// with this prefix are never part of its data: a volume backup skips
@@ -98,6 +97,8 @@ pub fn wait_for_marker(
                 });
             }
         }
+        // A command of its own (the helper pod's), not a reconciler: it
+        // blocks its one thread on purpose.
         std::thread::sleep(poll);
     }
 }
@@ -106,24 +107,18 @@ pub fn wait_for_marker(
 /// regular file of that name is an error.
 fn take_marker(dir: &OwnedFd, marker: &str) -> io::Result<bool> {
     let name = OsStr::new(marker);
-    let st = match nix::sys::stat::fstatat(Some(dir.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+    let st = match stat_at(dir.as_fd(), name) {
         Ok(st) => st,
-        Err(Errno::ENOENT) => return Ok(false),
-        Err(e) => return Err(e.into()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
     };
-    if st.st_mode & libc_mode::S_IFMT != libc_mode::S_IFREG {
+    if !st.is_file() {
         return Err(io::Error::other("is not a regular file; not removed"));
     }
     match nix::unistd::unlinkat(Some(dir.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(Errno::ENOENT) => Ok(true),
         Err(e) => Err(e.into()),
     }
-}
-
-/// The file type bits of `st_mode`.
-mod libc_mode {
-    pub const S_IFMT: u32 = 0o170_000;
-    pub const S_IFREG: u32 = 0o100_000;
 }
 
 #[cfg(test)]
@@ -147,10 +142,9 @@ mod tests {
     fn the_marker_is_removed_once_it_appears() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_owned();
-        let writer = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(50));
-            std::fs::write(path.join(".cairn-restore-u1"), b"").unwrap();
-        });
+        // Written while the wait runs (or before its first look: both end
+        // the same way).
+        let writer = std::thread::spawn(move || std::fs::write(path.join(".cairn-restore-u1"), b"").unwrap());
         wait_for_marker(
             dir.path(),
             ".cairn-restore-u1",
