@@ -215,6 +215,8 @@ fn run_backup(ctx: &Context, args: &BackupArgs) -> Result<i32, CliError> {
             "warnings": r.warnings,
             "objects": r.objects,
             "resources": r.counts,
+            "dependencies": r.dependencies,
+            "restarted_lists": r.restarted_lists,
             "objects_new": snap.summary.files_new,
             "objects_changed": snap.summary.files_changed,
             "objects_unmodified": snap.summary.files_unchanged,
@@ -227,6 +229,17 @@ fn run_backup(ctx: &Context, args: &BackupArgs) -> Result<i32, CliError> {
         ))?;
         for (resource, n) in &r.counts {
             output::line(format!("  {resource:<48} {n:>7}"))?;
+        }
+        let dependencies: usize = r.dependencies.values().sum();
+        if dependencies > 0 {
+            output::line(format!(
+                "  of which {dependencies} taken because selected objects need them ({})",
+                r.dependencies
+                    .iter()
+                    .map(|(resource, n)| format!("{resource} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))?;
         }
         let s = &snap.summary;
         output::line(format!(

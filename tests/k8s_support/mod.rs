@@ -26,6 +26,7 @@
 
 #![allow(dead_code)]
 
+pub mod access;
 pub mod cluster;
 pub mod exec;
 pub mod fields;
@@ -115,6 +116,14 @@ pub fn builtin() -> Vec<ResDef> {
         def("", "v1", "Event", "events", true, &["ev"]),
         def("", "v1", "Node", "nodes", false, &["no"]),
         def("", "v1", "LimitRange", "limitranges", true, &["limits"]),
+        def(
+            "scheduling.k8s.io",
+            "v1",
+            "PriorityClass",
+            "priorityclasses",
+            false,
+            &["pc"],
+        ),
         def("apps", "v1", "Deployment", "deployments", true, &["deploy"]),
         def("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"]),
         def("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"]),
@@ -213,6 +222,9 @@ pub type Owners = BTreeMap<String, (String, BTreeSet<String>)>;
 pub struct State {
     pub objects: BTreeMap<Key, Value>,
     pub forbidden: BTreeSet<(String, String)>,
+    /// Namespace-scoped users, aimed failures, dropped connections,
+    /// expired continue tokens.
+    pub access: access::Access,
     /// Resources of aggregated APIs (served by another server behind the
     /// API server, such as metrics.k8s.io).
     pub aggregated: Vec<Aggregated>,
@@ -245,6 +257,7 @@ impl Default for State {
         Self {
             objects: BTreeMap::new(),
             forbidden: BTreeSet::new(),
+            access: access::Access::default(),
             aggregated: Vec::new(),
             log: Vec::new(),
             changes: Vec::new(),
@@ -415,7 +428,19 @@ fn json_response(code: u16, value: &Value) -> Response<Body> {
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed_unsync()))
 }
 
-async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+/// A request the server drops without an answer (the connection closes).
+#[derive(Debug)]
+pub struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped on purpose")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Response<Body>, Dropped> {
     if let Some((ns, pod)) = exec::exec_target(req.uri().path()) {
         return Ok(exec::respond(state, req, ns, pod));
     }
@@ -438,10 +463,21 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
+    if lock(&state).take_drop(&method, &path, &query) {
+        return Err(Dropped);
+    }
     let reply = lock(&state).route(&method, &path, &query, &content_type, &body);
     Ok(match reply {
         Reply::Json(200, value) if accept.contains("as=PartialObjectMetadata") => {
             json_response(200, &metadata_only(value))
+        }
+        Reply::Json(429, value) => {
+            // The real server's priority and fairness asks for a second.
+            let mut response = json_response(429, &value);
+            response
+                .headers_mut()
+                .insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+            response
         }
         Reply::Json(code, value) => json_response(code, &value),
         Reply::Watch(w) => watch::respond(state, *w),

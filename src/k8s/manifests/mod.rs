@@ -10,8 +10,10 @@
 pub mod backup;
 pub mod discovery;
 pub mod filter;
+pub mod needs;
 pub mod normalise;
 pub mod order;
+pub mod pager;
 pub mod restore;
 pub mod run;
 pub mod stored;
