@@ -12,6 +12,13 @@
 //! - a NodePort or LoadBalancer Service gets a node port for every port
 //!   without one (30000-32767), and a node port that is taken, out of range
 //!   or given to a ClusterIP Service is refused;
+//! - a client's create that a registered admission webhook intercepts
+//!   (by its rules: groups, versions, resources, the CREATE operation)
+//!   fails as when the webhook cannot be reached, which it never can here:
+//!   with `failurePolicy: Fail` (the default) the create is refused (500,
+//!   "failed calling webhook"); with `Ignore` it goes through. Webhook
+//!   configurations themselves are never intercepted; namespace and object
+//!   selectors are not looked at (a simplification);
 //! - after a client's write, the garbage collector's rule for owner
 //!   references: an object all of whose owners (by uid) are gone is
 //!   deleted, dangling references beside a live owner are removed. The
@@ -52,13 +59,76 @@ fn object_at<'a>(obj: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
 impl State {
     /// Applies the registry strategies and admission plugins above to an
     /// object being created (its uid assigned).
-    pub fn admit(&self, d: &ResDef, obj: &mut Value) -> Result<(), (u16, Value)> {
+    pub fn admit(&self, d: &ResDef, obj: &mut Value, from_client: bool) -> Result<(), (u16, Value)> {
+        if from_client {
+            self.call_webhooks(d)?;
+        }
         match (d.group.as_str(), d.plural.as_str()) {
             ("batch", "jobs") => generate_job_selector(d, obj),
             ("", "pods") => self.admit_priority(d, obj),
             ("", "services") => self.allocate_node_ports(d, obj),
             _ => Ok(()),
         }
+    }
+
+    fn call_webhooks(&self, d: &ResDef) -> Result<(), (u16, Value)> {
+        if d.group == "admissionregistration.k8s.io" {
+            return Ok(());
+        }
+        let listed = |list: &Value, want: &str| {
+            list.as_array()
+                .is_some_and(|a| a.iter().any(|v| v.as_str().is_some_and(|v| v == "*" || v == want)))
+        };
+        for plural in ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"] {
+            for (_, config) in self.of_resource("admissionregistration.k8s.io", plural) {
+                for hook in config.get("webhooks").and_then(Value::as_array).into_iter().flatten() {
+                    let intercepts = hook.get("rules").and_then(Value::as_array).is_some_and(|rules| {
+                        rules.iter().any(|r| {
+                            listed(&r["apiGroups"], &d.group)
+                                && listed(&r["apiVersions"], &d.version)
+                                && listed(&r["operations"], "CREATE")
+                                && (listed(&r["resources"], &d.plural) || listed(&r["resources"], "*/*"))
+                        })
+                    });
+                    let fails = str_at(hook, "/failurePolicy") != "Ignore";
+                    if !intercepts || !fails {
+                        continue;
+                    }
+                    let name = str_at(hook, "/name");
+                    let service = hook.pointer("/clientConfig/service");
+                    let why = match service {
+                        Some(svc) => {
+                            let (ns, svc_name) = (str_at(svc, "/namespace"), str_at(svc, "/name"));
+                            let path = str_at(svc, "/path");
+                            let exists = self.objects.contains_key(&(
+                                String::new(),
+                                "services".to_owned(),
+                                ns.to_owned(),
+                                svc_name.to_owned(),
+                            ));
+                            let reason = if exists {
+                                format!("no endpoints available for service \"{svc_name}\"")
+                            } else {
+                                format!("service \"{svc_name}\" not found")
+                            };
+                            format!("Post \"https://{svc_name}.{ns}.svc:443{path}?timeout=10s\": {reason}")
+                        }
+                        None => format!(
+                            "Post \"{}?timeout=10s\": dial tcp: connect: connection refused",
+                            str_at(hook, "/clientConfig/url")
+                        ),
+                    };
+                    return Err(status(
+                        500,
+                        "InternalError",
+                        &format!(
+                            "Internal error occurred: failed calling webhook \"{name}\": failed to call webhook: {why}"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn admit_priority(&self, d: &ResDef, pod: &mut Value) -> Result<(), (u16, Value)> {

@@ -51,14 +51,17 @@ pub const DEFAULT_ORDER: &[&str] = &[
 
 /// Resources restored after everything else, custom resources included:
 /// once one of them exists it may refuse, change or answer requests for
-/// the objects restored after it (a webhook whose service is not back yet
-/// fails every create it intercepts).
+/// the objects restored after it. An APIService hands its group to a
+/// server that may not be back yet; an admission policy or webhook refuses
+/// or changes the creates it intercepts (one whose service is not back
+/// fails them all), APIServices included, while webhook configurations
+/// themselves are never intercepted: so the webhooks come very last.
 pub const LAST: &[&str] = &[
+    "apiservices.apiregistration.k8s.io",
     "validatingadmissionpolicies.admissionregistration.k8s.io",
     "validatingadmissionpolicybindings.admissionregistration.k8s.io",
     "mutatingwebhookconfigurations.admissionregistration.k8s.io",
     "validatingwebhookconfigurations.admissionregistration.k8s.io",
-    "apiservices.apiregistration.k8s.io",
 ];
 
 /// API groups of Kubernetes itself (those whose types no CRD defines).
@@ -233,9 +236,9 @@ mod tests {
                 "deployments",
                 "leases",
                 "widgets",
+                "apiservices",
                 "mutatingwebhookconfigurations",
                 "validatingwebhookconfigurations",
-                "apiservices",
             ]
         );
     }
