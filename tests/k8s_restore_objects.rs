@@ -516,7 +516,7 @@ fn owned_objects_follow_their_owners() {
         s.collect_if_orphaned(&key);
         key
     };
-    assert!(target.state().objects.get(&created).is_none());
+    assert!(!target.state().objects.contains_key(&created));
 
     let target = FakeCluster::empty();
     let report = restore(&repo.path, &target, &[]);
