@@ -151,9 +151,10 @@ pub struct RestoreArgs {
     /// (server-side apply the backed-up object).
     #[arg(long, value_name = "none|update", default_value = "none")]
     pub existing_resource_policy: ExistingPolicy,
-    /// Resources restored first, in this order (replaces the default
-    /// CRDs, namespaces, storage classes, PVs, PVCs, secrets, config maps,
-    /// service accounts, limit ranges).
+    /// Resources restored first, in this order, before the default
+    /// priority list (CRDs, namespaces, storage classes, PVs, PVCs,
+    /// priority classes, service accounts, secrets, RBAC, config maps, ...,
+    /// workloads).
     #[arg(long, value_name = "RESOURCE,...")]
     pub order: Vec<String>,
     /// Print the plan; change nothing.
@@ -165,6 +166,10 @@ pub struct RestoreArgs {
     /// Seconds to wait for a restored CustomResourceDefinition to be established.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub crd_timeout: u64,
+    /// Keep every node port of the backed-up Services (by default only the
+    /// explicit ones, those in the last-applied configuration, are kept).
+    #[arg(long)]
+    pub preserve_nodeports: bool,
 }
 
 pub fn run(ctx: &Context, cmd: &K8sCommand) -> Result<i32, CliError> {
@@ -277,6 +282,7 @@ fn run_restore(ctx: &Context, args: &RestoreArgs) -> Result<i32, CliError> {
         dry_run: args.dry_run,
         crd_timeout: Duration::from_secs(args.crd_timeout),
         name: None,
+        preserve_node_ports: args.preserve_nodeports,
         ..ManifestRestoreOptions::default()
     };
     let repo = ctx.open_indexed()?;
@@ -411,7 +417,7 @@ mod tests {
         assert_eq!(args.snapshot, "latest");
         assert_eq!(parse_mapping(&args.namespace_mapping).unwrap().len(), 2);
         assert_eq!(args.existing_resource_policy, ExistingPolicy::Update);
-        assert_eq!(Order::new(split_list(&args.order)).first(), ["cm", "secrets"]);
+        assert_eq!(Order::new(split_list(&args.order)).first()[..2], ["cm", "secrets"]);
         assert_eq!(args.filters.include_cluster_resources, ClusterResources::False);
         assert!(args.dry_run);
     }

@@ -27,6 +27,7 @@
 #![allow(dead_code)]
 
 pub mod access;
+pub mod admission;
 pub mod cluster;
 pub mod exec;
 pub mod fields;
@@ -116,18 +117,13 @@ pub fn builtin() -> Vec<ResDef> {
         def("", "v1", "Event", "events", true, &["ev"]),
         def("", "v1", "Node", "nodes", false, &["no"]),
         def("", "v1", "LimitRange", "limitranges", true, &["limits"]),
-        def(
-            "scheduling.k8s.io",
-            "v1",
-            "PriorityClass",
-            "priorityclasses",
-            false,
-            &["pc"],
-        ),
+        def("", "v1", "ResourceQuota", "resourcequotas", true, &["quota"]),
+        def("", "v1", "Endpoints", "endpoints", true, &["ep"]),
         def("apps", "v1", "Deployment", "deployments", true, &["deploy"]),
         def("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"]),
         def("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"]),
         def("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"]),
+        def("apps", "v1", "ControllerRevision", "controllerrevisions", true, &[]),
         def("batch", "v1", "Job", "jobs", true, &[]),
         def("batch", "v1", "CronJob", "cronjobs", true, &["cj"]),
         def("rbac.authorization.k8s.io", "v1", "Role", "roles", true, &[]),
@@ -156,6 +152,40 @@ pub fn builtin() -> Vec<ResDef> {
             &[],
         ),
         def("storage.k8s.io", "v1", "StorageClass", "storageclasses", false, &["sc"]),
+        def("storage.k8s.io", "v1", "CSINode", "csinodes", false, &[]),
+        def(
+            "storage.k8s.io",
+            "v1",
+            "VolumeAttachment",
+            "volumeattachments",
+            false,
+            &[],
+        ),
+        def(
+            "scheduling.k8s.io",
+            "v1",
+            "PriorityClass",
+            "priorityclasses",
+            false,
+            &["pc"],
+        ),
+        def(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+            false,
+            &[],
+        ),
+        def(
+            "admissionregistration.k8s.io",
+            "v1",
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfigurations",
+            false,
+            &[],
+        ),
+        def("apiregistration.k8s.io", "v1", "APIService", "apiservices", false, &[]),
         def("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true, &[]),
         def("events.k8s.io", "v1", "Event", "events", true, &["ev"]),
         def("coordination.k8s.io", "v1", "Lease", "leases", true, &[]),

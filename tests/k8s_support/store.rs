@@ -374,6 +374,7 @@ impl State {
         meta.insert("generation".into(), json!(1));
         obj["apiVersion"] = json!(api_version(&d.group, &d.version));
         obj["kind"] = json!(d.kind);
+        self.admit(d, &mut obj, from_client)?;
         if d.group == "apiextensions.k8s.io" && d.plural == "customresourcedefinitions" {
             obj["status"] = json!({"conditions": []});
             self.pending_crds.insert(name);

@@ -153,6 +153,7 @@ async fn restore(ctx: &Context, api: &Api<Restore>, obj: &Restore) -> Result<Act
             ExistingResourcePolicy::Update => ExistingPolicy::Update,
         },
         name: Some(obj.name_any()),
+        preserve_node_ports: obj.spec.preserve_node_ports,
         ..ManifestRestoreOptions::default()
     };
     if status.step.is_none() {

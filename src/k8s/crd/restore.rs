@@ -48,6 +48,11 @@ pub struct RestoreSpec {
     /// Whether the backed-up pod volume data is written back.
     #[serde(default = "yes")]
     pub restore_volumes: bool,
+    /// Keep every node port of the backed-up Services (by default only
+    /// those written in their last-applied configuration are kept; the
+    /// cluster allocates the others anew).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub preserve_node_ports: bool,
 }
 
 fn yes() -> bool {

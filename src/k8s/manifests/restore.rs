@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::discovery::{discover, qualified, Discovered};
 use super::filter::{excluded_by_label, needable, ClusterResources, Filters, ResourceNames};
 use super::order::{is_builtin_group, Order};
+use super::owners::{api_resource, ident_of, Ident, Links, Owners, Waiting};
 use super::stored::StoredObject;
 use super::transform::{is_workload, skip_reason, transform, Rewrite};
 use crate::k8s::client::{chain, describe, status_code, Cluster};
@@ -254,6 +255,8 @@ struct Restorer<'a> {
     definitions: BTreeSet<(String, String)>,
     /// Namespaces known to exist (or, in a dry run, to be created).
     namespaces: BTreeSet<String>,
+    /// Owner references: who is restored, new uids, who waits for them.
+    links: Links,
     report: Report,
 }
 
@@ -405,6 +408,12 @@ impl Restorer<'_> {
             self.push(resource, namespace, name, Outcome::Skipped(why));
             return Ok(None);
         }
+        if let Some(why) = self.links.plan.recreated(&stored.at, &object) {
+            self.push(resource, namespace, name, Outcome::Skipped(why));
+            return Ok(None);
+        }
+        let me = ident_of(&stored.at, &object);
+        let owner_refs = self.links.plan.kept(&stored.at, &object);
         // Names come from the snapshot: one that is no path segment would
         // address another object; nothing is sent for it.
         let bad_name = [("name", Some(name.as_str())), ("namespace", namespace.as_deref())]
@@ -450,6 +459,18 @@ impl Restorer<'_> {
             plural: stored.at.plural.clone(),
         };
         transform(&stored.at, &mut object, &self.opts.rewrite);
+        let mut waits = false;
+        if !self.opts.dry_run && !owner_refs.is_empty() {
+            self.links
+                .look_up(self.cluster, &self.discovered, &self.opts.rewrite, &owner_refs)
+                .await
+                .map_err(|e| self.unreachable(&format!("reading the owners of {resource} {name}"), e))?;
+            let (refs, later) = self.links.resolved(&owner_refs);
+            waits = later;
+            if !refs.is_empty() {
+                object["metadata"]["ownerReferences"] = Value::Array(refs);
+            }
+        }
         let dynamic: DynamicObject = match serde_json::from_value(object) {
             Ok(d) => d,
             Err(e) => {
@@ -462,6 +483,7 @@ impl Restorer<'_> {
             self.ensure_namespace(ns).await?;
         }
         let api = self.api(&ar, namespace.as_deref());
+        let mut uid = None;
         let outcome = if self.opts.dry_run {
             match api.get_opt(&path_segment(&name)).await {
                 Ok(None) => Outcome::WouldCreate,
@@ -472,13 +494,19 @@ impl Restorer<'_> {
             }
         } else {
             match api.create(&PostParams::default(), &dynamic).await {
-                Ok(_) => Outcome::Created,
+                Ok(created) => {
+                    uid = created.metadata.uid;
+                    Outcome::Created
+                }
                 Err(e) if status_code(&e) == Some(409) => match self.opts.policy {
                     ExistingPolicy::None => Outcome::Skipped("already exists".into()),
                     ExistingPolicy::Update => {
                         let params = PatchParams::apply("cairn").force();
                         match api.patch(&path_segment(&name), &params, &Patch::Apply(&dynamic)).await {
-                            Ok(_) => Outcome::Updated,
+                            Ok(updated) => {
+                                uid = updated.metadata.uid;
+                                Outcome::Updated
+                            }
                             Err(e) if lost(&e) => {
                                 return Err(self.unreachable(&format!("updating {resource} {name}"), e))
                             }
@@ -496,6 +524,30 @@ impl Restorer<'_> {
         if is_namespace && !matches!(outcome, Outcome::Failed(_)) {
             self.namespaces.insert(name.clone());
         }
+        if !self.opts.dry_run && !matches!(outcome, Outcome::Failed(_)) {
+            if waits && outcome == Outcome::Created {
+                self.links.wait(Waiting {
+                    ar: ar.clone(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    refs: owner_refs,
+                    earlier: false,
+                });
+            }
+            let warnings = self
+                .links
+                .owner_ready(
+                    self.cluster,
+                    &ar,
+                    &me,
+                    namespace.as_deref(),
+                    uid,
+                    &self.opts.rewrite.restore,
+                )
+                .await
+                .map_err(|e| self.unreachable(&format!("setting owner references to {resource} {name}"), e))?;
+            self.report.warnings.extend(warnings);
+        }
         self.push(resource, namespace, name.clone(), outcome);
         Ok(created_definition.then_some(name))
     }
@@ -504,7 +556,13 @@ impl Restorer<'_> {
 /// Restores `objects` into the cluster.
 pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &RestoreOptions) -> Result<Report, K8sError> {
     let discovered = discover(cluster).await?;
-    let mut selected = select(objects, &discovered, &opts.filters);
+    let selected = select(objects, &discovered, &opts.filters);
+    // Owners are decided on the whole selection, whichever pass this is.
+    let plan = Owners::new(
+        selected
+            .iter()
+            .map(|o| (&o.at, &o.object, skip_reason(&o.at, &o.object).is_some())),
+    );
     // The volumes of claims provisioned anew are not restored.
     let fresh_volumes: BTreeSet<String> = selected
         .iter()
@@ -517,10 +575,41 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         .filter_map(|o| o.object.pointer("/spec/volumeName").and_then(Value::as_str))
         .map(str::to_owned)
         .collect();
+    let (mut selected, other_pass): (Vec<StoredObject>, Vec<StoredObject>) = selected
+        .into_iter()
+        .partition(|o| opts.pass.keeps(&o.at.group, &o.at.plural));
     selected.retain(|o| {
-        opts.pass.keeps(&o.at.group, &o.at.plural)
-            && !(o.at.group.is_empty() && o.at.plural == "persistentvolumes" && fresh_volumes.contains(&o.at.name))
+        !(o.at.group.is_empty() && o.at.plural == "persistentvolumes" && fresh_volumes.contains(&o.at.name))
     });
+    let in_pass: BTreeSet<Ident> = selected.iter().map(|o| ident_of(&o.at, &o.object)).collect();
+    let mut links = Links::new(plan, in_pass);
+    if opts.pass == Pass::Workloads {
+        // What the first pass restored waits for its owners among the
+        // workloads (a claim of a StatefulSet).
+        for o in &other_pass {
+            if skip_reason(&o.at, &o.object).is_some() || links.plan.recreated(&o.at, &o.object).is_some() {
+                continue;
+            }
+            let refs = links.plan.kept(&o.at, &o.object);
+            let Some(ar) = api_resource(&discovered, &o.at) else {
+                continue;
+            };
+            if refs.iter().any(|(owner, _)| links.in_pass.contains(owner)) {
+                links.wait(Waiting {
+                    ar,
+                    namespace: o
+                        .at
+                        .namespace
+                        .as_deref()
+                        .map(|ns| opts.rewrite.namespace(ns).to_owned()),
+                    name: o.at.name.clone(),
+                    refs,
+                    earlier: true,
+                });
+            }
+        }
+    }
+    drop(other_pass);
     // Custom resources: those whose definition is in the backup, and those
     // of groups Kubernetes does not define.
     let definitions: BTreeSet<(String, String)> = selected
@@ -563,6 +652,7 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         discovered,
         definitions,
         namespaces: BTreeSet::new(),
+        links,
     };
     let mut pending_definitions: Vec<String> = Vec::new();
     for stored in selected {

@@ -212,6 +212,9 @@ pub struct ManifestRestoreOptions {
     /// restores: created without their binding; their volumes are not
     /// restored.
     pub fresh_claims: BTreeSet<(String, String)>,
+    /// Keep every node port of a Service, not only the explicit ones
+    /// (those in its last-applied configuration).
+    pub preserve_node_ports: bool,
 }
 
 impl Default for ManifestRestoreOptions {
@@ -229,6 +232,7 @@ impl Default for ManifestRestoreOptions {
             name: None,
             pass: Pass::All,
             fresh_claims: BTreeSet::new(),
+            preserve_node_ports: false,
         }
     }
 }
@@ -267,6 +271,7 @@ pub fn restore_manifests(
             snapshot: snapshot.short(),
             restore: name.clone(),
             fresh_claims: opts.fresh_claims.clone(),
+            preserve_node_ports: opts.preserve_node_ports,
             ..Rewrite::default()
         },
         policy: opts.policy,
