@@ -27,6 +27,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod controllers;
 pub mod exec;
 pub mod fields;
 pub mod kubelet;

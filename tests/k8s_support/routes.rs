@@ -244,7 +244,9 @@ impl State {
             obj["metadata"]["namespace"] = json!(ns.unwrap_or(""));
         }
         let key = self.create(d, obj, &manager(q), true)?;
-        Ok((201, self.objects[&key].clone()))
+        let created = self.objects[&key].clone();
+        self.after_client_create(&key);
+        Ok((201, created))
     }
 
     /// The stored object, or 404; and a 409 when `given` carries a

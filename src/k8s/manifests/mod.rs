@@ -9,6 +9,7 @@
 
 pub mod backup;
 pub mod discovery;
+pub mod existing;
 pub mod filter;
 pub mod normalise;
 pub mod order;

@@ -4,12 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::discovery::{discover, qualified, Discovered};
+use super::existing::{is_merged, merge_service_account, replace};
 use super::filter::{excluded_by_label, needable, ClusterResources, Filters, ResourceNames};
+use super::normalise::ObjectPath;
 use super::order::{is_builtin_group, Order};
 use super::stored::StoredObject;
 use super::transform::{is_workload, skip_reason, transform, Rewrite};
@@ -22,7 +24,9 @@ pub enum ExistingPolicy {
     /// Leave it as it is (reported as skipped).
     #[default]
     None,
-    /// Server-side apply the backed-up object over it.
+    /// Put the backed-up object in its place (fields added since are
+    /// removed; what the server owns is kept: see
+    /// [`super::existing::replacement`]).
     Update,
 }
 
@@ -81,12 +85,17 @@ impl Pass {
 pub enum Outcome {
     Created,
     Updated,
+    /// Merged into the object the cluster made (a ServiceAccount): what
+    /// was added.
+    Merged(String),
     Skipped(String),
     Failed(String),
     /// Dry run: would be created.
     WouldCreate,
     /// Dry run: exists and would be updated.
     WouldUpdate,
+    /// Dry run: exists and would be merged into.
+    WouldMerge,
 }
 
 /// One object's line of the report.
@@ -105,6 +114,7 @@ pub struct ObjectResult {
 pub struct Counts {
     pub created: usize,
     pub updated: usize,
+    pub merged: usize,
     pub skipped: usize,
     pub failed: usize,
 }
@@ -127,6 +137,7 @@ impl Report {
             match r.outcome {
                 Outcome::Created | Outcome::WouldCreate => c.created += 1,
                 Outcome::Updated | Outcome::WouldUpdate => c.updated += 1,
+                Outcome::Merged(_) | Outcome::WouldMerge => c.merged += 1,
                 Outcome::Skipped(_) => c.skipped += 1,
                 Outcome::Failed(_) => c.failed += 1,
             }
@@ -386,6 +397,41 @@ impl Restorer<'_> {
         Ok(())
     }
 
+    /// What becomes of an object that exists: merged into (service
+    /// accounts), left alone or replaced by the policy.
+    async fn existing(
+        &self,
+        api: &Api<DynamicObject>,
+        at: &ObjectPath,
+        resource: &str,
+        name: &str,
+        dynamic: &DynamicObject,
+    ) -> Result<Outcome, K8sError> {
+        let merged = is_merged(&at.group, &at.plural);
+        if !merged && self.opts.policy == ExistingPolicy::None {
+            return Ok(Outcome::Skipped("already exists".into()));
+        }
+        let desired = match serde_json::to_value(dynamic) {
+            Ok(v) => v,
+            Err(e) => return Ok(Outcome::Failed(format!("not an object: {e}"))),
+        };
+        let segment = path_segment(name);
+        let result = if merged {
+            merge_service_account(api, &segment, &desired, self.opts.dry_run).await
+        } else {
+            replace(api, &segment, &at.group, &at.plural, &desired).await
+        };
+        let what = if merged { "merging into" } else { "updating" };
+        match result {
+            Ok(outcome) => Ok(outcome),
+            Err(e) if lost(&e) => Err(self.unreachable(&format!("{what} {resource} {name}"), e)),
+            Err(e) => Ok(Outcome::Failed(format!(
+                "exists, and {what} it failed: {}",
+                describe(&e)
+            ))),
+        }
+    }
+
     /// Creates (or updates, or plans) one object.
     async fn one(&mut self, stored: StoredObject) -> Result<Option<String>, K8sError> {
         let resource = qualified(&stored.at.group, &stored.at.plural);
@@ -465,6 +511,9 @@ impl Restorer<'_> {
         let outcome = if self.opts.dry_run {
             match api.get_opt(&path_segment(&name)).await {
                 Ok(None) => Outcome::WouldCreate,
+                Ok(Some(_)) if is_merged(&stored.at.group, &stored.at.plural) => {
+                    self.existing(&api, &stored.at, &resource, &name, &dynamic).await?
+                }
                 Ok(Some(_)) if self.opts.policy == ExistingPolicy::Update => Outcome::WouldUpdate,
                 Ok(Some(_)) => Outcome::Skipped("already exists".into()),
                 Err(e) if lost(&e) => return Err(self.unreachable(&format!("reading {resource} {name}"), e)),
@@ -473,19 +522,9 @@ impl Restorer<'_> {
         } else {
             match api.create(&PostParams::default(), &dynamic).await {
                 Ok(_) => Outcome::Created,
-                Err(e) if status_code(&e) == Some(409) => match self.opts.policy {
-                    ExistingPolicy::None => Outcome::Skipped("already exists".into()),
-                    ExistingPolicy::Update => {
-                        let params = PatchParams::apply("cairn").force();
-                        match api.patch(&path_segment(&name), &params, &Patch::Apply(&dynamic)).await {
-                            Ok(_) => Outcome::Updated,
-                            Err(e) if lost(&e) => {
-                                return Err(self.unreachable(&format!("updating {resource} {name}"), e))
-                            }
-                            Err(e) => Outcome::Failed(format!("exists, and updating it failed: {}", describe(&e))),
-                        }
-                    }
-                },
+                Err(e) if status_code(&e) == Some(409) => {
+                    self.existing(&api, &stored.at, &resource, &name, &dynamic).await?
+                }
                 Err(e) if lost(&e) => return Err(self.unreachable(&format!("creating {resource} {name}"), e)),
                 Err(e) => Outcome::Failed(describe(&e)),
             }
