@@ -202,3 +202,67 @@ fn service_accounts_are_merged_into_the_ones_the_cluster_made() {
     assert_eq!(outcomes(&report)["serviceaccounts shop/builder"].0, "merged");
     assert_eq!(writes(&target), before);
 }
+
+#[test]
+fn update_brings_objects_back_to_the_backup_removing_what_other_managers_added() {
+    let cluster = FakeCluster::empty();
+    namespace(&cluster, "shop", json!({}));
+    cluster.state().seed(
+        "",
+        "configmaps",
+        json!({"metadata": {"name": "settings", "namespace": "shop", "labels": {"app": "shop"}},
+               "data": {"mode": "production"}}),
+    );
+    cluster.state().seed(
+        "",
+        "services",
+        json!({"metadata": {"name": "web", "namespace": "shop"},
+               "spec": {"type": "NodePort", "selector": {"app": "shop"},
+                        "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}}),
+    );
+    let repo = repo();
+    backup(&repo.path, &cluster, &["--include-namespaces", "shop"]);
+
+    // Since the backup, other managers changed and added fields.
+    let cm = key("", "configmaps", "shop", "settings");
+    let svc = key("", "services", "shop", "web");
+    edit(&cluster, &cm, "kubectl-edit", |o| {
+        o["data"]["mode"] = json!("debug");
+        o["data"]["extra"] = json!("added later");
+        o["metadata"]["labels"]["added"] = json!("later");
+    });
+    edit(&cluster, &svc, "someone-else", |o| {
+        o["spec"]["sessionAffinity"] = json!("ClientIP");
+        o["metadata"]["annotations"] = json!({"note": "added later"});
+    });
+    let ip = cluster.get("", "services", "shop", "web").unwrap()["spec"]["clusterIP"].clone();
+    let managers = |o: &Value| -> Vec<String> {
+        o["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["manager"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(managers(&cluster.objects()[&cm]).contains(&"kubectl-edit".to_owned()));
+
+    let report = restore(&repo.path, &cluster, &["--existing-resource-policy", "update"]);
+    let results = outcomes(&report);
+    assert_eq!(results["configmaps shop/settings"].0, "updated", "{results:#?}");
+    assert_eq!(results["services shop/web"].0, "updated", "{results:#?}");
+    let restored = cluster.objects()[&cm].clone();
+    assert_eq!(restored["data"], json!({"mode": "production"}));
+    assert_eq!(restored["metadata"]["labels"]["app"], "shop");
+    assert!(restored["metadata"]["labels"].get("added").is_none(), "{restored}");
+    assert!(!managers(&restored).contains(&"kubectl-edit".to_owned()), "{restored}");
+    let restored = cluster.objects()[&svc].clone();
+    assert!(restored["spec"].get("sessionAffinity").is_none(), "{restored}");
+    assert!(restored["metadata"].get("annotations").is_none(), "{restored}");
+    // What the cluster allocated stays.
+    assert_eq!(restored["spec"]["clusterIP"], ip);
+    assert_eq!(restored["spec"]["ports"][0]["nodePort"], 30080);
+    assert!(cluster
+        .log()
+        .iter()
+        .any(|l| l.method == "PUT" && l.path.ends_with("/namespaces/shop/services/web")));
+}
