@@ -16,4 +16,5 @@ pub mod order;
 pub mod restore;
 pub mod run;
 pub mod stored;
+pub mod tokens;
 pub mod transform;

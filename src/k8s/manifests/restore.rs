@@ -14,6 +14,7 @@ use super::filter::{excluded_by_label, needable, ClusterResources, Filters, Reso
 use super::normalise::ObjectPath;
 use super::order::{is_builtin_group, Order};
 use super::stored::StoredObject;
+use super::tokens;
 use super::transform::{is_workload, skip_reason, transform, Rewrite};
 use crate::k8s::client::{chain, describe, status_code, Cluster};
 use crate::k8s::K8sError;
@@ -265,6 +266,8 @@ struct Restorer<'a> {
     definitions: BTreeSet<(String, String)>,
     /// Namespaces known to exist (or, in a dry run, to be created).
     namespaces: BTreeSet<String>,
+    /// Token Secrets (namespace, name) the cluster generated.
+    tokens: BTreeSet<(String, String)>,
     report: Report,
 }
 
@@ -447,7 +450,9 @@ impl Restorer<'_> {
         } else {
             stored.at.name.clone()
         };
-        if let Some(why) = skip_reason(&stored.at, &object) {
+        if let Some(why) =
+            skip_reason(&stored.at, &object).or_else(|| tokens::skip_reason(&stored.at, &object, &self.tokens))
+        {
             self.push(resource, namespace, name, Outcome::Skipped(why));
             return Ok(None);
         }
@@ -496,6 +501,7 @@ impl Restorer<'_> {
             plural: stored.at.plural.clone(),
         };
         transform(&stored.at, &mut object, &self.opts.rewrite);
+        tokens::rewrite(&stored.at, &mut object, &self.tokens);
         let dynamic: DynamicObject = match serde_json::from_value(object) {
             Ok(d) => d,
             Err(e) => {
@@ -543,6 +549,7 @@ impl Restorer<'_> {
 /// Restores `objects` into the cluster.
 pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &RestoreOptions) -> Result<Report, K8sError> {
     let discovered = discover(cluster).await?;
+    let generated_tokens = tokens::generated(&objects);
     let mut selected = select(objects, &discovered, &opts.filters);
     // The volumes of claims provisioned anew are not restored.
     let fresh_volumes: BTreeSet<String> = selected
@@ -576,6 +583,7 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         opts.order.rank(&names_of(&discovered, o), custom)
     };
     selected.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.path.cmp(&b.path)));
+    tokens::after_accounts(&mut selected);
     let mut rewrite_volumes = opts.rewrite.restored_volumes.clone();
     rewrite_volumes.extend(
         selected
@@ -602,6 +610,7 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         discovered,
         definitions,
         namespaces: BTreeSet::new(),
+        tokens: generated_tokens,
     };
     let mut pending_definitions: Vec<String> = Vec::new();
     for stored in selected {
