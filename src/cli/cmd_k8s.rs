@@ -148,7 +148,8 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "OLD:NEW,...")]
     pub namespace_mapping: Vec<String>,
     /// What to do with objects that exist: none (leave them) or update
-    /// (server-side apply the backed-up object).
+    /// (put the backed-up object in their place, fields added since
+    /// removed). Service accounts are merged either way.
     #[arg(long, value_name = "none|update", default_value = "none")]
     pub existing_resource_policy: ExistingPolicy,
     /// Resources restored first, in this order, before the default
@@ -338,25 +339,27 @@ fn print_report(report: &Report, dry_run: bool, cluster: &str, snapshot: &str, n
         let text = match &r.outcome {
             Outcome::WouldCreate => format!("  create  {target}"),
             Outcome::WouldUpdate => format!("  update  {target}"),
+            Outcome::WouldMerge => format!("  merge   {target}"),
+            Outcome::Merged(what) => format!("  merged  {target}: {what}"),
             Outcome::Skipped(why) => format!("  skipped {target}: {why}"),
             Outcome::Failed(why) => format!("  FAILED  {target}: {why}"),
             Outcome::Created | Outcome::Updated => continue,
         };
         output::line(text)?;
     }
-    let (created, updated) = if dry_run {
-        ("to create", "to update")
+    let (created, updated, merged) = if dry_run {
+        ("to create", "to update", "to merge")
     } else {
-        ("created", "updated")
+        ("created", "updated", "merged")
     };
     output::line(format!(
-        "{:<48} {created:>9} {updated:>9} {:>8} {:>7}",
+        "{:<48} {created:>9} {updated:>9} {merged:>8} {:>8} {:>7}",
         "resource", "skipped", "failed"
     ))?;
     for (resource, c) in report.counts() {
         output::line(format!(
-            "{resource:<48} {:>9} {:>9} {:>8} {:>7}",
-            c.created, c.updated, c.skipped, c.failed
+            "{resource:<48} {:>9} {:>9} {:>8} {:>8} {:>7}",
+            c.created, c.updated, c.merged, c.skipped, c.failed
         ))?;
     }
     if dry_run {

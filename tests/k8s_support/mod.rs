@@ -29,6 +29,7 @@
 pub mod access;
 pub mod admission;
 pub mod cluster;
+pub mod controllers;
 pub mod exec;
 pub mod fields;
 pub mod kubelet;

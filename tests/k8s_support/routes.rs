@@ -252,6 +252,7 @@ impl State {
         let key = self.create(d, obj, &manager(q), true)?;
         let created = self.objects[&key].clone();
         self.collect_if_orphaned(&key);
+        self.after_client_create(&key);
         Ok((201, created))
     }
 

@@ -300,6 +300,7 @@ fn summarize(report: &ManifestRestoreReport) -> (ObjectCounts, Vec<String>) {
         match &r.outcome {
             Outcome::Created | Outcome::WouldCreate => counts.created += 1,
             Outcome::Updated | Outcome::WouldUpdate => counts.updated += 1,
+            Outcome::Merged(_) | Outcome::WouldMerge => counts.merged += 1,
             Outcome::Skipped(_) => counts.skipped += 1,
             Outcome::Failed(why) => {
                 counts.failed += 1;
@@ -330,6 +331,7 @@ async fn finish(
     let counts = ObjectCounts {
         created: first.created + workloads.created,
         updated: first.updated + workloads.updated,
+        merged: first.merged + workloads.merged,
         skipped: first.skipped + workloads.skipped,
         failed: first.failed + workloads.failed,
     };
@@ -344,10 +346,11 @@ async fn finish(
         Phase::Completed
     };
     let mut message = format!(
-        "restored snapshot {}: {} created, {} updated, {} skipped, {} failed",
+        "restored snapshot {}: {} created, {} updated, {} merged, {} skipped, {} failed",
         report.snapshot_id.short(),
         counts.created,
         counts.updated,
+        counts.merged,
         counts.skipped,
         counts.failed
     );

@@ -43,6 +43,7 @@ pub struct RestoreSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub namespace_mapping: BTreeMap<String, String>,
     /// What to do with objects that exist: none (leave them) or update.
+    /// Service accounts are merged either way.
     #[serde(default)]
     pub existing_resource_policy: ExistingResourcePolicy,
     /// Whether the backed-up pod volume data is written back.
@@ -66,7 +67,7 @@ pub enum ExistingResourcePolicy {
     /// Leave it as it is (reported as skipped).
     #[default]
     None,
-    /// Server-side apply the backed-up object.
+    /// Put the backed-up object in its place (fields added since removed).
     Update,
 }
 
@@ -78,6 +79,9 @@ pub struct ObjectCounts {
     pub created: u32,
     #[serde(default)]
     pub updated: u32,
+    /// Merged into an object the cluster made (service accounts).
+    #[serde(default)]
+    pub merged: u32,
     #[serde(default)]
     pub skipped: u32,
     #[serde(default)]
@@ -99,7 +103,7 @@ pub struct RestoreStatus {
     /// The id of the manifest snapshot restored from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_snapshot: Option<String>,
-    /// Objects created, updated, skipped and failed.
+    /// Objects created, updated, merged, skipped and failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objects: Option<ObjectCounts>,
     /// The pod volumes' restores.

@@ -9,6 +9,7 @@
 
 pub mod backup;
 pub mod discovery;
+pub mod existing;
 pub mod filter;
 pub mod needs;
 pub mod normalise;
@@ -19,4 +20,5 @@ pub mod owners;
 pub mod restore;
 pub mod run;
 pub mod stored;
+pub mod tokens;
 pub mod transform;

@@ -4,15 +4,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::discovery::{discover, qualified, Discovered};
+use super::existing::{is_merged, merge_service_account, replace};
 use super::filter::{excluded_by_label, needable, ClusterResources, Filters, ResourceNames};
+use super::normalise::ObjectPath;
 use super::order::{is_builtin_group, Order};
 use super::owners::{api_resource, ident_of, Ident, Links, Owners, Waiting};
 use super::stored::StoredObject;
+use super::tokens;
 use super::transform::{is_workload, skip_reason, transform, Rewrite};
 use crate::k8s::client::{chain, describe, status_code, Cluster};
 use crate::k8s::K8sError;
@@ -23,7 +26,9 @@ pub enum ExistingPolicy {
     /// Leave it as it is (reported as skipped).
     #[default]
     None,
-    /// Server-side apply the backed-up object over it.
+    /// Put the backed-up object in its place (fields added since are
+    /// removed; what the server owns is kept: see
+    /// [`super::existing::replacement`]).
     Update,
 }
 
@@ -82,12 +87,17 @@ impl Pass {
 pub enum Outcome {
     Created,
     Updated,
+    /// Merged into the object the cluster made (a ServiceAccount): what
+    /// was added.
+    Merged(String),
     Skipped(String),
     Failed(String),
     /// Dry run: would be created.
     WouldCreate,
     /// Dry run: exists and would be updated.
     WouldUpdate,
+    /// Dry run: exists and would be merged into.
+    WouldMerge,
 }
 
 /// One object's line of the report.
@@ -106,6 +116,7 @@ pub struct ObjectResult {
 pub struct Counts {
     pub created: usize,
     pub updated: usize,
+    pub merged: usize,
     pub skipped: usize,
     pub failed: usize,
 }
@@ -128,6 +139,7 @@ impl Report {
             match r.outcome {
                 Outcome::Created | Outcome::WouldCreate => c.created += 1,
                 Outcome::Updated | Outcome::WouldUpdate => c.updated += 1,
+                Outcome::Merged(_) | Outcome::WouldMerge => c.merged += 1,
                 Outcome::Skipped(_) => c.skipped += 1,
                 Outcome::Failed(_) => c.failed += 1,
             }
@@ -257,6 +269,8 @@ struct Restorer<'a> {
     namespaces: BTreeSet<String>,
     /// Owner references: who is restored, new uids, who waits for them.
     links: Links,
+    /// Token Secrets (namespace, name) the cluster generated.
+    tokens: BTreeSet<(String, String)>,
     report: Report,
 }
 
@@ -389,6 +403,41 @@ impl Restorer<'_> {
         Ok(())
     }
 
+    /// What becomes of an object that exists: merged into (service
+    /// accounts), left alone or replaced by the policy.
+    async fn existing(
+        &self,
+        api: &Api<DynamicObject>,
+        at: &ObjectPath,
+        resource: &str,
+        name: &str,
+        dynamic: &DynamicObject,
+    ) -> Result<Outcome, K8sError> {
+        let merged = is_merged(&at.group, &at.plural);
+        if !merged && self.opts.policy == ExistingPolicy::None {
+            return Ok(Outcome::Skipped("already exists".into()));
+        }
+        let desired = match serde_json::to_value(dynamic) {
+            Ok(v) => v,
+            Err(e) => return Ok(Outcome::Failed(format!("not an object: {e}"))),
+        };
+        let segment = path_segment(name);
+        let result = if merged {
+            merge_service_account(api, &segment, &desired, self.opts.dry_run).await
+        } else {
+            replace(api, &segment, &at.group, &at.plural, &desired).await
+        };
+        let what = if merged { "merging into" } else { "updating" };
+        match result {
+            Ok(outcome) => Ok(outcome),
+            Err(e) if lost(&e) => Err(self.unreachable(&format!("{what} {resource} {name}"), e)),
+            Err(e) => Ok(Outcome::Failed(format!(
+                "exists, and {what} it failed: {}",
+                describe(&e)
+            ))),
+        }
+    }
+
     /// Creates (or updates, or plans) one object.
     async fn one(&mut self, stored: StoredObject) -> Result<Option<String>, K8sError> {
         let resource = qualified(&stored.at.group, &stored.at.plural);
@@ -404,7 +453,9 @@ impl Restorer<'_> {
         } else {
             stored.at.name.clone()
         };
-        if let Some(why) = skip_reason(&stored.at, &object) {
+        if let Some(why) =
+            skip_reason(&stored.at, &object).or_else(|| tokens::skip_reason(&stored.at, &object, &self.tokens))
+        {
             self.push(resource, namespace, name, Outcome::Skipped(why));
             return Ok(None);
         }
@@ -471,6 +522,7 @@ impl Restorer<'_> {
                 object["metadata"]["ownerReferences"] = Value::Array(refs);
             }
         }
+        tokens::rewrite(&stored.at, &mut object, &self.tokens);
         let dynamic: DynamicObject = match serde_json::from_value(object) {
             Ok(d) => d,
             Err(e) => {
@@ -487,6 +539,9 @@ impl Restorer<'_> {
         let outcome = if self.opts.dry_run {
             match api.get_opt(&path_segment(&name)).await {
                 Ok(None) => Outcome::WouldCreate,
+                Ok(Some(_)) if is_merged(&stored.at.group, &stored.at.plural) => {
+                    self.existing(&api, &stored.at, &resource, &name, &dynamic).await?
+                }
                 Ok(Some(_)) if self.opts.policy == ExistingPolicy::Update => Outcome::WouldUpdate,
                 Ok(Some(_)) => Outcome::Skipped("already exists".into()),
                 Err(e) if lost(&e) => return Err(self.unreachable(&format!("reading {resource} {name}"), e)),
@@ -498,22 +553,9 @@ impl Restorer<'_> {
                     uid = created.metadata.uid;
                     Outcome::Created
                 }
-                Err(e) if status_code(&e) == Some(409) => match self.opts.policy {
-                    ExistingPolicy::None => Outcome::Skipped("already exists".into()),
-                    ExistingPolicy::Update => {
-                        let params = PatchParams::apply("cairn").force();
-                        match api.patch(&path_segment(&name), &params, &Patch::Apply(&dynamic)).await {
-                            Ok(updated) => {
-                                uid = updated.metadata.uid;
-                                Outcome::Updated
-                            }
-                            Err(e) if lost(&e) => {
-                                return Err(self.unreachable(&format!("updating {resource} {name}"), e))
-                            }
-                            Err(e) => Outcome::Failed(format!("exists, and updating it failed: {}", describe(&e))),
-                        }
-                    }
-                },
+                Err(e) if status_code(&e) == Some(409) => {
+                    self.existing(&api, &stored.at, &resource, &name, &dynamic).await?
+                }
                 Err(e) if lost(&e) => return Err(self.unreachable(&format!("creating {resource} {name}"), e)),
                 Err(e) => Outcome::Failed(describe(&e)),
             }
@@ -556,6 +598,7 @@ impl Restorer<'_> {
 /// Restores `objects` into the cluster.
 pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &RestoreOptions) -> Result<Report, K8sError> {
     let discovered = discover(cluster).await?;
+    let generated_tokens = tokens::generated(&objects);
     let selected = select(objects, &discovered, &opts.filters);
     // Owners are decided on the whole selection, whichever pass this is.
     let plan = Owners::new(
@@ -626,6 +669,7 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         opts.order.rank(&names_of(&discovered, o), custom)
     };
     selected.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.path.cmp(&b.path)));
+    tokens::after_accounts(&mut selected);
     let mut rewrite_volumes = opts.rewrite.restored_volumes.clone();
     rewrite_volumes.extend(
         selected
@@ -653,6 +697,7 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         definitions,
         namespaces: BTreeSet::new(),
         links,
+        tokens: generated_tokens,
     };
     let mut pending_definitions: Vec<String> = Vec::new();
     for stored in selected {
