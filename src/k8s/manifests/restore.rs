@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::discovery::{discover, qualified, Discovered};
 use super::filter::{excluded_by_label, needable, ClusterResources, Filters, ResourceNames};
+use super::modifiers::{Modifiers, Target};
 use super::order::{is_builtin_group, Order};
 use super::stored::StoredObject;
 use super::transform::{is_workload, skip_reason, transform, Rewrite};
@@ -50,6 +51,8 @@ pub struct RestoreOptions {
     pub crd_timeout: Duration,
     /// Which objects of the selection this pass restores.
     pub pass: Pass,
+    /// Storage class and image mappings, and patch rules.
+    pub modifiers: Modifiers,
 }
 
 /// A restore in one pass, or in two around the restore of volume data:
@@ -450,6 +453,16 @@ impl Restorer<'_> {
             plural: stored.at.plural.clone(),
         };
         transform(&stored.at, &mut object, &self.opts.rewrite);
+        let target = Target {
+            group: &stored.at.group,
+            plural: &stored.at.plural,
+            namespace: namespace.as_deref(),
+            name: &name,
+        };
+        if let Err(why) = self.opts.modifiers.apply(target, &mut object) {
+            self.push(resource, namespace, name, Outcome::Failed(why));
+            return Ok(None);
+        }
         let dynamic: DynamicObject = match serde_json::from_value(object) {
             Ok(d) => d,
             Err(e) => {

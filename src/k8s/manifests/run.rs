@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::backup::collect;
 use super::filter::{split_list, Filters};
+use super::modifiers::Modifiers;
 use super::order::Order;
 use super::restore::{restore, ExistingPolicy, Pass, Report, RestoreOptions};
 use super::stored::load_objects;
@@ -198,6 +199,8 @@ pub struct ManifestRestoreOptions {
     /// restores: created without their binding; their volumes are not
     /// restored.
     pub fresh_claims: BTreeSet<(String, String)>,
+    /// Storage class and image mappings and patch rules, checked.
+    pub modifiers: Modifiers,
 }
 
 impl Default for ManifestRestoreOptions {
@@ -215,6 +218,7 @@ impl Default for ManifestRestoreOptions {
             name: None,
             pass: Pass::All,
             fresh_claims: BTreeSet::new(),
+            modifiers: Modifiers::default(),
         }
     }
 }
@@ -260,6 +264,7 @@ pub fn restore_manifests(
         order: opts.order.clone(),
         crd_timeout: opts.crd_timeout,
         pass: opts.pass,
+        modifiers: opts.modifiers.clone(),
     };
     let rt = runtime()?;
     let (cluster, report) = rt.block_on(async {
