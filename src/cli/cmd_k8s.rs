@@ -138,7 +138,10 @@ pub struct BackupArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
-    /// The snapshot (id, prefix or `latest`; `ID:/resources/...` for part of it).
+    /// The snapshot (id, prefix or `latest`; `ID:/resources/...` for part
+    /// of it). `latest` is the latest manifest snapshot (never one of
+    /// volumes or files), refused when the repository holds manifests of
+    /// several clusters and `--host` does not pick one.
     #[arg(value_name = "SNAPSHOT")]
     pub snapshot: String,
     #[command(flatten)]
@@ -160,7 +163,7 @@ pub struct RestoreArgs {
     /// Print the plan; change nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
-    /// With `latest`: the latest snapshot of this host (cluster).
+    /// With `latest`: the latest manifest snapshot of this host (cluster).
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
     /// Seconds to wait for a restored CustomResourceDefinition to be established.

@@ -10,6 +10,7 @@
 pub mod backup;
 pub mod discovery;
 pub mod filter;
+pub mod latest;
 pub mod modifiers;
 pub mod normalise;
 pub mod order;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::backup::collect;
 use super::filter::{split_list, Filters};
+use super::latest;
 use super::modifiers::Modifiers;
 use super::order::Order;
 use super::restore::{restore, ExistingPolicy, Pass, Report, RestoreOptions};
@@ -241,9 +242,17 @@ pub fn restore_manifests(
     repo: &IndexedRepository,
     opts: &ManifestRestoreOptions,
 ) -> Result<ManifestRestoreReport, K8sError> {
-    let filter = SnapshotFilter {
-        hosts: opts.host.iter().cloned().collect(),
-        ..SnapshotFilter::default()
+    // `latest` is the latest manifest snapshot, of the one cluster the
+    // repository holds them of or of `--host`.
+    let filter = if latest::is_latest(&opts.snapshot) {
+        let all: Vec<Snapshot> = repo.list_snapshots()?.into_iter().map(|(_, s)| s).collect();
+        latest::check_latest(&all, opts.host.as_deref())?;
+        latest::manifest_filter(opts.host.as_deref())
+    } else {
+        SnapshotFilter {
+            hosts: opts.host.iter().cloned().collect(),
+            ..SnapshotFilter::default()
+        }
     };
     let (snapshot, objects) = load_objects(repo, &opts.snapshot, &filter)?;
     let name = opts
