@@ -7,6 +7,7 @@
 //! [`crate::backup::backup_files`] and [`stored::load_objects`]) outside of
 //! any async context, as [`run`] does.
 
+pub mod attempts;
 pub mod backup;
 pub mod discovery;
 pub mod filter;

@@ -8,6 +8,7 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams}
 use serde::Serialize;
 use serde_json::Value;
 
+use super::attempts::{attempt, lost, Unanswered};
 use super::discovery::{discover, qualified, Discovered};
 use super::filter::{excluded_by_label, needable, ClusterResources, Filters, ResourceNames};
 use super::modifiers::{Modifiers, Target};
@@ -258,21 +259,17 @@ struct Restorer<'a> {
     /// Namespaces known to exist (or, in a dry run, to be created).
     namespaces: BTreeSet<String>,
     report: Report,
-}
-
-/// Whether a failed request means the server is gone (as opposed to the
-/// server refusing the object).
-fn lost(e: &kube::Error) -> bool {
-    !matches!(e, kube::Error::Api(_) | kube::Error::SerdeError(_))
+    /// A request of the object being restored got no answer.
+    lost_now: Option<kube::Error>,
 }
 
 impl Restorer<'_> {
-    fn unreachable(&self, what: &str, e: kube::Error) -> K8sError {
-        K8sError::Unreachable {
-            server: self.cluster.server.clone(),
-            reason: format!("{what}: {}", chain(&e)),
-            source: Box::new(e),
-        }
+    /// Notes a request of the current object that got no answer, and says
+    /// so for its report line.
+    fn lost(&mut self, e: kube::Error) -> String {
+        let why = format!("no answer from the API server: {}", chain(&e));
+        self.lost_now = Some(e);
+        why
     }
 
     fn api(&self, ar: &ApiResource, namespace: Option<&str>) -> Api<DynamicObject> {
@@ -293,9 +290,11 @@ impl Restorer<'_> {
 
     /// Makes sure a namespace exists before objects go into it (a bare one
     /// is created when the backup does not hold it, or it was filtered out).
-    async fn ensure_namespace(&mut self, ns: &str) -> Result<(), K8sError> {
+    /// `Some(why)` when the namespace could not be made sure of because the
+    /// server did not answer: the object then fails without a try.
+    async fn ensure_namespace(&mut self, ns: &str) -> Option<String> {
         if self.namespaces.contains(ns) {
-            return Ok(());
+            return None;
         }
         let ar = ApiResource {
             group: String::new(),
@@ -305,7 +304,9 @@ impl Restorer<'_> {
             plural: "namespaces".into(),
         };
         let api = self.api(&ar, None);
-        match api.get_opt(&path_segment(ns)).await {
+        let segment = path_segment(ns);
+        let post = PostParams::default();
+        match attempt(|| api.get_opt(&segment)).await.result {
             Ok(Some(_)) => {}
             Ok(None) => {
                 let outcome = if self.opts.dry_run {
@@ -322,21 +323,25 @@ impl Restorer<'_> {
                         ]
                         .into(),
                     );
-                    match api.create(&PostParams::default(), &obj).await {
+                    match attempt(|| api.create(&post, &obj)).await.result {
                         Ok(_) => Outcome::Created,
                         Err(e) if status_code(&e) == Some(409) => Outcome::Skipped("already exists".into()),
-                        Err(e) if lost(&e) => return Err(self.unreachable(&format!("creating namespace {ns}"), e)),
+                        Err(e) if lost(&e) => {
+                            let why = self.lost(e);
+                            self.push("namespaces".into(), None, ns.to_owned(), Outcome::Failed(why.clone()));
+                            return Some(format!("namespace {ns} could not be created: {why}"));
+                        }
                         Err(e) => Outcome::Failed(describe(&e)),
                     }
                 };
                 self.push("namespaces".into(), None, ns.to_owned(), outcome);
             }
-            Err(e) if lost(&e) => return Err(self.unreachable(&format!("reading namespace {ns}"), e)),
+            Err(e) if lost(&e) => return Some(format!("namespace {ns} could not be read: {}", self.lost(e))),
             // Not allowed to read it: creating objects in it will tell.
             Err(_) => {}
         }
         self.namespaces.insert(ns.to_owned());
-        Ok(())
+        None
     }
 
     /// Waits until the definitions just created are established, then asks
@@ -356,10 +361,16 @@ impl Restorer<'_> {
         for name in names {
             let deadline = Instant::now() + self.opts.crd_timeout;
             loop {
-                let crd = api
-                    .get_opt(name)
-                    .await
-                    .map_err(|e| self.unreachable(&format!("reading customresourcedefinition {name}"), e))?;
+                let crd = match attempt(|| api.get_opt(name)).await.result {
+                    Ok(crd) => crd,
+                    Err(e) => {
+                        self.report.warnings.push(format!(
+                            "customresourcedefinition {name}: cannot tell whether it is established: {}",
+                            describe(&e)
+                        ));
+                        break;
+                    }
+                };
                 let established = crd.as_ref().is_some_and(|crd| {
                     crd.data
                         .pointer("/status/conditions")
@@ -387,6 +398,18 @@ impl Restorer<'_> {
         let again = discover(self.cluster).await?;
         self.discovered = again;
         Ok(())
+    }
+
+    /// Whether the object `name` exists labelled with this restore's name.
+    async fn created_by_this_restore(&self, api: &Api<DynamicObject>, name: &str) -> bool {
+        let segment = path_segment(name);
+        attempt(|| api.get_opt(&segment))
+            .await
+            .result
+            .ok()
+            .flatten()
+            .and_then(|o| o.metadata.labels)
+            .is_some_and(|l| l.get(crate::k8s::RESTORE_LABEL) == Some(&self.opts.rewrite.restore))
     }
 
     /// Creates (or updates, or plans) one object.
@@ -472,34 +495,48 @@ impl Restorer<'_> {
             }
         };
         if let Some(ns) = &namespace {
-            self.ensure_namespace(ns).await?;
+            if let Some(why) = self.ensure_namespace(ns).await {
+                self.push(resource, namespace.clone(), name, Outcome::Failed(why));
+                return Ok(None);
+            }
         }
         let api = self.api(&ar, namespace.as_deref());
+        let segment = path_segment(&name);
+        let post = PostParams::default();
         let outcome = if self.opts.dry_run {
-            match api.get_opt(&path_segment(&name)).await {
+            match attempt(|| api.get_opt(&segment)).await.result {
                 Ok(None) => Outcome::WouldCreate,
                 Ok(Some(_)) if self.opts.policy == ExistingPolicy::Update => Outcome::WouldUpdate,
                 Ok(Some(_)) => Outcome::Skipped("already exists".into()),
-                Err(e) if lost(&e) => return Err(self.unreachable(&format!("reading {resource} {name}"), e)),
+                Err(e) if lost(&e) => Outcome::Failed(self.lost(e)),
                 Err(e) => Outcome::Failed(describe(&e)),
             }
         } else {
-            match api.create(&PostParams::default(), &dynamic).await {
+            let created = attempt(|| api.create(&post, &dynamic)).await;
+            match created.result {
                 Ok(_) => Outcome::Created,
+                // An earlier try that got no answer (or a server error)
+                // may have created it: then it carries this restore's label.
+                Err(e)
+                    if status_code(&e) == Some(409)
+                        && created.retried
+                        && self.created_by_this_restore(&api, &name).await =>
+                {
+                    Outcome::Created
+                }
                 Err(e) if status_code(&e) == Some(409) => match self.opts.policy {
                     ExistingPolicy::None => Outcome::Skipped("already exists".into()),
                     ExistingPolicy::Update => {
                         let params = PatchParams::apply("cairn").force();
-                        match api.patch(&path_segment(&name), &params, &Patch::Apply(&dynamic)).await {
+                        let patch = Patch::Apply(&dynamic);
+                        match attempt(|| api.patch(&segment, &params, &patch)).await.result {
                             Ok(_) => Outcome::Updated,
-                            Err(e) if lost(&e) => {
-                                return Err(self.unreachable(&format!("updating {resource} {name}"), e))
-                            }
+                            Err(e) if lost(&e) => Outcome::Failed(self.lost(e)),
                             Err(e) => Outcome::Failed(format!("exists, and updating it failed: {}", describe(&e))),
                         }
                     }
                 },
-                Err(e) if lost(&e) => return Err(self.unreachable(&format!("creating {resource} {name}"), e)),
+                Err(e) if lost(&e) => Outcome::Failed(self.lost(e)),
                 Err(e) => Outcome::Failed(describe(&e)),
             }
         };
@@ -576,17 +613,26 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         discovered,
         definitions,
         namespaces: BTreeSet::new(),
+        lost_now: None,
     };
     let mut pending_definitions: Vec<String> = Vec::new();
-    for stored in selected {
+    let total = selected.len();
+    let mut unanswered = Unanswered::default();
+    for (handled, stored) in selected.into_iter().enumerate() {
         let is_definition =
             stored.at.group == "apiextensions.k8s.io" && stored.at.plural == "customresourcedefinitions";
         if !is_definition && !pending_definitions.is_empty() {
             restorer.settle_definitions(&pending_definitions).await?;
             pending_definitions.clear();
         }
+        restorer.lost_now = None;
         if let Some(name) = restorer.one(stored).await? {
             pending_definitions.push(name);
+        }
+        let lost = restorer.lost_now.take();
+        let last = restorer.report.results.last();
+        if let Some(gone) = unanswered.note(lost, last, handled + 1, total, &restorer.cluster.server) {
+            return Err(gone);
         }
     }
     restorer.settle_definitions(&pending_definitions).await?;
