@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use super::backup::{collect, PAGE};
 use super::filter::{split_list, Filters};
+use super::latest;
+use super::modifiers::Modifiers;
 use super::order::Order;
 use super::restore::{restore, ExistingPolicy, Pass, Report, RestoreOptions};
 use super::stored::load_objects;
@@ -215,6 +217,8 @@ pub struct ManifestRestoreOptions {
     /// Keep every node port of a Service, not only the explicit ones
     /// (those in its last-applied configuration).
     pub preserve_node_ports: bool,
+    /// Storage class and image mappings and patch rules, checked.
+    pub modifiers: Modifiers,
 }
 
 impl Default for ManifestRestoreOptions {
@@ -233,6 +237,7 @@ impl Default for ManifestRestoreOptions {
             pass: Pass::All,
             fresh_claims: BTreeSet::new(),
             preserve_node_ports: false,
+            modifiers: Modifiers::default(),
         }
     }
 }
@@ -255,9 +260,17 @@ pub fn restore_manifests(
     repo: &IndexedRepository,
     opts: &ManifestRestoreOptions,
 ) -> Result<ManifestRestoreReport, K8sError> {
-    let filter = SnapshotFilter {
-        hosts: opts.host.iter().cloned().collect(),
-        ..SnapshotFilter::default()
+    // `latest` is the latest manifest snapshot, of the one cluster the
+    // repository holds them of or of `--host`.
+    let filter = if latest::is_latest(&opts.snapshot) {
+        let all: Vec<Snapshot> = repo.list_snapshots()?.into_iter().map(|(_, s)| s).collect();
+        latest::check_latest(&all, opts.host.as_deref())?;
+        latest::manifest_filter(opts.host.as_deref())
+    } else {
+        SnapshotFilter {
+            hosts: opts.host.iter().cloned().collect(),
+            ..SnapshotFilter::default()
+        }
     };
     let (snapshot, objects) = load_objects(repo, &opts.snapshot, &filter)?;
     let name = opts
@@ -279,6 +292,7 @@ pub fn restore_manifests(
         order: opts.order.clone(),
         crd_timeout: opts.crd_timeout,
         pass: opts.pass,
+        modifiers: opts.modifiers.clone(),
     };
     let rt = runtime()?;
     let (cluster, report) = rt.block_on(async {
