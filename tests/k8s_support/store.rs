@@ -387,6 +387,7 @@ impl State {
         self.render_managed(&key, &mut obj);
         self.record("ADDED", &key, &obj, None);
         self.objects.insert(key.clone(), obj);
+        self.after_create(&key);
         Ok(key)
     }
 
@@ -493,6 +494,7 @@ impl State {
         }
         new["apiVersion"] = old["apiVersion"].clone();
         new["kind"] = old["kind"].clone();
+        self.before_update(d, &old, &mut new)?;
         if being_deleted(&old) {
             let before = finalizers(&old);
             let added: Vec<String> = finalizers(&new).into_iter().filter(|f| !before.contains(f)).collect();
