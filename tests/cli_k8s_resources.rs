@@ -91,11 +91,13 @@ fn create_then_get_shows_it() {
             "shop-1",
             "--namespace-mapping",
             "shop:shop2",
+            "--preserve-nodeports",
         ],
     ));
     let r = &cluster.objects()[&key("restores", "r1")];
     assert_eq!(r["spec"]["backupName"], "shop-1");
     assert_eq!(r["spec"]["namespaceMapping"], json!({"shop": "shop2"}));
+    assert_eq!(r["spec"]["preserveNodePorts"], true);
 
     let table = succeeds(&mut k8s(&cluster, &["get", "backups"]));
     assert!(table.lines().any(|l| l.starts_with("shop-1")), "{table}");

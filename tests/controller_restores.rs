@@ -51,6 +51,13 @@ fn a_backup_of_one_cluster_restores_into_another_under_a_new_namespace() {
 
     let source = cluster();
     seed_objects(&source);
+    // A node port the cluster allocated: kept only with preserveNodePorts.
+    source.state().seed(
+        "",
+        "services",
+        json!({"metadata": {"name": "edge", "namespace": "web"},
+               "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 31999}]}}),
+    );
     repository(&source, "default", &path, json!({}));
     create(
         &source,
@@ -83,7 +90,7 @@ fn a_backup_of_one_cluster_restores_into_another_under_a_new_namespace() {
         "restores",
         "Restore",
         "to-web2",
-        json!({"backupName": "web", "namespaceMapping": {"web": "web2"}}),
+        json!({"backupName": "web", "namespaceMapping": {"web": "web2"}, "preserveNodePorts": true}),
     );
     let obj = wait_phase(&target, &controller, "restores", "to-web2", "Completed");
     let (created, _updated, _skipped, failed) = objects(&obj);
@@ -106,6 +113,10 @@ fn a_backup_of_one_cluster_restores_into_another_under_a_new_namespace() {
         .get("", "configmaps", "web2", "frontend-config")
         .expect("the ConfigMap was restored");
     assert_eq!(cm["metadata"]["namespace"], "web2");
+    let edge = target
+        .get("", "services", "web2", "edge")
+        .expect("the Service was restored");
+    assert_eq!(edge["spec"]["ports"][0]["nodePort"], 31999, "{edge}");
 
     wait_event(&target, &controller, "to-web2", "Completed");
     wait_metric(&controller, "cairn_restores_total{phase=\"Completed\"} 1");

@@ -738,3 +738,90 @@ fn explicit_node_ports_are_kept_and_allocated_ones_only_with_preserve() {
     assert_eq!(svc["spec"]["ports"][1]["nodePort"], 31443);
     assert_eq!(svc["spec"]["ports"][0]["nodePort"], 30080);
 }
+
+#[test]
+fn owners_restored_in_the_other_pass_are_found() {
+    use cairn::k8s::client::ClusterAccess;
+    use cairn::k8s::manifests::restore::Pass;
+    use cairn::k8s::manifests::run::{restore_manifests, ManifestRestoreOptions};
+
+    let source = FakeCluster::seeded();
+    let db = source.get("apps", "statefulsets", "data", "db").unwrap();
+    let gizmo = source.get("example.com", "widgets", "team-a", "gizmo").unwrap();
+    {
+        let mut s = source.state();
+        // A claim a StatefulSet owns (its retention policy), restored in the
+        // first pass, its owner in the second.
+        let key = (
+            String::new(),
+            "persistentvolumeclaims".to_owned(),
+            "data".to_owned(),
+            "data-db-0".to_owned(),
+        );
+        let mut claim = s.objects[&key].clone();
+        claim["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "name": "db", "uid": uid(&db)}]);
+        s.objects.insert(key, claim);
+        // A Deployment an operator's custom resource owns: the other way round.
+        s.seed(
+            "apps",
+            "deployments",
+            json!({"metadata": {"name": "gizmo-runner", "namespace": "team-a",
+                                "ownerReferences": [{"apiVersion": "example.com/v1", "kind": "Widget",
+                                                     "name": "gizmo", "uid": uid(&gizmo), "controller": true}]},
+                   "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "g"}},
+                            "template": {"metadata": {"labels": {"app": "g"}},
+                                         "spec": {"containers": [{"name": "g", "image": "busybox"}]}}}}),
+        );
+    }
+    let repo = repo();
+    backup(&repo.path, &source);
+
+    let target = FakeCluster::empty();
+    let indexed = Repository::open(Arc::new(LocalStorage::new(repo.path.clone())), PASSWORD.as_bytes())
+        .unwrap()
+        .load_index()
+        .unwrap();
+    let opts = ManifestRestoreOptions {
+        access: ClusterAccess {
+            kubeconfig: Some(target.kubeconfig()),
+            context: None,
+        },
+        name: Some("two-passes".into()),
+        ..ManifestRestoreOptions::default()
+    };
+    let first = restore_manifests(
+        &indexed,
+        &ManifestRestoreOptions {
+            pass: Pass::WithoutWorkloads,
+            ..opts.clone()
+        },
+    )
+    .unwrap();
+    assert!(first.report.warnings.is_empty(), "{:?}", first.report.warnings);
+    let claim = target.get("", "persistentvolumeclaims", "data", "data-db-0").unwrap();
+    assert!(claim["metadata"].get("ownerReferences").is_none(), "{claim}");
+    let second = restore_manifests(
+        &indexed,
+        &ManifestRestoreOptions {
+            pass: Pass::Workloads,
+            ..opts
+        },
+    )
+    .unwrap();
+    assert!(second.report.warnings.is_empty(), "{:?}", second.report.warnings);
+    let set = target.get("apps", "statefulsets", "data", "db").unwrap();
+    let claim = target.get("", "persistentvolumeclaims", "data", "data-db-0").unwrap();
+    assert_eq!(
+        claim["metadata"]["ownerReferences"][0]["uid"],
+        uid(&set).as_str(),
+        "{claim}"
+    );
+    let widget = target.get("example.com", "widgets", "team-a", "gizmo").unwrap();
+    let runner = target.get("apps", "deployments", "team-a", "gizmo-runner").unwrap();
+    assert_eq!(
+        runner["metadata"]["ownerReferences"][0]["uid"],
+        uid(&widget).as_str(),
+        "{runner}"
+    );
+}

@@ -461,11 +461,13 @@ mod tests {
             "--include-cluster-resources",
             "false",
             "--dry-run",
+            "--preserve-nodeports",
         ])
         .unwrap();
         let K8sCommand::Restore(args) = cmd else {
             panic!("not a restore")
         };
+        assert!(args.preserve_nodeports);
         assert_eq!(args.snapshot, "latest");
         assert_eq!(parse_mapping(&args.namespace_mapping).unwrap().len(), 2);
         assert_eq!(args.existing_resource_policy, ExistingPolicy::Update);

@@ -76,6 +76,10 @@ pub struct CreateRestoreArgs {
     /// Restore namespace OLD as NEW (`old:new,...`).
     #[arg(long, value_name = "OLD:NEW,...")]
     pub namespace_mapping: Vec<String>,
+    /// Keep every node port of the backed-up Services (by default only the
+    /// explicit ones, those in the last-applied configuration).
+    #[arg(long)]
+    pub preserve_nodeports: bool,
     #[command(flatten)]
     pub filters: FilterArgs,
     /// Wait until the restore ends; exit non-zero unless it Completed.
@@ -360,6 +364,7 @@ pub fn run_create(ctx: &Context, cmd: &CreateCommand) -> Result<i32, CliError> {
                 filters: filters(&a.filters)?,
                 namespace_mapping: parse_mapping(&a.namespace_mapping)?,
                 restore_volumes: true,
+                preserve_node_ports: a.preserve_nodeports,
                 ..RestoreSpec::default()
             };
             let obj = Restore::new(&a.name, spec);

@@ -15,7 +15,14 @@
 //! namespaced object whose namespace does not exist (or is terminating), a
 //! custom resource whose definition is not established, a Service whose
 //! cluster IP is taken, strategic merge patches of custom resources, new
-//! finalizers on an object being deleted. Resources can be made forbidden
+//! finalizers on an object being deleted. It does what the API server does
+//! beyond storing an object where a restore depends on it (admission.rs):
+//! Jobs get generated selectors (and are refused with a foreign one), Pods
+//! get the priority of their class (and are refused with another), node
+//! ports are allocated (and refused when taken), a create an admission
+//! webhook intercepts fails (no webhook is ever reachable here), and an
+//! object written with owner references to no live owner is collected.
+//! Resources can be made forbidden
 //! (403), requests can be made to fail (`fail_next`), and the server can be
 //! stopped and restarted on the same port. Every request is logged.
 //!

@@ -441,4 +441,36 @@ mod tests {
         secret["metadata"]["ownerReferences"] = json!([]);
         assert!(plan.kept(&secret_at, &secret).is_empty());
     }
+
+    #[test]
+    fn references_resolve_as_owners_become_known() {
+        let owner = |name: &str| Ident {
+            group: "example.com".into(),
+            kind: "Database".into(),
+            namespace: Some("a".into()),
+            name: name.into(),
+        };
+        let reference =
+            |name: &str| json!({"apiVersion": "example.com/v1", "kind": "Database", "name": name, "uid": "old"});
+        let refs = vec![
+            (owner("here"), reference("here")),
+            (owner("later"), reference("later")),
+            (owner("elsewhere"), reference("elsewhere")),
+        ];
+        let mut links = Links::new(Owners::default(), [owner("here"), owner("later")].into());
+        // Nothing known: the owners of this pass are awaited, the other is not.
+        assert_eq!(links.resolved(&refs), (Vec::new(), true));
+        links.uids.insert(owner("here"), "u-here".into());
+        let (now, waits) = links.resolved(&refs);
+        assert_eq!(
+            now,
+            [json!({"apiVersion": "example.com/v1", "kind": "Database", "name": "here", "uid": "u-here"})]
+        );
+        assert!(waits);
+        links.uids.insert(owner("later"), "u-later".into());
+        let (now, waits) = links.resolved(&refs);
+        assert_eq!(now.len(), 2);
+        assert_eq!(now[1]["uid"], "u-later");
+        assert!(!waits);
+    }
 }

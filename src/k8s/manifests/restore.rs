@@ -620,7 +620,7 @@ impl Restorer<'_> {
             self.namespaces.insert(name.clone());
         }
         if !self.opts.dry_run && !matches!(outcome, Outcome::Failed(_)) {
-            if waits && outcome == Outcome::Created {
+            if waits && matches!(outcome, Outcome::Created | Outcome::Updated) {
                 self.links.wait(Waiting {
                     ar: ar.clone(),
                     namespace: namespace.clone(),
