@@ -121,8 +121,22 @@ fn a_label_selected_backup_takes_what_its_pods_and_workloads_need() {
                        "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}],
                        "volumes": [{"name": "r", "persistentVolumeClaim": {"claimName": "reports"}}]}}}}}}),
         );
+        s.seed(
+            "apps",
+            "statefulsets",
+            json!({"metadata": {"name": "db", "namespace": "shop", "labels": web},
+                   "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                            "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                                                      "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}],
+                            "template": {"metadata": {"labels": {"app": "db"}},
+                                         "spec": {"serviceAccountName": "web-sa", "containers": [{"name": "c", "image": "postgres"}]}}}}),
+        );
         // What they need, unlabelled.
-        for (claim, pv) in [("web-data", "pv-web"), ("reports", "pv-reports")] {
+        for (claim, pv) in [
+            ("web-data", "pv-web"),
+            ("reports", "pv-reports"),
+            ("data-db-0", "pv-db"),
+        ] {
             s.seed(
                 "",
                 "persistentvolumeclaims",
@@ -232,7 +246,10 @@ fn a_label_selected_backup_takes_what_its_pods_and_workloads_need() {
     let wanted = [
         namespaced("apps", "deployments", "shop", "web"),
         namespaced("batch", "cronjobs", "shop", "report"),
+        namespaced("apps", "statefulsets", "shop", "db"),
         namespaced("", "persistentvolumeclaims", "shop", "web-data"),
+        namespaced("", "persistentvolumeclaims", "shop", "data-db-0"),
+        cluster_path("", "persistentvolumes", "pv-db"),
         namespaced("", "persistentvolumeclaims", "shop", "reports"),
         cluster_path("", "persistentvolumes", "pv-web"),
         cluster_path("", "persistentvolumes", "pv-reports"),
@@ -263,12 +280,12 @@ fn a_label_selected_backup_takes_what_its_pods_and_workloads_need() {
     for path in &unwanted {
         assert!(!objects.contains_key(path), "{path} taken");
     }
-    // Everything but the two selected objects (and the namespaces, which
+    // Everything but the three selected objects (and the namespaces, which
     // follow the namespace filter) came as a dependency.
     let dependencies = summary["dependencies"].as_object().unwrap();
     let total: u64 = dependencies.values().map(|n| n.as_u64().unwrap()).sum();
-    assert_eq!(total as usize, wanted.len() - 2, "{summary}");
-    assert_eq!(dependencies["persistentvolumeclaims"], 2, "{summary}");
+    assert_eq!(total as usize, wanted.len() - 3, "{summary}");
+    assert_eq!(dependencies["persistentvolumeclaims"], 3, "{summary}");
     assert_eq!(dependencies["priorityclasses.scheduling.k8s.io"], 1, "{summary}");
 }
 
@@ -541,4 +558,44 @@ fn a_cluster_scoped_kind_named_by_a_namespace_scoped_user_is_still_an_error() {
         .as_str()
         .unwrap()
         .starts_with("storageclasses.storage.k8s.io: forbidden"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_retries_reads_after_a_server_error_but_not_writes() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, ListParams, PostParams};
+    let cluster = FakeCluster::empty();
+    cluster
+        .state()
+        .seed("", "namespaces", json!({"metadata": {"name": "shop"}}));
+    let access = cairn::k8s::client::ClusterAccess {
+        kubeconfig: Some(cluster.kubeconfig()),
+        context: None,
+    };
+    let connected = cairn::k8s::client::connect(&access).await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(connected.client.clone(), "shop");
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "c"}})).unwrap();
+    let count = |method: &str| {
+        cluster
+            .log()
+            .iter()
+            .filter(|l| l.method == method && l.path.ends_with("/namespaces/shop/configmaps"))
+            .count()
+    };
+    // A create answered 500 may have been done: it is not sent again.
+    cluster.state().fail_matching("/namespaces/shop/configmaps", 1, 500);
+    let err = api.create(&PostParams::default(), &cm).await.unwrap_err();
+    assert_eq!(cairn::k8s::client::status_code(&err), Some(500));
+    assert_eq!(count("POST"), 1);
+    // One that was throttled or refused for now was not: it is.
+    cluster.state().fail_matching("/namespaces/shop/configmaps", 1, 503);
+    api.create(&PostParams::default(), &cm).await.unwrap();
+    assert_eq!(count("POST"), 3);
+    // A read is sent again after a 500 and after a dropped connection.
+    cluster.state().fail_matching("/namespaces/shop/configmaps", 1, 500);
+    assert_eq!(api.list(&ListParams::default()).await.unwrap().items.len(), 1);
+    assert_eq!(count("GET"), 2);
+    cluster.state().drop_matching("/namespaces/shop/configmaps", 1);
+    assert_eq!(api.list(&ListParams::default()).await.unwrap().items.len(), 1);
+    assert_eq!(count("GET"), 4);
 }
