@@ -599,3 +599,35 @@ async fn the_client_retries_reads_after_a_server_error_but_not_writes() {
     assert_eq!(api.list(&ListParams::default()).await.unwrap().items.len(), 1);
     assert_eq!(count("GET"), 4);
 }
+
+#[test]
+fn without_a_selector_nothing_is_listed_twice_for_dependencies() {
+    let (_dir, repo, cluster) = setup(&["shop"]);
+    {
+        let mut s = cluster.state();
+        s.seed(
+            "",
+            "serviceaccounts",
+            json!({"metadata": {"name": "web", "namespace": "shop"}}),
+        );
+        s.seed(
+            "",
+            "pods",
+            json!({"metadata": {"name": "web-0", "namespace": "shop"},
+                   "spec": {"serviceAccountName": "web", "containers": [{"name": "c", "image": "nginx"}]}}),
+        );
+        s.seed(
+            RBAC,
+            "rolebindings",
+            json!({"metadata": {"name": "web-reads", "namespace": "shop"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "web"}],
+                   "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": "reader"}}),
+        );
+    }
+    let (code, summary, stderr) = backup(&repo, &cluster, &["--include-namespaces", "shop"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(summary["dependencies"], json!({}), "{summary}");
+    assert_eq!(requests(&cluster, "/namespaces/shop/rolebindings").len(), 1);
+    assert_eq!(requests(&cluster, "/namespaces/shop/serviceaccounts").len(), 1);
+    assert!(stored(&repo).contains_key(&namespaced(RBAC, "rolebindings", "shop", "web-reads")));
+}
