@@ -156,11 +156,12 @@ impl State {
         ))
     }
 
-    /// The offset a list continues at, or the real server's 410 for an
+    /// The resourceVersion a list started at and the offset it continues
+    /// at (none and 0 for a first page), or the real server's 410 for an
     /// expired token (older than the compaction, or expired on demand).
-    pub fn continue_offset(&mut self, q: &Query) -> Result<usize, (u16, Value)> {
+    pub fn continue_offset(&mut self, q: &Query) -> Result<(Option<u64>, usize), (u16, Value)> {
         let Some(token) = q.get("continue").filter(|t| !t.is_empty()) else {
-            return Ok(0);
+            return Ok((None, 0));
         };
         let (rv, offset) = token
             .split_once(':')
@@ -179,6 +180,6 @@ impl State {
                 "the provided continue parameter is too old to display a consistent list result; start a new list without it",
             ));
         }
-        Ok(offset)
+        Ok((Some(rv), offset))
     }
 }

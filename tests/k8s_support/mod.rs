@@ -17,7 +17,10 @@
 //! cluster IP is taken, strategic merge patches of custom resources, new
 //! finalizers on an object being deleted. Resources can be made forbidden
 //! (403), requests can be made to fail (`fail_next`), and the server can be
-//! stopped and restarted on the same port. Every request is logged.
+//! stopped and restarted on the same port. Every request is logged. The
+//! user can be limited to some namespaces, failures and dropped
+//! connections aimed at paths, and continue tokens made to expire (see
+//! [`access`]).
 //!
 //! Simplified on purpose (documented where it is done): server-side apply
 //! tracks ownership per leaf field and treats lists as atomic; strategic
