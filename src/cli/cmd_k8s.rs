@@ -9,6 +9,7 @@ use super::{output, CliError, Context};
 use crate::format::escape;
 use crate::k8s::client::ClusterAccess;
 use crate::k8s::manifests::filter::{split_list, ClusterResources, Filters};
+use crate::k8s::manifests::modifiers::{parse_image_mapping, parse_storage_class_mapping, Modifiers};
 use crate::k8s::manifests::order::Order;
 use crate::k8s::manifests::restore::{ExistingPolicy, Outcome, Report};
 use crate::k8s::manifests::run::{backup_manifests, restore_manifests, ManifestBackupOptions, ManifestRestoreOptions};
@@ -137,7 +138,10 @@ pub struct BackupArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
-    /// The snapshot (id, prefix or `latest`; `ID:/resources/...` for part of it).
+    /// The snapshot (id, prefix or `latest`; `ID:/resources/...` for part
+    /// of it). `latest` is the latest manifest snapshot (never one of
+    /// volumes or files), refused when the repository holds manifests of
+    /// several clusters and `--host` does not pick one.
     #[arg(value_name = "SNAPSHOT")]
     pub snapshot: String,
     #[command(flatten)]
@@ -148,23 +152,73 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "OLD:NEW,...")]
     pub namespace_mapping: Vec<String>,
     /// What to do with objects that exist: none (leave them) or update
-    /// (server-side apply the backed-up object).
+    /// (put the backed-up object in their place, fields added since
+    /// removed). Service accounts are merged either way.
     #[arg(long, value_name = "none|update", default_value = "none")]
     pub existing_resource_policy: ExistingPolicy,
-    /// Resources restored first, in this order (replaces the default
-    /// CRDs, namespaces, storage classes, PVs, PVCs, secrets, config maps,
-    /// service accounts, limit ranges).
+    /// Resources restored first, in this order, before the default
+    /// priority list (CRDs, namespaces, storage classes, PVs, PVCs,
+    /// priority classes, service accounts, secrets, RBAC, config maps, ...,
+    /// workloads).
     #[arg(long, value_name = "RESOURCE,...")]
     pub order: Vec<String>,
     /// Print the plan; change nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
-    /// With `latest`: the latest snapshot of this host (cluster).
+    /// With `latest`: the latest manifest snapshot of this host (cluster).
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
     /// Seconds to wait for a restored CustomResourceDefinition to be established.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub crd_timeout: u64,
+    /// Keep every node port of the backed-up Services (by default only the
+    /// explicit ones, those in the last-applied configuration, are kept).
+    #[arg(long)]
+    pub preserve_nodeports: bool,
+    #[command(flatten)]
+    pub modifiers: ModifierArgs,
+}
+
+/// What a restore changes in the objects it creates.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModifierArgs {
+    /// Storage class OLD restored as NEW in claims, volumes and
+    /// StatefulSets' claim templates (`old:new,...`).
+    #[arg(long, value_name = "OLD:NEW,...")]
+    pub storage_class_mapping: Vec<String>,
+    /// Image OLD (a whole reference, or a registry or repository prefix)
+    /// restored as NEW in every pod and pod template (`old:new`, or
+    /// `old=new` when the names hold ':').
+    #[arg(long, value_name = "OLD=NEW,...")]
+    pub image_mapping: Vec<String>,
+    /// JSON-patch rules selected by resource, namespace, name and labels
+    /// (a YAML or JSON file in the layout of Velero's resource modifiers).
+    #[arg(long, value_name = "FILE")]
+    pub resource_modifiers: Option<PathBuf>,
+}
+
+impl ModifierArgs {
+    /// The checked modifiers: a bad mapping or rules file is reported
+    /// before anything is read or created.
+    pub fn modifiers(&self) -> Result<Modifiers, CliError> {
+        let text = match &self.resource_modifiers {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| K8sError::InvalidOption(format!("--resource-modifiers {}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        let source = self
+            .resource_modifiers
+            .as_ref()
+            .map(|p| format!("--resource-modifiers {}", p.display()))
+            .unwrap_or_default();
+        Ok(Modifiers::new(
+            parse_storage_class_mapping(&self.storage_class_mapping)?,
+            parse_image_mapping(&self.image_mapping)?,
+            text.as_deref().map(|t| (source.as_str(), t)),
+        )?)
+    }
 }
 
 pub fn run(ctx: &Context, cmd: &K8sCommand) -> Result<i32, CliError> {
@@ -277,6 +331,8 @@ fn run_restore(ctx: &Context, args: &RestoreArgs) -> Result<i32, CliError> {
         dry_run: args.dry_run,
         crd_timeout: Duration::from_secs(args.crd_timeout),
         name: None,
+        preserve_node_ports: args.preserve_nodeports,
+        modifiers: args.modifiers.modifiers()?,
         ..ManifestRestoreOptions::default()
     };
     let repo = ctx.open_indexed()?;
@@ -332,25 +388,27 @@ fn print_report(report: &Report, dry_run: bool, cluster: &str, snapshot: &str, n
         let text = match &r.outcome {
             Outcome::WouldCreate => format!("  create  {target}"),
             Outcome::WouldUpdate => format!("  update  {target}"),
+            Outcome::WouldMerge => format!("  merge   {target}"),
+            Outcome::Merged(what) => format!("  merged  {target}: {what}"),
             Outcome::Skipped(why) => format!("  skipped {target}: {why}"),
             Outcome::Failed(why) => format!("  FAILED  {target}: {why}"),
             Outcome::Created | Outcome::Updated => continue,
         };
         output::line(text)?;
     }
-    let (created, updated) = if dry_run {
-        ("to create", "to update")
+    let (created, updated, merged) = if dry_run {
+        ("to create", "to update", "to merge")
     } else {
-        ("created", "updated")
+        ("created", "updated", "merged")
     };
     output::line(format!(
-        "{:<48} {created:>9} {updated:>9} {:>8} {:>7}",
+        "{:<48} {created:>9} {updated:>9} {merged:>8} {:>8} {:>7}",
         "resource", "skipped", "failed"
     ))?;
     for (resource, c) in report.counts() {
         output::line(format!(
-            "{resource:<48} {:>9} {:>9} {:>8} {:>7}",
-            c.created, c.updated, c.skipped, c.failed
+            "{resource:<48} {:>9} {:>9} {:>8} {:>8} {:>7}",
+            c.created, c.updated, c.merged, c.skipped, c.failed
         ))?;
     }
     if dry_run {
@@ -411,7 +469,7 @@ mod tests {
         assert_eq!(args.snapshot, "latest");
         assert_eq!(parse_mapping(&args.namespace_mapping).unwrap().len(), 2);
         assert_eq!(args.existing_resource_policy, ExistingPolicy::Update);
-        assert_eq!(Order::new(split_list(&args.order)).first(), ["cm", "secrets"]);
+        assert_eq!(Order::new(split_list(&args.order)).first()[..2], ["cm", "secrets"]);
         assert_eq!(args.filters.include_cluster_resources, ClusterResources::False);
         assert!(args.dry_run);
     }

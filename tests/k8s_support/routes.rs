@@ -250,7 +250,10 @@ impl State {
             obj["metadata"]["namespace"] = json!(ns.unwrap_or(""));
         }
         let key = self.create(d, obj, &manager(q), true)?;
-        Ok((201, self.objects[&key].clone()))
+        let created = self.objects[&key].clone();
+        self.collect_if_orphaned(&key);
+        self.after_client_create(&key);
+        Ok((201, created))
     }
 
     /// The stored object, or 404; and a 409 when `given` carries a
@@ -334,7 +337,9 @@ impl State {
         }
         let old = self.current(d, key, &new)?;
         let stored = Self::written(d, &old, new, sub);
-        Ok((200, self.replace(d, key, stored, Some(&manager(q)))?))
+        let written = self.replace(d, key, stored, Some(&manager(q)))?;
+        self.collect_if_orphaned(key);
+        Ok((200, written))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -395,7 +400,9 @@ impl State {
         // A patch that sets metadata.resourceVersion is a precondition.
         self.current(d, key, &new)?;
         let stored = Self::written(d, &old, new, sub);
-        Ok((200, self.replace(d, key, stored, Some(&manager(q)))?))
+        let written = self.replace(d, key, stored, Some(&manager(q)))?;
+        self.collect_if_orphaned(key);
+        Ok((200, written))
     }
 
     fn delete_request(&mut self, d: &ResDef, key: &Key, q: &Query, body: &[u8]) -> Result<(u16, Value), (u16, Value)> {

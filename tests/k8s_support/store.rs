@@ -374,6 +374,7 @@ impl State {
         meta.insert("generation".into(), json!(1));
         obj["apiVersion"] = json!(api_version(&d.group, &d.version));
         obj["kind"] = json!(d.kind);
+        self.admit(d, &mut obj, from_client)?;
         if d.group == "apiextensions.k8s.io" && d.plural == "customresourcedefinitions" {
             obj["status"] = json!({"conditions": []});
             self.pending_crds.insert(name);
@@ -386,6 +387,7 @@ impl State {
         self.render_managed(&key, &mut obj);
         self.record("ADDED", &key, &obj, None);
         self.objects.insert(key.clone(), obj);
+        self.after_create(&key);
         Ok(key)
     }
 
@@ -492,6 +494,7 @@ impl State {
         }
         new["apiVersion"] = old["apiVersion"].clone();
         new["kind"] = old["kind"].clone();
+        self.before_update(d, &old, &mut new)?;
         if being_deleted(&old) {
             let before = finalizers(&old);
             let added: Vec<String> = finalizers(&new).into_iter().filter(|f| !before.contains(f)).collect();

@@ -137,6 +137,11 @@ async fn restore(ctx: &Context, api: &Api<Restore>, obj: &Restore) -> Result<Act
         Ok(f) => f,
         Err(e) => return fail(ctx, api, &obj, option_message(&e)).await,
     };
+    let modifiers = match super::restore_modifiers::load(ctx, &namespace, &obj.spec).await {
+        Ok(m) => m,
+        Err(super::restore_modifiers::LoadError::Retry(e)) => return Err(e),
+        Err(super::restore_modifiers::LoadError::Fail(message)) => return fail(ctx, api, &obj, message).await,
+    };
     let (repository, access) = match resolve(ctx, &backup).await {
         Ok(found) => found,
         Err(Resolve::Retry(e)) => return Err(e),
@@ -153,6 +158,8 @@ async fn restore(ctx: &Context, api: &Api<Restore>, obj: &Restore) -> Result<Act
             ExistingResourcePolicy::Update => ExistingPolicy::Update,
         },
         name: Some(obj.name_any()),
+        preserve_node_ports: obj.spec.preserve_node_ports,
+        modifiers,
         ..ManifestRestoreOptions::default()
     };
     if status.step.is_none() {
@@ -299,6 +306,7 @@ fn summarize(report: &ManifestRestoreReport) -> (ObjectCounts, Vec<String>) {
         match &r.outcome {
             Outcome::Created | Outcome::WouldCreate => counts.created += 1,
             Outcome::Updated | Outcome::WouldUpdate => counts.updated += 1,
+            Outcome::Merged(_) | Outcome::WouldMerge => counts.merged += 1,
             Outcome::Skipped(_) => counts.skipped += 1,
             Outcome::Failed(why) => {
                 counts.failed += 1;
@@ -329,6 +337,7 @@ async fn finish(
     let counts = ObjectCounts {
         created: first.created + workloads.created,
         updated: first.updated + workloads.updated,
+        merged: first.merged + workloads.merged,
         skipped: first.skipped + workloads.skipped,
         failed: first.failed + workloads.failed,
     };
@@ -343,10 +352,11 @@ async fn finish(
         Phase::Completed
     };
     let mut message = format!(
-        "restored snapshot {}: {} created, {} updated, {} skipped, {} failed",
+        "restored snapshot {}: {} created, {} updated, {} merged, {} skipped, {} failed",
         report.snapshot_id.short(),
         counts.created,
         counts.updated,
+        counts.merged,
         counts.skipped,
         counts.failed
     );

@@ -8,14 +8,21 @@
 //! page as [`backup::collect`] sends them, and [`stored::load_objects`])
 //! outside of any async context, as [`run`] does.
 
+pub mod attempts;
 pub mod backup;
 pub mod discovery;
+pub mod existing;
 pub mod filter;
+pub mod latest;
+pub mod modifiers;
 pub mod needs;
 pub mod normalise;
+pub mod objects;
 pub mod order;
+pub mod owners;
 pub mod pager;
 pub mod restore;
 pub mod run;
 pub mod stored;
+pub mod tokens;
 pub mod transform;

@@ -4,14 +4,20 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::attempts::{attempt, lost, Unanswered};
 use super::discovery::{discover, qualified, Discovered};
+use super::existing::{is_merged, merge_service_account, replace};
 use super::filter::{excluded_by_label, needable, ClusterResources, Filters, ResourceNames};
+use super::modifiers::{Modifiers, Target};
+use super::normalise::ObjectPath;
 use super::order::{is_builtin_group, Order};
+use super::owners::{api_resource, ident_of, Ident, Links, Owners, Waiting};
 use super::stored::StoredObject;
+use super::tokens;
 use super::transform::{is_workload, skip_reason, transform, Rewrite};
 use crate::k8s::client::{chain, describe, status_code, Cluster};
 use crate::k8s::K8sError;
@@ -22,7 +28,9 @@ pub enum ExistingPolicy {
     /// Leave it as it is (reported as skipped).
     #[default]
     None,
-    /// Server-side apply the backed-up object over it.
+    /// Put the backed-up object in its place (fields added since are
+    /// removed; what the server owns is kept: see
+    /// [`super::existing::replacement`]).
     Update,
 }
 
@@ -50,6 +58,8 @@ pub struct RestoreOptions {
     pub crd_timeout: Duration,
     /// Which objects of the selection this pass restores.
     pub pass: Pass,
+    /// Storage class and image mappings, and patch rules.
+    pub modifiers: Modifiers,
 }
 
 /// A restore in one pass, or in two around the restore of volume data:
@@ -81,12 +91,17 @@ impl Pass {
 pub enum Outcome {
     Created,
     Updated,
+    /// Merged into the object the cluster made (a ServiceAccount): what
+    /// was added.
+    Merged(String),
     Skipped(String),
     Failed(String),
     /// Dry run: would be created.
     WouldCreate,
     /// Dry run: exists and would be updated.
     WouldUpdate,
+    /// Dry run: exists and would be merged into.
+    WouldMerge,
 }
 
 /// One object's line of the report.
@@ -105,6 +120,7 @@ pub struct ObjectResult {
 pub struct Counts {
     pub created: usize,
     pub updated: usize,
+    pub merged: usize,
     pub skipped: usize,
     pub failed: usize,
 }
@@ -127,6 +143,7 @@ impl Report {
             match r.outcome {
                 Outcome::Created | Outcome::WouldCreate => c.created += 1,
                 Outcome::Updated | Outcome::WouldUpdate => c.updated += 1,
+                Outcome::Merged(_) | Outcome::WouldMerge => c.merged += 1,
                 Outcome::Skipped(_) => c.skipped += 1,
                 Outcome::Failed(_) => c.failed += 1,
             }
@@ -254,22 +271,22 @@ struct Restorer<'a> {
     definitions: BTreeSet<(String, String)>,
     /// Namespaces known to exist (or, in a dry run, to be created).
     namespaces: BTreeSet<String>,
+    /// Owner references: who is restored, new uids, who waits for them.
+    links: Links,
+    /// Token Secrets (namespace, name) the cluster generated.
+    tokens: BTreeSet<(String, String)>,
     report: Report,
-}
-
-/// Whether a failed request means the server is gone (as opposed to the
-/// server refusing the object).
-fn lost(e: &kube::Error) -> bool {
-    !matches!(e, kube::Error::Api(_) | kube::Error::SerdeError(_))
+    /// A request of the object being restored got no answer.
+    lost_now: Option<kube::Error>,
 }
 
 impl Restorer<'_> {
-    fn unreachable(&self, what: &str, e: kube::Error) -> K8sError {
-        K8sError::Unreachable {
-            server: self.cluster.server.clone(),
-            reason: format!("{what}: {}", chain(&e)),
-            source: Box::new(e),
-        }
+    /// Notes a request of the current object that got no answer, and says
+    /// so for its report line.
+    fn lost(&mut self, e: kube::Error) -> String {
+        let why = format!("no answer from the API server: {}", chain(&e));
+        self.lost_now = Some(e);
+        why
     }
 
     fn api(&self, ar: &ApiResource, namespace: Option<&str>) -> Api<DynamicObject> {
@@ -290,9 +307,11 @@ impl Restorer<'_> {
 
     /// Makes sure a namespace exists before objects go into it (a bare one
     /// is created when the backup does not hold it, or it was filtered out).
-    async fn ensure_namespace(&mut self, ns: &str) -> Result<(), K8sError> {
+    /// `Some(why)` when the namespace could not be made sure of because the
+    /// server did not answer: the object then fails without a try.
+    async fn ensure_namespace(&mut self, ns: &str) -> Option<String> {
         if self.namespaces.contains(ns) {
-            return Ok(());
+            return None;
         }
         let ar = ApiResource {
             group: String::new(),
@@ -302,7 +321,9 @@ impl Restorer<'_> {
             plural: "namespaces".into(),
         };
         let api = self.api(&ar, None);
-        match api.get_opt(&path_segment(ns)).await {
+        let segment = path_segment(ns);
+        let post = PostParams::default();
+        match api.get_opt(&segment).await {
             Ok(Some(_)) => {}
             Ok(None) => {
                 let outcome = if self.opts.dry_run {
@@ -319,21 +340,25 @@ impl Restorer<'_> {
                         ]
                         .into(),
                     );
-                    match api.create(&PostParams::default(), &obj).await {
+                    match attempt(|| api.create(&post, &obj)).await.result {
                         Ok(_) => Outcome::Created,
                         Err(e) if status_code(&e) == Some(409) => Outcome::Skipped("already exists".into()),
-                        Err(e) if lost(&e) => return Err(self.unreachable(&format!("creating namespace {ns}"), e)),
+                        Err(e) if lost(&e) => {
+                            let why = self.lost(e);
+                            self.push("namespaces".into(), None, ns.to_owned(), Outcome::Failed(why.clone()));
+                            return Some(format!("namespace {ns} could not be created: {why}"));
+                        }
                         Err(e) => Outcome::Failed(describe(&e)),
                     }
                 };
                 self.push("namespaces".into(), None, ns.to_owned(), outcome);
             }
-            Err(e) if lost(&e) => return Err(self.unreachable(&format!("reading namespace {ns}"), e)),
+            Err(e) if lost(&e) => return Some(format!("namespace {ns} could not be read: {}", self.lost(e))),
             // Not allowed to read it: creating objects in it will tell.
             Err(_) => {}
         }
         self.namespaces.insert(ns.to_owned());
-        Ok(())
+        None
     }
 
     /// Waits until the definitions just created are established, then asks
@@ -353,10 +378,16 @@ impl Restorer<'_> {
         for name in names {
             let deadline = Instant::now() + self.opts.crd_timeout;
             loop {
-                let crd = api
-                    .get_opt(name)
-                    .await
-                    .map_err(|e| self.unreachable(&format!("reading customresourcedefinition {name}"), e))?;
+                let crd = match api.get_opt(name).await {
+                    Ok(crd) => crd,
+                    Err(e) => {
+                        self.report.warnings.push(format!(
+                            "customresourcedefinition {name}: cannot tell whether it is established: {}",
+                            describe(&e)
+                        ));
+                        break;
+                    }
+                };
                 let established = crd.as_ref().is_some_and(|crd| {
                     crd.data
                         .pointer("/status/conditions")
@@ -386,6 +417,48 @@ impl Restorer<'_> {
         Ok(())
     }
 
+    /// What becomes of an object that exists: merged into (service
+    /// accounts), left alone or replaced by the policy.
+    async fn existing(
+        &mut self,
+        api: &Api<DynamicObject>,
+        at: &ObjectPath,
+        name: &str,
+        dynamic: &DynamicObject,
+    ) -> Outcome {
+        let merged = is_merged(&at.group, &at.plural);
+        if !merged && self.opts.policy == ExistingPolicy::None {
+            return Outcome::Skipped("already exists".into());
+        }
+        let desired = match serde_json::to_value(dynamic) {
+            Ok(v) => v,
+            Err(e) => return Outcome::Failed(format!("not an object: {e}")),
+        };
+        let segment = path_segment(name);
+        let result = if merged {
+            merge_service_account(api, &segment, &desired, self.opts.dry_run).await
+        } else {
+            replace(api, &segment, &at.group, &at.plural, &desired).await
+        };
+        let what = if merged { "merging into" } else { "updating" };
+        match result {
+            Ok(outcome) => outcome,
+            Err(e) if lost(&e) => Outcome::Failed(self.lost(e)),
+            Err(e) => Outcome::Failed(format!("exists, and {what} it failed: {}", describe(&e))),
+        }
+    }
+
+    /// Whether the object `name` exists labelled with this restore's name.
+    async fn created_by_this_restore(&self, api: &Api<DynamicObject>, name: &str) -> bool {
+        let segment = path_segment(name);
+        api.get_opt(&segment)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|o| o.metadata.labels)
+            .is_some_and(|l| l.get(crate::k8s::RESTORE_LABEL) == Some(&self.opts.rewrite.restore))
+    }
+
     /// Creates (or updates, or plans) one object.
     async fn one(&mut self, stored: StoredObject) -> Result<Option<String>, K8sError> {
         let resource = qualified(&stored.at.group, &stored.at.plural);
@@ -401,10 +474,18 @@ impl Restorer<'_> {
         } else {
             stored.at.name.clone()
         };
-        if let Some(why) = skip_reason(&stored.at, &object) {
+        if let Some(why) =
+            skip_reason(&stored.at, &object).or_else(|| tokens::skip_reason(&stored.at, &object, &self.tokens))
+        {
             self.push(resource, namespace, name, Outcome::Skipped(why));
             return Ok(None);
         }
+        if let Some(why) = self.links.plan.recreated(&stored.at, &object) {
+            self.push(resource, namespace, name, Outcome::Skipped(why));
+            return Ok(None);
+        }
+        let me = ident_of(&stored.at, &object);
+        let owner_refs = self.links.plan.kept(&stored.at, &object);
         // Names come from the snapshot: one that is no path segment would
         // address another object; nothing is sent for it.
         let bad_name = [("name", Some(name.as_str())), ("namespace", namespace.as_deref())]
@@ -450,6 +531,38 @@ impl Restorer<'_> {
             plural: stored.at.plural.clone(),
         };
         transform(&stored.at, &mut object, &self.opts.rewrite);
+        let mut waits = false;
+        if !self.opts.dry_run && !owner_refs.is_empty() {
+            let found = self
+                .links
+                .look_up(self.cluster, &self.discovered, &self.opts.rewrite, &owner_refs)
+                .await;
+            if let Err(e) = found {
+                let why = if lost(&e) {
+                    self.lost(e)
+                } else {
+                    format!("reading its owners failed: {}", describe(&e))
+                };
+                self.push(resource, namespace, name, Outcome::Failed(why));
+                return Ok(None);
+            }
+            let (refs, later) = self.links.resolved(&owner_refs);
+            waits = later;
+            if !refs.is_empty() {
+                object["metadata"]["ownerReferences"] = Value::Array(refs);
+            }
+        }
+        tokens::rewrite(&stored.at, &mut object, &self.tokens);
+        let target = Target {
+            group: &stored.at.group,
+            plural: &stored.at.plural,
+            namespace: namespace.as_deref(),
+            name: &name,
+        };
+        if let Err(why) = self.opts.modifiers.apply(target, &mut object) {
+            self.push(resource, namespace, name, Outcome::Failed(why));
+            return Ok(None);
+        }
         let dynamic: DynamicObject = match serde_json::from_value(object) {
             Ok(d) => d,
             Err(e) => {
@@ -459,34 +572,44 @@ impl Restorer<'_> {
             }
         };
         if let Some(ns) = &namespace {
-            self.ensure_namespace(ns).await?;
+            if let Some(why) = self.ensure_namespace(ns).await {
+                self.push(resource, namespace.clone(), name, Outcome::Failed(why));
+                return Ok(None);
+            }
         }
         let api = self.api(&ar, namespace.as_deref());
+        let mut uid = None;
+        let segment = path_segment(&name);
+        let post = PostParams::default();
         let outcome = if self.opts.dry_run {
-            match api.get_opt(&path_segment(&name)).await {
+            match api.get_opt(&segment).await {
                 Ok(None) => Outcome::WouldCreate,
+                Ok(Some(_)) if is_merged(&stored.at.group, &stored.at.plural) => {
+                    self.existing(&api, &stored.at, &name, &dynamic).await
+                }
                 Ok(Some(_)) if self.opts.policy == ExistingPolicy::Update => Outcome::WouldUpdate,
                 Ok(Some(_)) => Outcome::Skipped("already exists".into()),
-                Err(e) if lost(&e) => return Err(self.unreachable(&format!("reading {resource} {name}"), e)),
+                Err(e) if lost(&e) => Outcome::Failed(self.lost(e)),
                 Err(e) => Outcome::Failed(describe(&e)),
             }
         } else {
-            match api.create(&PostParams::default(), &dynamic).await {
-                Ok(_) => Outcome::Created,
-                Err(e) if status_code(&e) == Some(409) => match self.opts.policy {
-                    ExistingPolicy::None => Outcome::Skipped("already exists".into()),
-                    ExistingPolicy::Update => {
-                        let params = PatchParams::apply("cairn").force();
-                        match api.patch(&path_segment(&name), &params, &Patch::Apply(&dynamic)).await {
-                            Ok(_) => Outcome::Updated,
-                            Err(e) if lost(&e) => {
-                                return Err(self.unreachable(&format!("updating {resource} {name}"), e))
-                            }
-                            Err(e) => Outcome::Failed(format!("exists, and updating it failed: {}", describe(&e))),
-                        }
-                    }
-                },
-                Err(e) if lost(&e) => return Err(self.unreachable(&format!("creating {resource} {name}"), e)),
+            let created = attempt(|| api.create(&post, &dynamic)).await;
+            match created.result {
+                Ok(created) => {
+                    uid = created.metadata.uid;
+                    Outcome::Created
+                }
+                // An earlier try that got no answer (or a server error)
+                // may have created it: then it carries this restore's label.
+                Err(e)
+                    if status_code(&e) == Some(409)
+                        && created.retried
+                        && self.created_by_this_restore(&api, &name).await =>
+                {
+                    Outcome::Created
+                }
+                Err(e) if status_code(&e) == Some(409) => self.existing(&api, &stored.at, &name, &dynamic).await,
+                Err(e) if lost(&e) => Outcome::Failed(self.lost(e)),
                 Err(e) => Outcome::Failed(describe(&e)),
             }
         };
@@ -496,6 +619,35 @@ impl Restorer<'_> {
         if is_namespace && !matches!(outcome, Outcome::Failed(_)) {
             self.namespaces.insert(name.clone());
         }
+        if !self.opts.dry_run && !matches!(outcome, Outcome::Failed(_)) {
+            if waits && outcome == Outcome::Created {
+                self.links.wait(Waiting {
+                    ar: ar.clone(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    refs: owner_refs,
+                    earlier: false,
+                });
+            }
+            let ready = self
+                .links
+                .owner_ready(
+                    self.cluster,
+                    &ar,
+                    &me,
+                    namespace.as_deref(),
+                    uid,
+                    &self.opts.rewrite.restore,
+                )
+                .await;
+            match ready {
+                Ok(warnings) => self.report.warnings.extend(warnings),
+                Err(e) => self.report.warnings.push(format!(
+                    "owner references to {resource} {name} were not set: {}",
+                    chain(&e)
+                )),
+            }
+        }
         self.push(resource, namespace, name.clone(), outcome);
         Ok(created_definition.then_some(name))
     }
@@ -504,7 +656,14 @@ impl Restorer<'_> {
 /// Restores `objects` into the cluster.
 pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &RestoreOptions) -> Result<Report, K8sError> {
     let discovered = discover(cluster).await?;
-    let mut selected = select(objects, &discovered, &opts.filters);
+    let generated_tokens = tokens::generated(&objects);
+    let selected = select(objects, &discovered, &opts.filters);
+    // Owners are decided on the whole selection, whichever pass this is.
+    let plan = Owners::new(
+        selected
+            .iter()
+            .map(|o| (&o.at, &o.object, skip_reason(&o.at, &o.object).is_some())),
+    );
     // The volumes of claims provisioned anew are not restored.
     let fresh_volumes: BTreeSet<String> = selected
         .iter()
@@ -517,10 +676,41 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         .filter_map(|o| o.object.pointer("/spec/volumeName").and_then(Value::as_str))
         .map(str::to_owned)
         .collect();
+    let (mut selected, other_pass): (Vec<StoredObject>, Vec<StoredObject>) = selected
+        .into_iter()
+        .partition(|o| opts.pass.keeps(&o.at.group, &o.at.plural));
     selected.retain(|o| {
-        opts.pass.keeps(&o.at.group, &o.at.plural)
-            && !(o.at.group.is_empty() && o.at.plural == "persistentvolumes" && fresh_volumes.contains(&o.at.name))
+        !(o.at.group.is_empty() && o.at.plural == "persistentvolumes" && fresh_volumes.contains(&o.at.name))
     });
+    let in_pass: BTreeSet<Ident> = selected.iter().map(|o| ident_of(&o.at, &o.object)).collect();
+    let mut links = Links::new(plan, in_pass);
+    if opts.pass == Pass::Workloads {
+        // What the first pass restored waits for its owners among the
+        // workloads (a claim of a StatefulSet).
+        for o in &other_pass {
+            if skip_reason(&o.at, &o.object).is_some() || links.plan.recreated(&o.at, &o.object).is_some() {
+                continue;
+            }
+            let refs = links.plan.kept(&o.at, &o.object);
+            let Some(ar) = api_resource(&discovered, &o.at) else {
+                continue;
+            };
+            if refs.iter().any(|(owner, _)| links.in_pass.contains(owner)) {
+                links.wait(Waiting {
+                    ar,
+                    namespace: o
+                        .at
+                        .namespace
+                        .as_deref()
+                        .map(|ns| opts.rewrite.namespace(ns).to_owned()),
+                    name: o.at.name.clone(),
+                    refs,
+                    earlier: true,
+                });
+            }
+        }
+    }
+    drop(other_pass);
     // Custom resources: those whose definition is in the backup, and those
     // of groups Kubernetes does not define.
     let definitions: BTreeSet<(String, String)> = selected
@@ -537,6 +727,7 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         opts.order.rank(&names_of(&discovered, o), custom)
     };
     selected.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.path.cmp(&b.path)));
+    tokens::after_accounts(&mut selected);
     let mut rewrite_volumes = opts.rewrite.restored_volumes.clone();
     rewrite_volumes.extend(
         selected
@@ -563,17 +754,28 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         discovered,
         definitions,
         namespaces: BTreeSet::new(),
+        links,
+        tokens: generated_tokens,
+        lost_now: None,
     };
     let mut pending_definitions: Vec<String> = Vec::new();
-    for stored in selected {
+    let total = selected.len();
+    let mut unanswered = Unanswered::default();
+    for (handled, stored) in selected.into_iter().enumerate() {
         let is_definition =
             stored.at.group == "apiextensions.k8s.io" && stored.at.plural == "customresourcedefinitions";
         if !is_definition && !pending_definitions.is_empty() {
             restorer.settle_definitions(&pending_definitions).await?;
             pending_definitions.clear();
         }
+        restorer.lost_now = None;
         if let Some(name) = restorer.one(stored).await? {
             pending_definitions.push(name);
+        }
+        let lost = restorer.lost_now.take();
+        let last = restorer.report.results.last();
+        if let Some(gone) = unanswered.note(lost, last, handled + 1, total, &restorer.cluster.server) {
+            return Err(gone);
         }
     }
     restorer.settle_definitions(&pending_definitions).await?;

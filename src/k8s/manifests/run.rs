@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use super::backup::{collect, PAGE};
 use super::filter::{split_list, Filters};
+use super::latest;
+use super::modifiers::Modifiers;
 use super::order::Order;
 use super::restore::{restore, ExistingPolicy, Pass, Report, RestoreOptions};
 use super::stored::load_objects;
@@ -212,6 +214,11 @@ pub struct ManifestRestoreOptions {
     /// restores: created without their binding; their volumes are not
     /// restored.
     pub fresh_claims: BTreeSet<(String, String)>,
+    /// Keep every node port of a Service, not only the explicit ones
+    /// (those in its last-applied configuration).
+    pub preserve_node_ports: bool,
+    /// Storage class and image mappings and patch rules, checked.
+    pub modifiers: Modifiers,
 }
 
 impl Default for ManifestRestoreOptions {
@@ -229,6 +236,8 @@ impl Default for ManifestRestoreOptions {
             name: None,
             pass: Pass::All,
             fresh_claims: BTreeSet::new(),
+            preserve_node_ports: false,
+            modifiers: Modifiers::default(),
         }
     }
 }
@@ -251,9 +260,17 @@ pub fn restore_manifests(
     repo: &IndexedRepository,
     opts: &ManifestRestoreOptions,
 ) -> Result<ManifestRestoreReport, K8sError> {
-    let filter = SnapshotFilter {
-        hosts: opts.host.iter().cloned().collect(),
-        ..SnapshotFilter::default()
+    // `latest` is the latest manifest snapshot, of the one cluster the
+    // repository holds them of or of `--host`.
+    let filter = if latest::is_latest(&opts.snapshot) {
+        let all: Vec<Snapshot> = repo.list_snapshots()?.into_iter().map(|(_, s)| s).collect();
+        latest::check_latest(&all, opts.host.as_deref())?;
+        latest::manifest_filter(opts.host.as_deref())
+    } else {
+        SnapshotFilter {
+            hosts: opts.host.iter().cloned().collect(),
+            ..SnapshotFilter::default()
+        }
     };
     let (snapshot, objects) = load_objects(repo, &opts.snapshot, &filter)?;
     let name = opts
@@ -267,6 +284,7 @@ pub fn restore_manifests(
             snapshot: snapshot.short(),
             restore: name.clone(),
             fresh_claims: opts.fresh_claims.clone(),
+            preserve_node_ports: opts.preserve_node_ports,
             ..Rewrite::default()
         },
         policy: opts.policy,
@@ -274,6 +292,7 @@ pub fn restore_manifests(
         order: opts.order.clone(),
         crd_timeout: opts.crd_timeout,
         pass: opts.pass,
+        modifiers: opts.modifiers.clone(),
     };
     let rt = runtime()?;
     let (cluster, report) = rt.block_on(async {
