@@ -161,7 +161,8 @@ fn a_label_selected_backup_takes_what_its_pods_and_workloads_need() {
             "priorityclasses",
             json!({"metadata": {"name": "high"}, "value": 1000}),
         );
-        for sa in ["web-sa", "default", "unused"] {
+        // (The namespace's `default` account is made with it.)
+        for sa in ["web-sa", "unused"] {
             s.seed(
                 "",
                 "serviceaccounts",
@@ -386,13 +387,12 @@ fn transient_failures_are_retried_per_request() {
             "services",
             json!({"metadata": {"name": "svc", "namespace": "shop"}, "spec": {"ports": [{"port": 80}]}}),
         );
-        // The first page of config maps fails twice, secrets are
-        // throttled once (with Retry-After), services lose their
-        // connection once.
-        s.fail_matching("/namespaces/shop/secrets", 1, 429);
-        s.fail_matching("/namespaces/shop/configmaps", 2, 503);
-        s.drop_matching("/namespaces/shop/services", 1);
     }
+    // The first page of config maps fails twice, secrets are throttled
+    // once (with Retry-After), services lose their connection once.
+    cluster.fail_requests("GET", "/namespaces/shop/secrets", 1, 429);
+    cluster.fail_requests("GET", "/namespaces/shop/configmaps", 2, 503);
+    cluster.drop_requests("GET", "/namespaces/shop/services", 1);
     let (code, summary, stderr) = backup(&repo, &cluster, &["--include-namespaces", "shop"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(summary["partial"], false, "{summary}");
@@ -421,8 +421,8 @@ fn a_server_error_that_lasts_fails_only_its_list() {
             "configmaps",
             json!({"metadata": {"name": "c", "namespace": "shop"}}),
         );
-        s.fail_matching("/namespaces/shop/secrets", 100, 500);
     }
+    cluster.fail_requests("GET", "/namespaces/shop/secrets", 100, 500);
     let (code, summary, stderr) = backup(&repo, &cluster, &["--include-namespaces", "shop"]);
     assert_eq!(code, 3, "partial: {stderr}");
     assert!(
@@ -583,19 +583,19 @@ async fn the_client_retries_reads_after_a_server_error_but_not_writes() {
             .count()
     };
     // A create answered 500 may have been done: it is not sent again.
-    cluster.state().fail_matching("/namespaces/shop/configmaps", 1, 500);
+    cluster.fail_requests("POST", "/namespaces/shop/configmaps", 1, 500);
     let err = api.create(&PostParams::default(), &cm).await.unwrap_err();
     assert_eq!(cairn::k8s::client::status_code(&err), Some(500));
     assert_eq!(count("POST"), 1);
     // One that was throttled or refused for now was not: it is.
-    cluster.state().fail_matching("/namespaces/shop/configmaps", 1, 503);
+    cluster.fail_requests("POST", "/namespaces/shop/configmaps", 1, 503);
     api.create(&PostParams::default(), &cm).await.unwrap();
     assert_eq!(count("POST"), 3);
     // A read is sent again after a 500 and after a dropped connection.
-    cluster.state().fail_matching("/namespaces/shop/configmaps", 1, 500);
+    cluster.fail_requests("GET", "/namespaces/shop/configmaps", 1, 500);
     assert_eq!(api.list(&ListParams::default()).await.unwrap().items.len(), 1);
     assert_eq!(count("GET"), 2);
-    cluster.state().drop_matching("/namespaces/shop/configmaps", 1);
+    cluster.drop_requests("GET", "/namespaces/shop/configmaps", 1);
     assert_eq!(api.list(&ListParams::default()).await.unwrap().items.len(), 1);
     assert_eq!(count("GET"), 4);
 }

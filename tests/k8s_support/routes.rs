@@ -54,9 +54,6 @@ impl State {
             };
             return status(code, reason, &format!("injected failure ({code})")).into();
         }
-        if let Some(failure) = self.aimed_failure(path) {
-            return failure.into();
-        }
         // Like the API server, the path is split after it is decoded: an
         // encoded `/` separates segments as a plain one does.
         let decoded = decode_path(path);
