@@ -121,8 +121,22 @@ fn a_label_selected_backup_takes_what_its_pods_and_workloads_need() {
                        "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}],
                        "volumes": [{"name": "r", "persistentVolumeClaim": {"claimName": "reports"}}]}}}}}}),
         );
+        s.seed(
+            "apps",
+            "statefulsets",
+            json!({"metadata": {"name": "db", "namespace": "shop", "labels": web},
+                   "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                            "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                                                      "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}],
+                            "template": {"metadata": {"labels": {"app": "db"}},
+                                         "spec": {"serviceAccountName": "web-sa", "containers": [{"name": "c", "image": "postgres"}]}}}}),
+        );
         // What they need, unlabelled.
-        for (claim, pv) in [("web-data", "pv-web"), ("reports", "pv-reports")] {
+        for (claim, pv) in [
+            ("web-data", "pv-web"),
+            ("reports", "pv-reports"),
+            ("data-db-0", "pv-db"),
+        ] {
             s.seed(
                 "",
                 "persistentvolumeclaims",
@@ -147,8 +161,7 @@ fn a_label_selected_backup_takes_what_its_pods_and_workloads_need() {
             "priorityclasses",
             json!({"metadata": {"name": "high"}, "value": 1000}),
         );
-        // `default` is made by the service account controller with the
-        // namespace.
+        // (The namespace's `default` account is made with it.)
         for sa in ["web-sa", "unused"] {
             s.seed(
                 "",
@@ -234,7 +247,10 @@ fn a_label_selected_backup_takes_what_its_pods_and_workloads_need() {
     let wanted = [
         namespaced("apps", "deployments", "shop", "web"),
         namespaced("batch", "cronjobs", "shop", "report"),
+        namespaced("apps", "statefulsets", "shop", "db"),
         namespaced("", "persistentvolumeclaims", "shop", "web-data"),
+        namespaced("", "persistentvolumeclaims", "shop", "data-db-0"),
+        cluster_path("", "persistentvolumes", "pv-db"),
         namespaced("", "persistentvolumeclaims", "shop", "reports"),
         cluster_path("", "persistentvolumes", "pv-web"),
         cluster_path("", "persistentvolumes", "pv-reports"),
@@ -265,12 +281,12 @@ fn a_label_selected_backup_takes_what_its_pods_and_workloads_need() {
     for path in &unwanted {
         assert!(!objects.contains_key(path), "{path} taken");
     }
-    // Everything but the two selected objects (and the namespaces, which
+    // Everything but the three selected objects (and the namespaces, which
     // follow the namespace filter) came as a dependency.
     let dependencies = summary["dependencies"].as_object().unwrap();
     let total: u64 = dependencies.values().map(|n| n.as_u64().unwrap()).sum();
-    assert_eq!(total as usize, wanted.len() - 2, "{summary}");
-    assert_eq!(dependencies["persistentvolumeclaims"], 2, "{summary}");
+    assert_eq!(total as usize, wanted.len() - 3, "{summary}");
+    assert_eq!(dependencies["persistentvolumeclaims"], 3, "{summary}");
     assert_eq!(dependencies["priorityclasses.scheduling.k8s.io"], 1, "{summary}");
 }
 
@@ -371,13 +387,12 @@ fn transient_failures_are_retried_per_request() {
             "services",
             json!({"metadata": {"name": "svc", "namespace": "shop"}, "spec": {"ports": [{"port": 80}]}}),
         );
-        // The first page of config maps fails twice, secrets are
-        // throttled once (with Retry-After), services lose their
-        // connection once.
-        s.fail_matching("/namespaces/shop/secrets", 1, 429);
-        s.fail_matching("/namespaces/shop/configmaps", 2, 503);
-        s.drop_matching("/namespaces/shop/services", 1);
     }
+    // The first page of config maps fails twice, secrets are throttled
+    // once (with Retry-After), services lose their connection once.
+    cluster.fail_requests("GET", "/namespaces/shop/secrets", 1, 429);
+    cluster.fail_requests("GET", "/namespaces/shop/configmaps", 2, 503);
+    cluster.drop_requests("GET", "/namespaces/shop/services", 1);
     let (code, summary, stderr) = backup(&repo, &cluster, &["--include-namespaces", "shop"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(summary["partial"], false, "{summary}");
@@ -406,8 +421,8 @@ fn a_server_error_that_lasts_fails_only_its_list() {
             "configmaps",
             json!({"metadata": {"name": "c", "namespace": "shop"}}),
         );
-        s.fail_matching("/namespaces/shop/secrets", 100, 500);
     }
+    cluster.fail_requests("GET", "/namespaces/shop/secrets", 100, 500);
     let (code, summary, stderr) = backup(&repo, &cluster, &["--include-namespaces", "shop"]);
     assert_eq!(code, 3, "partial: {stderr}");
     assert!(
@@ -543,4 +558,76 @@ fn a_cluster_scoped_kind_named_by_a_namespace_scoped_user_is_still_an_error() {
         .as_str()
         .unwrap()
         .starts_with("storageclasses.storage.k8s.io: forbidden"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_retries_reads_after_a_server_error_but_not_writes() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, ListParams, PostParams};
+    let cluster = FakeCluster::empty();
+    cluster
+        .state()
+        .seed("", "namespaces", json!({"metadata": {"name": "shop"}}));
+    let access = cairn::k8s::client::ClusterAccess {
+        kubeconfig: Some(cluster.kubeconfig()),
+        context: None,
+    };
+    let connected = cairn::k8s::client::connect(&access).await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(connected.client.clone(), "shop");
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "c"}})).unwrap();
+    let count = |method: &str| {
+        cluster
+            .log()
+            .iter()
+            .filter(|l| l.method == method && l.path.ends_with("/namespaces/shop/configmaps"))
+            .count()
+    };
+    // A create answered 500 may have been done: it is not sent again.
+    cluster.fail_requests("POST", "/namespaces/shop/configmaps", 1, 500);
+    let err = api.create(&PostParams::default(), &cm).await.unwrap_err();
+    assert_eq!(cairn::k8s::client::status_code(&err), Some(500));
+    assert_eq!(count("POST"), 1);
+    // One that was throttled or refused for now was not: it is.
+    cluster.fail_requests("POST", "/namespaces/shop/configmaps", 1, 503);
+    api.create(&PostParams::default(), &cm).await.unwrap();
+    assert_eq!(count("POST"), 3);
+    // A read is sent again after a 500 and after a dropped connection.
+    cluster.fail_requests("GET", "/namespaces/shop/configmaps", 1, 500);
+    assert_eq!(api.list(&ListParams::default()).await.unwrap().items.len(), 1);
+    assert_eq!(count("GET"), 2);
+    cluster.drop_requests("GET", "/namespaces/shop/configmaps", 1);
+    assert_eq!(api.list(&ListParams::default()).await.unwrap().items.len(), 1);
+    assert_eq!(count("GET"), 4);
+}
+
+#[test]
+fn without_a_selector_nothing_is_listed_twice_for_dependencies() {
+    let (_dir, repo, cluster) = setup(&["shop"]);
+    {
+        let mut s = cluster.state();
+        s.seed(
+            "",
+            "serviceaccounts",
+            json!({"metadata": {"name": "web", "namespace": "shop"}}),
+        );
+        s.seed(
+            "",
+            "pods",
+            json!({"metadata": {"name": "web-0", "namespace": "shop"},
+                   "spec": {"serviceAccountName": "web", "containers": [{"name": "c", "image": "nginx"}]}}),
+        );
+        s.seed(
+            RBAC,
+            "rolebindings",
+            json!({"metadata": {"name": "web-reads", "namespace": "shop"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "web"}],
+                   "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": "reader"}}),
+        );
+    }
+    let (code, summary, stderr) = backup(&repo, &cluster, &["--include-namespaces", "shop"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(summary["dependencies"], json!({}), "{summary}");
+    assert_eq!(requests(&cluster, "/namespaces/shop/rolebindings").len(), 1);
+    assert_eq!(requests(&cluster, "/namespaces/shop/serviceaccounts").len(), 1);
+    assert!(stored(&repo).contains_key(&namespaced(RBAC, "rolebindings", "shop", "web-reads")));
 }

@@ -1,9 +1,8 @@
 //! What the fake API server does to one client's requests beyond serving
 //! them: a user whose RBAC rights end at some namespaces (403 for every
 //! cluster-wide request and for other namespaces, as the real server's
-//! authorizer answers), failures aimed at requests whose path contains a
-//! string, connections dropped without an answer, and continue tokens
-//! that have expired.
+//! authorizer answers), and continue tokens that have expired. (Failures
+//! and dropped connections aimed at requests are in [`super::faults`].)
 //!
 //! A list's continue token names the resourceVersion the list started at
 //! and the offset reached (`RV:OFFSET`). Like the real server (whose
@@ -26,10 +25,6 @@ type Query = std::collections::BTreeMap<String, String>;
 pub struct Access {
     /// Some: the user may only work inside these namespaces.
     pub namespaces: Option<BTreeSet<String>>,
-    /// (path substring, requests left, status code).
-    pub failing: Vec<(String, u32, u16)>,
-    /// (path substring, requests left): the connection closes unanswered.
-    pub dropping: Vec<(String, u32, ())>,
     /// Continue tokens that expire regardless of their age.
     pub expire_continue: u32,
 }
@@ -50,17 +45,6 @@ pub fn verb(method: &Method, name: Option<&str>, q: &Query) -> &'static str {
     }
 }
 
-/// Takes one from the first matching (path substring, count) entry.
-fn take<T: Copy>(entries: &mut Vec<(String, u32, T)>, path: &str) -> Option<T> {
-    let i = entries
-        .iter()
-        .position(|(p, n, _)| *n > 0 && path.contains(p.as_str()))?;
-    entries[i].1 -= 1;
-    let value = entries[i].2;
-    entries.retain(|(_, n, _)| *n > 0);
-    Some(value)
-}
-
 /// A continue token: the resourceVersion its list started at and the
 /// offset of the next page.
 pub fn continue_token(rv: u64, offset: usize) -> String {
@@ -73,48 +57,9 @@ impl State {
         self.access.namespaces = Some(namespaces.iter().map(|n| (*n).to_owned()).collect());
     }
 
-    /// The next `n` requests whose path contains `path` answer `code`
-    /// (429 comes with `Retry-After: 1`).
-    pub fn fail_matching(&mut self, path: &str, n: u32, code: u16) {
-        self.access.failing.push((path.to_owned(), n, code));
-    }
-
-    /// The next `n` requests whose path contains `path` get no answer: the
-    /// server closes the connection.
-    pub fn drop_matching(&mut self, path: &str, n: u32) {
-        self.access.dropping.push((path.to_owned(), n, ()));
-    }
-
     /// The next `n` continue tokens presented are expired.
     pub fn expire_continue(&mut self, n: u32) {
         self.access.expire_continue = n;
-    }
-
-    /// Whether this request's connection is to be dropped (it is logged).
-    pub fn take_drop(&mut self, method: &Method, path: &str, query: &str) -> bool {
-        let hit = take(&mut self.access.dropping, path).is_some();
-        if hit {
-            self.log.push(super::Logged {
-                method: method.to_string(),
-                path: path.to_owned(),
-                query: query.to_owned(),
-            });
-        }
-        hit
-    }
-
-    /// An injected failure for this path, if one is due.
-    pub fn aimed_failure(&mut self, path: &str) -> Option<(u16, Value)> {
-        let code = take(&mut self.access.failing, path)?;
-        let reason = match code {
-            429 => "TooManyRequests",
-            500 => "InternalError",
-            502 => "BadGateway",
-            503 => "ServiceUnavailable",
-            504 => "Timeout",
-            _ => "Unknown",
-        };
-        Some(status(code, reason, &format!("injected failure ({code})")))
     }
 
     /// The real authorizer's 403 for a namespace-scoped user outside their
@@ -156,11 +101,12 @@ impl State {
         ))
     }
 
-    /// The offset a list continues at, or the real server's 410 for an
+    /// The resourceVersion a list started at and the offset it continues
+    /// at (none and 0 for a first page), or the real server's 410 for an
     /// expired token (older than the compaction, or expired on demand).
-    pub fn continue_offset(&mut self, q: &Query) -> Result<usize, (u16, Value)> {
+    pub fn continue_offset(&mut self, q: &Query) -> Result<(Option<u64>, usize), (u16, Value)> {
         let Some(token) = q.get("continue").filter(|t| !t.is_empty()) else {
-            return Ok(0);
+            return Ok((None, 0));
         };
         let (rv, offset) = token
             .split_once(':')
@@ -179,6 +125,6 @@ impl State {
                 "the provided continue parameter is too old to display a consistent list result; start a new list without it",
             ));
         }
-        Ok(offset)
+        Ok((Some(rv), offset))
     }
 }

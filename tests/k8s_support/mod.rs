@@ -24,7 +24,9 @@
 //! object written with owner references to no live owner is collected.
 //! Resources can be made forbidden
 //! (403), requests can be made to fail (`fail_next`), and the server can be
-//! stopped and restarted on the same port. Every request is logged.
+//! stopped and restarted on the same port. Every request is logged. The
+//! user can be limited to some namespaces and continue tokens made to
+//! expire (see [`access`]).
 //!
 //! Simplified on purpose (documented where it is done): server-side apply
 //! tracks ownership per leaf field and treats lists as atomic; strategic
@@ -261,8 +263,7 @@ pub type Owners = BTreeMap<String, (String, BTreeSet<String>)>;
 pub struct State {
     pub objects: BTreeMap<Key, Value>,
     pub forbidden: BTreeSet<(String, String)>,
-    /// Namespace-scoped users, aimed failures, dropped connections,
-    /// expired continue tokens.
+    /// Namespace-scoped users and expired continue tokens.
     pub access: access::Access,
     /// Resources of aggregated APIs (served by another server behind the
     /// API server, such as metrics.k8s.io).
@@ -510,9 +511,6 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
-    if lock(&state).take_drop(&method, &path, &query) {
-        return Err(Dropped);
-    }
     let reply = {
         let mut s = lock(&state);
         match s.take_fault(method.as_str(), &path) {
@@ -546,14 +544,6 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
     Ok(match reply {
         Reply::Json(200, value) if accept.contains("as=PartialObjectMetadata") => {
             json_response(200, &metadata_only(value))
-        }
-        Reply::Json(429, value) => {
-            // The real server's priority and fairness asks for a second.
-            let mut response = json_response(429, &value);
-            response
-                .headers_mut()
-                .insert("retry-after", hyper::header::HeaderValue::from_static("1"));
-            response
         }
         Reply::Json(code, value) => json_response(code, &value),
         Reply::Watch(w) => watch::respond(state, *w),

@@ -54,9 +54,6 @@ impl State {
             };
             return status(code, reason, &format!("injected failure ({code})")).into();
         }
-        if let Some(failure) = self.aimed_failure(path) {
-            return failure.into();
-        }
         // Like the API server, the path is split after it is decoded: an
         // encoded `/` separates segments as a plain one does.
         let decoded = decode_path(path);
@@ -520,7 +517,7 @@ impl State {
                 return Err(gone(rv, self.compacted()));
             }
         }
-        let start = self.continue_offset(q)?;
+        let (started, start) = self.continue_offset(q)?;
         let limit: usize = q
             .get("limit")
             .and_then(|l| l.parse().ok())
@@ -544,7 +541,8 @@ impl State {
         let rv = self.resource_version();
         let mut meta = json!({"resourceVersion": rv.to_string()});
         if end < total {
-            meta["continue"] = json!(super::access::continue_token(rv, end));
+            // Every page's token names the revision the list started at.
+            meta["continue"] = json!(super::access::continue_token(started.unwrap_or(rv), end));
             meta["remainingItemCount"] = json!(total - end);
         }
         Ok((

@@ -314,7 +314,12 @@ impl Lister<'_> {
                 continue;
             };
             if r.plural == "rolebindings" {
-                self.bindings(&r).await?;
+                // Without a selector, every binding of the selected
+                // namespaces was taken already if bindings were selected.
+                let all_taken = self.filters.selector.is_none() && self.filters.resource_selected(&names(&r));
+                if !all_taken {
+                    self.bindings(&r).await?;
+                }
                 continue;
             }
             let missing: Vec<(String, String)> = self

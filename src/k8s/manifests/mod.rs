@@ -4,8 +4,9 @@
 //!
 //! The async functions of [`backup`] and [`restore`] talk to the cluster
 //! only; the caller moves the files into and out of the repository (see
-//! [`crate::backup::backup_files`] and [`stored::load_objects`]) outside of
-//! any async context, as [`run`] does.
+//! [`crate::backup::memory::MemoryBackup`], which takes the objects page by
+//! page as [`backup::collect`] sends them, and [`stored::load_objects`])
+//! outside of any async context, as [`run`] does.
 
 pub mod attempts;
 pub mod backup;

@@ -1,6 +1,6 @@
 //! What the objects a backup takes need beside them, found in the objects
 //! themselves: a pod's (or a pod template's) claims, service account and
-//! priority class; a claim's volume and storage class; a binding's role;
+//! priority class; a StatefulSet's claims from its claim templates; a claim's volume and storage class; a binding's role;
 //! a custom resource's definition; the bindings that grant to a service
 //! account. A label-selected backup takes these even when they are not
 //! labelled, so that what it restores can run.
@@ -32,6 +32,29 @@ pub fn pod_spec_pointer(group: &str, plural: &str) -> Option<&'static str> {
         ("batch", "cronjobs") => Some("/spec/jobTemplate/spec/template/spec"),
         _ => None,
     }
+}
+
+/// The claims a StatefulSet's pods use from its claim templates:
+/// `<template>-<set>-<ordinal>` for each ordinal below `replicas` (1 when
+/// unset); they outlive the pods and hold the data.
+pub fn stateful_set_claims(object: &Value) -> Vec<String> {
+    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let replicas = object.pointer("/spec/replicas").and_then(Value::as_u64).unwrap_or(1);
+    let templates = object
+        .pointer("/spec/volumeClaimTemplates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.pointer("/metadata/name").and_then(Value::as_str));
+    let mut claims = Vec::new();
+    for template in templates {
+        // A scaled-up set of thousands is not a reason to list thousands
+        // of names; its pods name their own claims.
+        for ordinal in 0..replicas.min(1000) {
+            claims.push(format!("{template}-{name}-{ordinal}"));
+        }
+    }
+    claims
 }
 
 /// What a pod spec refers to by name.
@@ -174,6 +197,11 @@ impl Needed {
             }
         }
         match (group, plural) {
+            ("apps", "statefulsets") => {
+                for claim in stateful_set_claims(object) {
+                    self.add("", "persistentvolumeclaims", namespace, &claim);
+                }
+            }
             ("", "persistentvolumeclaims") => {
                 self.add("", "persistentvolumes", "", str_at("/spec/volumeName"));
                 self.add("storage.k8s.io", "storageclasses", "", str_at("/spec/storageClassName"));
@@ -264,6 +292,20 @@ mod tests {
             &json!({"metadata": {"name": "c", "namespace": "shop"}}),
         );
         assert_eq!(needed.objects.len(), before);
+    }
+
+    #[test]
+    fn stateful_sets_need_the_claims_of_their_templates() {
+        let set = json!({"metadata": {"name": "db", "namespace": "shop"},
+            "spec": {"replicas": 2, "volumeClaimTemplates": [{"metadata": {"name": "data"}}],
+                     "template": {"spec": {}}}});
+        assert_eq!(stateful_set_claims(&set), ["data-db-0", "data-db-1"]);
+        let mut needed = Needed::default();
+        needed.note("apps", "statefulsets", &set);
+        assert_eq!(needed.missing("", "persistentvolumeclaims").len(), 2);
+        let single =
+            json!({"metadata": {"name": "q"}, "spec": {"volumeClaimTemplates": [{"metadata": {"name": "w"}}]}});
+        assert_eq!(stateful_set_claims(&single), ["w-q-0"]);
     }
 
     #[test]
