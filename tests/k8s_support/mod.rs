@@ -35,6 +35,7 @@ pub mod patch;
 pub mod routes;
 pub mod seed;
 pub mod store;
+pub mod versions;
 pub mod watch;
 
 pub use cluster::FakeCluster;

@@ -19,3 +19,4 @@ pub mod restore;
 pub mod run;
 pub mod stored;
 pub mod transform;
+pub mod versions;
