@@ -230,6 +230,20 @@ fn a_dropped_connection_fails_one_object_and_a_server_gone_for_good_stops_the_re
         assert_eq!(outcome_of(&summary, "configmaps", name)["outcome"], "created");
     }
 
+    // The answer to a create is lost: the create is tried again, finds the
+    // object (409) with this restore's label, and counts it as created.
+    let lost = FakeCluster::empty();
+    lost.drop_answers("POST", "/configmaps", 1);
+    let summary = ok(&mut k8s(&repo.path, &lost, &["restore", "latest"]));
+    for name in ["a", "b", "c", "d"] {
+        assert_eq!(
+            outcome_of(&summary, "configmaps", name)["outcome"],
+            "created",
+            "{summary}"
+        );
+    }
+    assert_eq!(posts(&lost, "/configmaps"), 5);
+
     // No write gets an answer any more: after three objects in a row the
     // restore stops, saying why.
     let gone = FakeCluster::empty();

@@ -471,6 +471,10 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
                 });
                 return Err(Dropped);
             }
+            Some(faults::FaultKind::DropAnswer) => {
+                let _ = s.route(&method, &path, &query, &content_type, &body);
+                return Err(Dropped);
+            }
             Some(faults::FaultKind::Status(code)) => {
                 s.log.push(Logged {
                     method: method.to_string(),

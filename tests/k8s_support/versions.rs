@@ -3,7 +3,8 @@
 //! storage version first, which names the objects' store), an object is
 //! shown at the version it is asked at (the `None` conversion strategy:
 //! only `apiVersion` changes), and a body whose `apiVersion` is not the
-//! URL's is refused with the real server's 400.
+//! URL's is refused with the real server's 400. Simplified: watch events
+//! carry the `apiVersion` the object was written at.
 
 use serde_json::Value;
 
