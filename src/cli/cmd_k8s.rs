@@ -152,12 +152,14 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "OLD:NEW,...")]
     pub namespace_mapping: Vec<String>,
     /// What to do with objects that exist: none (leave them) or update
-    /// (server-side apply the backed-up object).
+    /// (put the backed-up object in their place, fields added since
+    /// removed). Service accounts are merged either way.
     #[arg(long, value_name = "none|update", default_value = "none")]
     pub existing_resource_policy: ExistingPolicy,
-    /// Resources restored first, in this order (replaces the default
-    /// CRDs, namespaces, storage classes, PVs, PVCs, secrets, config maps,
-    /// service accounts, limit ranges).
+    /// Resources restored first, in this order, before the default
+    /// priority list (CRDs, namespaces, storage classes, PVs, PVCs,
+    /// priority classes, service accounts, secrets, RBAC, config maps, ...,
+    /// workloads).
     #[arg(long, value_name = "RESOURCE,...")]
     pub order: Vec<String>,
     /// Print the plan; change nothing.
@@ -169,6 +171,10 @@ pub struct RestoreArgs {
     /// Seconds to wait for a restored CustomResourceDefinition to be established.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub crd_timeout: u64,
+    /// Keep every node port of the backed-up Services (by default only the
+    /// explicit ones, those in the last-applied configuration, are kept).
+    #[arg(long)]
+    pub preserve_nodeports: bool,
     #[command(flatten)]
     pub modifiers: ModifierArgs,
 }
@@ -263,6 +269,8 @@ fn run_backup(ctx: &Context, args: &BackupArgs) -> Result<i32, CliError> {
             "warnings": r.warnings,
             "objects": r.objects,
             "resources": r.counts,
+            "dependencies": r.dependencies,
+            "restarted_lists": r.restarted_lists,
             "objects_new": snap.summary.files_new,
             "objects_changed": snap.summary.files_changed,
             "objects_unmodified": snap.summary.files_unchanged,
@@ -275,6 +283,17 @@ fn run_backup(ctx: &Context, args: &BackupArgs) -> Result<i32, CliError> {
         ))?;
         for (resource, n) in &r.counts {
             output::line(format!("  {resource:<48} {n:>7}"))?;
+        }
+        let dependencies: usize = r.dependencies.values().sum();
+        if dependencies > 0 {
+            output::line(format!(
+                "  of which {dependencies} taken because selected objects need them ({})",
+                r.dependencies
+                    .iter()
+                    .map(|(resource, n)| format!("{resource} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))?;
         }
         let s = &snap.summary;
         output::line(format!(
@@ -312,6 +331,7 @@ fn run_restore(ctx: &Context, args: &RestoreArgs) -> Result<i32, CliError> {
         dry_run: args.dry_run,
         crd_timeout: Duration::from_secs(args.crd_timeout),
         name: None,
+        preserve_node_ports: args.preserve_nodeports,
         modifiers: args.modifiers.modifiers()?,
         ..ManifestRestoreOptions::default()
     };
@@ -368,25 +388,27 @@ fn print_report(report: &Report, dry_run: bool, cluster: &str, snapshot: &str, n
         let text = match &r.outcome {
             Outcome::WouldCreate => format!("  create  {target}"),
             Outcome::WouldUpdate => format!("  update  {target}"),
+            Outcome::WouldMerge => format!("  merge   {target}"),
+            Outcome::Merged(what) => format!("  merged  {target}: {what}"),
             Outcome::Skipped(why) => format!("  skipped {target}: {why}"),
             Outcome::Failed(why) => format!("  FAILED  {target}: {why}"),
             Outcome::Created | Outcome::Updated => continue,
         };
         output::line(text)?;
     }
-    let (created, updated) = if dry_run {
-        ("to create", "to update")
+    let (created, updated, merged) = if dry_run {
+        ("to create", "to update", "to merge")
     } else {
-        ("created", "updated")
+        ("created", "updated", "merged")
     };
     output::line(format!(
-        "{:<48} {created:>9} {updated:>9} {:>8} {:>7}",
+        "{:<48} {created:>9} {updated:>9} {merged:>8} {:>8} {:>7}",
         "resource", "skipped", "failed"
     ))?;
     for (resource, c) in report.counts() {
         output::line(format!(
-            "{resource:<48} {:>9} {:>9} {:>8} {:>7}",
-            c.created, c.updated, c.skipped, c.failed
+            "{resource:<48} {:>9} {:>9} {:>8} {:>8} {:>7}",
+            c.created, c.updated, c.merged, c.skipped, c.failed
         ))?;
     }
     if dry_run {
@@ -447,7 +469,7 @@ mod tests {
         assert_eq!(args.snapshot, "latest");
         assert_eq!(parse_mapping(&args.namespace_mapping).unwrap().len(), 2);
         assert_eq!(args.existing_resource_policy, ExistingPolicy::Update);
-        assert_eq!(Order::new(split_list(&args.order)).first(), ["cm", "secrets"]);
+        assert_eq!(Order::new(split_list(&args.order)).first()[..2], ["cm", "secrets"]);
         assert_eq!(args.filters.include_cluster_resources, ClusterResources::False);
         assert!(args.dry_run);
     }

@@ -26,7 +26,10 @@
 
 #![allow(dead_code)]
 
+pub mod access;
+pub mod admission;
 pub mod cluster;
+pub mod controllers;
 pub mod exec;
 pub mod faults;
 pub mod fields;
@@ -117,10 +120,13 @@ pub fn builtin() -> Vec<ResDef> {
         def("", "v1", "Event", "events", true, &["ev"]),
         def("", "v1", "Node", "nodes", false, &["no"]),
         def("", "v1", "LimitRange", "limitranges", true, &["limits"]),
+        def("", "v1", "ResourceQuota", "resourcequotas", true, &["quota"]),
+        def("", "v1", "Endpoints", "endpoints", true, &["ep"]),
         def("apps", "v1", "Deployment", "deployments", true, &["deploy"]),
         def("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"]),
         def("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"]),
         def("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"]),
+        def("apps", "v1", "ControllerRevision", "controllerrevisions", true, &[]),
         def("batch", "v1", "Job", "jobs", true, &[]),
         def("batch", "v1", "CronJob", "cronjobs", true, &["cj"]),
         def("rbac.authorization.k8s.io", "v1", "Role", "roles", true, &[]),
@@ -149,6 +155,40 @@ pub fn builtin() -> Vec<ResDef> {
             &[],
         ),
         def("storage.k8s.io", "v1", "StorageClass", "storageclasses", false, &["sc"]),
+        def("storage.k8s.io", "v1", "CSINode", "csinodes", false, &[]),
+        def(
+            "storage.k8s.io",
+            "v1",
+            "VolumeAttachment",
+            "volumeattachments",
+            false,
+            &[],
+        ),
+        def(
+            "scheduling.k8s.io",
+            "v1",
+            "PriorityClass",
+            "priorityclasses",
+            false,
+            &["pc"],
+        ),
+        def(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+            false,
+            &[],
+        ),
+        def(
+            "admissionregistration.k8s.io",
+            "v1",
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfigurations",
+            false,
+            &[],
+        ),
+        def("apiregistration.k8s.io", "v1", "APIService", "apiservices", false, &[]),
         def("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true, &[]),
         def("events.k8s.io", "v1", "Event", "events", true, &["ev"]),
         def("coordination.k8s.io", "v1", "Lease", "leases", true, &[]),
@@ -215,6 +255,9 @@ pub type Owners = BTreeMap<String, (String, BTreeSet<String>)>;
 pub struct State {
     pub objects: BTreeMap<Key, Value>,
     pub forbidden: BTreeSet<(String, String)>,
+    /// Namespace-scoped users, aimed failures, dropped connections,
+    /// expired continue tokens.
+    pub access: access::Access,
     /// Resources of aggregated APIs (served by another server behind the
     /// API server, such as metrics.k8s.io).
     pub aggregated: Vec<Aggregated>,
@@ -249,6 +292,7 @@ impl Default for State {
         Self {
             objects: BTreeMap::new(),
             forbidden: BTreeSet::new(),
+            access: access::Access::default(),
             aggregated: Vec::new(),
             log: Vec::new(),
             changes: Vec::new(),
@@ -425,13 +469,13 @@ fn json_response(code: u16, value: &Value) -> Response<Body> {
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed_unsync()))
 }
 
-/// The error that makes hyper close a connection without an answer.
+/// A request the server drops without an answer (the connection closes).
 #[derive(Debug)]
 pub struct Dropped;
 
 impl std::fmt::Display for Dropped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("connection dropped by an injected fault")
+        f.write_str("connection dropped on purpose")
     }
 }
 
@@ -460,6 +504,9 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
+    if lock(&state).take_drop(&method, &path, &query) {
+        return Err(Dropped);
+    }
     let reply = {
         let mut s = lock(&state);
         match s.take_fault(method.as_str(), &path) {
@@ -497,6 +544,14 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
     Ok(match reply {
         Reply::Json(200, value) if accept.contains("as=PartialObjectMetadata") => {
             json_response(200, &metadata_only(value))
+        }
+        Reply::Json(429, value) => {
+            // The real server's priority and fairness asks for a second.
+            let mut response = json_response(429, &value);
+            response
+                .headers_mut()
+                .insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+            response
         }
         Reply::Json(code, value) => json_response(code, &value),
         Reply::Watch(w) => watch::respond(state, *w),

@@ -371,6 +371,7 @@ impl State {
         meta.insert("generation".into(), json!(1));
         obj["apiVersion"] = json!(api_version(&d.group, &d.version));
         obj["kind"] = json!(d.kind);
+        self.admit(d, &mut obj, from_client)?;
         if d.group == "apiextensions.k8s.io" && d.plural == "customresourcedefinitions" {
             obj["status"] = json!({"conditions": []});
             self.pending_crds.insert(name);
@@ -383,6 +384,7 @@ impl State {
         self.render_managed(&key, &mut obj);
         self.record("ADDED", &key, &obj, None);
         self.objects.insert(key.clone(), obj);
+        self.after_create(&key);
         Ok(key)
     }
 
@@ -489,6 +491,7 @@ impl State {
         }
         new["apiVersion"] = old["apiVersion"].clone();
         new["kind"] = old["kind"].clone();
+        self.before_update(d, &old, &mut new)?;
         if being_deleted(&old) {
             let before = finalizers(&old);
             let added: Vec<String> = finalizers(&new).into_iter().filter(|f| !before.contains(f)).collect();
@@ -658,6 +661,17 @@ impl State {
         let d = self
             .def_of(group, plural)
             .unwrap_or_else(|| panic!("no resource {plural}.{group}"));
+        // A seeded `default` account stands for the one the service account
+        // controller made with its namespace.
+        if group.is_empty() && plural == "serviceaccounts" && obj.pointer("/metadata/name") == Some(&json!("default")) {
+            let made = (
+                String::new(),
+                plural.to_owned(),
+                str_at(&obj, "/metadata/namespace").to_owned(),
+                "default".to_owned(),
+            );
+            self.objects.remove(&made);
+        }
         let key = self
             .insert(&d, obj)
             .unwrap_or_else(|e| panic!("seeding {plural}: {}", e.1));

@@ -158,6 +158,7 @@ async fn restore(ctx: &Context, api: &Api<Restore>, obj: &Restore) -> Result<Act
             ExistingResourcePolicy::Update => ExistingPolicy::Update,
         },
         name: Some(obj.name_any()),
+        preserve_node_ports: obj.spec.preserve_node_ports,
         modifiers,
         ..ManifestRestoreOptions::default()
     };
@@ -305,6 +306,7 @@ fn summarize(report: &ManifestRestoreReport) -> (ObjectCounts, Vec<String>) {
         match &r.outcome {
             Outcome::Created | Outcome::WouldCreate => counts.created += 1,
             Outcome::Updated | Outcome::WouldUpdate => counts.updated += 1,
+            Outcome::Merged(_) | Outcome::WouldMerge => counts.merged += 1,
             Outcome::Skipped(_) => counts.skipped += 1,
             Outcome::Failed(why) => {
                 counts.failed += 1;
@@ -335,6 +337,7 @@ async fn finish(
     let counts = ObjectCounts {
         created: first.created + workloads.created,
         updated: first.updated + workloads.updated,
+        merged: first.merged + workloads.merged,
         skipped: first.skipped + workloads.skipped,
         failed: first.failed + workloads.failed,
     };
@@ -349,10 +352,11 @@ async fn finish(
         Phase::Completed
     };
     let mut message = format!(
-        "restored snapshot {}: {} created, {} updated, {} skipped, {} failed",
+        "restored snapshot {}: {} created, {} updated, {} merged, {} skipped, {} failed",
         report.snapshot_id.short(),
         counts.created,
         counts.updated,
+        counts.merged,
         counts.skipped,
         counts.failed
     );

@@ -43,11 +43,17 @@ pub struct RestoreSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub namespace_mapping: BTreeMap<String, String>,
     /// What to do with objects that exist: none (leave them) or update.
+    /// Service accounts are merged either way.
     #[serde(default)]
     pub existing_resource_policy: ExistingResourcePolicy,
     /// Whether the backed-up pod volume data is written back.
     #[serde(default = "yes")]
     pub restore_volumes: bool,
+    /// Keep every node port of the backed-up Services (by default only
+    /// those written in their last-applied configuration are kept; the
+    /// cluster allocates the others anew).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub preserve_node_ports: bool,
     /// Storage class OLD restored as NEW (claims, volumes, StatefulSets'
     /// claim templates).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -73,7 +79,7 @@ pub enum ExistingResourcePolicy {
     /// Leave it as it is (reported as skipped).
     #[default]
     None,
-    /// Server-side apply the backed-up object.
+    /// Put the backed-up object in its place (fields added since removed).
     Update,
 }
 
@@ -85,6 +91,9 @@ pub struct ObjectCounts {
     pub created: u32,
     #[serde(default)]
     pub updated: u32,
+    /// Merged into an object the cluster made (service accounts).
+    #[serde(default)]
+    pub merged: u32,
     #[serde(default)]
     pub skipped: u32,
     #[serde(default)]
@@ -106,7 +115,7 @@ pub struct RestoreStatus {
     /// The id of the manifest snapshot restored from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_snapshot: Option<String>,
-    /// Objects created, updated, skipped and failed.
+    /// Objects created, updated, merged, skipped and failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objects: Option<ObjectCounts>,
     /// The pod volumes' restores.

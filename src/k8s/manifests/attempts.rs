@@ -1,14 +1,16 @@
-//! Trying a restore's requests again, per object.
+//! Trying a restore's writes again, per object.
 //!
 //! Two layers retry, each what the other does not, so that no request is
-//! tried at both: the client ([`crate::k8s::client`]) retries 429 (after
-//! its `Retry-After`), 503 and 504 itself; here the other server errors
-//! (500, 502 and any 5xx but 503 and 504) and requests that got no answer
-//! (a dropped or refused connection) are tried [`TRIES`] times in all,
-//! waiting [`FIRST_WAIT`] and doubling up to [`MAX_WAIT`]. What still fails
-//! fails that object only; the restore goes on, and stops only when
-//! [`GONE_AFTER`] objects in a row got no answer at all: then the server is
-//! taken to be gone.
+//! tried at both: the client ([`crate::k8s::retry`]) retries 429 (after its
+//! `Retry-After`), 503 and 504 for every request, and 500, 502 and requests
+//! that got no answer for reads; here a write (create, update, patch) that
+//! got another server error (500, 502 and any 5xx but 503 and 504) or no
+//! answer (a dropped or refused connection) is tried [`TRIES`] times in
+//! all, waiting [`FIRST_WAIT`] and doubling up to [`MAX_WAIT`]; a create
+//! answered 409 after such a try is checked for this restore's label. Reads
+//! are not wrapped here. What still fails fails that object only; the
+//! restore goes on, and stops only when [`GONE_AFTER`] objects in a row got
+//! no answer at all: then the server is taken to be gone.
 
 use std::future::Future;
 use std::time::Duration;

@@ -4,16 +4,20 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::attempts::{attempt, lost, Unanswered};
 use super::discovery::{discover, qualified, Discovered};
+use super::existing::{is_merged, merge_service_account, replace};
 use super::filter::{excluded_by_label, needable, ClusterResources, Filters, ResourceNames};
 use super::modifiers::{Modifiers, Target};
+use super::normalise::ObjectPath;
 use super::order::{is_builtin_group, Order};
+use super::owners::{api_resource, ident_of, Ident, Links, Owners, Waiting};
 use super::stored::StoredObject;
+use super::tokens;
 use super::transform::{is_workload, skip_reason, transform, Rewrite};
 use super::versions::Versions;
 use crate::k8s::client::{chain, describe, status_code, Cluster};
@@ -25,7 +29,9 @@ pub enum ExistingPolicy {
     /// Leave it as it is (reported as skipped).
     #[default]
     None,
-    /// Server-side apply the backed-up object over it.
+    /// Put the backed-up object in its place (fields added since are
+    /// removed; what the server owns is kept: see
+    /// [`super::existing::replacement`]).
     Update,
 }
 
@@ -86,12 +92,17 @@ impl Pass {
 pub enum Outcome {
     Created,
     Updated,
+    /// Merged into the object the cluster made (a ServiceAccount): what
+    /// was added.
+    Merged(String),
     Skipped(String),
     Failed(String),
     /// Dry run: would be created.
     WouldCreate,
     /// Dry run: exists and would be updated.
     WouldUpdate,
+    /// Dry run: exists and would be merged into.
+    WouldMerge,
 }
 
 /// One object's line of the report.
@@ -110,6 +121,7 @@ pub struct ObjectResult {
 pub struct Counts {
     pub created: usize,
     pub updated: usize,
+    pub merged: usize,
     pub skipped: usize,
     pub failed: usize,
 }
@@ -132,6 +144,7 @@ impl Report {
             match r.outcome {
                 Outcome::Created | Outcome::WouldCreate => c.created += 1,
                 Outcome::Updated | Outcome::WouldUpdate => c.updated += 1,
+                Outcome::Merged(_) | Outcome::WouldMerge => c.merged += 1,
                 Outcome::Skipped(_) => c.skipped += 1,
                 Outcome::Failed(_) => c.failed += 1,
             }
@@ -259,6 +272,10 @@ struct Restorer<'a> {
     definitions: BTreeSet<(String, String)>,
     /// Namespaces known to exist (or, in a dry run, to be created).
     namespaces: BTreeSet<String>,
+    /// Owner references: who is restored, new uids, who waits for them.
+    links: Links,
+    /// Token Secrets (namespace, name) the cluster generated.
+    tokens: BTreeSet<(String, String)>,
     report: Report,
     /// A request of the object being restored got no answer.
     lost_now: Option<kube::Error>,
@@ -309,7 +326,7 @@ impl Restorer<'_> {
         let api = self.api(&ar, None);
         let segment = path_segment(ns);
         let post = PostParams::default();
-        match attempt(|| api.get_opt(&segment)).await.result {
+        match api.get_opt(&segment).await {
             Ok(Some(_)) => {}
             Ok(None) => {
                 let outcome = if self.opts.dry_run {
@@ -364,7 +381,7 @@ impl Restorer<'_> {
         for name in names {
             let deadline = Instant::now() + self.opts.crd_timeout;
             loop {
-                let crd = match attempt(|| api.get_opt(name)).await.result {
+                let crd = match api.get_opt(name).await {
                     Ok(crd) => crd,
                     Err(e) => {
                         self.report.warnings.push(format!(
@@ -403,12 +420,42 @@ impl Restorer<'_> {
         Ok(())
     }
 
+    /// What becomes of an object that exists: merged into (service
+    /// accounts), left alone or replaced by the policy.
+    async fn existing(
+        &mut self,
+        api: &Api<DynamicObject>,
+        at: &ObjectPath,
+        name: &str,
+        dynamic: &DynamicObject,
+    ) -> Outcome {
+        let merged = is_merged(&at.group, &at.plural);
+        if !merged && self.opts.policy == ExistingPolicy::None {
+            return Outcome::Skipped("already exists".into());
+        }
+        let desired = match serde_json::to_value(dynamic) {
+            Ok(v) => v,
+            Err(e) => return Outcome::Failed(format!("not an object: {e}")),
+        };
+        let segment = path_segment(name);
+        let result = if merged {
+            merge_service_account(api, &segment, &desired, self.opts.dry_run).await
+        } else {
+            replace(api, &segment, &at.group, &at.plural, &desired).await
+        };
+        let what = if merged { "merging into" } else { "updating" };
+        match result {
+            Ok(outcome) => outcome,
+            Err(e) if lost(&e) => Outcome::Failed(self.lost(e)),
+            Err(e) => Outcome::Failed(format!("exists, and {what} it failed: {}", describe(&e))),
+        }
+    }
+
     /// Whether the object `name` exists labelled with this restore's name.
     async fn created_by_this_restore(&self, api: &Api<DynamicObject>, name: &str) -> bool {
         let segment = path_segment(name);
-        attempt(|| api.get_opt(&segment))
+        api.get_opt(&segment)
             .await
-            .result
             .ok()
             .flatten()
             .and_then(|o| o.metadata.labels)
@@ -430,10 +477,18 @@ impl Restorer<'_> {
         } else {
             stored.at.name.clone()
         };
-        if let Some(why) = skip_reason(&stored.at, &object) {
+        if let Some(why) =
+            skip_reason(&stored.at, &object).or_else(|| tokens::skip_reason(&stored.at, &object, &self.tokens))
+        {
             self.push(resource, namespace, name, Outcome::Skipped(why));
             return Ok(None);
         }
+        if let Some(why) = self.links.plan.recreated(&stored.at, &object) {
+            self.push(resource, namespace, name, Outcome::Skipped(why));
+            return Ok(None);
+        }
+        let me = ident_of(&stored.at, &object);
+        let owner_refs = self.links.plan.kept(&stored.at, &object);
         // Names come from the snapshot: one that is no path segment would
         // address another object; nothing is sent for it.
         let bad_name = [("name", Some(name.as_str())), ("namespace", namespace.as_deref())]
@@ -507,6 +562,28 @@ impl Restorer<'_> {
             plural: stored.at.plural.clone(),
         };
         transform(&stored.at, &mut object, &self.opts.rewrite);
+        let mut waits = false;
+        if !self.opts.dry_run && !owner_refs.is_empty() {
+            let found = self
+                .links
+                .look_up(self.cluster, &self.discovered, &self.opts.rewrite, &owner_refs)
+                .await;
+            if let Err(e) = found {
+                let why = if lost(&e) {
+                    self.lost(e)
+                } else {
+                    format!("reading its owners failed: {}", describe(&e))
+                };
+                self.push(resource, namespace, name, Outcome::Failed(why));
+                return Ok(None);
+            }
+            let (refs, later) = self.links.resolved(&owner_refs);
+            waits = later;
+            if !refs.is_empty() {
+                object["metadata"]["ownerReferences"] = Value::Array(refs);
+            }
+        }
+        tokens::rewrite(&stored.at, &mut object, &self.tokens);
         let target = Target {
             group: &stored.at.group,
             plural: &stored.at.plural,
@@ -532,11 +609,15 @@ impl Restorer<'_> {
             }
         }
         let api = self.api(&ar, namespace.as_deref());
+        let mut uid = None;
         let segment = path_segment(&name);
         let post = PostParams::default();
         let outcome = if self.opts.dry_run {
-            match attempt(|| api.get_opt(&segment)).await.result {
+            match api.get_opt(&segment).await {
                 Ok(None) => Outcome::WouldCreate,
+                Ok(Some(_)) if is_merged(&stored.at.group, &stored.at.plural) => {
+                    self.existing(&api, &stored.at, &name, &dynamic).await
+                }
                 Ok(Some(_)) if self.opts.policy == ExistingPolicy::Update => Outcome::WouldUpdate,
                 Ok(Some(_)) => Outcome::Skipped("already exists".into()),
                 Err(e) if lost(&e) => Outcome::Failed(self.lost(e)),
@@ -545,7 +626,10 @@ impl Restorer<'_> {
         } else {
             let created = attempt(|| api.create(&post, &dynamic)).await;
             match created.result {
-                Ok(_) => Outcome::Created,
+                Ok(created) => {
+                    uid = created.metadata.uid;
+                    Outcome::Created
+                }
                 // An earlier try that got no answer (or a server error)
                 // may have created it: then it carries this restore's label.
                 Err(e)
@@ -555,18 +639,7 @@ impl Restorer<'_> {
                 {
                     Outcome::Created
                 }
-                Err(e) if status_code(&e) == Some(409) => match self.opts.policy {
-                    ExistingPolicy::None => Outcome::Skipped("already exists".into()),
-                    ExistingPolicy::Update => {
-                        let params = PatchParams::apply("cairn").force();
-                        let patch = Patch::Apply(&dynamic);
-                        match attempt(|| api.patch(&segment, &params, &patch)).await.result {
-                            Ok(_) => Outcome::Updated,
-                            Err(e) if lost(&e) => Outcome::Failed(self.lost(e)),
-                            Err(e) => Outcome::Failed(format!("exists, and updating it failed: {}", describe(&e))),
-                        }
-                    }
-                },
+                Err(e) if status_code(&e) == Some(409) => self.existing(&api, &stored.at, &name, &dynamic).await,
                 Err(e) if lost(&e) => Outcome::Failed(self.lost(e)),
                 Err(e) => Outcome::Failed(describe(&e)),
             }
@@ -577,6 +650,35 @@ impl Restorer<'_> {
         if is_namespace && !matches!(outcome, Outcome::Failed(_)) {
             self.namespaces.insert(name.clone());
         }
+        if !self.opts.dry_run && !matches!(outcome, Outcome::Failed(_)) {
+            if waits && outcome == Outcome::Created {
+                self.links.wait(Waiting {
+                    ar: ar.clone(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    refs: owner_refs,
+                    earlier: false,
+                });
+            }
+            let ready = self
+                .links
+                .owner_ready(
+                    self.cluster,
+                    &ar,
+                    &me,
+                    namespace.as_deref(),
+                    uid,
+                    &self.opts.rewrite.restore,
+                )
+                .await;
+            match ready {
+                Ok(warnings) => self.report.warnings.extend(warnings),
+                Err(e) => self.report.warnings.push(format!(
+                    "owner references to {resource} {name} were not set: {}",
+                    chain(&e)
+                )),
+            }
+        }
         self.push(resource, namespace, name.clone(), outcome);
         Ok(created_definition.then_some(name))
     }
@@ -585,8 +687,15 @@ impl Restorer<'_> {
 /// Restores `objects` into the cluster.
 pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &RestoreOptions) -> Result<Report, K8sError> {
     let discovered = discover(cluster).await?;
+    let generated_tokens = tokens::generated(&objects);
     let versions = Versions::new(&objects);
-    let mut selected = select(objects, &discovered, &opts.filters);
+    let selected = select(objects, &discovered, &opts.filters);
+    // Owners are decided on the whole selection, whichever pass this is.
+    let plan = Owners::new(
+        selected
+            .iter()
+            .map(|o| (&o.at, &o.object, skip_reason(&o.at, &o.object).is_some())),
+    );
     // The volumes of claims provisioned anew are not restored.
     let fresh_volumes: BTreeSet<String> = selected
         .iter()
@@ -599,10 +708,41 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         .filter_map(|o| o.object.pointer("/spec/volumeName").and_then(Value::as_str))
         .map(str::to_owned)
         .collect();
+    let (mut selected, other_pass): (Vec<StoredObject>, Vec<StoredObject>) = selected
+        .into_iter()
+        .partition(|o| opts.pass.keeps(&o.at.group, &o.at.plural));
     selected.retain(|o| {
-        opts.pass.keeps(&o.at.group, &o.at.plural)
-            && !(o.at.group.is_empty() && o.at.plural == "persistentvolumes" && fresh_volumes.contains(&o.at.name))
+        !(o.at.group.is_empty() && o.at.plural == "persistentvolumes" && fresh_volumes.contains(&o.at.name))
     });
+    let in_pass: BTreeSet<Ident> = selected.iter().map(|o| ident_of(&o.at, &o.object)).collect();
+    let mut links = Links::new(plan, in_pass);
+    if opts.pass == Pass::Workloads {
+        // What the first pass restored waits for its owners among the
+        // workloads (a claim of a StatefulSet).
+        for o in &other_pass {
+            if skip_reason(&o.at, &o.object).is_some() || links.plan.recreated(&o.at, &o.object).is_some() {
+                continue;
+            }
+            let refs = links.plan.kept(&o.at, &o.object);
+            let Some(ar) = api_resource(&discovered, &o.at) else {
+                continue;
+            };
+            if refs.iter().any(|(owner, _)| links.in_pass.contains(owner)) {
+                links.wait(Waiting {
+                    ar,
+                    namespace: o
+                        .at
+                        .namespace
+                        .as_deref()
+                        .map(|ns| opts.rewrite.namespace(ns).to_owned()),
+                    name: o.at.name.clone(),
+                    refs,
+                    earlier: true,
+                });
+            }
+        }
+    }
+    drop(other_pass);
     // Custom resources: those whose definition is in the backup, and those
     // of groups Kubernetes does not define.
     let definitions: BTreeSet<(String, String)> = selected
@@ -619,6 +759,7 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         opts.order.rank(&names_of(&discovered, o), custom)
     };
     selected.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.path.cmp(&b.path)));
+    tokens::after_accounts(&mut selected);
     let mut rewrite_volumes = opts.rewrite.restored_volumes.clone();
     rewrite_volumes.extend(
         selected
@@ -645,6 +786,8 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         discovered,
         definitions,
         namespaces: BTreeSet::new(),
+        links,
+        tokens: generated_tokens,
         lost_now: None,
         versions,
     };

@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use kube::api::{Api, ApiResource, DynamicObject};
 use serde_json::Value;
 
-use super::attempts::attempt;
 use super::discovery::{qualified, Discovered};
 use super::stored::StoredObject;
 use crate::k8s::client::Cluster;
@@ -133,12 +132,8 @@ impl Versions {
             plural: "customresourcedefinitions".into(),
         };
         let api: Api<DynamicObject> = Api::all_with(cluster.client.clone(), &ar);
-        let target = attempt(|| api.get_opt(&name))
-            .await
-            .result
-            .ok()
-            .flatten()
-            .map(|crd| crd.data);
+        // A read: the client retries it.
+        let target = api.get_opt(&name).await.ok().flatten().map(|crd| crd.data);
         let d = decide(group, stored, served, target.as_ref(), self.backed_up.get(&name));
         self.decided.insert(key, d.clone());
         (d, true)

@@ -1,0 +1,349 @@
+//! Restores into a living cluster, through the binary against the fake API
+//! server playing the cluster's controllers (tests/k8s_support/
+//! controllers.rs, kubelet.rs): service accounts the cluster made,
+//! service account token Secrets, terminating namespaces, the `update`
+//! policy against fields other managers added, and claims whose volumes
+//! are or are not restored with them.
+
+#![cfg(feature = "k8s")]
+
+mod cli_support;
+mod k8s_support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use assert_cmd::Command;
+use cairn::repo::Repository;
+use cairn::storage::local::LocalStorage;
+use cli_support::{cairn, json_summary, small_repo_options, PASSWORD};
+
+use k8s_support::controllers::{SA_NAME_ANNOTATION, SA_UID_ANNOTATION, TOKEN_SECRET_TYPE};
+use k8s_support::{FakeCluster, Key};
+use serde_json::{json, Value};
+
+struct Repo {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn repo() -> Repo {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    Repository::init(
+        Arc::new(LocalStorage::new(path.clone())),
+        PASSWORD.as_bytes(),
+        small_repo_options(),
+    )
+    .unwrap();
+    Repo { _dir: dir, path }
+}
+
+fn k8s(repo: &Path, cluster: &FakeCluster, args: &[&str]) -> Command {
+    let mut cmd = cairn(repo);
+    cmd.env_remove("KUBECONFIG")
+        .arg("--json")
+        .arg("k8s")
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig());
+    cmd
+}
+
+fn backup(repo: &Path, cluster: &FakeCluster, args: &[&str]) -> Value {
+    let mut all = vec!["backup"];
+    all.extend_from_slice(args);
+    let out = k8s(repo, cluster, &all).output().unwrap();
+    assert!(
+        out.status.success(),
+        "backup failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_summary(&out)
+}
+
+/// A restore's summary, whether or not every object was restored.
+fn restore_any(repo: &Path, cluster: &FakeCluster, args: &[&str]) -> (Option<i32>, Value) {
+    let mut all = vec!["restore", "latest"];
+    all.extend_from_slice(args);
+    let out = k8s(repo, cluster, &all).output().unwrap();
+    (out.status.code(), json_summary(&out))
+}
+
+fn restore(repo: &Path, cluster: &FakeCluster, args: &[&str]) -> Value {
+    let (code, summary) = restore_any(repo, cluster, args);
+    assert_eq!(code, Some(0), "{summary:#}");
+    summary
+}
+
+fn key(group: &str, plural: &str, ns: &str, name: &str) -> Key {
+    (group.into(), plural.into(), ns.into(), name.into())
+}
+
+/// `resource ns/name` -> (outcome, reason).
+fn outcomes(summary: &Value) -> BTreeMap<String, (String, String)> {
+    summary["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let ns = o["namespace"].as_str().map(|n| format!("{n}/")).unwrap_or_default();
+            (
+                format!(
+                    "{} {ns}{}",
+                    o["resource"].as_str().unwrap(),
+                    o["name"].as_str().unwrap()
+                ),
+                (
+                    o["outcome"].as_str().unwrap().to_owned(),
+                    o["reason"].as_str().unwrap_or("").to_owned(),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn namespace(cluster: &FakeCluster, name: &str, labels: Value) {
+    cluster.state().seed(
+        "",
+        "namespaces",
+        json!({"metadata": {"name": name, "labels": labels}, "spec": {"finalizers": ["kubernetes"]},
+               "status": {"phase": "Active"}}),
+    );
+}
+
+/// Changes a stored object as another client would (the store moves its
+/// resourceVersion).
+fn edit(cluster: &FakeCluster, k: &Key, manager: &str, change: impl FnOnce(&mut Value)) {
+    let mut s = cluster.state();
+    let d = s.def_of(&k.0, &k.1).unwrap();
+    let mut obj = s.objects[k].clone();
+    change(&mut obj);
+    s.replace(&d, k, obj, Some(manager)).unwrap();
+}
+
+#[test]
+fn service_accounts_are_merged_into_the_ones_the_cluster_made() {
+    let source = FakeCluster::empty();
+    namespace(&source, "shop", json!({"team": "shop"}));
+    // The cluster made `default`; the user gave it a role and a registry.
+    let default = key("", "serviceaccounts", "shop", "default");
+    assert!(source.get("", "serviceaccounts", "shop", "default").is_some());
+    edit(&source, &default, "kubectl", |sa| {
+        sa["metadata"]["annotations"] = json!({"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/shop"});
+        sa["imagePullSecrets"] = json!([{"name": "registry"}]);
+    });
+    source.state().seed(
+        "",
+        "serviceaccounts",
+        json!({"metadata": {"name": "builder", "namespace": "shop", "annotations": {"team": "old", "role": "build"}},
+               "imagePullSecrets": [{"name": "registry"}]}),
+    );
+    let repo = repo();
+    backup(&repo.path, &source, &["--include-namespaces", "shop"]);
+
+    // The target: a new namespace gets its own `default`; an operator made
+    // `builder` with values of its own.
+    let target = FakeCluster::empty();
+    namespace(&target, "other", json!({}));
+    let report = restore(&repo.path, &target, &[]);
+    let results = outcomes(&report);
+    assert_eq!(results["namespaces shop"].0, "created", "{results:#?}");
+    let (outcome, why) = &results["serviceaccounts shop/default"];
+    assert_eq!(outcome, "merged", "{results:#?}");
+    assert!(
+        why.contains("eks.amazonaws.com/role-arn") && why.contains("registry"),
+        "{why}"
+    );
+    assert_eq!(results["serviceaccounts shop/builder"].0, "created");
+    let sa = target.get("", "serviceaccounts", "shop", "default").unwrap();
+    assert_eq!(
+        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::1:role/shop"
+    );
+    assert_eq!(sa["imagePullSecrets"], json!([{"name": "registry"}]));
+    assert_eq!(report["resources"]["serviceaccounts"]["merged"], 1, "{report:#}");
+
+    // Again over accounts that exist with values of their own, with the
+    // `none` policy: the backed-up values are added, the live ones kept.
+    let builder = key("", "serviceaccounts", "shop", "builder");
+    edit(&target, &builder, "operator", |sa| {
+        sa["metadata"]["annotations"] = json!({"team": "live"});
+        sa["imagePullSecrets"] = json!([{"name": "live-pull"}]);
+    });
+    edit(&target, &default, "operator", |sa| {
+        sa["metadata"]["annotations"] = json!({"eks.amazonaws.com/role-arn": "arn:aws:iam::2:role/new"});
+    });
+    let report = restore(&repo.path, &target, &["--existing-resource-policy", "none"]);
+    let results = outcomes(&report);
+    assert_eq!(results["serviceaccounts shop/builder"].0, "merged", "{results:#?}");
+    let sa = target.get("", "serviceaccounts", "shop", "builder").unwrap();
+    assert_eq!(sa["metadata"]["annotations"], json!({"team": "live", "role": "build"}));
+    assert_eq!(
+        sa["imagePullSecrets"],
+        json!([{"name": "live-pull"}, {"name": "registry"}])
+    );
+    let sa = target.get("", "serviceaccounts", "shop", "default").unwrap();
+    assert_eq!(
+        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"], "arn:aws:iam::2:role/new",
+        "a live value is kept"
+    );
+    assert_eq!(sa["imagePullSecrets"], json!([{"name": "registry"}]));
+    assert_eq!(report["resources"]["serviceaccounts"]["merged"], 2, "{report:#}");
+    // A third time there is nothing to add and nothing is written.
+    let writes = |c: &FakeCluster| {
+        c.log()
+            .iter()
+            .filter(|l| l.method == "PATCH" && l.path.contains("/serviceaccounts/"))
+            .count()
+    };
+    let before = writes(&target);
+    let report = restore(&repo.path, &target, &[]);
+    assert_eq!(outcomes(&report)["serviceaccounts shop/builder"].0, "merged");
+    assert_eq!(writes(&target), before);
+}
+
+#[test]
+fn update_brings_objects_back_to_the_backup_removing_what_other_managers_added() {
+    let cluster = FakeCluster::empty();
+    namespace(&cluster, "shop", json!({}));
+    cluster.state().seed(
+        "",
+        "configmaps",
+        json!({"metadata": {"name": "settings", "namespace": "shop", "labels": {"app": "shop"}},
+               "data": {"mode": "production"}}),
+    );
+    cluster.state().seed(
+        "",
+        "services",
+        json!({"metadata": {"name": "web", "namespace": "shop"},
+               "spec": {"type": "NodePort", "selector": {"app": "shop"},
+                        "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}}),
+    );
+    let repo = repo();
+    backup(&repo.path, &cluster, &["--include-namespaces", "shop"]);
+
+    // Since the backup, other managers changed and added fields.
+    let cm = key("", "configmaps", "shop", "settings");
+    let svc = key("", "services", "shop", "web");
+    edit(&cluster, &cm, "kubectl-edit", |o| {
+        o["data"]["mode"] = json!("debug");
+        o["data"]["extra"] = json!("added later");
+        o["metadata"]["labels"]["added"] = json!("later");
+    });
+    edit(&cluster, &svc, "someone-else", |o| {
+        o["spec"]["sessionAffinity"] = json!("ClientIP");
+        o["metadata"]["annotations"] = json!({"note": "added later"});
+    });
+    let ip = cluster.get("", "services", "shop", "web").unwrap()["spec"]["clusterIP"].clone();
+    let managers = |o: &Value| -> Vec<String> {
+        o["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["manager"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(managers(&cluster.objects()[&cm]).contains(&"kubectl-edit".to_owned()));
+
+    let report = restore(&repo.path, &cluster, &["--existing-resource-policy", "update"]);
+    let results = outcomes(&report);
+    assert_eq!(results["configmaps shop/settings"].0, "updated", "{results:#?}");
+    assert_eq!(results["services shop/web"].0, "updated", "{results:#?}");
+    let restored = cluster.objects()[&cm].clone();
+    assert_eq!(restored["data"], json!({"mode": "production"}));
+    assert_eq!(restored["metadata"]["labels"]["app"], "shop");
+    assert!(restored["metadata"]["labels"].get("added").is_none(), "{restored}");
+    assert!(!managers(&restored).contains(&"kubectl-edit".to_owned()), "{restored}");
+    let restored = cluster.objects()[&svc].clone();
+    assert!(restored["spec"].get("sessionAffinity").is_none(), "{restored}");
+    assert!(restored["metadata"].get("annotations").is_none(), "{restored}");
+    // What the cluster allocated stays.
+    assert_eq!(restored["spec"]["clusterIP"], ip);
+    assert_eq!(restored["spec"]["ports"][0]["nodePort"], 30080);
+    assert!(cluster
+        .log()
+        .iter()
+        .any(|l| l.method == "PUT" && l.path.ends_with("/namespaces/shop/services/web")));
+}
+
+fn uid(obj: &Value) -> String {
+    obj["metadata"]["uid"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn token_secrets_are_left_to_the_cluster_or_restored_after_their_account_for_it_to_fill() {
+    let source = FakeCluster::empty();
+    namespace(&source, "ci", json!({}));
+    source.state().seed(
+        "",
+        "serviceaccounts",
+        json!({"metadata": {"name": "runner", "namespace": "ci"}, "secrets": [{"name": "runner-token-x2b7k"}]}),
+    );
+    let old_uid = uid(&source.get("", "serviceaccounts", "ci", "runner").unwrap());
+    let token = |name: &str| {
+        json!({"metadata": {"name": name, "namespace": "ci",
+                            "annotations": {SA_NAME_ANNOTATION: "runner", SA_UID_ANNOTATION: old_uid}},
+               "type": TOKEN_SECRET_TYPE,
+               "data": {"token": "b2xkLXRva2Vu", "ca.crt": "b2xkLWNh", "namespace": "Y2k=", "note": "a2VlcA=="}})
+    };
+    // Generated by the cluster (listed in the account) and hand-made.
+    source.state().seed("", "secrets", token("runner-token-x2b7k"));
+    source.state().seed("", "secrets", token("runner-long-lived"));
+    let repo = repo();
+    backup(&repo.path, &source, &["--include-namespaces", "ci"]);
+
+    // The fake plays the tokens controller: a token naming another uid is
+    // deleted at once.
+    let target = FakeCluster::empty();
+    namespace(&target, "other", json!({}));
+    namespace(&target, "ci", json!({}));
+    target.state().seed(
+        "",
+        "serviceaccounts",
+        json!({"metadata": {"name": "runner", "namespace": "ci"}}),
+    );
+    let live_uid = uid(&target.get("", "serviceaccounts", "ci", "runner").unwrap());
+    assert_ne!(live_uid, old_uid);
+    let reply = target.state().route(
+        &hyper::Method::POST,
+        "/api/v1/namespaces/ci/secrets",
+        "",
+        "application/json",
+        serde_json::to_vec(&token("stale")).unwrap().as_slice(),
+    );
+    assert!(matches!(reply, k8s_support::Reply::Json(201, _)));
+    assert!(target.get("", "secrets", "ci", "stale").is_none());
+    target
+        .state()
+        .objects
+        .remove(&key("", "serviceaccounts", "ci", "runner"));
+
+    // Secrets first in the order: the token still comes after its account.
+    let report = restore(&repo.path, &target, &["--order", "secrets"]);
+    let results = outcomes(&report);
+    let (outcome, why) = &results["secrets ci/runner-token-x2b7k"];
+    assert_eq!(outcome, "skipped", "{results:#?}");
+    assert!(why.contains("generated"), "{why}");
+    assert_eq!(results["secrets ci/runner-long-lived"].0, "created", "{results:#?}");
+    let names: Vec<String> = report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap().to_owned())
+        .collect();
+    let place = |n: &str| names.iter().position(|x| x == n).unwrap();
+    assert!(place("runner") < place("runner-long-lived"), "{names:?}");
+
+    let account = target.get("", "serviceaccounts", "ci", "runner").unwrap();
+    assert!(account.get("secrets").is_none(), "{account}");
+    assert!(target.get("", "secrets", "ci", "runner-token-x2b7k").is_none());
+    let secret = target.get("", "secrets", "ci", "runner-long-lived").unwrap();
+    let annotations = &secret["metadata"]["annotations"];
+    assert_eq!(annotations[SA_UID_ANNOTATION], uid(&account.clone()));
+    assert_ne!(annotations[SA_UID_ANNOTATION], old_uid.as_str());
+    assert_ne!(secret["data"]["token"], "b2xkLXRva2Vu", "filled by the cluster");
+    assert_ne!(secret["data"]["ca.crt"], "b2xkLWNh");
+    assert_eq!(secret["data"]["note"], "a2VlcA==");
+}
