@@ -230,6 +230,20 @@ fn a_dropped_connection_fails_one_object_and_a_server_gone_for_good_stops_the_re
         assert_eq!(outcome_of(&summary, "configmaps", name)["outcome"], "created");
     }
 
+    // The answer to a create is lost: the create is tried again, finds the
+    // object (409) with this restore's label, and counts it as created.
+    let lost = FakeCluster::empty();
+    lost.drop_answers("POST", "/configmaps", 1);
+    let summary = ok(&mut k8s(&repo.path, &lost, &["restore", "latest"]));
+    for name in ["a", "b", "c", "d"] {
+        assert_eq!(
+            outcome_of(&summary, "configmaps", name)["outcome"],
+            "created",
+            "{summary}"
+        );
+    }
+    assert_eq!(posts(&lost, "/configmaps"), 5);
+
     // No write gets an answer any more: after three objects in a row the
     // restore stops, saying why.
     let gone = FakeCluster::empty();
@@ -299,4 +313,171 @@ fn a_restore_resource_names_each_failed_object_in_its_errors() {
     assert_eq!(errors.len(), 1, "{obj}");
     assert!(errors[0].starts_with("configmaps shop/a: 500 InternalError"), "{obj}");
     assert!(target.get("", "configmaps", "shop", "b").is_some());
+}
+
+fn definition(plural: &str, kind: &str, versions: Value) -> Value {
+    json!({"metadata": {"name": format!("{plural}.example.com")},
+           "spec": {"group": "example.com", "scope": "Namespaced",
+                    "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind},
+                    "versions": versions}})
+}
+
+fn schema(size_type: &str) -> Value {
+    json!({"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object",
+        "properties": {"size": {"type": size_type}}}}}})
+}
+
+#[test]
+fn objects_of_a_version_no_longer_served_are_converted_when_the_schema_is_the_same() {
+    // The source serves three custom resources at v1alpha1 only.
+    let source = cluster_with(&[]);
+    {
+        let mut s = source.state();
+        for (plural, kind) in [("widgets", "Widget"), ("gadgets", "Gadget"), ("gizmos", "Gizmo")] {
+            s.seed(
+                "apiextensions.k8s.io",
+                "customresourcedefinitions",
+                definition(
+                    plural,
+                    kind,
+                    json!([{"name": "v1alpha1", "served": true, "storage": true, "schema": schema("integer")}]),
+                ),
+            );
+            s.seed(
+                "example.com",
+                plural,
+                json!({"apiVersion": "example.com/v1alpha1", "kind": kind,
+                       "metadata": {"name": "one", "namespace": "shop"}, "spec": {"size": 3}}),
+            );
+        }
+    }
+    let repo = repo();
+    ok(&mut k8s(&repo.path, &source, &["backup"]));
+
+    // The target's definitions moved on to v1: widgets keep v1alpha1 in
+    // the definition (not served) with v1's schema; gizmos dropped
+    // v1alpha1 (the backed-up definition gives its schema); gadgets
+    // changed the schema.
+    let target = cluster_with(&[]);
+    {
+        let mut s = target.state();
+        s.seed(
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            definition(
+                "widgets",
+                "Widget",
+                json!([{"name": "v1", "served": true, "storage": true, "schema": schema("integer")},
+                       {"name": "v1alpha1", "served": false, "storage": false, "schema": schema("integer")}]),
+            ),
+        );
+        s.seed(
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            definition(
+                "gizmos",
+                "Gizmo",
+                json!([{"name": "v1", "served": true, "storage": true, "schema": schema("integer")}]),
+            ),
+        );
+        s.seed(
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            definition(
+                "gadgets",
+                "Gadget",
+                json!([{"name": "v1", "served": true, "storage": true, "schema": schema("string")},
+                       {"name": "v1beta1", "served": true, "storage": false, "schema": schema("string")}]),
+            ),
+        );
+    }
+    let out = k8s(&repo.path, &target, &["restore", "latest"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary = json_summary(&out);
+    for plural in ["widgets", "gizmos"] {
+        let resource = format!("{plural}.example.com");
+        assert_eq!(
+            outcome_of(&summary, &resource, "one")["outcome"],
+            "created",
+            "{summary}"
+        );
+        let obj = target.get("example.com", plural, "shop", "one").unwrap();
+        assert_eq!(obj["apiVersion"], "example.com/v1");
+        assert_eq!(obj["spec"]["size"], 3);
+        assert!(
+            summary["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w.as_str().unwrap().starts_with(&format!(
+                    "{resource}: stored at example.com/v1alpha1, which the cluster no longer serves; created at example.com/v1"
+                ))),
+            "{summary}"
+        );
+    }
+    let gadget = outcome_of(&summary, "gadgets.example.com", "one");
+    assert_eq!(gadget["outcome"], "failed");
+    let why = gadget["reason"].as_str().unwrap();
+    assert!(
+        why.contains("stored at example.com/v1alpha1, which the cluster no longer serves (it serves example.com/v1, example.com/v1beta1)")
+            && why.contains("schema differs"),
+        "{why}"
+    );
+    assert!(target.get("example.com", "gadgets", "shop", "one").is_none());
+    // Nothing was sent at the version the target does not serve.
+    assert!(
+        !target
+            .log()
+            .iter()
+            .any(|l| l.method == "POST" && l.path.contains("/v1alpha1/")),
+        "{:?}",
+        target.log()
+    );
+}
+
+#[test]
+fn the_fake_serves_every_served_version_and_refuses_a_body_of_another() {
+    let cluster = cluster_with(&[]);
+    cluster.state().seed(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        definition(
+            "widgets",
+            "Widget",
+            json!([{"name": "v1", "served": true, "storage": true, "schema": schema("integer")},
+                   {"name": "v1beta1", "served": true, "storage": false, "schema": schema("integer")},
+                   {"name": "v1alpha1", "served": false, "storage": false, "schema": schema("integer")}]),
+        ),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = cluster.client();
+        let at = |version: &str| kube::api::ApiResource {
+            group: "example.com".into(),
+            version: version.into(),
+            api_version: format!("example.com/{version}"),
+            kind: "Widget".into(),
+            plural: "widgets".into(),
+        };
+        let v1beta1: kube::Api<kube::api::DynamicObject> =
+            kube::Api::namespaced_with(client.clone(), "shop", &at("v1beta1"));
+        let obj: kube::api::DynamicObject = serde_json::from_value(json!({"apiVersion": "example.com/v1beta1",
+            "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}}))
+        .unwrap();
+        v1beta1.create(&Default::default(), &obj).await.unwrap();
+        // Read at v1, it is shown at v1.
+        let v1: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(client.clone(), "shop", &at("v1"));
+        let got = v1.get("w").await.unwrap();
+        assert_eq!(got.types.unwrap().api_version, "example.com/v1");
+        // A body of another version is refused, as the real server does.
+        let wrong: kube::api::DynamicObject = serde_json::from_value(json!({"apiVersion": "example.com/v1beta1",
+            "kind": "Widget", "metadata": {"name": "x"}}))
+        .unwrap();
+        let e = v1.create(&Default::default(), &wrong).await.unwrap_err();
+        assert!(e.to_string().contains("does not match the expected API version"), "{e}");
+        // A version that is not served has no URL.
+        let v1alpha1: kube::Api<kube::api::DynamicObject> =
+            kube::Api::namespaced_with(client.clone(), "shop", &at("v1alpha1"));
+        assert!(v1alpha1.get("w").await.is_err());
+    });
 }

@@ -477,6 +477,30 @@ mod tests {
     }
 
     #[test]
+    fn modifier_options_parse_and_are_checked_before_anything_runs() {
+        let cmd = parse(&[
+            "restore",
+            "latest",
+            "--storage-class-mapping",
+            "gp2:gp3",
+            "--image-mapping",
+            "registry.old:5000=registry.new",
+        ])
+        .unwrap();
+        let K8sCommand::Restore(args) = cmd else {
+            panic!("not a restore")
+        };
+        assert!(!args.modifiers.modifiers().unwrap().is_empty());
+        let cmd = parse(&["restore", "latest", "--image-mapping", "a:b:c"]).unwrap();
+        let K8sCommand::Restore(args) = cmd else {
+            panic!("not a restore")
+        };
+        let err = args.modifiers.modifiers().unwrap_err();
+        assert_eq!(err.exit_code(), exit::USAGE);
+        assert!(err.to_string().contains("--image-mapping"), "{err}");
+    }
+
+    #[test]
     fn bad_values_are_usage_errors() {
         assert!(parse(&["restore", "latest", "--existing-resource-policy", "merge"]).is_err());
         assert!(parse(&["backup", "--include-cluster-resources", "yes"]).is_err());

@@ -18,6 +18,7 @@ use crate::k8s::crd::{
     Backup, BackupRepository, BackupSpec, ObjectFilters, Restore, RestoreSpec, Schedule, ScheduleSpec,
 };
 use crate::k8s::manifests::filter::{split_list, ClusterResources, Filters};
+use crate::k8s::manifests::modifiers::{parse_image_mapping, parse_storage_class_mapping};
 use crate::k8s::manifests::transform::parse_mapping;
 use crate::k8s::{crd, install, runtime, K8sError};
 
@@ -80,6 +81,17 @@ pub struct CreateRestoreArgs {
     /// explicit ones, those in the last-applied configuration).
     #[arg(long)]
     pub preserve_nodeports: bool,
+    /// Storage class OLD restored as NEW (`old:new,...`).
+    #[arg(long, value_name = "OLD:NEW,...")]
+    pub storage_class_mapping: Vec<String>,
+    /// Image OLD (a whole reference or a registry or repository prefix)
+    /// restored as NEW (`old:new`, or `old=new` when the names hold ':').
+    #[arg(long, value_name = "OLD=NEW,...")]
+    pub image_mapping: Vec<String>,
+    /// A ConfigMap in the Restore's namespace whose one data key holds
+    /// resource modifier rules.
+    #[arg(long, value_name = "CONFIGMAP")]
+    pub resource_modifiers: Option<String>,
     #[command(flatten)]
     pub filters: FilterArgs,
     /// Wait until the restore ends; exit non-zero unless it Completed.
@@ -363,6 +375,9 @@ pub fn run_create(ctx: &Context, cmd: &CreateCommand) -> Result<i32, CliError> {
                 backup_name: a.from_backup.clone(),
                 filters: filters(&a.filters)?,
                 namespace_mapping: parse_mapping(&a.namespace_mapping)?,
+                storage_class_mapping: parse_storage_class_mapping(&a.storage_class_mapping)?,
+                image_mapping: parse_image_mapping(&a.image_mapping)?,
+                resource_modifiers: a.resource_modifiers.clone(),
                 restore_volumes: true,
                 preserve_node_ports: a.preserve_nodeports,
                 ..RestoreSpec::default()

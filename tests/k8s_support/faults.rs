@@ -2,7 +2,8 @@
 //! path contains a text answer with a status code (429 with `Retry-After`,
 //! as the real server's priority and fairness does, or a 5xx), or get no
 //! answer at all (the connection is dropped, as when a load balancer in
-//! front of the API server resets it).
+//! front of the API server resets it), before or after the request is
+//! carried out.
 
 use super::FakeCluster;
 
@@ -13,6 +14,9 @@ pub enum FaultKind {
     Status(u16),
     /// The connection closes without an answer.
     Drop,
+    /// The request is carried out, then the connection closes without an
+    /// answer (the answer is lost on the way).
+    DropAnswer,
 }
 
 /// One aimed fault.
@@ -49,6 +53,12 @@ impl FakeCluster {
     /// get no answer: their connection is dropped.
     pub fn drop_requests(&self, method: &str, path_contains: &str, n: u32) {
         self.aim(method, path_contains, n, FaultKind::Drop);
+    }
+
+    /// The next `n` `method` requests whose path contains `path_contains`
+    /// are carried out, but their answers are lost.
+    pub fn drop_answers(&self, method: &str, path_contains: &str, n: u32) {
+        self.aim(method, path_contains, n, FaultKind::DropAnswer);
     }
 
     fn aim(&self, method: &str, path_contains: &str, n: u32, kind: FaultKind) {

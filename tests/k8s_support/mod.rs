@@ -47,6 +47,7 @@ pub mod patch;
 pub mod routes;
 pub mod seed;
 pub mod store;
+pub mod versions;
 pub mod watch;
 
 pub use cluster::FakeCluster;
@@ -520,6 +521,10 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
                     path: path.clone(),
                     query: query.clone(),
                 });
+                return Err(Dropped);
+            }
+            Some(faults::FaultKind::DropAnswer) => {
+                let _ = s.route(&method, &path, &query, &content_type, &body);
                 return Err(Dropped);
             }
             Some(faults::FaultKind::Status(code)) => {

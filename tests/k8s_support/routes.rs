@@ -200,6 +200,11 @@ impl State {
         }
         let ns_key = if d.namespaced { ns.unwrap_or("") } else { "" };
         let key = |name: &str| -> Key { (d.group.clone(), d.plural.clone(), ns_key.to_owned(), name.to_owned()) };
+        if matches!(*method, Method::POST | Method::PUT) && !sub {
+            if let Err(e) = super::versions::check_body_version(&d, body) {
+                return e.into();
+            }
+        }
         let result = match (method.clone(), name) {
             (Method::GET, None) if matches!(q.get("watch").map(String::as_str), Some("true" | "1")) => {
                 return match self.watch_request(&d, ns, &q) {
@@ -217,7 +222,11 @@ impl State {
             _ => Err(status(405, "MethodNotAllowed", "the server does not allow this method")),
         };
         match result {
-            Ok(ok) | Err(ok) => ok.into(),
+            Ok((code, mut value)) => {
+                super::versions::at_version(&d, &mut value);
+                (code, value).into()
+            }
+            Err(e) => e.into(),
         }
     }
 

@@ -139,35 +139,32 @@ impl State {
                 continue;
             }
             let s = |ptr: &str| str_at(crd, ptr).to_owned();
-            let storage = crd
-                .pointer("/spec/versions")
-                .and_then(Value::as_array)
-                .and_then(|vs| vs.iter().find(|v| v["storage"] == true))
-                .cloned()
-                .unwrap_or(Value::Null);
-            defs.push(ResDef {
-                group: s("/spec/group"),
-                version: storage["name"].as_str().unwrap_or("v1").to_owned(),
-                kind: s("/spec/names/kind"),
-                plural: s("/spec/names/plural"),
-                singular: s("/spec/names/singular"),
-                namespaced: s("/spec/scope") == "Namespaced",
-                short: crd
-                    .pointer("/spec/names/shortNames")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-                    .unwrap_or_default(),
-                status_subresource: storage.pointer("/subresources/status").is_some(),
-                selectable: storage["selectableFields"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|f| f["jsonPath"].as_str())
-                            .map(|p| p.trim_start_matches('.').to_owned())
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            });
+            // Every served version, the storage version first.
+            for storage in super::versions::served_versions(crd) {
+                defs.push(ResDef {
+                    group: s("/spec/group"),
+                    version: storage["name"].as_str().unwrap_or("v1").to_owned(),
+                    kind: s("/spec/names/kind"),
+                    plural: s("/spec/names/plural"),
+                    singular: s("/spec/names/singular"),
+                    namespaced: s("/spec/scope") == "Namespaced",
+                    short: crd
+                        .pointer("/spec/names/shortNames")
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                        .unwrap_or_default(),
+                    status_subresource: storage.pointer("/subresources/status").is_some(),
+                    selectable: storage["selectableFields"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|f| f["jsonPath"].as_str())
+                                .map(|p| p.trim_start_matches('.').to_owned())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                });
+            }
         }
         defs.extend(self.aggregated.iter().map(|a| a.def.clone()));
         defs

@@ -4,6 +4,8 @@
 //! at an older version of its group (`monitoring.coreos.com/v1alpha1`
 //! AlertmanagerConfig beside v1 Prometheus) is not missed.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
 use kube::discovery::ApiResource;
 
@@ -85,6 +87,9 @@ pub struct Discovered {
     pub errors: Vec<String>,
     /// The groups of those group versions.
     pub failed_groups: Vec<String>,
+    /// (group, plural) to every version that serves it, in the server's
+    /// priority order (the preferred version first).
+    pub versions: BTreeMap<(String, String), Vec<String>>,
 }
 
 impl Discovered {
@@ -92,13 +97,29 @@ impl Discovered {
     pub fn find(&self, group: &str, plural: &str) -> Option<&Resource> {
         self.resources.iter().find(|r| r.group == group && r.plural == plural)
     }
+
+    /// Every version that serves `group`/`plural`.
+    pub fn versions_of(&self, group: &str, plural: &str) -> &[String] {
+        self.versions
+            .get(&(group.to_owned(), plural.to_owned()))
+            .map_or(&[], Vec::as_slice)
+    }
 }
 
-fn resources_of(list: APIResourceList, group: &str, version: &str, out: &mut Vec<Resource>) {
+fn resources_of(list: APIResourceList, group: &str, version: &str, found: &mut Discovered) {
+    let out = &mut found.resources;
     for r in list.resources {
+        if r.name.contains('/') {
+            continue;
+        }
+        found
+            .versions
+            .entry((group.to_owned(), r.name.clone()))
+            .or_default()
+            .push(version.to_owned());
         // Subresources (`pods/log`, `deployments/scale`) are not objects;
         // a resource a more preferred version serves is taken there.
-        if r.name.contains('/') || out.iter().any(|o| o.group == group && o.plural == r.name) {
+        if out.iter().any(|o| o.group == group && o.plural == r.name) {
             continue;
         }
         out.push(Resource {
@@ -132,7 +153,7 @@ pub async fn discover(cluster: &Cluster) -> Result<Discovered, K8sError> {
     if let Some(version) = core.versions.first() {
         let what = format!("GET /api/{version}");
         match client.list_core_api_resources(version).await {
-            Ok(list) => resources_of(list, "", version, &mut found.resources),
+            Ok(list) => resources_of(list, "", version, &mut found),
             Err(e) => return Err(api_error(&what, e)),
         }
     }
@@ -147,7 +168,7 @@ pub async fn discover(cluster: &Cluster) -> Result<Discovered, K8sError> {
         }
         for gv in versions {
             match client.list_api_group_resources(&gv.group_version).await {
-                Ok(list) => resources_of(list, &group.name, &gv.version, &mut found.resources),
+                Ok(list) => resources_of(list, &group.name, &gv.version, &mut found),
                 Err(e) => {
                     found.errors.push(format!(
                         "API group {}: discovery of {} failed: {}",

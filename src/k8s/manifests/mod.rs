@@ -26,3 +26,4 @@ pub mod run;
 pub mod stored;
 pub mod tokens;
 pub mod transform;
+pub mod versions;

@@ -19,6 +19,7 @@ use super::owners::{api_resource, ident_of, Ident, Links, Owners, Waiting};
 use super::stored::StoredObject;
 use super::tokens;
 use super::transform::{is_workload, skip_reason, transform, Rewrite};
+use super::versions::Versions;
 use crate::k8s::client::{chain, describe, status_code, Cluster};
 use crate::k8s::K8sError;
 
@@ -278,6 +279,8 @@ struct Restorer<'a> {
     report: Report,
     /// A request of the object being restored got no answer.
     lost_now: Option<kube::Error>,
+    /// Versions no longer served: what is done with objects stored at them.
+    versions: Versions,
 }
 
 impl Restorer<'_> {
@@ -509,6 +512,34 @@ impl Restorer<'_> {
             self.push(resource, namespace, name, Outcome::Failed(why));
             return Ok(None);
         };
+        // Stored at a version no longer served: converted, or failed.
+        let stored_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .and_then(|v| v.rsplit('/').next())
+            .unwrap_or_default()
+            .to_owned();
+        let (g, p) = (&stored.at.group, &stored.at.plural);
+        match self
+            .versions
+            .resolve(self.cluster, &self.discovered, g, p, &stored_version)
+            .await
+        {
+            (Ok(None), _) => {}
+            (Ok(Some(to)), first) => {
+                let (from, to) = (format!("{g}/{stored_version}"), format!("{g}/{to}"));
+                if first {
+                    self.report.warnings.push(format!(
+                        "{resource}: stored at {from}, which the cluster no longer serves; created at {to}, whose schema is the same"
+                    ));
+                }
+                object["apiVersion"] = Value::String(to);
+            }
+            (Err(why), _) => {
+                self.push(resource, namespace, name, Outcome::Failed(why));
+                return Ok(None);
+            }
+        }
         let api_version = object
             .get("apiVersion")
             .and_then(Value::as_str)
@@ -657,6 +688,7 @@ impl Restorer<'_> {
 pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &RestoreOptions) -> Result<Report, K8sError> {
     let discovered = discover(cluster).await?;
     let generated_tokens = tokens::generated(&objects);
+    let versions = Versions::new(&objects);
     let selected = select(objects, &discovered, &opts.filters);
     // Owners are decided on the whole selection, whichever pass this is.
     let plan = Owners::new(
@@ -757,6 +789,7 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         links,
         tokens: generated_tokens,
         lost_now: None,
+        versions,
     };
     let mut pending_definitions: Vec<String> = Vec::new();
     let total = selected.len();

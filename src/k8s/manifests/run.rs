@@ -191,8 +191,8 @@ pub fn backup_manifests(repo: Repository, opts: &ManifestBackupOptions) -> Resul
 #[derive(Debug, Clone)]
 pub struct ManifestRestoreOptions {
     pub access: ClusterAccess,
-    /// The snapshot: an id, a prefix or `latest`; `ID:/resources/...` for
-    /// part of it.
+    /// The snapshot: an id, a prefix or `latest` (the latest manifest
+    /// snapshot, see [`super::latest`]); `ID:/resources/...` for part of it.
     pub snapshot: String,
     /// With `latest`: the latest snapshot of this host (cluster).
     pub host: Option<String>,
