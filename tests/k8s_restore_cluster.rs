@@ -13,6 +13,7 @@ mod k8s_support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use cairn::repo::Repository;
@@ -346,4 +347,108 @@ fn token_secrets_are_left_to_the_cluster_or_restored_after_their_account_for_it_
     assert_ne!(secret["data"]["token"], "b2xkLXRva2Vu", "filled by the cluster");
     assert_ne!(secret["data"]["ca.crt"], "b2xkLWNh");
     assert_eq!(secret["data"]["note"], "a2VlcA==");
+}
+
+/// A namespace `shop` with a ConfigMap and a Secret, backed up, then
+/// deleted: it stays terminating while `held` keeps its finalizer.
+fn terminating_shop() -> (FakeCluster, Repo) {
+    let cluster = FakeCluster::empty();
+    namespace(&cluster, "shop", json!({"team": "shop"}));
+    cluster.state().seed(
+        "",
+        "configmaps",
+        json!({"metadata": {"name": "settings", "namespace": "shop"}, "data": {"mode": "production"}}),
+    );
+    cluster.state().seed(
+        "",
+        "secrets",
+        json!({"metadata": {"name": "password", "namespace": "shop"}, "type": "Opaque", "data": {"p": "cA=="}}),
+    );
+    let repo = repo();
+    backup(&repo.path, &cluster, &["--include-namespaces", "shop"]);
+    {
+        let mut s = cluster.state();
+        s.seed(
+            "",
+            "configmaps",
+            json!({"metadata": {"name": "held", "namespace": "shop", "finalizers": ["example.com/hold"]}}),
+        );
+        let d = s.def_of("", "namespaces").unwrap();
+        s.delete(&d, &key("", "namespaces", "", "shop"), false).unwrap();
+    }
+    let ns = cluster.get("", "namespaces", "", "shop").unwrap();
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    assert!(cluster.get("", "configmaps", "shop", "settings").is_none());
+    (cluster, repo)
+}
+
+#[test]
+fn a_restore_waits_for_a_terminating_namespace_to_go_then_creates_it_and_its_objects() {
+    let (cluster, repo) = terminating_shop();
+    let mut cmd = k8s(
+        &repo.path,
+        &cluster,
+        &["restore", "latest", "--namespace-timeout", "2m"],
+    );
+    let run = std::thread::spawn(move || cmd.output().unwrap());
+    // The restore looks at the namespace again and again while it waits.
+    let waiting = || {
+        cluster
+            .log()
+            .iter()
+            .filter(|l| l.method == "GET" && l.path == "/api/v1/namespaces/shop")
+            .count()
+            >= 3
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !waiting() {
+        assert!(Instant::now() < deadline, "no wait seen: {:#?}", cluster.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!cluster
+        .log()
+        .iter()
+        .any(|l| l.method == "POST" && l.path.starts_with("/api/v1/namespaces/shop/")));
+    // The finalizer's owner lets go: the namespace goes.
+    edit(&cluster, &key("", "configmaps", "shop", "held"), "example", |o| {
+        o["metadata"]["finalizers"] = json!([]);
+    });
+    let out = run.join().unwrap();
+    let summary = json_summary(&out);
+    assert_eq!(out.status.code(), Some(0), "{summary:#}");
+    let results = outcomes(&summary);
+    assert_eq!(results["namespaces shop"].0, "created", "{results:#?}");
+    assert_eq!(results["configmaps shop/settings"].0, "created");
+    assert_eq!(results["secrets shop/password"].0, "created");
+    let ns = cluster.get("", "namespaces", "", "shop").unwrap();
+    assert_eq!(ns["metadata"]["labels"]["team"], "shop", "{ns}");
+    assert_eq!(ns["status"]["phase"], "Active");
+    assert!(ns["metadata"].get("deletionTimestamp").is_none());
+    assert_eq!(
+        cluster.get("", "configmaps", "shop", "settings").unwrap()["data"]["mode"],
+        "production"
+    );
+}
+
+#[test]
+fn objects_of_a_namespace_that_never_goes_fail_once_each_with_the_reason() {
+    let (cluster, repo) = terminating_shop();
+    let (code, summary) = restore_any(&repo.path, &cluster, &["--namespace-timeout", "1s"]);
+    assert_eq!(code, Some(3), "{summary:#}");
+    let results = outcomes(&summary);
+    for name in ["namespaces shop", "configmaps shop/settings", "secrets shop/password"] {
+        let (outcome, why) = &results[name];
+        assert_eq!(outcome, "failed", "{name}: {results:#?}");
+        assert!(
+            why.contains("namespace shop is being deleted") && why.contains("1s"),
+            "{name}: {why}"
+        );
+    }
+    // One wait for the namespace, no request per object.
+    assert!(!cluster
+        .log()
+        .iter()
+        .any(|l| l.method == "POST" && l.path.starts_with("/api/v1/namespaces/shop/")));
+    assert_eq!(summary["resources"]["configmaps"]["failed"], 1);
+    assert!(cluster.get("", "configmaps", "shop", "held").is_some());
 }

@@ -166,6 +166,15 @@ pub struct RestoreArgs {
     /// Seconds to wait for a restored CustomResourceDefinition to be established.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub crd_timeout: u64,
+    /// How long to wait for a namespace being deleted to go before it is
+    /// created again (a duration: `10m`, `90s`); its objects fail if it
+    /// does not.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub namespace_timeout: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::k8s::crd::duration::parse(text).map_err(|e| e.to_string())
 }
 
 pub fn run(ctx: &Context, cmd: &K8sCommand) -> Result<i32, CliError> {
@@ -264,6 +273,7 @@ fn run_restore(ctx: &Context, args: &RestoreArgs) -> Result<i32, CliError> {
         order: Order::new(split_list(&args.order)),
         dry_run: args.dry_run,
         crd_timeout: Duration::from_secs(args.crd_timeout),
+        namespace_timeout: args.namespace_timeout,
         name: None,
         ..ManifestRestoreOptions::default()
     };
@@ -393,6 +403,8 @@ mod tests {
             "--include-cluster-resources",
             "false",
             "--dry-run",
+            "--namespace-timeout",
+            "90s",
         ])
         .unwrap();
         let K8sCommand::Restore(args) = cmd else {
@@ -404,6 +416,12 @@ mod tests {
         assert_eq!(Order::new(split_list(&args.order)).first(), ["cm", "secrets"]);
         assert_eq!(args.filters.include_cluster_resources, ClusterResources::False);
         assert!(args.dry_run);
+        assert_eq!(args.namespace_timeout, Duration::from_secs(90));
+        let K8sCommand::Restore(args) = parse(&["restore", "latest"]).unwrap() else {
+            panic!("not a restore")
+        };
+        assert_eq!(args.namespace_timeout, Duration::from_secs(600));
+        assert!(parse(&["restore", "latest", "--namespace-timeout", "soon"]).is_err());
     }
 
     #[test]

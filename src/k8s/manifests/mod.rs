@@ -11,6 +11,7 @@ pub mod backup;
 pub mod discovery;
 pub mod existing;
 pub mod filter;
+pub mod namespaces;
 pub mod normalise;
 pub mod order;
 pub mod restore;

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::discovery::{discover, qualified, Discovered};
 use super::existing::{is_merged, merge_service_account, replace};
 use super::filter::{excluded_by_label, needable, ClusterResources, Filters, ResourceNames};
+use super::namespaces::{never_went, terminating, wait_gone};
 use super::normalise::ObjectPath;
 use super::order::{is_builtin_group, Order};
 use super::stored::StoredObject;
@@ -53,6 +54,9 @@ pub struct RestoreOptions {
     /// How long to wait for a created CustomResourceDefinition to be
     /// established.
     pub crd_timeout: Duration,
+    /// How long to wait for a namespace being deleted to go before it is
+    /// created again.
+    pub namespace_timeout: Duration,
     /// Which objects of the selection this pass restores.
     pub pass: Pass,
 }
@@ -266,6 +270,9 @@ struct Restorer<'a> {
     definitions: BTreeSet<(String, String)>,
     /// Namespaces known to exist (or, in a dry run, to be created).
     namespaces: BTreeSet<String>,
+    /// Namespaces that were being deleted and did not go in time, with
+    /// the reason each of their objects fails.
+    doomed: BTreeMap<String, String>,
     /// Token Secrets (namespace, name) the cluster generated.
     tokens: BTreeSet<(String, String)>,
     report: Report,
@@ -305,7 +312,7 @@ impl Restorer<'_> {
     /// Makes sure a namespace exists before objects go into it (a bare one
     /// is created when the backup does not hold it, or it was filtered out).
     async fn ensure_namespace(&mut self, ns: &str) -> Result<(), K8sError> {
-        if self.namespaces.contains(ns) {
+        if self.namespaces.contains(ns) || self.doomed.contains_key(ns) {
             return Ok(());
         }
         let ar = ApiResource {
@@ -316,7 +323,14 @@ impl Restorer<'_> {
             plural: "namespaces".into(),
         };
         let api = self.api(&ar, None);
-        match api.get_opt(&path_segment(ns)).await {
+        let mut found = api.get_opt(&path_segment(ns)).await;
+        if matches!(&found, Ok(Some(live)) if terminating(live)) && !self.opts.dry_run {
+            if !self.namespace_gone(&api, ns).await? {
+                return Ok(());
+            }
+            found = Ok(None);
+        }
+        match found {
             Ok(Some(_)) => {}
             Ok(None) => {
                 let outcome = if self.opts.dry_run {
@@ -348,6 +362,22 @@ impl Restorer<'_> {
         }
         self.namespaces.insert(ns.to_owned());
         Ok(())
+    }
+
+    /// Waits for a terminating namespace to go; false (and the namespace
+    /// doomed) when it is still there after the timeout.
+    async fn namespace_gone(&mut self, api: &Api<DynamicObject>, ns: &str) -> Result<bool, K8sError> {
+        let timeout = self.opts.namespace_timeout;
+        match wait_gone(api, &path_segment(ns), timeout).await {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                self.doomed.insert(ns.to_owned(), never_went(ns, timeout));
+                Ok(false)
+            }
+            Err(e) if lost(&e) => Err(self.unreachable(&format!("reading namespace {ns}"), e)),
+            // Not allowed to read it: creating objects in it will tell.
+            Err(_) => Ok(true),
+        }
     }
 
     /// Waits until the definitions just created are established, then asks
@@ -512,6 +542,24 @@ impl Restorer<'_> {
         };
         if let Some(ns) = &namespace {
             self.ensure_namespace(ns).await?;
+            if let Some(why) = self.doomed.get(ns) {
+                let why = why.clone();
+                self.push(resource, namespace, name, Outcome::Failed(why));
+                return Ok(None);
+            }
+        }
+        if is_namespace && !self.opts.dry_run {
+            let api = self.api(&ar, None);
+            let live = match api.get_opt(&path_segment(&name)).await {
+                Ok(live) => live,
+                Err(e) if lost(&e) => return Err(self.unreachable(&format!("reading namespace {name}"), e)),
+                Err(_) => None,
+            };
+            if live.as_ref().is_some_and(terminating) && !self.namespace_gone(&api, &name).await? {
+                let why = self.doomed.get(&name).cloned().unwrap_or_default();
+                self.push(resource, namespace, name, Outcome::Failed(why));
+                return Ok(None);
+            }
         }
         let api = self.api(&ar, namespace.as_deref());
         let outcome = if self.opts.dry_run {
@@ -611,6 +659,7 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         definitions,
         namespaces: BTreeSet::new(),
         tokens: generated_tokens,
+        doomed: BTreeMap::new(),
     };
     let mut pending_definitions: Vec<String> = Vec::new();
     for stored in selected {
