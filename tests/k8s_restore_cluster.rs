@@ -452,3 +452,166 @@ fn objects_of_a_namespace_that_never_goes_fail_once_each_with_the_reason() {
     assert_eq!(summary["resources"]["configmaps"]["failed"], 1);
     assert!(cluster.get("", "configmaps", "shop", "held").is_some());
 }
+
+/// A namespace `shop` with claims as a cluster binds them: `data` on a
+/// dynamically provisioned volume (reclaim policy Delete), `kept` on a
+/// volume kept on release (Retain), `copy` made from a VolumeSnapshot.
+fn shop_with_claims(cluster: &FakeCluster) {
+    namespace(cluster, "shop", json!({}));
+    let mut s = cluster.state();
+    for (claim, pv, policy) in [
+        ("data", "pvc-0001", "Delete"),
+        ("kept", "pv-kept", "Retain"),
+        ("copy", "pvc-0002", "Delete"),
+    ] {
+        s.seed(
+            "",
+            "persistentvolumeclaims",
+            json!({"metadata": {"name": claim, "namespace": "shop", "annotations": {
+                    "pv.kubernetes.io/bind-completed": "yes", "pv.kubernetes.io/bound-by-controller": "yes",
+                    "volume.kubernetes.io/selected-node": "node-9",
+                    "volume.kubernetes.io/storage-provisioner": "disk.example.com"}},
+                   "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+                            "volumeName": pv},
+                   "status": {"phase": "Bound"}}),
+        );
+        let claim_uid = uid(&s.objects[&key("", "persistentvolumeclaims", "shop", claim)]);
+        s.seed(
+            "",
+            "persistentvolumes",
+            json!({"metadata": {"name": pv, "annotations": {"pv.kubernetes.io/provisioned-by": "disk.example.com"}},
+                   "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                            "persistentVolumeReclaimPolicy": policy,
+                            "csi": {"driver": "disk.example.com", "volumeHandle": format!("vol-{pv}")},
+                            "claimRef": {"kind": "PersistentVolumeClaim", "namespace": "shop", "name": claim,
+                                         "uid": claim_uid}},
+                   "status": {"phase": "Bound"}}),
+        );
+    }
+    let copy = key("", "persistentvolumeclaims", "shop", "copy");
+    let mut claim = s.objects[&copy].clone();
+    let source = json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "nightly"});
+    claim["spec"]["dataSource"] = source.clone();
+    claim["spec"]["dataSourceRef"] = source;
+    let d = s.def_of("", "persistentvolumeclaims").unwrap();
+    s.replace(&d, &copy, claim, Some("seed")).unwrap();
+}
+
+/// Waits until no claim of `ns` is Pending; then every one must be Bound.
+fn claims_settle(cluster: &FakeCluster, ns: &str) -> BTreeMap<String, Value> {
+    let claims = |objects: &BTreeMap<Key, Value>| -> BTreeMap<String, Value> {
+        objects
+            .iter()
+            .filter(|(k, _)| k.1 == "persistentvolumeclaims" && k.2 == ns)
+            .map(|(k, v)| (k.3.clone(), v.clone()))
+            .collect()
+    };
+    let settled = cluster.wait_for(
+        |o| {
+            let c = claims(o);
+            !c.is_empty()
+                && c.values()
+                    .all(|c| c["status"]["phase"] == "Bound" || c["status"]["phase"] == "Lost")
+        },
+        Duration::from_secs(30),
+    );
+    let claims = claims(&cluster.objects());
+    assert!(settled, "{claims:#?}");
+    for (name, c) in &claims {
+        assert_eq!(c["status"]["phase"], "Bound", "{name}: {c:#}");
+    }
+    claims
+}
+
+#[test]
+fn claims_in_another_cluster_get_their_kept_volumes_or_new_ones_and_none_is_lost() {
+    let source = FakeCluster::empty();
+    shop_with_claims(&source);
+    let repo = repo();
+    backup(&repo.path, &source, &[]);
+
+    let target = FakeCluster::empty();
+    let _kubelet = target.start_kubelet(&["node-1"]);
+    let report = restore(&repo.path, &target, &[]);
+    let results = outcomes(&report);
+    for pv in ["pvc-0001", "pvc-0002"] {
+        let (outcome, why) = &results[&format!("persistentvolumes {pv}")];
+        assert_eq!(outcome, "skipped", "{results:#?}");
+        assert!(why.contains("reclaim policy Delete"), "{why}");
+    }
+    assert_eq!(results["persistentvolumes pv-kept"].0, "created");
+    let claims = claims_settle(&target, "shop");
+    // The kept volume is bound again to its claim.
+    assert_eq!(claims["kept"]["spec"]["volumeName"], "pv-kept");
+    let pv = target.get("", "persistentvolumes", "", "pv-kept").unwrap();
+    assert_eq!(pv["spec"]["claimRef"]["uid"], claims["kept"]["metadata"]["uid"]);
+    // The others were provisioned anew, without the old node, provisioner
+    // or snapshot.
+    for name in ["data", "copy"] {
+        let c = &claims[name];
+        let volume = c["spec"]["volumeName"].as_str().unwrap();
+        assert!(volume.starts_with("pvc-6b1e3c7a"), "{name}: {c:#}");
+        assert_ne!(
+            c["metadata"]["annotations"]["volume.kubernetes.io/selected-node"],
+            "node-9"
+        );
+    }
+    assert!(
+        claims["copy"]["spec"].get("dataSource").is_none(),
+        "{:#}",
+        claims["copy"]
+    );
+    assert!(claims["copy"]["spec"].get("dataSourceRef").is_none());
+    assert!(target.get("", "persistentvolumes", "", "pvc-0001").is_none());
+}
+
+#[test]
+fn claims_restored_beside_their_originals_or_after_them_in_the_same_cluster_are_never_lost() {
+    let cluster = FakeCluster::empty();
+    shop_with_claims(&cluster);
+    let repo = repo();
+    backup(&repo.path, &cluster, &[]);
+    let _kubelet = cluster.start_kubelet(&["node-1"]);
+
+    // Mapped beside the originals: every volume is bound to its original
+    // claim, so each copy gets a new one.
+    let report = restore(&repo.path, &cluster, &["--namespace-mapping", "shop:shop-copy"]);
+    let results = outcomes(&report);
+    assert_eq!(results["persistentvolumes pv-kept"].0, "skipped", "{results:#?}");
+    let claims = claims_settle(&cluster, "shop-copy");
+    assert_eq!(claims.len(), 3);
+    for (name, c) in &claims {
+        let volume = c["spec"]["volumeName"].as_str().unwrap();
+        assert!(volume.starts_with("pvc-6b1e3c7a"), "{name}: {c:#}");
+    }
+    assert_eq!(
+        cluster.get("", "persistentvolumes", "", "pv-kept").unwrap()["spec"]["claimRef"]["namespace"],
+        "shop"
+    );
+
+    // The namespace deleted: its volume kept on release is Released, still
+    // naming the claim; restored, the claim gets it back.
+    {
+        let mut s = cluster.state();
+        let d = s.def_of("", "namespaces").unwrap();
+        s.delete(&d, &key("", "namespaces", "", "shop"), false).unwrap();
+    }
+    assert!(cluster.wait_for(
+        |o| o
+            .get(&key("", "persistentvolumes", "", "pv-kept"))
+            .is_some_and(|pv| pv["status"]["phase"] == "Released"),
+        Duration::from_secs(30)
+    ));
+    // (The dynamic volumes went with their claims in a real cluster.)
+    for pv in ["pvc-0001", "pvc-0002"] {
+        cluster.state().objects.remove(&key("", "persistentvolumes", "", pv));
+    }
+    let report = restore(&repo.path, &cluster, &["--include-namespaces", "shop"]);
+    let results = outcomes(&report);
+    assert_eq!(results["persistentvolumes pv-kept"].0, "updated", "{results:#?}");
+    let claims = claims_settle(&cluster, "shop");
+    assert_eq!(claims["kept"]["spec"]["volumeName"], "pv-kept");
+    let pv = cluster.get("", "persistentvolumes", "", "pv-kept").unwrap();
+    assert_eq!(pv["spec"]["claimRef"]["uid"], claims["kept"]["metadata"]["uid"]);
+    assert_eq!(pv["status"]["phase"], "Bound");
+}

@@ -8,6 +8,7 @@
 //! any async context, as [`run`] does.
 
 pub mod backup;
+pub mod claims;
 pub mod discovery;
 pub mod existing;
 pub mod filter;

@@ -8,6 +8,7 @@ use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::claims::{self, ClaimPlan};
 use super::discovery::{discover, qualified, Discovered};
 use super::existing::{is_merged, merge_service_account, replace};
 use super::filter::{excluded_by_label, needable, ClusterResources, Filters, ResourceNames};
@@ -275,6 +276,9 @@ struct Restorer<'a> {
     doomed: BTreeMap<String, String>,
     /// Token Secrets (namespace, name) the cluster generated.
     tokens: BTreeSet<(String, String)>,
+    /// Claims (namespace as restored, name) provisioned anew, and the
+    /// Released volumes to make bindable for theirs.
+    claims: ClaimPlan,
     report: Report,
 }
 
@@ -362,6 +366,22 @@ impl Restorer<'_> {
         }
         self.namespaces.insert(ns.to_owned());
         Ok(())
+    }
+
+    /// Makes a Released volume bindable for the claim restored (once).
+    async fn release_volume(&mut self, volume: String) -> Result<(String, Outcome), K8sError> {
+        self.claims.release.remove(&volume);
+        if self.opts.dry_run {
+            return Ok((volume, Outcome::WouldUpdate));
+        }
+        match claims::release(&self.cluster.client, &path_segment(&volume)).await {
+            Ok(()) => Ok((volume, Outcome::Updated)),
+            Err(e) if lost(&e) => Err(self.unreachable(&format!("releasing persistentvolume {volume}"), e)),
+            Err(e) => {
+                let why = format!("it is Released and making it bindable failed: {}", describe(&e));
+                Ok((volume, Outcome::Failed(why)))
+            }
+        }
     }
 
     /// Waits for a terminating namespace to go; false (and the namespace
@@ -532,6 +552,25 @@ impl Restorer<'_> {
         };
         transform(&stored.at, &mut object, &self.opts.rewrite);
         tokens::rewrite(&stored.at, &mut object, &self.tokens);
+        let is_volume = stored.at.group.is_empty() && stored.at.plural == "persistentvolumes";
+        let is_claim = stored.at.group.is_empty() && stored.at.plural == "persistentvolumeclaims";
+        if is_claim {
+            if let Some(ns) = &namespace {
+                if self.claims.unbound.contains(&(ns.clone(), name.clone())) {
+                    claims::unbind(&mut object);
+                }
+            }
+            let volume = object.pointer("/spec/volumeName").and_then(Value::as_str).unwrap_or("");
+            if self.claims.release.contains(volume) {
+                let (volume, outcome) = self.release_volume(volume.to_owned()).await?;
+                self.push("persistentvolumes".into(), None, volume, outcome);
+            }
+        }
+        if is_volume && self.claims.release.contains(&name) {
+            let (name, outcome) = self.release_volume(name).await?;
+            self.push(resource, namespace, name, outcome);
+            return Ok(None);
+        }
         let dynamic: DynamicObject = match serde_json::from_value(object) {
             Ok(d) => d,
             Err(e) => {
@@ -641,6 +680,39 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
             })
             .map(|o| o.at.name.clone()),
     );
+    // Claims that name a volume, against the volumes of the cluster.
+    let named: BTreeMap<(String, String), String> = selected
+        .iter()
+        .filter(|o| o.at.group.is_empty() && o.at.plural == "persistentvolumeclaims")
+        .filter_map(|o| {
+            let ns = o.at.namespace.as_ref()?;
+            if opts.rewrite.fresh_claims.contains(&(ns.clone(), o.at.name.clone())) {
+                return None;
+            }
+            let volume = o.object.pointer("/spec/volumeName")?.as_str()?;
+            let key = (opts.rewrite.namespace(ns).to_owned(), o.at.name.clone());
+            Some((key, volume.to_owned()))
+        })
+        .collect();
+    let mut warnings = discovered.errors.clone();
+    let claim_plan = match claims::plan(&cluster.client, &named, path_segment).await {
+        Ok(plan) => plan,
+        Err(e) if lost(&e) => {
+            return Err(K8sError::Unreachable {
+                server: cluster.server.clone(),
+                reason: format!("reading persistent volumes: {}", chain(&e)),
+                source: Box::new(e),
+            })
+        }
+        Err(e) => {
+            warnings.push(format!(
+                "persistent volumes could not be read ({}): claims keep the volumes they name",
+                describe(&e)
+            ));
+            ClaimPlan::default()
+        }
+    };
+    rewrite_volumes.extend(claim_plan.kept.iter().cloned());
     let opts = RestoreOptions {
         rewrite: Rewrite {
             restored_volumes: rewrite_volumes,
@@ -652,7 +724,7 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         cluster,
         opts: &opts,
         report: Report {
-            warnings: discovered.errors.clone(),
+            warnings,
             ..Report::default()
         },
         discovered,
@@ -660,6 +732,7 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         namespaces: BTreeSet::new(),
         tokens: generated_tokens,
         doomed: BTreeMap::new(),
+        claims: claim_plan,
     };
     let mut pending_definitions: Vec<String> = Vec::new();
     for stored in selected {

@@ -82,6 +82,9 @@ pub fn skip_reason(at: &ObjectPath, object: &Value) -> Option<String> {
     if let Some((_, _, why)) = NOT_RESTORED.iter().find(|(g, p, _)| *g == at.group && *p == at.plural) {
         return Some((*why).to_owned());
     }
+    if let Some(why) = super::claims::skip_reason(at, object) {
+        return Some(why);
+    }
     let owners = object.pointer("/metadata/ownerReferences").and_then(Value::as_array)?;
     let controller = owners
         .iter()
@@ -171,9 +174,9 @@ pub fn transform(at: &ObjectPath, object: &mut Value, rewrite: &Rewrite) {
                 .as_ref()
                 .is_some_and(|ns| rewrite.fresh_claims.contains(&(ns.clone(), at.name.clone())));
             if fresh || !volume.is_empty() && !rewrite.restored_volumes.contains(volume) {
-                remove_keys(object, "/spec", &["volumeName"]);
-                remove_keys(object, "/metadata/annotations", UNBOUND_CLAIM_ANNOTATIONS);
+                super::claims::unbind(object);
             }
+            super::claims::unmark_bound(at, object);
         }
         _ => {}
     }
