@@ -93,6 +93,10 @@ fn a_backup_of_one_cluster_restores_into_another_under_a_new_namespace() {
     assert!(obj["status"]["startTimestamp"].is_string(), "{obj}");
     assert!(obj["status"]["completionTimestamp"].is_string(), "{obj}");
     assert!(obj["status"]["message"].as_str().unwrap().contains("created"), "{obj}");
+    // The cluster made `default` in the new namespace: the backed-up one is
+    // merged into it.
+    assert_eq!(obj["status"]["objects"]["merged"], 1, "{obj}");
+    assert!(obj["status"]["message"].as_str().unwrap().contains("1 merged"), "{obj}");
 
     // The objects are there, in the mapped namespace, labelled with the
     // restore's name.

@@ -185,24 +185,26 @@ fn service_accounts_are_merged_into_the_ones_the_cluster_made() {
         sa["imagePullSecrets"],
         json!([{"name": "live-pull"}, {"name": "registry"}])
     );
-    let sa = target.get("", "serviceaccounts", "shop", "default").unwrap();
+    let default_sa = target.get("", "serviceaccounts", "shop", "default").unwrap();
     assert_eq!(
-        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"], "arn:aws:iam::2:role/new",
+        default_sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"], "arn:aws:iam::2:role/new",
         "a live value is kept"
     );
-    assert_eq!(sa["imagePullSecrets"], json!([{"name": "registry"}]));
+    assert_eq!(default_sa["imagePullSecrets"], json!([{"name": "registry"}]));
     assert_eq!(report["resources"]["serviceaccounts"]["merged"], 2, "{report:#}");
-    // A third time there is nothing to add and nothing is written.
-    let writes = |c: &FakeCluster| {
-        c.log()
-            .iter()
-            .filter(|l| l.method == "PATCH" && l.path.contains("/serviceaccounts/"))
-            .count()
-    };
-    let before = writes(&target);
+    // A third time there is nothing to add; the account is labelled with
+    // the restore that touched it.
     let report = restore(&repo.path, &target, &[]);
-    assert_eq!(outcomes(&report)["serviceaccounts shop/builder"].0, "merged");
-    assert_eq!(writes(&target), before);
+    let (outcome, why) = &outcomes(&report)["serviceaccounts shop/builder"];
+    assert_eq!(outcome, "merged");
+    assert!(why.contains("everything"), "{why}");
+    let again = target.get("", "serviceaccounts", "shop", "builder").unwrap();
+    assert_eq!(again["metadata"]["annotations"], sa["metadata"]["annotations"]);
+    assert_eq!(again["imagePullSecrets"], sa["imagePullSecrets"]);
+    assert_eq!(
+        again["metadata"]["labels"]["backup.cairn.io/restore"],
+        report["restore"]
+    );
 }
 
 #[test]

@@ -468,6 +468,10 @@ impl Restorer<'_> {
             Ok(v) => v,
             Err(e) => return Ok(Outcome::Failed(format!("not an object: {e}"))),
         };
+        if tokens::is_token_secret(at, &desired) {
+            // Replaced, it would lose the token the cluster gave it.
+            return Ok(Outcome::Skipped("already exists (its token is the cluster's)".into()));
+        }
         let segment = path_segment(name);
         let result = if merged {
             merge_service_account(api, &segment, &desired, self.opts.dry_run).await
