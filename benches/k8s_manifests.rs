@@ -12,7 +12,7 @@ use std::sync::Arc;
 use cairn::backup::progress::Progress;
 use cairn::backup::{backup_files, BackupOptions};
 use cairn::k8s::client::{connect, ClusterAccess};
-use cairn::k8s::manifests::backup::collect;
+use cairn::k8s::manifests::backup::collect_files;
 use cairn::k8s::manifests::filter::Filters;
 use cairn::repo::Repository;
 use cairn::storage::memory::MemoryStorage;
@@ -57,14 +57,14 @@ fn manifests(c: &mut Criterion) {
         b.iter(|| {
             rt.block_on(async {
                 let cluster = connect(&access).await.unwrap();
-                let collected = collect(&cluster, &filters).await.unwrap();
-                assert_eq!(collected.files.len(), OBJECTS);
+                let (_, files) = collect_files(&cluster, &filters).await.unwrap();
+                assert_eq!(files.len(), OBJECTS);
             })
         })
     });
     let files = rt.block_on(async {
         let cluster = connect(&access).await.unwrap();
-        collect(&cluster, &filters).await.unwrap().files
+        collect_files(&cluster, &filters).await.unwrap().1
     });
     group.bench_function("store_10k_objects_as_a_snapshot", |b| {
         b.iter(|| {

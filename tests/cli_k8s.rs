@@ -243,7 +243,8 @@ fn objects_are_stored_normalised_one_file_each_and_deduplicate() {
     ] {
         assert!(dep["metadata"].get(gone).is_none(), "{gone} kept");
     }
-    assert!(dep.get("status").is_none());
+    // Status is kept whole.
+    assert_eq!(dep["status"], json!({"readyReplicas": 2}));
     assert!(objects.contains_key("/resources/core/persistentvolumes/cluster/pv-data-db-0.json"));
     assert!(objects.contains_key("/resources/example.com/widgets/namespaces/team-a/gizmo.json"));
     // Owned objects are backed up (and skipped on restore); noise and the
@@ -507,9 +508,10 @@ fn restore_creates_definitions_and_namespaces_before_what_needs_them() {
     assert!(pos("/api/v1/namespaces") < pos("/namespaces/data/persistentvolumeclaims"));
     assert!(pos("/api/v1/persistentvolumes") < pos("/namespaces/data/persistentvolumeclaims"));
     assert!(pos("/namespaces/data/persistentvolumeclaims") < pos("/namespaces/data/secrets"));
+    assert!(pos("/namespaces/web/serviceaccounts") < pos("/namespaces/web/secrets"));
     assert!(pos("/namespaces/web/secrets") < pos("/namespaces/web/configmaps"));
-    assert!(pos("/namespaces/web/configmaps") < pos("/namespaces/web/serviceaccounts"));
-    assert!(pos("/namespaces/web/serviceaccounts") < pos("/namespaces/web/deployments"));
+    assert!(pos("/namespaces/web/configmaps") < pos("/namespaces/web/services"));
+    assert!(pos("/namespaces/web/services") < pos("/namespaces/web/deployments"));
     // Custom resources come last, after the definition was seen established.
     assert_eq!(pos("/namespaces/team-a/widgets"), posts.len() - 2);
     let log = target.log();
@@ -519,7 +521,7 @@ fn restore_creates_definitions_and_namespaces_before_what_needs_them() {
         .count();
     assert!(crd_gets >= 2, "the restore did not wait for the definition");
 
-    // --order replaces the priority list: config maps first.
+    // --order adds to the priority list: config maps first.
     let target = FakeCluster::empty();
     restore(
         &repo.path,
@@ -792,8 +794,14 @@ fn large_lists_are_read_page_by_page() {
         .collect();
     assert_eq!(pages.len(), 3, "{pages:?}");
     assert!(pages.iter().all(|q| q.contains("limit=500")));
+    // Continue tokens are `RV:OFFSET`.
+    let offset = |q: &str| {
+        q.split('&')
+            .find_map(|p| p.strip_prefix("continue="))
+            .map(|t| t.replace("%3A", ":").rsplit(':').next().unwrap_or("").to_owned())
+    };
     assert!(
-        pages[1].contains("continue=500") && pages[2].contains("continue=1000"),
+        offset(&pages[1]).as_deref() == Some("500") && offset(&pages[2]).as_deref() == Some("1000"),
         "{pages:?}"
     );
     assert_eq!(paths(&repo.path).iter().filter(|p| p.contains("/bulk-")).count(), 1203);

@@ -9,6 +9,7 @@ use super::{output, CliError, Context};
 use crate::format::escape;
 use crate::k8s::client::ClusterAccess;
 use crate::k8s::manifests::filter::{split_list, ClusterResources, Filters};
+use crate::k8s::manifests::modifiers::{parse_image_mapping, parse_storage_class_mapping, Modifiers};
 use crate::k8s::manifests::order::Order;
 use crate::k8s::manifests::restore::{ExistingPolicy, Outcome, Report};
 use crate::k8s::manifests::run::{backup_manifests, restore_manifests, ManifestBackupOptions, ManifestRestoreOptions};
@@ -137,7 +138,10 @@ pub struct BackupArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
-    /// The snapshot (id, prefix or `latest`; `ID:/resources/...` for part of it).
+    /// The snapshot (id, prefix or `latest`; `ID:/resources/...` for part
+    /// of it). `latest` is the latest manifest snapshot (never one of
+    /// volumes or files), refused when the repository holds manifests of
+    /// several clusters and `--host` does not pick one.
     #[arg(value_name = "SNAPSHOT")]
     pub snapshot: String,
     #[command(flatten)]
@@ -152,15 +156,16 @@ pub struct RestoreArgs {
     /// removed). Service accounts are merged either way.
     #[arg(long, value_name = "none|update", default_value = "none")]
     pub existing_resource_policy: ExistingPolicy,
-    /// Resources restored first, in this order (replaces the default
-    /// CRDs, namespaces, storage classes, PVs, PVCs, secrets, config maps,
-    /// service accounts, limit ranges).
+    /// Resources restored first, in this order, before the default
+    /// priority list (CRDs, namespaces, storage classes, PVs, PVCs,
+    /// priority classes, service accounts, secrets, RBAC, config maps, ...,
+    /// workloads).
     #[arg(long, value_name = "RESOURCE,...")]
     pub order: Vec<String>,
     /// Print the plan; change nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
-    /// With `latest`: the latest snapshot of this host (cluster).
+    /// With `latest`: the latest manifest snapshot of this host (cluster).
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
     /// Seconds to wait for a restored CustomResourceDefinition to be established.
@@ -171,6 +176,54 @@ pub struct RestoreArgs {
     /// does not.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub namespace_timeout: Duration,
+    /// Keep every node port of the backed-up Services (by default only the
+    /// explicit ones, those in the last-applied configuration, are kept).
+    #[arg(long)]
+    pub preserve_nodeports: bool,
+    #[command(flatten)]
+    pub modifiers: ModifierArgs,
+}
+
+/// What a restore changes in the objects it creates.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModifierArgs {
+    /// Storage class OLD restored as NEW in claims, volumes and
+    /// StatefulSets' claim templates (`old:new,...`).
+    #[arg(long, value_name = "OLD:NEW,...")]
+    pub storage_class_mapping: Vec<String>,
+    /// Image OLD (a whole reference, or a registry or repository prefix)
+    /// restored as NEW in every pod and pod template (`old:new`, or
+    /// `old=new` when the names hold ':').
+    #[arg(long, value_name = "OLD=NEW,...")]
+    pub image_mapping: Vec<String>,
+    /// JSON-patch rules selected by resource, namespace, name and labels
+    /// (a YAML or JSON file in the layout of Velero's resource modifiers).
+    #[arg(long, value_name = "FILE")]
+    pub resource_modifiers: Option<PathBuf>,
+}
+
+impl ModifierArgs {
+    /// The checked modifiers: a bad mapping or rules file is reported
+    /// before anything is read or created.
+    pub fn modifiers(&self) -> Result<Modifiers, CliError> {
+        let text = match &self.resource_modifiers {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| K8sError::InvalidOption(format!("--resource-modifiers {}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        let source = self
+            .resource_modifiers
+            .as_ref()
+            .map(|p| format!("--resource-modifiers {}", p.display()))
+            .unwrap_or_default();
+        Ok(Modifiers::new(
+            parse_storage_class_mapping(&self.storage_class_mapping)?,
+            parse_image_mapping(&self.image_mapping)?,
+            text.as_deref().map(|t| (source.as_str(), t)),
+        )?)
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -225,6 +278,8 @@ fn run_backup(ctx: &Context, args: &BackupArgs) -> Result<i32, CliError> {
             "warnings": r.warnings,
             "objects": r.objects,
             "resources": r.counts,
+            "dependencies": r.dependencies,
+            "restarted_lists": r.restarted_lists,
             "objects_new": snap.summary.files_new,
             "objects_changed": snap.summary.files_changed,
             "objects_unmodified": snap.summary.files_unchanged,
@@ -237,6 +292,17 @@ fn run_backup(ctx: &Context, args: &BackupArgs) -> Result<i32, CliError> {
         ))?;
         for (resource, n) in &r.counts {
             output::line(format!("  {resource:<48} {n:>7}"))?;
+        }
+        let dependencies: usize = r.dependencies.values().sum();
+        if dependencies > 0 {
+            output::line(format!(
+                "  of which {dependencies} taken because selected objects need them ({})",
+                r.dependencies
+                    .iter()
+                    .map(|(resource, n)| format!("{resource} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))?;
         }
         let s = &snap.summary;
         output::line(format!(
@@ -275,6 +341,8 @@ fn run_restore(ctx: &Context, args: &RestoreArgs) -> Result<i32, CliError> {
         crd_timeout: Duration::from_secs(args.crd_timeout),
         namespace_timeout: args.namespace_timeout,
         name: None,
+        preserve_node_ports: args.preserve_nodeports,
+        modifiers: args.modifiers.modifiers()?,
         ..ManifestRestoreOptions::default()
     };
     let repo = ctx.open_indexed()?;
@@ -413,7 +481,7 @@ mod tests {
         assert_eq!(args.snapshot, "latest");
         assert_eq!(parse_mapping(&args.namespace_mapping).unwrap().len(), 2);
         assert_eq!(args.existing_resource_policy, ExistingPolicy::Update);
-        assert_eq!(Order::new(split_list(&args.order)).first(), ["cm", "secrets"]);
+        assert_eq!(Order::new(split_list(&args.order)).first()[..2], ["cm", "secrets"]);
         assert_eq!(args.filters.include_cluster_resources, ClusterResources::False);
         assert!(args.dry_run);
         assert_eq!(args.namespace_timeout, Duration::from_secs(90));

@@ -93,21 +93,11 @@ async fn config(access: &ClusterAccess) -> Result<(Config, String), K8sError> {
     }
 }
 
-/// How often a request answered 429, 503 or 504 is tried again, and the
-/// first and the longest wait between tries (a `Retry-After` is honoured
-/// within them). kube's own default tries 15 times with waits growing to
-/// minutes, so one aggregated API whose server is down (a common state of
-/// `metrics.k8s.io`) held a backup's discovery for four minutes; five
-/// tries over about three seconds ride out a busy server without that.
-const RETRIES: u32 = 5;
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(5);
-
-/// A client for `config` with cairn's retry policy instead of kube's.
+/// A client for `config` with cairn's retry policy ([`super::retry`])
+/// instead of kube's.
 fn client(mut config: Config) -> Result<Client, K8sError> {
     config.default_retry = false;
-    let policy = kube::client::retry::RetryPolicy::new(RETRY_FIRST, RETRY_MAX, RETRIES, true)
-        .map_err(|e| K8sError::Kubeconfig(format!("retry policy: {e}")))?;
+    let policy = super::retry::Transient::default();
     let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| K8sError::Kubeconfig(chain(&e)))?;
     // Retrying needs a service it can clone: the buffer makes one.
     Ok(builder

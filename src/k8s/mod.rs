@@ -22,6 +22,7 @@ pub mod install;
 pub mod jobs;
 pub mod manifests;
 pub mod restore_wait;
+pub mod retry;
 
 pub use error::K8sError;
 

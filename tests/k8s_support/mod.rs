@@ -26,9 +26,12 @@
 
 #![allow(dead_code)]
 
+pub mod access;
+pub mod admission;
 pub mod cluster;
 pub mod controllers;
 pub mod exec;
+pub mod faults;
 pub mod fields;
 pub mod kubelet;
 pub mod patch;
@@ -116,10 +119,13 @@ pub fn builtin() -> Vec<ResDef> {
         def("", "v1", "Event", "events", true, &["ev"]),
         def("", "v1", "Node", "nodes", false, &["no"]),
         def("", "v1", "LimitRange", "limitranges", true, &["limits"]),
+        def("", "v1", "ResourceQuota", "resourcequotas", true, &["quota"]),
+        def("", "v1", "Endpoints", "endpoints", true, &["ep"]),
         def("apps", "v1", "Deployment", "deployments", true, &["deploy"]),
         def("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"]),
         def("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"]),
         def("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"]),
+        def("apps", "v1", "ControllerRevision", "controllerrevisions", true, &[]),
         def("batch", "v1", "Job", "jobs", true, &[]),
         def("batch", "v1", "CronJob", "cronjobs", true, &["cj"]),
         def("rbac.authorization.k8s.io", "v1", "Role", "roles", true, &[]),
@@ -148,6 +154,40 @@ pub fn builtin() -> Vec<ResDef> {
             &[],
         ),
         def("storage.k8s.io", "v1", "StorageClass", "storageclasses", false, &["sc"]),
+        def("storage.k8s.io", "v1", "CSINode", "csinodes", false, &[]),
+        def(
+            "storage.k8s.io",
+            "v1",
+            "VolumeAttachment",
+            "volumeattachments",
+            false,
+            &[],
+        ),
+        def(
+            "scheduling.k8s.io",
+            "v1",
+            "PriorityClass",
+            "priorityclasses",
+            false,
+            &["pc"],
+        ),
+        def(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+            false,
+            &[],
+        ),
+        def(
+            "admissionregistration.k8s.io",
+            "v1",
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfigurations",
+            false,
+            &[],
+        ),
+        def("apiregistration.k8s.io", "v1", "APIService", "apiservices", false, &[]),
         def("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true, &[]),
         def("events.k8s.io", "v1", "Event", "events", true, &["ev"]),
         def("coordination.k8s.io", "v1", "Lease", "leases", true, &[]),
@@ -214,6 +254,9 @@ pub type Owners = BTreeMap<String, (String, BTreeSet<String>)>;
 pub struct State {
     pub objects: BTreeMap<Key, Value>,
     pub forbidden: BTreeSet<(String, String)>,
+    /// Namespace-scoped users, aimed failures, dropped connections,
+    /// expired continue tokens.
+    pub access: access::Access,
     /// Resources of aggregated APIs (served by another server behind the
     /// API server, such as metrics.k8s.io).
     pub aggregated: Vec<Aggregated>,
@@ -233,6 +276,8 @@ pub struct State {
     watch_epoch: u64,
     /// The next `n` requests answer with this status code.
     failing: Option<(u32, u16)>,
+    /// Faults aimed at some requests (see [`faults`]).
+    pub faults: Vec<faults::Fault>,
     owners: BTreeMap<Key, Owners>,
     names: u64,
     next_ip: u32,
@@ -246,6 +291,7 @@ impl Default for State {
         Self {
             objects: BTreeMap::new(),
             forbidden: BTreeSet::new(),
+            access: access::Access::default(),
             aggregated: Vec::new(),
             log: Vec::new(),
             changes: Vec::new(),
@@ -256,6 +302,7 @@ impl Default for State {
             compacted: 0,
             watch_epoch: 0,
             failing: None,
+            faults: Vec::new(),
             owners: BTreeMap::new(),
             names: 0,
             next_ip: 0,
@@ -409,14 +456,31 @@ pub fn established(crd: &Value) -> bool {
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 fn json_response(code: u16, value: &Value) -> Response<Body> {
-    Response::builder()
+    let mut builder = Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    // The real server tells a throttled client when to come back.
+    if code == 429 {
+        builder = builder.header("retry-after", "1");
+    }
+    builder
         .body(Full::new(Bytes::from(value.to_string())).boxed_unsync())
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed_unsync()))
 }
 
-async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+/// A request the server drops without an answer (the connection closes).
+#[derive(Debug)]
+pub struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped on purpose")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Response<Body>, Dropped> {
     if let Some((ns, pod)) = exec::exec_target(req.uri().path()) {
         return Ok(exec::respond(state, req, ns, pod));
     }
@@ -439,10 +503,50 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
-    let reply = lock(&state).route(&method, &path, &query, &content_type, &body);
+    if lock(&state).take_drop(&method, &path, &query) {
+        return Err(Dropped);
+    }
+    let reply = {
+        let mut s = lock(&state);
+        match s.take_fault(method.as_str(), &path) {
+            Some(faults::FaultKind::Drop) => {
+                s.log.push(Logged {
+                    method: method.to_string(),
+                    path: path.clone(),
+                    query: query.clone(),
+                });
+                return Err(Dropped);
+            }
+            Some(faults::FaultKind::Status(code)) => {
+                s.log.push(Logged {
+                    method: method.to_string(),
+                    path: path.clone(),
+                    query: query.clone(),
+                });
+                let reason = match code {
+                    429 => "TooManyRequests",
+                    500 => "InternalError",
+                    502 => "BadGateway",
+                    503 => "ServiceUnavailable",
+                    504 => "Timeout",
+                    _ => "Unknown",
+                };
+                Reply::Json(code, status(code, reason, &format!("injected failure ({code})")).1)
+            }
+            None => s.route(&method, &path, &query, &content_type, &body),
+        }
+    };
     Ok(match reply {
         Reply::Json(200, value) if accept.contains("as=PartialObjectMetadata") => {
             json_response(200, &metadata_only(value))
+        }
+        Reply::Json(429, value) => {
+            // The real server's priority and fairness asks for a second.
+            let mut response = json_response(429, &value);
+            response
+                .headers_mut()
+                .insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+            response
         }
         Reply::Json(code, value) => json_response(code, &value),
         Reply::Watch(w) => watch::respond(state, *w),

@@ -54,6 +54,9 @@ impl State {
             };
             return status(code, reason, &format!("injected failure ({code})")).into();
         }
+        if let Some(failure) = self.aimed_failure(path) {
+            return failure.into();
+        }
         // Like the API server, the path is split after it is decoded: an
         // encoded `/` separates segments as a plain one does.
         let decoded = decode_path(path);
@@ -195,6 +198,9 @@ impl State {
             .into();
         }
         let q = query_map(query);
+        if let Some(denied) = self.outside_namespaces(&d, ns, name, method, &q) {
+            return denied.into();
+        }
         let ns_key = if d.namespaced { ns.unwrap_or("") } else { "" };
         let key = |name: &str| -> Key { (d.group.clone(), d.plural.clone(), ns_key.to_owned(), name.to_owned()) };
         let result = match (method.clone(), name) {
@@ -245,6 +251,7 @@ impl State {
         }
         let key = self.create(d, obj, &manager(q), true)?;
         let created = self.objects[&key].clone();
+        self.collect_if_orphaned(&key);
         self.after_client_create(&key);
         Ok((201, created))
     }
@@ -330,7 +337,9 @@ impl State {
         }
         let old = self.current(d, key, &new)?;
         let stored = Self::written(d, &old, new, sub);
-        Ok((200, self.replace(d, key, stored, Some(&manager(q)))?))
+        let written = self.replace(d, key, stored, Some(&manager(q)))?;
+        self.collect_if_orphaned(key);
+        Ok((200, written))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -391,7 +400,9 @@ impl State {
         // A patch that sets metadata.resourceVersion is a precondition.
         self.current(d, key, &new)?;
         let stored = Self::written(d, &old, new, sub);
-        Ok((200, self.replace(d, key, stored, Some(&manager(q)))?))
+        let written = self.replace(d, key, stored, Some(&manager(q)))?;
+        self.collect_if_orphaned(key);
+        Ok((200, written))
     }
 
     fn delete_request(&mut self, d: &ResDef, key: &Key, q: &Query, body: &[u8]) -> Result<(u16, Value), (u16, Value)> {
@@ -501,7 +512,7 @@ impl State {
             .collect()
     }
 
-    fn list(&self, d: &ResDef, ns: Option<&str>, q: &Query) -> Result<(u16, Value), (u16, Value)> {
+    fn list(&mut self, d: &ResDef, ns: Option<&str>, q: &Query) -> Result<(u16, Value), (u16, Value)> {
         let (labels, fields) = self.selectors(d, q)?;
         if q.get("resourceVersionMatch").map(String::as_str) == Some("Exact") {
             let rv: u64 = q.get("resourceVersion").and_then(|r| r.parse().ok()).unwrap_or(0);
@@ -509,19 +520,32 @@ impl State {
                 return Err(gone(rv, self.compacted()));
             }
         }
-        let items = self.matching(d, ns, labels.as_ref(), &fields);
-        let start: usize = q.get("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
+        let start = self.continue_offset(q)?;
         let limit: usize = q
             .get("limit")
             .and_then(|l| l.parse().ok())
             .filter(|l| *l > 0)
             .unwrap_or(usize::MAX);
-        let end = start.saturating_add(limit).min(items.len());
-        let page: Vec<Value> = items[start.min(end)..end].to_vec();
-        let mut meta = json!({"resourceVersion": self.resource_version().to_string()});
-        if end < items.len() {
-            meta["continue"] = json!(end.to_string());
-            meta["remainingItemCount"] = json!(items.len() - end);
+        // Only the page is copied: a list of 100,000 objects is read in
+        // pages without copying the rest each time.
+        let mut total = 0usize;
+        let mut page: Vec<Value> = Vec::new();
+        for (_, o) in self
+            .of_resource(&d.group, &d.plural)
+            .filter(|((_, _, n, _), _)| ns.is_none_or(|ns| ns == n))
+            .filter(|(_, o)| selected(o, labels.as_ref(), &fields))
+        {
+            if total >= start && page.len() < limit {
+                page.push(o.clone());
+            }
+            total += 1;
+        }
+        let end = start.saturating_add(limit).min(total);
+        let rv = self.resource_version();
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if end < total {
+            meta["continue"] = json!(super::access::continue_token(rv, end));
+            meta["remainingItemCount"] = json!(total - end);
         }
         Ok((
             200,

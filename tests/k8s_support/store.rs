@@ -374,6 +374,7 @@ impl State {
         meta.insert("generation".into(), json!(1));
         obj["apiVersion"] = json!(api_version(&d.group, &d.version));
         obj["kind"] = json!(d.kind);
+        self.admit(d, &mut obj, from_client)?;
         if d.group == "apiextensions.k8s.io" && d.plural == "customresourcedefinitions" {
             obj["status"] = json!({"conditions": []});
             self.pending_crds.insert(name);
@@ -663,6 +664,17 @@ impl State {
         let d = self
             .def_of(group, plural)
             .unwrap_or_else(|| panic!("no resource {plural}.{group}"));
+        // A seeded `default` account stands for the one the service account
+        // controller made with its namespace.
+        if group.is_empty() && plural == "serviceaccounts" && obj.pointer("/metadata/name") == Some(&json!("default")) {
+            let made = (
+                String::new(),
+                plural.to_owned(),
+                str_at(&obj, "/metadata/namespace").to_owned(),
+                "default".to_owned(),
+            );
+            self.objects.remove(&made);
+        }
         let key = self
             .insert(&d, obj)
             .unwrap_or_else(|e| panic!("seeding {plural}: {}", e.1));

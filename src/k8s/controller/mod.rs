@@ -38,6 +38,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod record;
 pub mod repositories;
+mod restore_modifiers;
 pub mod restore_volumes;
 pub mod restores;
 pub mod retry;

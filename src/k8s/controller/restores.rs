@@ -138,6 +138,11 @@ async fn restore(ctx: &Context, api: &Api<Restore>, obj: &Restore) -> Result<Act
         Ok(f) => f,
         Err(e) => return fail(ctx, api, &obj, option_message(&e)).await,
     };
+    let modifiers = match super::restore_modifiers::load(ctx, &namespace, &obj.spec).await {
+        Ok(m) => m,
+        Err(super::restore_modifiers::LoadError::Retry(e)) => return Err(e),
+        Err(super::restore_modifiers::LoadError::Fail(message)) => return fail(ctx, api, &obj, message).await,
+    };
     let (repository, access) = match resolve(ctx, &backup).await {
         Ok(found) => found,
         Err(Resolve::Retry(e)) => return Err(e),
@@ -160,6 +165,8 @@ async fn restore(ctx: &Context, api: &Api<Restore>, obj: &Restore) -> Result<Act
             ExistingResourcePolicy::Update => ExistingPolicy::Update,
         },
         name: Some(obj.name_any()),
+        preserve_node_ports: obj.spec.preserve_node_ports,
+        modifiers,
         ..ManifestRestoreOptions::default()
     };
     if status.step.is_none() {

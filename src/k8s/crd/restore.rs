@@ -55,6 +55,23 @@ pub struct RestoreSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^(0|([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$"))]
     pub namespace_timeout: Option<String>,
+    /// Keep every node port of the backed-up Services (by default only
+    /// those written in their last-applied configuration are kept; the
+    /// cluster allocates the others anew).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub preserve_node_ports: bool,
+    /// Storage class OLD restored as NEW (claims, volumes, StatefulSets'
+    /// claim templates).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage_class_mapping: BTreeMap<String, String>,
+    /// Image OLD (a whole reference, or a registry or repository prefix)
+    /// restored as NEW in pods and pod templates.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub image_mapping: BTreeMap<String, String>,
+    /// A ConfigMap in the Restore's namespace whose one data key holds
+    /// resource modifier rules (YAML or JSON, `version: v1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_modifiers: Option<String>,
 }
 
 fn yes() -> bool {

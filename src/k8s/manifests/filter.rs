@@ -62,6 +62,7 @@ pub const NEEDABLE: &[(&str, &str)] = &[
     ("apiextensions.k8s.io", "customresourcedefinitions"),
     ("rbac.authorization.k8s.io", "clusterrolebindings"),
     ("rbac.authorization.k8s.io", "clusterroles"),
+    ("scheduling.k8s.io", "priorityclasses"),
 ];
 
 /// Whether a cluster-scoped resource is in [`NEEDABLE`].

@@ -7,14 +7,21 @@
 //! [`crate::backup::backup_files`] and [`stored::load_objects`]) outside of
 //! any async context, as [`run`] does.
 
+pub mod attempts;
 pub mod backup;
 pub mod claims;
 pub mod discovery;
 pub mod existing;
 pub mod filter;
+pub mod latest;
+pub mod modifiers;
 pub mod namespaces;
+pub mod needs;
 pub mod normalise;
+pub mod objects;
 pub mod order;
+pub mod owners;
+pub mod pager;
 pub mod restore;
 pub mod run;
 pub mod stored;

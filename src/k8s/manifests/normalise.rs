@@ -16,11 +16,20 @@ const SERVER_METADATA: &[&str] = &[
     "deletionGracePeriodSeconds",
 ];
 
-/// Drops what the server owns (status and server-set metadata) and sets
-/// `apiVersion` and `kind`, which list responses may leave out.
+/// Drops the metadata the server sets and sets `apiVersion` and `kind`,
+/// which list responses may leave out.
+///
+/// `status` is stored whole. A restore decides from it (a Job whose
+/// `Complete` or `Failed` condition is true and a Pod that `Succeeded` or
+/// `Failed` are not run again; a volume's phase and binding tell how to
+/// bring its claim back), and a rule added later can only use what an old
+/// snapshot kept: a chosen subset would leave such snapshots without it.
+/// The price is that an object whose status moves on its own (a node's
+/// heartbeats, a pod's restart count) is stored anew by each snapshot, as a
+/// small file. A restore never sends status (see
+/// [`super::transform::transform`]): the cluster's controllers write it.
 pub fn normalise(object: &mut Value, api_version: &str, kind: &str) {
     let Some(map) = object.as_object_mut() else { return };
-    map.remove("status");
     map.insert("apiVersion".into(), Value::String(api_version.into()));
     map.insert("kind".into(), Value::String(kind.into()));
     if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -112,7 +121,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn drops_server_fields_and_status() {
+    fn drops_server_fields_and_keeps_status() {
         let mut obj = json!({
             "metadata": {"name": "a", "namespace": "n", "uid": "u", "resourceVersion": "5",
                           "generation": 2, "creationTimestamp": "t", "managedFields": [], "selfLink": "s",
@@ -125,7 +134,7 @@ mod tests {
             obj,
             json!({"apiVersion": "apps/v1", "kind": "Deployment",
                    "metadata": {"name": "a", "namespace": "n", "labels": {"x": "y"}},
-                   "spec": {"replicas": 1}})
+                   "spec": {"replicas": 1}, "status": {"ready": 1}})
         );
     }
 

@@ -8,13 +8,16 @@ use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::attempts::{attempt, lost, Unanswered};
 use super::claims::{self, ClaimPlan};
 use super::discovery::{discover, qualified, Discovered};
 use super::existing::{is_merged, merge_service_account, replace};
 use super::filter::{excluded_by_label, needable, ClusterResources, Filters, ResourceNames};
+use super::modifiers::{Modifiers, Target};
 use super::namespaces::{never_went, terminating, wait_gone};
 use super::normalise::ObjectPath;
 use super::order::{is_builtin_group, Order};
+use super::owners::{api_resource, ident_of, Ident, Links, Owners, Waiting};
 use super::stored::StoredObject;
 use super::tokens;
 use super::transform::{is_workload, skip_reason, transform, Rewrite};
@@ -60,6 +63,8 @@ pub struct RestoreOptions {
     pub namespace_timeout: Duration,
     /// Which objects of the selection this pass restores.
     pub pass: Pass,
+    /// Storage class and image mappings, and patch rules.
+    pub modifiers: Modifiers,
 }
 
 /// A restore in one pass, or in two around the restore of volume data:
@@ -274,27 +279,25 @@ struct Restorer<'a> {
     /// Namespaces that were being deleted and did not go in time, with
     /// the reason each of their objects fails.
     doomed: BTreeMap<String, String>,
+    /// Owner references: who is restored, new uids, who waits for them.
+    links: Links,
     /// Token Secrets (namespace, name) the cluster generated.
     tokens: BTreeSet<(String, String)>,
     /// Claims (namespace as restored, name) provisioned anew, and the
     /// Released volumes to make bindable for theirs.
     claims: ClaimPlan,
     report: Report,
-}
-
-/// Whether a failed request means the server is gone (as opposed to the
-/// server refusing the object).
-fn lost(e: &kube::Error) -> bool {
-    !matches!(e, kube::Error::Api(_) | kube::Error::SerdeError(_))
+    /// A request of the object being restored got no answer.
+    lost_now: Option<kube::Error>,
 }
 
 impl Restorer<'_> {
-    fn unreachable(&self, what: &str, e: kube::Error) -> K8sError {
-        K8sError::Unreachable {
-            server: self.cluster.server.clone(),
-            reason: format!("{what}: {}", chain(&e)),
-            source: Box::new(e),
-        }
+    /// Notes a request of the current object that got no answer, and says
+    /// so for its report line.
+    fn lost(&mut self, e: kube::Error) -> String {
+        let why = format!("no answer from the API server: {}", chain(&e));
+        self.lost_now = Some(e);
+        why
     }
 
     fn api(&self, ar: &ApiResource, namespace: Option<&str>) -> Api<DynamicObject> {
@@ -315,9 +318,15 @@ impl Restorer<'_> {
 
     /// Makes sure a namespace exists before objects go into it (a bare one
     /// is created when the backup does not hold it, or it was filtered out).
-    async fn ensure_namespace(&mut self, ns: &str) -> Result<(), K8sError> {
-        if self.namespaces.contains(ns) || self.doomed.contains_key(ns) {
-            return Ok(());
+    /// `Some(why)` when the namespace could not be made sure of (the server
+    /// did not answer, or it was being deleted and did not go in time): the
+    /// object then fails without a try.
+    async fn ensure_namespace(&mut self, ns: &str) -> Option<String> {
+        if let Some(why) = self.doomed.get(ns) {
+            return Some(why.clone());
+        }
+        if self.namespaces.contains(ns) {
+            return None;
         }
         let ar = ApiResource {
             group: String::new(),
@@ -327,10 +336,12 @@ impl Restorer<'_> {
             plural: "namespaces".into(),
         };
         let api = self.api(&ar, None);
-        let mut found = api.get_opt(&path_segment(ns)).await;
+        let segment = path_segment(ns);
+        let post = PostParams::default();
+        let mut found = api.get_opt(&segment).await;
         if matches!(&found, Ok(Some(live)) if terminating(live)) && !self.opts.dry_run {
-            if !self.namespace_gone(&api, ns).await? {
-                return Ok(());
+            if let Some(why) = self.namespace_gone(&api, ns).await {
+                return Some(why);
             }
             found = Ok(None);
         }
@@ -351,52 +362,61 @@ impl Restorer<'_> {
                         ]
                         .into(),
                     );
-                    match api.create(&PostParams::default(), &obj).await {
+                    match attempt(|| api.create(&post, &obj)).await.result {
                         Ok(_) => Outcome::Created,
                         Err(e) if status_code(&e) == Some(409) => Outcome::Skipped("already exists".into()),
-                        Err(e) if lost(&e) => return Err(self.unreachable(&format!("creating namespace {ns}"), e)),
+                        Err(e) if lost(&e) => {
+                            let why = self.lost(e);
+                            self.push("namespaces".into(), None, ns.to_owned(), Outcome::Failed(why.clone()));
+                            return Some(format!("namespace {ns} could not be created: {why}"));
+                        }
                         Err(e) => Outcome::Failed(describe(&e)),
                     }
                 };
                 self.push("namespaces".into(), None, ns.to_owned(), outcome);
             }
-            Err(e) if lost(&e) => return Err(self.unreachable(&format!("reading namespace {ns}"), e)),
+            Err(e) if lost(&e) => return Some(format!("namespace {ns} could not be read: {}", self.lost(e))),
             // Not allowed to read it: creating objects in it will tell.
             Err(_) => {}
         }
         self.namespaces.insert(ns.to_owned());
-        Ok(())
+        None
     }
 
     /// Makes a Released volume bindable for the claim restored (once).
-    async fn release_volume(&mut self, volume: String) -> Result<(String, Outcome), K8sError> {
+    async fn release_volume(&mut self, volume: String) -> (String, Outcome) {
         self.claims.release.remove(&volume);
         if self.opts.dry_run {
-            return Ok((volume, Outcome::WouldUpdate));
+            return (volume, Outcome::WouldUpdate);
         }
         match claims::release(&self.cluster.client, &path_segment(&volume)).await {
-            Ok(()) => Ok((volume, Outcome::Updated)),
-            Err(e) if lost(&e) => Err(self.unreachable(&format!("releasing persistentvolume {volume}"), e)),
+            Ok(()) => (volume, Outcome::Updated),
+            Err(e) if lost(&e) => {
+                let why = self.lost(e);
+                (volume, Outcome::Failed(why))
+            }
             Err(e) => {
                 let why = format!("it is Released and making it bindable failed: {}", describe(&e));
-                Ok((volume, Outcome::Failed(why)))
+                (volume, Outcome::Failed(why))
             }
         }
     }
 
-    /// Waits for a terminating namespace to go; false (and the namespace
-    /// doomed) when it is still there after the timeout.
-    async fn namespace_gone(&mut self, api: &Api<DynamicObject>, ns: &str) -> Result<bool, K8sError> {
+    /// Waits for a terminating namespace to go: None once it is gone,
+    /// else why its objects fail (it was still there after the timeout,
+    /// and is doomed, or the server did not answer).
+    async fn namespace_gone(&mut self, api: &Api<DynamicObject>, ns: &str) -> Option<String> {
         let timeout = self.opts.namespace_timeout;
         match wait_gone(api, &path_segment(ns), timeout).await {
-            Ok(true) => Ok(true),
+            Ok(true) => None,
             Ok(false) => {
-                self.doomed.insert(ns.to_owned(), never_went(ns, timeout));
-                Ok(false)
+                let why = never_went(ns, timeout);
+                self.doomed.insert(ns.to_owned(), why.clone());
+                Some(why)
             }
-            Err(e) if lost(&e) => Err(self.unreachable(&format!("reading namespace {ns}"), e)),
+            Err(e) if lost(&e) => Some(format!("namespace {ns} could not be read: {}", self.lost(e))),
             // Not allowed to read it: creating objects in it will tell.
-            Err(_) => Ok(true),
+            Err(_) => None,
         }
     }
 
@@ -417,10 +437,16 @@ impl Restorer<'_> {
         for name in names {
             let deadline = Instant::now() + self.opts.crd_timeout;
             loop {
-                let crd = api
-                    .get_opt(name)
-                    .await
-                    .map_err(|e| self.unreachable(&format!("reading customresourcedefinition {name}"), e))?;
+                let crd = match api.get_opt(name).await {
+                    Ok(crd) => crd,
+                    Err(e) => {
+                        self.report.warnings.push(format!(
+                            "customresourcedefinition {name}: cannot tell whether it is established: {}",
+                            describe(&e)
+                        ));
+                        break;
+                    }
+                };
                 let established = crd.as_ref().is_some_and(|crd| {
                     crd.data
                         .pointer("/status/conditions")
@@ -453,24 +479,23 @@ impl Restorer<'_> {
     /// What becomes of an object that exists: merged into (service
     /// accounts), left alone or replaced by the policy.
     async fn existing(
-        &self,
+        &mut self,
         api: &Api<DynamicObject>,
         at: &ObjectPath,
-        resource: &str,
         name: &str,
         dynamic: &DynamicObject,
-    ) -> Result<Outcome, K8sError> {
+    ) -> Outcome {
         let merged = is_merged(&at.group, &at.plural);
         if !merged && self.opts.policy == ExistingPolicy::None {
-            return Ok(Outcome::Skipped("already exists".into()));
+            return Outcome::Skipped("already exists".into());
         }
         let desired = match serde_json::to_value(dynamic) {
             Ok(v) => v,
-            Err(e) => return Ok(Outcome::Failed(format!("not an object: {e}"))),
+            Err(e) => return Outcome::Failed(format!("not an object: {e}")),
         };
         if tokens::is_token_secret(at, &desired) {
             // Replaced, it would lose the token the cluster gave it.
-            return Ok(Outcome::Skipped("already exists (its token is the cluster's)".into()));
+            return Outcome::Skipped("already exists (its token is the cluster's)".into());
         }
         let segment = path_segment(name);
         let result = if merged {
@@ -480,13 +505,21 @@ impl Restorer<'_> {
         };
         let what = if merged { "merging into" } else { "updating" };
         match result {
-            Ok(outcome) => Ok(outcome),
-            Err(e) if lost(&e) => Err(self.unreachable(&format!("{what} {resource} {name}"), e)),
-            Err(e) => Ok(Outcome::Failed(format!(
-                "exists, and {what} it failed: {}",
-                describe(&e)
-            ))),
+            Ok(outcome) => outcome,
+            Err(e) if lost(&e) => Outcome::Failed(self.lost(e)),
+            Err(e) => Outcome::Failed(format!("exists, and {what} it failed: {}", describe(&e))),
         }
+    }
+
+    /// Whether the object `name` exists labelled with this restore's name.
+    async fn created_by_this_restore(&self, api: &Api<DynamicObject>, name: &str) -> bool {
+        let segment = path_segment(name);
+        api.get_opt(&segment)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|o| o.metadata.labels)
+            .is_some_and(|l| l.get(crate::k8s::RESTORE_LABEL) == Some(&self.opts.rewrite.restore))
     }
 
     /// Creates (or updates, or plans) one object.
@@ -510,6 +543,12 @@ impl Restorer<'_> {
             self.push(resource, namespace, name, Outcome::Skipped(why));
             return Ok(None);
         }
+        if let Some(why) = self.links.plan.recreated(&stored.at, &object) {
+            self.push(resource, namespace, name, Outcome::Skipped(why));
+            return Ok(None);
+        }
+        let me = ident_of(&stored.at, &object);
+        let owner_refs = self.links.plan.kept(&stored.at, &object);
         // Names come from the snapshot: one that is no path segment would
         // address another object; nothing is sent for it.
         let bad_name = [("name", Some(name.as_str())), ("namespace", namespace.as_deref())]
@@ -555,6 +594,27 @@ impl Restorer<'_> {
             plural: stored.at.plural.clone(),
         };
         transform(&stored.at, &mut object, &self.opts.rewrite);
+        let mut waits = false;
+        if !self.opts.dry_run && !owner_refs.is_empty() {
+            let found = self
+                .links
+                .look_up(self.cluster, &self.discovered, &self.opts.rewrite, &owner_refs)
+                .await;
+            if let Err(e) = found {
+                let why = if lost(&e) {
+                    self.lost(e)
+                } else {
+                    format!("reading its owners failed: {}", describe(&e))
+                };
+                self.push(resource, namespace, name, Outcome::Failed(why));
+                return Ok(None);
+            }
+            let (refs, later) = self.links.resolved(&owner_refs);
+            waits = later;
+            if !refs.is_empty() {
+                object["metadata"]["ownerReferences"] = Value::Array(refs);
+            }
+        }
         tokens::rewrite(&stored.at, &mut object, &self.tokens);
         let is_volume = stored.at.group.is_empty() && stored.at.plural == "persistentvolumes";
         let is_claim = stored.at.group.is_empty() && stored.at.plural == "persistentvolumeclaims";
@@ -566,13 +626,23 @@ impl Restorer<'_> {
             }
             let volume = object.pointer("/spec/volumeName").and_then(Value::as_str).unwrap_or("");
             if self.claims.release.contains(volume) {
-                let (volume, outcome) = self.release_volume(volume.to_owned()).await?;
+                let (volume, outcome) = self.release_volume(volume.to_owned()).await;
                 self.push("persistentvolumes".into(), None, volume, outcome);
             }
         }
         if is_volume && self.claims.release.contains(&name) {
-            let (name, outcome) = self.release_volume(name).await?;
+            let (name, outcome) = self.release_volume(name).await;
             self.push(resource, namespace, name, outcome);
+            return Ok(None);
+        }
+        let target = Target {
+            group: &stored.at.group,
+            plural: &stored.at.plural,
+            namespace: namespace.as_deref(),
+            name: &name,
+        };
+        if let Err(why) = self.opts.modifiers.apply(target, &mut object) {
+            self.push(resource, namespace, name, Outcome::Failed(why));
             return Ok(None);
         }
         let dynamic: DynamicObject = match serde_json::from_value(object) {
@@ -584,10 +654,8 @@ impl Restorer<'_> {
             }
         };
         if let Some(ns) = &namespace {
-            self.ensure_namespace(ns).await?;
-            if let Some(why) = self.doomed.get(ns) {
-                let why = why.clone();
-                self.push(resource, namespace, name, Outcome::Failed(why));
+            if let Some(why) = self.ensure_namespace(ns).await {
+                self.push(resource, namespace.clone(), name, Outcome::Failed(why));
                 return Ok(None);
             }
         }
@@ -595,34 +663,53 @@ impl Restorer<'_> {
             let api = self.api(&ar, None);
             let live = match api.get_opt(&path_segment(&name)).await {
                 Ok(live) => live,
-                Err(e) if lost(&e) => return Err(self.unreachable(&format!("reading namespace {name}"), e)),
+                Err(e) if lost(&e) => {
+                    let why = self.lost(e);
+                    self.push(resource, namespace, name, Outcome::Failed(why));
+                    return Ok(None);
+                }
                 Err(_) => None,
             };
-            if live.as_ref().is_some_and(terminating) && !self.namespace_gone(&api, &name).await? {
-                let why = self.doomed.get(&name).cloned().unwrap_or_default();
-                self.push(resource, namespace, name, Outcome::Failed(why));
-                return Ok(None);
+            if live.as_ref().is_some_and(terminating) {
+                if let Some(why) = self.namespace_gone(&api, &name).await {
+                    self.push(resource, namespace, name, Outcome::Failed(why));
+                    return Ok(None);
+                }
             }
         }
         let api = self.api(&ar, namespace.as_deref());
+        let mut uid = None;
+        let segment = path_segment(&name);
+        let post = PostParams::default();
         let outcome = if self.opts.dry_run {
-            match api.get_opt(&path_segment(&name)).await {
+            match api.get_opt(&segment).await {
                 Ok(None) => Outcome::WouldCreate,
                 Ok(Some(_)) if is_merged(&stored.at.group, &stored.at.plural) => {
-                    self.existing(&api, &stored.at, &resource, &name, &dynamic).await?
+                    self.existing(&api, &stored.at, &name, &dynamic).await
                 }
                 Ok(Some(_)) if self.opts.policy == ExistingPolicy::Update => Outcome::WouldUpdate,
                 Ok(Some(_)) => Outcome::Skipped("already exists".into()),
-                Err(e) if lost(&e) => return Err(self.unreachable(&format!("reading {resource} {name}"), e)),
+                Err(e) if lost(&e) => Outcome::Failed(self.lost(e)),
                 Err(e) => Outcome::Failed(describe(&e)),
             }
         } else {
-            match api.create(&PostParams::default(), &dynamic).await {
-                Ok(_) => Outcome::Created,
-                Err(e) if status_code(&e) == Some(409) => {
-                    self.existing(&api, &stored.at, &resource, &name, &dynamic).await?
+            let created = attempt(|| api.create(&post, &dynamic)).await;
+            match created.result {
+                Ok(created) => {
+                    uid = created.metadata.uid;
+                    Outcome::Created
                 }
-                Err(e) if lost(&e) => return Err(self.unreachable(&format!("creating {resource} {name}"), e)),
+                // An earlier try that got no answer (or a server error)
+                // may have created it: then it carries this restore's label.
+                Err(e)
+                    if status_code(&e) == Some(409)
+                        && created.retried
+                        && self.created_by_this_restore(&api, &name).await =>
+                {
+                    Outcome::Created
+                }
+                Err(e) if status_code(&e) == Some(409) => self.existing(&api, &stored.at, &name, &dynamic).await,
+                Err(e) if lost(&e) => Outcome::Failed(self.lost(e)),
                 Err(e) => Outcome::Failed(describe(&e)),
             }
         };
@@ -631,6 +718,35 @@ impl Restorer<'_> {
             && stored.at.plural == "customresourcedefinitions";
         if is_namespace && !matches!(outcome, Outcome::Failed(_)) {
             self.namespaces.insert(name.clone());
+        }
+        if !self.opts.dry_run && !matches!(outcome, Outcome::Failed(_)) {
+            if waits && outcome == Outcome::Created {
+                self.links.wait(Waiting {
+                    ar: ar.clone(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    refs: owner_refs,
+                    earlier: false,
+                });
+            }
+            let ready = self
+                .links
+                .owner_ready(
+                    self.cluster,
+                    &ar,
+                    &me,
+                    namespace.as_deref(),
+                    uid,
+                    &self.opts.rewrite.restore,
+                )
+                .await;
+            match ready {
+                Ok(warnings) => self.report.warnings.extend(warnings),
+                Err(e) => self.report.warnings.push(format!(
+                    "owner references to {resource} {name} were not set: {}",
+                    chain(&e)
+                )),
+            }
         }
         self.push(resource, namespace, name.clone(), outcome);
         Ok(created_definition.then_some(name))
@@ -641,7 +757,13 @@ impl Restorer<'_> {
 pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &RestoreOptions) -> Result<Report, K8sError> {
     let discovered = discover(cluster).await?;
     let generated_tokens = tokens::generated(&objects);
-    let mut selected = select(objects, &discovered, &opts.filters);
+    let selected = select(objects, &discovered, &opts.filters);
+    // Owners are decided on the whole selection, whichever pass this is.
+    let plan = Owners::new(
+        selected
+            .iter()
+            .map(|o| (&o.at, &o.object, skip_reason(&o.at, &o.object).is_some())),
+    );
     // The volumes of claims provisioned anew are not restored.
     let fresh_volumes: BTreeSet<String> = selected
         .iter()
@@ -654,10 +776,41 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         .filter_map(|o| o.object.pointer("/spec/volumeName").and_then(Value::as_str))
         .map(str::to_owned)
         .collect();
+    let (mut selected, other_pass): (Vec<StoredObject>, Vec<StoredObject>) = selected
+        .into_iter()
+        .partition(|o| opts.pass.keeps(&o.at.group, &o.at.plural));
     selected.retain(|o| {
-        opts.pass.keeps(&o.at.group, &o.at.plural)
-            && !(o.at.group.is_empty() && o.at.plural == "persistentvolumes" && fresh_volumes.contains(&o.at.name))
+        !(o.at.group.is_empty() && o.at.plural == "persistentvolumes" && fresh_volumes.contains(&o.at.name))
     });
+    let in_pass: BTreeSet<Ident> = selected.iter().map(|o| ident_of(&o.at, &o.object)).collect();
+    let mut links = Links::new(plan, in_pass);
+    if opts.pass == Pass::Workloads {
+        // What the first pass restored waits for its owners among the
+        // workloads (a claim of a StatefulSet).
+        for o in &other_pass {
+            if skip_reason(&o.at, &o.object).is_some() || links.plan.recreated(&o.at, &o.object).is_some() {
+                continue;
+            }
+            let refs = links.plan.kept(&o.at, &o.object);
+            let Some(ar) = api_resource(&discovered, &o.at) else {
+                continue;
+            };
+            if refs.iter().any(|(owner, _)| links.in_pass.contains(owner)) {
+                links.wait(Waiting {
+                    ar,
+                    namespace: o
+                        .at
+                        .namespace
+                        .as_deref()
+                        .map(|ns| opts.rewrite.namespace(ns).to_owned()),
+                    name: o.at.name.clone(),
+                    refs,
+                    earlier: true,
+                });
+            }
+        }
+    }
+    drop(other_pass);
     // Custom resources: those whose definition is in the backup, and those
     // of groups Kubernetes does not define.
     let definitions: BTreeSet<(String, String)> = selected
@@ -734,20 +887,30 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         discovered,
         definitions,
         namespaces: BTreeSet::new(),
+        links,
         tokens: generated_tokens,
         doomed: BTreeMap::new(),
         claims: claim_plan,
+        lost_now: None,
     };
     let mut pending_definitions: Vec<String> = Vec::new();
-    for stored in selected {
+    let total = selected.len();
+    let mut unanswered = Unanswered::default();
+    for (handled, stored) in selected.into_iter().enumerate() {
         let is_definition =
             stored.at.group == "apiextensions.k8s.io" && stored.at.plural == "customresourcedefinitions";
         if !is_definition && !pending_definitions.is_empty() {
             restorer.settle_definitions(&pending_definitions).await?;
             pending_definitions.clear();
         }
+        restorer.lost_now = None;
         if let Some(name) = restorer.one(stored).await? {
             pending_definitions.push(name);
+        }
+        let lost = restorer.lost_now.take();
+        let last = restorer.report.results.last();
+        if let Some(gone) = unanswered.note(lost, last, handled + 1, total, &restorer.cluster.server) {
+            return Err(gone);
         }
     }
     restorer.settle_definitions(&pending_definitions).await?;

@@ -9,14 +9,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::backup::collect;
+use super::backup::{collect, PAGE};
 use super::filter::{split_list, Filters};
+use super::latest;
+use super::modifiers::Modifiers;
 use super::order::Order;
 use super::restore::{restore, ExistingPolicy, Pass, Report, RestoreOptions};
 use super::stored::load_objects;
 use super::transform::Rewrite;
+use crate::backup::memory::MemoryBackup;
 use crate::backup::progress::Progress;
-use crate::backup::{backup_files, BackupOptions, MemoryFile, ParentChoice};
+use crate::backup::{BackupOptions, MemoryFile, ParentChoice};
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
 use crate::k8s::client::{connect, Cluster, ClusterAccess};
@@ -86,6 +89,12 @@ pub struct ManifestBackupReport {
     pub objects: usize,
     /// Objects per resource (`deployments.apps`).
     pub counts: BTreeMap<String, usize>,
+    /// Of those, the objects taken because selected objects need them
+    /// (claims, volumes, service accounts, bindings, roles, classes,
+    /// definitions), per resource.
+    pub dependencies: BTreeMap<String, usize>,
+    /// Lists read again from the start after their continue token expired.
+    pub restarted_lists: u32,
 }
 
 impl ManifestBackupReport {
@@ -114,27 +123,6 @@ pub fn backup_tags(cluster: &str, filters: &Filters, extra: &[String]) -> Vec<St
 pub fn backup_manifests(repo: Repository, opts: &ManifestBackupOptions) -> Result<ManifestBackupReport, K8sError> {
     let lock = repo.lock(LockKind::Shared, opts.retry_lock)?;
     let repo = repo.load_index()?;
-    let rt = runtime()?;
-    let (cluster, collected) = rt.block_on(async {
-        let cluster = connect(&opts.access).await?;
-        let collected = collect(&cluster, &opts.filters).await?;
-        Ok::<_, K8sError>((ClusterInfo::from(&cluster), collected))
-    })?;
-    drop(rt);
-    let backup = BackupOptions {
-        tags: backup_tags(&cluster.name, &opts.filters, &opts.tags),
-        hostname: Some(opts.host.clone().unwrap_or_else(|| cluster.name.clone())),
-        parent: ParentChoice::Latest,
-        dry_run: opts.dry_run,
-        saver: SaverOptions {
-            connections: opts.connections.max(1),
-            ..SaverOptions::default()
-        },
-        lock: Some(lock.watch()),
-        cancel: opts.cancel.clone(),
-        ..BackupOptions::default()
-    };
-    let mut files = collected.files;
     let mut paths = vec![format!("/{ROOT}")];
     for extra in &opts.extra_files {
         let top = extra.path.trim_start_matches('/').split('/').next().unwrap_or_default();
@@ -148,17 +136,43 @@ pub fn backup_manifests(repo: Repository, opts: &ManifestBackupOptions) -> Resul
         if !paths.contains(&top) {
             paths.push(top);
         }
-        files.push(extra.clone());
     }
-    let objects = files.len() - opts.extra_files.len();
-    let outcome = backup_files(
-        &repo,
-        &files,
-        paths,
-        collected.errors.len() as u64,
-        &backup,
-        &Progress::default(),
-    )?;
+    let rt = runtime()?;
+    let connected = rt.block_on(connect(&opts.access))?;
+    let cluster = ClusterInfo::from(&connected);
+    let backup = BackupOptions {
+        tags: backup_tags(&cluster.name, &opts.filters, &opts.tags),
+        hostname: Some(opts.host.clone().unwrap_or_else(|| cluster.name.clone())),
+        parent: ParentChoice::Latest,
+        dry_run: opts.dry_run,
+        saver: SaverOptions {
+            connections: opts.connections.max(1),
+            ..SaverOptions::default()
+        },
+        lock: Some(lock.watch()),
+        cancel: opts.cancel.clone(),
+        ..BackupOptions::default()
+    };
+    let progress = Progress::default();
+    let mut snapshot = MemoryBackup::new(&repo, &backup, &progress)?;
+    for extra in &opts.extra_files {
+        snapshot.add(extra.path.clone(), &extra.data)?;
+    }
+    // The cluster is read on the runtime while this thread stores each
+    // object as it comes: a bounded channel keeps at most a few pages in
+    // memory. Should storing fail, the channel closes and the reading ends.
+    let (sink, mut objects) = tokio::sync::mpsc::channel::<MemoryFile>(PAGE as usize);
+    let filters = opts.filters.clone();
+    let reading = rt.spawn(async move { collect(&connected, &filters, sink).await });
+    while let Some(file) = objects.blocking_recv() {
+        snapshot.add(file.path, &file.data)?;
+    }
+    let collected = rt
+        .block_on(reading)
+        .map_err(|e| K8sError::Job(format!("reading the cluster: {e}")))??;
+    drop(rt);
+    let objects = snapshot.len() - opts.extra_files.len();
+    let outcome = snapshot.finish(paths, collected.errors.len() as u64)?;
     drop(lock);
     Ok(ManifestBackupReport {
         cluster,
@@ -168,6 +182,8 @@ pub fn backup_manifests(repo: Repository, opts: &ManifestBackupOptions) -> Resul
         warnings: collected.warnings,
         objects,
         counts: collected.counts,
+        dependencies: collected.dependencies,
+        restarted_lists: collected.restarted_lists,
     })
 }
 
@@ -200,6 +216,11 @@ pub struct ManifestRestoreOptions {
     /// restores: created without their binding; their volumes are not
     /// restored.
     pub fresh_claims: BTreeSet<(String, String)>,
+    /// Keep every node port of a Service, not only the explicit ones
+    /// (those in its last-applied configuration).
+    pub preserve_node_ports: bool,
+    /// Storage class and image mappings and patch rules, checked.
+    pub modifiers: Modifiers,
 }
 
 impl Default for ManifestRestoreOptions {
@@ -218,6 +239,8 @@ impl Default for ManifestRestoreOptions {
             name: None,
             pass: Pass::All,
             fresh_claims: BTreeSet::new(),
+            preserve_node_ports: false,
+            modifiers: Modifiers::default(),
         }
     }
 }
@@ -240,9 +263,17 @@ pub fn restore_manifests(
     repo: &IndexedRepository,
     opts: &ManifestRestoreOptions,
 ) -> Result<ManifestRestoreReport, K8sError> {
-    let filter = SnapshotFilter {
-        hosts: opts.host.iter().cloned().collect(),
-        ..SnapshotFilter::default()
+    // `latest` is the latest manifest snapshot, of the one cluster the
+    // repository holds them of or of `--host`.
+    let filter = if latest::is_latest(&opts.snapshot) {
+        let all: Vec<Snapshot> = repo.list_snapshots()?.into_iter().map(|(_, s)| s).collect();
+        latest::check_latest(&all, opts.host.as_deref())?;
+        latest::manifest_filter(opts.host.as_deref())
+    } else {
+        SnapshotFilter {
+            hosts: opts.host.iter().cloned().collect(),
+            ..SnapshotFilter::default()
+        }
     };
     let (snapshot, objects) = load_objects(repo, &opts.snapshot, &filter)?;
     let name = opts
@@ -256,6 +287,7 @@ pub fn restore_manifests(
             snapshot: snapshot.short(),
             restore: name.clone(),
             fresh_claims: opts.fresh_claims.clone(),
+            preserve_node_ports: opts.preserve_node_ports,
             ..Rewrite::default()
         },
         policy: opts.policy,
@@ -264,6 +296,7 @@ pub fn restore_manifests(
         crd_timeout: opts.crd_timeout,
         namespace_timeout: opts.namespace_timeout,
         pass: opts.pass,
+        modifiers: opts.modifiers.clone(),
     };
     let rt = runtime()?;
     let (cluster, report) = rt.block_on(async {

@@ -8,18 +8,6 @@ use serde_json::{Map, Value};
 use super::normalise::ObjectPath;
 use crate::k8s::{K8sError, RESTORE_LABEL, SNAPSHOT_LABEL};
 
-/// Resources never restored, and why.
-const NOT_RESTORED: &[(&str, &str, &str)] = &[
-    ("", "nodes", "nodes belong to the cluster's machines"),
-    ("", "events", "events are history, not state"),
-    ("events.k8s.io", "events", "events are history, not state"),
-    (
-        "discovery.k8s.io",
-        "endpointslices",
-        "the endpoint slice controller recreates them from their services",
-    ),
-];
-
 /// The annotations of a bound claim that a claim provisioned anew must
 /// not carry: the binding, and the node and provisioner picked for the
 /// old volume.
@@ -77,21 +65,11 @@ pub fn parse_mapping(values: &[String]) -> Result<BTreeMap<String, String>, K8sE
     Ok(map)
 }
 
-/// Why an object is left out of a restore, if it is.
+/// Why an object is left out of a restore whatever else is restored, if it
+/// is (see [`super::objects::skip_reason`]; what an owner recreates is
+/// decided with the whole selection, in [`super::owners`]).
 pub fn skip_reason(at: &ObjectPath, object: &Value) -> Option<String> {
-    if let Some((_, _, why)) = NOT_RESTORED.iter().find(|(g, p, _)| *g == at.group && *p == at.plural) {
-        return Some((*why).to_owned());
-    }
-    if let Some(why) = super::claims::skip_reason(at, object) {
-        return Some(why);
-    }
-    let owners = object.pointer("/metadata/ownerReferences").and_then(Value::as_array)?;
-    let controller = owners
-        .iter()
-        .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))?;
-    let kind = controller.get("kind").and_then(Value::as_str).unwrap_or("?");
-    let name = controller.get("name").and_then(Value::as_str).unwrap_or("?");
-    Some(format!("owned by {kind}/{name}, which recreates it"))
+    super::objects::skip_reason(at, object).or_else(|| super::claims::skip_reason(at, object))
 }
 
 /// The inputs of [`transform`] that are the same for every object.
@@ -104,6 +82,8 @@ pub struct Rewrite {
     /// Claims (namespace before mapping, name) whose volume data is
     /// restored by the node agent: created anew, bound to a fresh volume.
     pub fresh_claims: BTreeSet<(String, String)>,
+    /// Keep every node port of a Service, not only the explicit ones.
+    pub preserve_node_ports: bool,
     /// Values of the snapshot and restore labels.
     pub snapshot: String,
     pub restore: String,
@@ -133,9 +113,11 @@ fn remove_keys(object: &mut Value, pointer: &str, keys: &[&str]) {
 }
 
 /// Rewrites an object for creation: namespace mapping (also where other
-/// objects name the namespace), no cluster IPs or node ports, no binding to a volume that
-/// is not restored, no owner references (their uids are gone), and the
-/// labels naming the snapshot and the restore.
+/// objects name the namespace), no cluster IPs, only explicit node ports,
+/// no binding to a volume that is not restored, the rules of
+/// [`super::objects::prepare`] (Jobs, Pods), no owner references (their
+/// uids are gone), no status, and the labels naming the snapshot and the
+/// restore.
 pub fn transform(at: &ObjectPath, object: &mut Value, rewrite: &Rewrite) {
     if at.namespace.is_some() {
         map_field(object.pointer_mut("/metadata/namespace"), rewrite);
@@ -158,14 +140,6 @@ pub fn transform(at: &ObjectPath, object: &mut Value, rewrite: &Rewrite) {
             if !headless {
                 remove_keys(object, "/spec", &["clusterIP", "clusterIPs"]);
             }
-            // Node ports are allocated by the cluster too; a copy beside the
-            // original would find them taken.
-            remove_keys(object, "/spec", &["healthCheckNodePort"]);
-            if let Some(ports) = object.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
-                for port in ports {
-                    remove_keys(port, "", &["nodePort"]);
-                }
-            }
         }
         ("", "persistentvolumeclaims") => {
             let volume = object.pointer("/spec/volumeName").and_then(Value::as_str).unwrap_or("");
@@ -180,7 +154,12 @@ pub fn transform(at: &ObjectPath, object: &mut Value, rewrite: &Rewrite) {
         }
         _ => {}
     }
+    super::objects::prepare(at, object, rewrite.preserve_node_ports);
+    // Owner references are set again by the restore, re-pointed at the
+    // owners' new uids (see super::owners).
     remove_keys(object, "/metadata", &["ownerReferences"]);
+    // The cluster's controllers write status; a snapshot's is history.
+    remove_keys(object, "", &["status"]);
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         let labels = meta.entry("labels").or_insert_with(|| Value::Object(Map::new()));
         if !labels.is_object() {
@@ -214,6 +193,7 @@ mod tests {
             fresh_claims: [("web".to_owned(), "data-web-0".to_owned())].into(),
             snapshot: "1a2b3c4d".into(),
             restore: "restore-1".into(),
+            preserve_node_ports: false,
         }
     }
 
@@ -321,14 +301,15 @@ mod tests {
     }
 
     #[test]
-    fn owned_objects_and_noise_are_skipped() {
-        let pod = json!({"metadata": {"name": "p", "ownerReferences": [
-            {"kind": "ReplicaSet", "name": "web-1", "controller": true}]}});
-        let reason = skip_reason(&at("", "pods", Some("a"), "p"), &pod).unwrap();
-        assert!(reason.contains("ReplicaSet/web-1"), "{reason}");
+    fn noise_is_skipped_and_status_never_sent() {
         let free = json!({"metadata": {"name": "p", "ownerReferences": [{"kind": "X", "name": "y"}]}});
         assert_eq!(skip_reason(&at("", "pods", Some("a"), "p"), &free), None);
-        assert!(skip_reason(&at("discovery.k8s.io", "endpointslices", Some("a"), "e"), &free).is_some());
+        assert!(skip_reason(&at("", "events", Some("a"), "e"), &free).is_some());
+        let mut cm = json!({"metadata": {"name": "c", "ownerReferences": [{"kind": "X", "name": "y"}]},
+                            "data": {}, "status": {"x": 1}});
+        transform(&at("", "configmaps", Some("a"), "c"), &mut cm, &rewrite());
+        assert!(cm.get("status").is_none());
+        assert!(cm["metadata"].get("ownerReferences").is_none());
     }
 
     #[test]
