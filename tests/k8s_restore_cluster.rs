@@ -387,6 +387,9 @@ fn terminating_shop() -> (FakeCluster, Repo) {
 #[test]
 fn a_restore_waits_for_a_terminating_namespace_to_go_then_creates_it_and_its_objects() {
     let (cluster, repo) = terminating_shop();
+    // The plan says it would be created.
+    let plan = restore(&repo.path, &cluster, &["--dry-run"]);
+    assert_eq!(outcomes(&plan)["namespaces shop"].0, "would_create", "{plan:#}");
     let mut cmd = k8s(
         &repo.path,
         &cluster,
@@ -394,9 +397,9 @@ fn a_restore_waits_for_a_terminating_namespace_to_go_then_creates_it_and_its_obj
     );
     let run = std::thread::spawn(move || cmd.output().unwrap());
     // The restore looks at the namespace again and again while it waits.
+    let seen = cluster.log().len();
     let waiting = || {
-        cluster
-            .log()
+        cluster.log()[seen..]
             .iter()
             .filter(|l| l.method == "GET" && l.path == "/api/v1/namespaces/shop")
             .count()

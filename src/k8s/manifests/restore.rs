@@ -659,7 +659,7 @@ impl Restorer<'_> {
                 return Ok(None);
             }
         }
-        if is_namespace && !self.opts.dry_run {
+        if is_namespace {
             let api = self.api(&ar, None);
             let live = match api.get_opt(&path_segment(&name)).await {
                 Ok(live) => live,
@@ -670,6 +670,12 @@ impl Restorer<'_> {
                 }
                 Err(_) => None,
             };
+            if live.as_ref().is_some_and(terminating) && self.opts.dry_run {
+                // The restore would wait for it to go, then create it.
+                self.namespaces.insert(name.clone());
+                self.push(resource, namespace, name, Outcome::WouldCreate);
+                return Ok(None);
+            }
             if live.as_ref().is_some_and(terminating) {
                 if let Some(why) = self.namespace_gone(&api, &name).await {
                     self.push(resource, namespace, name, Outcome::Failed(why));
