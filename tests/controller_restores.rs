@@ -113,6 +113,22 @@ fn a_backup_of_one_cluster_restores_into_another_under_a_new_namespace() {
 
     wait_event(&target, &controller, "to-web2", "Completed");
     wait_metric(&controller, "cairn_restores_total{phase=\"Completed\"} 1");
+
+    // A namespace timeout that is no duration fails the Restore naming it.
+    create(
+        &target,
+        "restores",
+        "Restore",
+        "impatient",
+        json!({"backupName": "web", "namespaceMapping": {"web": "web3"}, "namespaceTimeout": "soon"}),
+    );
+    let obj = wait_phase(&target, &controller, "restores", "impatient", "Failed");
+    let message = obj["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("spec.namespaceTimeout") && message.contains("soon"),
+        "{obj}"
+    );
+    assert!(target.get("", "namespaces", "", "web3").is_none());
 }
 
 #[test]
