@@ -116,6 +116,15 @@ fn comparable(obj: &Value) -> Value {
             spec.remove("clusterIPs");
         }
     }
+    // A restored claim is created unbound; the PV controller marks it
+    // bound again.
+    if let Some(a) = o.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+        a.remove("pv.kubernetes.io/bind-completed");
+        a.remove("pv.kubernetes.io/bound-by-controller");
+        if a.is_empty() {
+            o["metadata"].as_object_mut().unwrap().remove("annotations");
+        }
+    }
     if let Some(claim) = o.pointer_mut("/spec/claimRef").and_then(Value::as_object_mut) {
         claim.remove("uid");
         claim.remove("resourceVersion");

@@ -100,6 +100,10 @@ fn a_backup_of_one_cluster_restores_into_another_under_a_new_namespace() {
     assert!(obj["status"]["startTimestamp"].is_string(), "{obj}");
     assert!(obj["status"]["completionTimestamp"].is_string(), "{obj}");
     assert!(obj["status"]["message"].as_str().unwrap().contains("created"), "{obj}");
+    // The cluster made `default` in the new namespace: the backed-up one is
+    // merged into it.
+    assert_eq!(obj["status"]["objects"]["merged"], 1, "{obj}");
+    assert!(obj["status"]["message"].as_str().unwrap().contains("1 merged"), "{obj}");
 
     // The objects are there, in the mapped namespace, labelled with the
     // restore's name.
@@ -120,6 +124,22 @@ fn a_backup_of_one_cluster_restores_into_another_under_a_new_namespace() {
 
     wait_event(&target, &controller, "to-web2", "Completed");
     wait_metric(&controller, "cairn_restores_total{phase=\"Completed\"} 1");
+
+    // A namespace timeout that is no duration fails the Restore naming it.
+    create(
+        &target,
+        "restores",
+        "Restore",
+        "impatient",
+        json!({"backupName": "web", "namespaceMapping": {"web": "web3"}, "namespaceTimeout": "soon"}),
+    );
+    let obj = wait_phase(&target, &controller, "restores", "impatient", "Failed");
+    let message = obj["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("spec.namespaceTimeout") && message.contains("soon"),
+        "{obj}"
+    );
+    assert!(target.get("", "namespaces", "", "web3").is_none());
 }
 
 #[test]

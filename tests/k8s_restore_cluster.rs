@@ -13,6 +13,7 @@ mod k8s_support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use cairn::repo::Repository;
@@ -184,24 +185,26 @@ fn service_accounts_are_merged_into_the_ones_the_cluster_made() {
         sa["imagePullSecrets"],
         json!([{"name": "live-pull"}, {"name": "registry"}])
     );
-    let sa = target.get("", "serviceaccounts", "shop", "default").unwrap();
+    let default_sa = target.get("", "serviceaccounts", "shop", "default").unwrap();
     assert_eq!(
-        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"], "arn:aws:iam::2:role/new",
+        default_sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"], "arn:aws:iam::2:role/new",
         "a live value is kept"
     );
-    assert_eq!(sa["imagePullSecrets"], json!([{"name": "registry"}]));
+    assert_eq!(default_sa["imagePullSecrets"], json!([{"name": "registry"}]));
     assert_eq!(report["resources"]["serviceaccounts"]["merged"], 2, "{report:#}");
-    // A third time there is nothing to add and nothing is written.
-    let writes = |c: &FakeCluster| {
-        c.log()
-            .iter()
-            .filter(|l| l.method == "PATCH" && l.path.contains("/serviceaccounts/"))
-            .count()
-    };
-    let before = writes(&target);
+    // A third time there is nothing to add; the account is labelled with
+    // the restore that touched it.
     let report = restore(&repo.path, &target, &[]);
-    assert_eq!(outcomes(&report)["serviceaccounts shop/builder"].0, "merged");
-    assert_eq!(writes(&target), before);
+    let (outcome, why) = &outcomes(&report)["serviceaccounts shop/builder"];
+    assert_eq!(outcome, "merged");
+    assert!(why.contains("everything"), "{why}");
+    let again = target.get("", "serviceaccounts", "shop", "builder").unwrap();
+    assert_eq!(again["metadata"]["annotations"], sa["metadata"]["annotations"]);
+    assert_eq!(again["imagePullSecrets"], sa["imagePullSecrets"]);
+    assert_eq!(
+        again["metadata"]["labels"]["backup.cairn.io/restore"],
+        report["restore"]
+    );
 }
 
 #[test]
@@ -346,4 +349,274 @@ fn token_secrets_are_left_to_the_cluster_or_restored_after_their_account_for_it_
     assert_ne!(secret["data"]["token"], "b2xkLXRva2Vu", "filled by the cluster");
     assert_ne!(secret["data"]["ca.crt"], "b2xkLWNh");
     assert_eq!(secret["data"]["note"], "a2VlcA==");
+}
+
+/// A namespace `shop` with a ConfigMap and a Secret, backed up, then
+/// deleted: it stays terminating while `held` keeps its finalizer.
+fn terminating_shop() -> (FakeCluster, Repo) {
+    let cluster = FakeCluster::empty();
+    namespace(&cluster, "shop", json!({"team": "shop"}));
+    cluster.state().seed(
+        "",
+        "configmaps",
+        json!({"metadata": {"name": "settings", "namespace": "shop"}, "data": {"mode": "production"}}),
+    );
+    cluster.state().seed(
+        "",
+        "secrets",
+        json!({"metadata": {"name": "password", "namespace": "shop"}, "type": "Opaque", "data": {"p": "cA=="}}),
+    );
+    let repo = repo();
+    backup(&repo.path, &cluster, &["--include-namespaces", "shop"]);
+    {
+        let mut s = cluster.state();
+        s.seed(
+            "",
+            "configmaps",
+            json!({"metadata": {"name": "held", "namespace": "shop", "finalizers": ["example.com/hold"]}}),
+        );
+        let d = s.def_of("", "namespaces").unwrap();
+        s.delete(&d, &key("", "namespaces", "", "shop"), false).unwrap();
+    }
+    let ns = cluster.get("", "namespaces", "", "shop").unwrap();
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    assert!(cluster.get("", "configmaps", "shop", "settings").is_none());
+    (cluster, repo)
+}
+
+#[test]
+fn a_restore_waits_for_a_terminating_namespace_to_go_then_creates_it_and_its_objects() {
+    let (cluster, repo) = terminating_shop();
+    // The plan says it would be created.
+    let plan = restore(&repo.path, &cluster, &["--dry-run"]);
+    assert_eq!(outcomes(&plan)["namespaces shop"].0, "would_create", "{plan:#}");
+    let mut cmd = k8s(
+        &repo.path,
+        &cluster,
+        &["restore", "latest", "--namespace-timeout", "2m"],
+    );
+    let run = std::thread::spawn(move || cmd.output().unwrap());
+    // The restore looks at the namespace again and again while it waits.
+    let seen = cluster.log().len();
+    let waiting = || {
+        cluster.log()[seen..]
+            .iter()
+            .filter(|l| l.method == "GET" && l.path == "/api/v1/namespaces/shop")
+            .count()
+            >= 3
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !waiting() {
+        assert!(Instant::now() < deadline, "no wait seen: {:#?}", cluster.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!cluster
+        .log()
+        .iter()
+        .any(|l| l.method == "POST" && l.path.starts_with("/api/v1/namespaces/shop/")));
+    // The finalizer's owner lets go: the namespace goes.
+    edit(&cluster, &key("", "configmaps", "shop", "held"), "example", |o| {
+        o["metadata"]["finalizers"] = json!([]);
+    });
+    let out = run.join().unwrap();
+    let summary = json_summary(&out);
+    assert_eq!(out.status.code(), Some(0), "{summary:#}");
+    let results = outcomes(&summary);
+    assert_eq!(results["namespaces shop"].0, "created", "{results:#?}");
+    assert_eq!(results["configmaps shop/settings"].0, "created");
+    assert_eq!(results["secrets shop/password"].0, "created");
+    let ns = cluster.get("", "namespaces", "", "shop").unwrap();
+    assert_eq!(ns["metadata"]["labels"]["team"], "shop", "{ns}");
+    assert_eq!(ns["status"]["phase"], "Active");
+    assert!(ns["metadata"].get("deletionTimestamp").is_none());
+    assert_eq!(
+        cluster.get("", "configmaps", "shop", "settings").unwrap()["data"]["mode"],
+        "production"
+    );
+}
+
+#[test]
+fn objects_of_a_namespace_that_never_goes_fail_once_each_with_the_reason() {
+    let (cluster, repo) = terminating_shop();
+    let (code, summary) = restore_any(&repo.path, &cluster, &["--namespace-timeout", "1s"]);
+    assert_eq!(code, Some(3), "{summary:#}");
+    let results = outcomes(&summary);
+    for name in ["namespaces shop", "configmaps shop/settings", "secrets shop/password"] {
+        let (outcome, why) = &results[name];
+        assert_eq!(outcome, "failed", "{name}: {results:#?}");
+        assert!(
+            why.contains("namespace shop is being deleted") && why.contains("1s"),
+            "{name}: {why}"
+        );
+    }
+    // One wait for the namespace, no request per object.
+    assert!(!cluster
+        .log()
+        .iter()
+        .any(|l| l.method == "POST" && l.path.starts_with("/api/v1/namespaces/shop/")));
+    assert_eq!(summary["resources"]["configmaps"]["failed"], 1);
+    assert!(cluster.get("", "configmaps", "shop", "held").is_some());
+}
+
+/// A namespace `shop` with claims as a cluster binds them: `data` on a
+/// dynamically provisioned volume (reclaim policy Delete), `kept` on a
+/// volume kept on release (Retain), `copy` made from a VolumeSnapshot.
+fn shop_with_claims(cluster: &FakeCluster) {
+    namespace(cluster, "shop", json!({}));
+    let mut s = cluster.state();
+    for (claim, pv, policy) in [
+        ("data", "pvc-0001", "Delete"),
+        ("kept", "pv-kept", "Retain"),
+        ("copy", "pvc-0002", "Delete"),
+    ] {
+        s.seed(
+            "",
+            "persistentvolumeclaims",
+            json!({"metadata": {"name": claim, "namespace": "shop", "annotations": {
+                    "pv.kubernetes.io/bind-completed": "yes", "pv.kubernetes.io/bound-by-controller": "yes",
+                    "volume.kubernetes.io/selected-node": "node-9",
+                    "volume.kubernetes.io/storage-provisioner": "disk.example.com"}},
+                   "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+                            "volumeName": pv},
+                   "status": {"phase": "Bound"}}),
+        );
+        let claim_uid = uid(&s.objects[&key("", "persistentvolumeclaims", "shop", claim)]);
+        s.seed(
+            "",
+            "persistentvolumes",
+            json!({"metadata": {"name": pv, "annotations": {"pv.kubernetes.io/provisioned-by": "disk.example.com"}},
+                   "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                            "persistentVolumeReclaimPolicy": policy,
+                            "csi": {"driver": "disk.example.com", "volumeHandle": format!("vol-{pv}")},
+                            "claimRef": {"kind": "PersistentVolumeClaim", "namespace": "shop", "name": claim,
+                                         "uid": claim_uid}},
+                   "status": {"phase": "Bound"}}),
+        );
+    }
+    let copy = key("", "persistentvolumeclaims", "shop", "copy");
+    let mut claim = s.objects[&copy].clone();
+    let source = json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "nightly"});
+    claim["spec"]["dataSource"] = source.clone();
+    claim["spec"]["dataSourceRef"] = source;
+    let d = s.def_of("", "persistentvolumeclaims").unwrap();
+    s.replace(&d, &copy, claim, Some("seed")).unwrap();
+}
+
+/// Waits until no claim of `ns` is Pending; then every one must be Bound.
+fn claims_settle(cluster: &FakeCluster, ns: &str) -> BTreeMap<String, Value> {
+    let claims = |objects: &BTreeMap<Key, Value>| -> BTreeMap<String, Value> {
+        objects
+            .iter()
+            .filter(|(k, _)| k.1 == "persistentvolumeclaims" && k.2 == ns)
+            .map(|(k, v)| (k.3.clone(), v.clone()))
+            .collect()
+    };
+    let settled = cluster.wait_for(
+        |o| {
+            let c = claims(o);
+            !c.is_empty()
+                && c.values()
+                    .all(|c| c["status"]["phase"] == "Bound" || c["status"]["phase"] == "Lost")
+        },
+        Duration::from_secs(30),
+    );
+    let claims = claims(&cluster.objects());
+    assert!(settled, "{claims:#?}");
+    for (name, c) in &claims {
+        assert_eq!(c["status"]["phase"], "Bound", "{name}: {c:#}");
+    }
+    claims
+}
+
+#[test]
+fn claims_in_another_cluster_get_their_kept_volumes_or_new_ones_and_none_is_lost() {
+    let source = FakeCluster::empty();
+    shop_with_claims(&source);
+    let repo = repo();
+    backup(&repo.path, &source, &[]);
+
+    let target = FakeCluster::empty();
+    let _kubelet = target.start_kubelet(&["node-1"]);
+    let report = restore(&repo.path, &target, &[]);
+    let results = outcomes(&report);
+    for pv in ["pvc-0001", "pvc-0002"] {
+        let (outcome, why) = &results[&format!("persistentvolumes {pv}")];
+        assert_eq!(outcome, "skipped", "{results:#?}");
+        assert!(why.contains("reclaim policy Delete"), "{why}");
+    }
+    assert_eq!(results["persistentvolumes pv-kept"].0, "created");
+    let claims = claims_settle(&target, "shop");
+    // The kept volume is bound again to its claim.
+    assert_eq!(claims["kept"]["spec"]["volumeName"], "pv-kept");
+    let pv = target.get("", "persistentvolumes", "", "pv-kept").unwrap();
+    assert_eq!(pv["spec"]["claimRef"]["uid"], claims["kept"]["metadata"]["uid"]);
+    // The others were provisioned anew, without the old node, provisioner
+    // or snapshot.
+    for name in ["data", "copy"] {
+        let c = &claims[name];
+        let volume = c["spec"]["volumeName"].as_str().unwrap();
+        assert!(volume.starts_with("pvc-6b1e3c7a"), "{name}: {c:#}");
+        assert_ne!(
+            c["metadata"]["annotations"]["volume.kubernetes.io/selected-node"],
+            "node-9"
+        );
+    }
+    assert!(
+        claims["copy"]["spec"].get("dataSource").is_none(),
+        "{:#}",
+        claims["copy"]
+    );
+    assert!(claims["copy"]["spec"].get("dataSourceRef").is_none());
+    assert!(target.get("", "persistentvolumes", "", "pvc-0001").is_none());
+}
+
+#[test]
+fn claims_restored_beside_their_originals_or_after_them_in_the_same_cluster_are_never_lost() {
+    let cluster = FakeCluster::empty();
+    shop_with_claims(&cluster);
+    let repo = repo();
+    backup(&repo.path, &cluster, &[]);
+    let _kubelet = cluster.start_kubelet(&["node-1"]);
+
+    // Mapped beside the originals: every volume is bound to its original
+    // claim, so each copy gets a new one.
+    let report = restore(&repo.path, &cluster, &["--namespace-mapping", "shop:shop-copy"]);
+    let results = outcomes(&report);
+    assert_eq!(results["persistentvolumes pv-kept"].0, "skipped", "{results:#?}");
+    let claims = claims_settle(&cluster, "shop-copy");
+    assert_eq!(claims.len(), 3);
+    for (name, c) in &claims {
+        let volume = c["spec"]["volumeName"].as_str().unwrap();
+        assert!(volume.starts_with("pvc-6b1e3c7a"), "{name}: {c:#}");
+    }
+    assert_eq!(
+        cluster.get("", "persistentvolumes", "", "pv-kept").unwrap()["spec"]["claimRef"]["namespace"],
+        "shop"
+    );
+
+    // The namespace deleted: its volume kept on release is Released, still
+    // naming the claim; restored, the claim gets it back.
+    {
+        let mut s = cluster.state();
+        let d = s.def_of("", "namespaces").unwrap();
+        s.delete(&d, &key("", "namespaces", "", "shop"), false).unwrap();
+    }
+    assert!(cluster.wait_for(
+        |o| o
+            .get(&key("", "persistentvolumes", "", "pv-kept"))
+            .is_some_and(|pv| pv["status"]["phase"] == "Released"),
+        Duration::from_secs(30)
+    ));
+    // (The dynamic volumes went with their claims in a real cluster.)
+    for pv in ["pvc-0001", "pvc-0002"] {
+        cluster.state().objects.remove(&key("", "persistentvolumes", "", pv));
+    }
+    let report = restore(&repo.path, &cluster, &["--include-namespaces", "shop"]);
+    let results = outcomes(&report);
+    assert_eq!(results["persistentvolumes pv-kept"].0, "updated", "{results:#?}");
+    let claims = claims_settle(&cluster, "shop");
+    assert_eq!(claims["kept"]["spec"]["volumeName"], "pv-kept");
+    let pv = cluster.get("", "persistentvolumes", "", "pv-kept").unwrap();
+    assert_eq!(pv["spec"]["claimRef"]["uid"], claims["kept"]["metadata"]["uid"]);
+    assert_eq!(pv["status"]["phase"], "Bound");
 }

@@ -171,6 +171,11 @@ pub struct RestoreArgs {
     /// Seconds to wait for a restored CustomResourceDefinition to be established.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub crd_timeout: u64,
+    /// How long to wait for a namespace being deleted to go before it is
+    /// created again (a duration: `10m`, `90s`); its objects fail if it
+    /// does not.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub namespace_timeout: Duration,
     /// Keep every node port of the backed-up Services (by default only the
     /// explicit ones, those in the last-applied configuration, are kept).
     #[arg(long)]
@@ -219,6 +224,10 @@ impl ModifierArgs {
             text.as_deref().map(|t| (source.as_str(), t)),
         )?)
     }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::k8s::crd::duration::parse(text).map_err(|e| e.to_string())
 }
 
 pub fn run(ctx: &Context, cmd: &K8sCommand) -> Result<i32, CliError> {
@@ -330,6 +339,7 @@ fn run_restore(ctx: &Context, args: &RestoreArgs) -> Result<i32, CliError> {
         order: Order::new(split_list(&args.order)),
         dry_run: args.dry_run,
         crd_timeout: Duration::from_secs(args.crd_timeout),
+        namespace_timeout: args.namespace_timeout,
         name: None,
         preserve_node_ports: args.preserve_nodeports,
         modifiers: args.modifiers.modifiers()?,
@@ -462,6 +472,8 @@ mod tests {
             "false",
             "--dry-run",
             "--preserve-nodeports",
+            "--namespace-timeout",
+            "90s",
         ])
         .unwrap();
         let K8sCommand::Restore(args) = cmd else {
@@ -474,6 +486,12 @@ mod tests {
         assert_eq!(Order::new(split_list(&args.order)).first()[..2], ["cm", "secrets"]);
         assert_eq!(args.filters.include_cluster_resources, ClusterResources::False);
         assert!(args.dry_run);
+        assert_eq!(args.namespace_timeout, Duration::from_secs(90));
+        let K8sCommand::Restore(args) = parse(&["restore", "latest"]).unwrap() else {
+            panic!("not a restore")
+        };
+        assert_eq!(args.namespace_timeout, Duration::from_secs(600));
+        assert!(parse(&["restore", "latest", "--namespace-timeout", "soon"]).is_err());
     }
 
     #[test]

@@ -145,3 +145,106 @@ impl State {
         Ok(())
     }
 }
+
+/// What the PV controller does with a claim that is not Bound.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimSync {
+    /// Bind it to this volume.
+    Bind(Value),
+    /// Mark it Lost.
+    Lost,
+    /// Leave it Pending (the volume it names is missing or taken).
+    Wait,
+    /// Provision a volume for it (or wait for its consumer).
+    Provision,
+}
+
+fn claim_ref_names(pv: &Value, ns: &str, name: &str, uid: &str) -> bool {
+    let r = |f: &str| str_at(pv, &format!("/spec/claimRef/{f}"));
+    r("namespace") == ns && r("name") == name && (r("uid").is_empty() || r("uid") == uid)
+}
+
+fn has_claim_ref(pv: &Value) -> bool {
+    pv.pointer("/spec/claimRef").is_some_and(Value::is_object)
+}
+
+impl State {
+    /// The PV controller's decision for a claim not yet Bound, as
+    /// Kubernetes makes it: a claim marked bound
+    /// (`pv.kubernetes.io/bind-completed`) whose volume is missing or
+    /// reserved for another uid is Lost; a claim naming a volume waits
+    /// for it unless the volume is free or reserved for it; a claim naming
+    /// none takes a volume whose `claimRef` names it, else one is
+    /// provisioned.
+    pub fn sync_claim(&self, claim: &Value) -> ClaimSync {
+        let ns = str_at(claim, "/metadata/namespace");
+        let name = str_at(claim, "/metadata/name");
+        let uid = str_at(claim, "/metadata/uid");
+        let volume_name = str_at(claim, "/spec/volumeName");
+        let bound = !str_at(claim, "/metadata/annotations/pv.kubernetes.io~1bind-completed").is_empty();
+        let volume = (!volume_name.is_empty())
+            .then(|| {
+                self.objects.get(&(
+                    String::new(),
+                    "persistentvolumes".to_owned(),
+                    String::new(),
+                    volume_name.to_owned(),
+                ))
+            })
+            .flatten();
+        if bound {
+            return match volume {
+                Some(pv) if !has_claim_ref(pv) || str_at(pv, "/spec/claimRef/uid") == uid => {
+                    ClaimSync::Bind(pv.clone())
+                }
+                _ => ClaimSync::Lost,
+            };
+        }
+        if !volume_name.is_empty() {
+            return match volume {
+                Some(pv) if !has_claim_ref(pv) || claim_ref_names(pv, ns, name, uid) => ClaimSync::Bind(pv.clone()),
+                _ => ClaimSync::Wait,
+            };
+        }
+        let reserved = self
+            .of_resource("", "persistentvolumes")
+            .map(|(_, pv)| pv)
+            .find(|pv| claim_ref_names(pv, ns, name, uid));
+        match reserved {
+            Some(pv) => ClaimSync::Bind(pv.clone()),
+            None => ClaimSync::Provision,
+        }
+    }
+
+    /// Marks Released the volumes whose claim is gone (a claim of that
+    /// name with another uid is not looked at: simplified).
+    pub fn release_volumes(&mut self) {
+        let released: Vec<Value> = self
+            .of_resource("", "persistentvolumes")
+            .map(|(_, pv)| pv.clone())
+            .filter(|pv| {
+                let claim_uid = str_at(pv, "/spec/claimRef/uid");
+                let claim = (
+                    String::new(),
+                    "persistentvolumeclaims".to_owned(),
+                    str_at(pv, "/spec/claimRef/namespace").to_owned(),
+                    str_at(pv, "/spec/claimRef/name").to_owned(),
+                );
+                !claim_uid.is_empty() && str_at(pv, "/status/phase") == "Bound" && !self.objects.contains_key(&claim)
+            })
+            .collect();
+        let Some(d) = self.def_of("", "persistentvolumes") else {
+            return;
+        };
+        for mut pv in released {
+            pv["status"] = json!({"phase": "Released"});
+            let key = (
+                String::new(),
+                "persistentvolumes".to_owned(),
+                String::new(),
+                str_at(&pv, "/metadata/name").to_owned(),
+            );
+            let _ = self.replace(&d, &key, pv, Some("kube-controller-manager"));
+        }
+    }
+}

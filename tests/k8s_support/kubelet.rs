@@ -9,7 +9,11 @@
 //!   claim gets `spec.volumeName`, the bind and provisioner annotations and
 //!   `status.phase: Bound`), except with a StorageClass whose
 //!   `volumeBindingMode` is `WaitForFirstConsumer`: such a claim is bound
-//!   when a scheduled pod uses it, and its PV is pinned to that node;
+//!   when a scheduled pod uses it, and its PV is pinned to that node; a
+//!   claim that names a volume, or that a volume's `claimRef` names, is
+//!   bound, left Pending or marked Lost as the PV controller does
+//!   (`State::sync_claim` in controllers.rs); a PV whose claim is gone is
+//!   Released;
 //! - a scheduled pod whose claims are bound gets its volume directories
 //!   below its node's pods directory (`<uid>/volumes/kubernetes.io~csi/
 //!   <pv>/mount`, `kubernetes.io~empty-dir/<name>`, `kubernetes.io~
@@ -41,6 +45,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::controllers::ClaimSync;
 use super::{lock, now, FakeCluster, Key, State};
 
 /// The CSI driver of the PVs the fake provisioner makes.
@@ -323,10 +328,11 @@ fn waits_for_consumer(s: &State, claim: &Value) -> bool {
 }
 
 fn provision(s: &mut State) {
+    s.release_volumes();
     let claims: Vec<Value> = s
         .of_resource("", "persistentvolumeclaims")
         .map(|(_, v)| v.clone())
-        .filter(|c| str_at(c, "/status/phase") != "Bound" && !being_deleted(c))
+        .filter(|c| !matches!(str_at(c, "/status/phase"), "Bound" | "Lost") && !being_deleted(c))
         .collect();
     let all_pods = pods(s);
     for claim in claims {
@@ -337,21 +343,23 @@ fn provision(s: &mut State) {
             .filter(|p| str_at(p, "/metadata/namespace") == ns && claims_of(p).contains(&name))
             .map(|p| str_at(p, "/spec/nodeName").to_owned())
             .find(|n| !n.is_empty());
-        let pre_bound = str_at(&claim, "/spec/volumeName").to_owned();
-        if !pre_bound.is_empty() {
-            // Bound by name to a PV that must exist and be free for it.
-            let Some(mut pv) = s.objects.get(&key("persistentvolumes", "", &pre_bound)).cloned() else {
-                continue;
-            };
-            let ref_name = str_at(&pv, "/spec/claimRef/name");
-            if !ref_name.is_empty() && (ref_name != name || str_at(&pv, "/spec/claimRef/namespace") != ns) {
+        // The PV controller (tests/k8s_support/controllers.rs).
+        match s.sync_claim(&claim) {
+            ClaimSync::Provision => {}
+            ClaimSync::Wait => continue,
+            ClaimSync::Lost => {
+                let mut lost = claim.clone();
+                lost["status"] = json!({"phase": "Lost"});
+                put(s, "persistentvolumeclaims", lost, "kube-controller-manager");
                 continue;
             }
-            pv["spec"]["claimRef"] = claim_ref(&claim);
-            pv["status"] = json!({"phase": "Bound"});
-            put(s, "persistentvolumes", pv.clone(), "kube-controller-manager");
-            bind_claim(s, claim, &pv, None);
-            continue;
+            ClaimSync::Bind(mut pv) => {
+                pv["spec"]["claimRef"] = claim_ref(&claim);
+                pv["status"] = json!({"phase": "Bound"});
+                put(s, "persistentvolumes", pv.clone(), "kube-controller-manager");
+                bind_claim(s, claim, &pv, None);
+                continue;
+            }
         }
         let node = if waits_for_consumer(s, &claim) {
             match consumer_node {

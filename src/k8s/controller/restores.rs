@@ -36,6 +36,7 @@ use super::retry::{message, transient, within_retry_window};
 use super::status::{add_finalizer, patch_status};
 use super::{drain, error_policy, log, metrics, Context, Error};
 use crate::k8s::crd::backup::{Backup, Phase};
+use crate::k8s::crd::duration;
 use crate::k8s::crd::restore::{ExistingResourcePolicy, ObjectCounts, Restore, RestoreStep, RestoredVolume};
 use crate::k8s::jobs;
 use crate::k8s::manifests::restore::{ExistingPolicy, Outcome, Pass};
@@ -147,8 +148,14 @@ async fn restore(ctx: &Context, api: &Api<Restore>, obj: &Restore) -> Result<Act
         Err(Resolve::Retry(e)) => return Err(e),
         Err(Resolve::Fail(message)) => return fail(ctx, api, &obj, message).await,
     };
+    let namespace_timeout = match obj.spec.namespace_timeout.as_deref().map(duration::parse) {
+        None => crate::k8s::manifests::namespaces::DEFAULT_TIMEOUT,
+        Some(Ok(t)) => t,
+        Some(Err(e)) => return fail(ctx, api, &obj, format!("spec.namespaceTimeout: {e}")).await,
+    };
     let status = obj.status.clone().unwrap_or_default();
     let opts = ManifestRestoreOptions {
+        namespace_timeout,
         access: ctx.settings.access.clone(),
         snapshot: snapshot.clone(),
         filters: filters.clone(),

@@ -49,6 +49,12 @@ pub struct RestoreSpec {
     /// Whether the backed-up pod volume data is written back.
     #[serde(default = "yes")]
     pub restore_volumes: bool,
+    /// How long to wait for a namespace being deleted to go before it is
+    /// created again (a Kubernetes duration; default 10m). Its objects
+    /// fail if it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(0|([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$"))]
+    pub namespace_timeout: Option<String>,
     /// Keep every node port of the backed-up Services (by default only
     /// those written in their last-applied configuration are kept; the
     /// cluster allocates the others anew).

@@ -33,10 +33,10 @@ fn string_map<'a>(obj: &'a Value, pointer: &str) -> Option<&'a Map<String, Value
 }
 
 /// The JSON merge patch that adds to a live service account what its
-/// backed-up version has and it lacks: annotations, labels (not the
-/// restore's own: the account was not created by the restore) and image
-/// pull secrets. None when it lacks nothing. The second value names what
-/// is added.
+/// backed-up version has and it lacks: annotations, labels and image pull
+/// secrets; and that sets the snapshot and restore labels, so the account
+/// is found among what the restore touched. None when it lacks nothing.
+/// The second value names what is added (the restore's labels aside).
 pub fn service_account_patch(live: &Value, backup: &Value) -> (Option<Value>, Vec<String>) {
     let mut patch = json!({});
     let mut added = Vec::new();
@@ -48,6 +48,9 @@ pub fn service_account_patch(live: &Value, backup: &Value) -> (Option<Value>, Ve
         let mut missing = Map::new();
         for (k, v) in want {
             if field == "labels" && (k == SNAPSHOT_LABEL || k == RESTORE_LABEL) {
+                if have.is_none_or(|h| h.get(k) != Some(v)) {
+                    missing.insert(k.clone(), v.clone());
+                }
                 continue;
             }
             if have.is_none_or(|h| !h.contains_key(k)) {
@@ -83,7 +86,7 @@ pub fn service_account_patch(live: &Value, backup: &Value) -> (Option<Value>, Ve
     if merged.len() > have.len() {
         patch["imagePullSecrets"] = Value::Array(merged);
     }
-    if added.is_empty() {
+    if patch == json!({}) {
         (None, added)
     } else {
         (Some(patch), added)
@@ -120,6 +123,7 @@ pub async fn merge_service_account(
         }
         patch["metadata"]["resourceVersion"] = resource_version(&live);
         match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) if added.is_empty() => return Ok(Outcome::Merged("it has everything backed up already".into())),
             Ok(_) => return Ok(Outcome::Merged(format!("added {}", added.join(", ")))),
             Err(e) if status_code(&e) == Some(409) && attempt < ATTEMPTS => continue,
             Err(e) => return Err(e),
@@ -275,7 +279,7 @@ mod tests {
         assert_eq!(
             patch,
             json!({"metadata": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/app"},
-                                "labels": {"app": "shop"}},
+                                "labels": {"app": "shop", SNAPSHOT_LABEL: "1a2b3c4d"}},
                    "imagePullSecrets": [{"name": "live-pull"}, {"name": "registry"}]})
         );
         assert_eq!(added.len(), 3, "{added:?}");

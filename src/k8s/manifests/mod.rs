@@ -10,11 +10,13 @@
 
 pub mod attempts;
 pub mod backup;
+pub mod claims;
 pub mod discovery;
 pub mod existing;
 pub mod filter;
 pub mod latest;
 pub mod modifiers;
+pub mod namespaces;
 pub mod needs;
 pub mod normalise;
 pub mod objects;

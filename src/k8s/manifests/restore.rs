@@ -9,10 +9,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::attempts::{attempt, lost, Unanswered};
+use super::claims::{self, ClaimPlan};
 use super::discovery::{discover, qualified, Discovered};
 use super::existing::{is_merged, merge_service_account, replace};
 use super::filter::{excluded_by_label, needable, ClusterResources, Filters, ResourceNames};
 use super::modifiers::{Modifiers, Target};
+use super::namespaces::{never_went, terminating, wait_gone};
 use super::normalise::ObjectPath;
 use super::order::{is_builtin_group, Order};
 use super::owners::{api_resource, ident_of, Ident, Links, Owners, Waiting};
@@ -57,6 +59,9 @@ pub struct RestoreOptions {
     /// How long to wait for a created CustomResourceDefinition to be
     /// established.
     pub crd_timeout: Duration,
+    /// How long to wait for a namespace being deleted to go before it is
+    /// created again.
+    pub namespace_timeout: Duration,
     /// Which objects of the selection this pass restores.
     pub pass: Pass,
     /// Storage class and image mappings, and patch rules.
@@ -272,10 +277,16 @@ struct Restorer<'a> {
     definitions: BTreeSet<(String, String)>,
     /// Namespaces known to exist (or, in a dry run, to be created).
     namespaces: BTreeSet<String>,
+    /// Namespaces that were being deleted and did not go in time, with
+    /// the reason each of their objects fails.
+    doomed: BTreeMap<String, String>,
     /// Owner references: who is restored, new uids, who waits for them.
     links: Links,
     /// Token Secrets (namespace, name) the cluster generated.
     tokens: BTreeSet<(String, String)>,
+    /// Claims (namespace as restored, name) provisioned anew, and the
+    /// Released volumes to make bindable for theirs.
+    claims: ClaimPlan,
     report: Report,
     /// A request of the object being restored got no answer.
     lost_now: Option<kube::Error>,
@@ -310,9 +321,13 @@ impl Restorer<'_> {
 
     /// Makes sure a namespace exists before objects go into it (a bare one
     /// is created when the backup does not hold it, or it was filtered out).
-    /// `Some(why)` when the namespace could not be made sure of because the
-    /// server did not answer: the object then fails without a try.
+    /// `Some(why)` when the namespace could not be made sure of (the server
+    /// did not answer, or it was being deleted and did not go in time): the
+    /// object then fails without a try.
     async fn ensure_namespace(&mut self, ns: &str) -> Option<String> {
+        if let Some(why) = self.doomed.get(ns) {
+            return Some(why.clone());
+        }
         if self.namespaces.contains(ns) {
             return None;
         }
@@ -326,7 +341,14 @@ impl Restorer<'_> {
         let api = self.api(&ar, None);
         let segment = path_segment(ns);
         let post = PostParams::default();
-        match api.get_opt(&segment).await {
+        let mut found = api.get_opt(&segment).await;
+        if matches!(&found, Ok(Some(live)) if terminating(live)) && !self.opts.dry_run {
+            if let Some(why) = self.namespace_gone(&api, ns).await {
+                return Some(why);
+            }
+            found = Ok(None);
+        }
+        match found {
             Ok(Some(_)) => {}
             Ok(None) => {
                 let outcome = if self.opts.dry_run {
@@ -362,6 +384,43 @@ impl Restorer<'_> {
         }
         self.namespaces.insert(ns.to_owned());
         None
+    }
+
+    /// Makes a Released volume bindable for the claim restored (once).
+    async fn release_volume(&mut self, volume: String) -> (String, Outcome) {
+        self.claims.release.remove(&volume);
+        if self.opts.dry_run {
+            return (volume, Outcome::WouldUpdate);
+        }
+        match claims::release(&self.cluster.client, &path_segment(&volume)).await {
+            Ok(()) => (volume, Outcome::Updated),
+            Err(e) if lost(&e) => {
+                let why = self.lost(e);
+                (volume, Outcome::Failed(why))
+            }
+            Err(e) => {
+                let why = format!("it is Released and making it bindable failed: {}", describe(&e));
+                (volume, Outcome::Failed(why))
+            }
+        }
+    }
+
+    /// Waits for a terminating namespace to go: None once it is gone,
+    /// else why its objects fail (it was still there after the timeout,
+    /// and is doomed, or the server did not answer).
+    async fn namespace_gone(&mut self, api: &Api<DynamicObject>, ns: &str) -> Option<String> {
+        let timeout = self.opts.namespace_timeout;
+        match wait_gone(api, &path_segment(ns), timeout).await {
+            Ok(true) => None,
+            Ok(false) => {
+                let why = never_went(ns, timeout);
+                self.doomed.insert(ns.to_owned(), why.clone());
+                Some(why)
+            }
+            Err(e) if lost(&e) => Some(format!("namespace {ns} could not be read: {}", self.lost(e))),
+            // Not allowed to read it: creating objects in it will tell.
+            Err(_) => None,
+        }
     }
 
     /// Waits until the definitions just created are established, then asks
@@ -437,6 +496,10 @@ impl Restorer<'_> {
             Ok(v) => v,
             Err(e) => return Outcome::Failed(format!("not an object: {e}")),
         };
+        if tokens::is_token_secret(at, &desired) {
+            // Replaced, it would lose the token the cluster gave it.
+            return Outcome::Skipped("already exists (its token is the cluster's)".into());
+        }
         let segment = path_segment(name);
         let result = if merged {
             merge_service_account(api, &segment, &desired, self.opts.dry_run).await
@@ -584,6 +647,25 @@ impl Restorer<'_> {
             }
         }
         tokens::rewrite(&stored.at, &mut object, &self.tokens);
+        let is_volume = stored.at.group.is_empty() && stored.at.plural == "persistentvolumes";
+        let is_claim = stored.at.group.is_empty() && stored.at.plural == "persistentvolumeclaims";
+        if is_claim {
+            if let Some(ns) = &namespace {
+                if self.claims.unbound.contains(&(ns.clone(), name.clone())) {
+                    claims::unbind(&mut object);
+                }
+            }
+            let volume = object.pointer("/spec/volumeName").and_then(Value::as_str).unwrap_or("");
+            if self.claims.release.contains(volume) {
+                let (volume, outcome) = self.release_volume(volume.to_owned()).await;
+                self.push("persistentvolumes".into(), None, volume, outcome);
+            }
+        }
+        if is_volume && self.claims.release.contains(&name) {
+            let (name, outcome) = self.release_volume(name).await;
+            self.push(resource, namespace, name, outcome);
+            return Ok(None);
+        }
         let target = Target {
             group: &stored.at.group,
             plural: &stored.at.plural,
@@ -606,6 +688,30 @@ impl Restorer<'_> {
             if let Some(why) = self.ensure_namespace(ns).await {
                 self.push(resource, namespace.clone(), name, Outcome::Failed(why));
                 return Ok(None);
+            }
+        }
+        if is_namespace {
+            let api = self.api(&ar, None);
+            let live = match api.get_opt(&path_segment(&name)).await {
+                Ok(live) => live,
+                Err(e) if lost(&e) => {
+                    let why = self.lost(e);
+                    self.push(resource, namespace, name, Outcome::Failed(why));
+                    return Ok(None);
+                }
+                Err(_) => None,
+            };
+            if live.as_ref().is_some_and(terminating) && self.opts.dry_run {
+                // The restore would wait for it to go, then create it.
+                self.namespaces.insert(name.clone());
+                self.push(resource, namespace, name, Outcome::WouldCreate);
+                return Ok(None);
+            }
+            if live.as_ref().is_some_and(terminating) {
+                if let Some(why) = self.namespace_gone(&api, &name).await {
+                    self.push(resource, namespace, name, Outcome::Failed(why));
+                    return Ok(None);
+                }
             }
         }
         let api = self.api(&ar, namespace.as_deref());
@@ -769,6 +875,39 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
             })
             .map(|o| o.at.name.clone()),
     );
+    // Claims that name a volume, against the volumes of the cluster.
+    let named: BTreeMap<(String, String), String> = selected
+        .iter()
+        .filter(|o| o.at.group.is_empty() && o.at.plural == "persistentvolumeclaims")
+        .filter_map(|o| {
+            let ns = o.at.namespace.as_ref()?;
+            if opts.rewrite.fresh_claims.contains(&(ns.clone(), o.at.name.clone())) {
+                return None;
+            }
+            let volume = o.object.pointer("/spec/volumeName")?.as_str()?;
+            let key = (opts.rewrite.namespace(ns).to_owned(), o.at.name.clone());
+            Some((key, volume.to_owned()))
+        })
+        .collect();
+    let mut warnings = discovered.errors.clone();
+    let claim_plan = match claims::plan(&cluster.client, &named, path_segment).await {
+        Ok(plan) => plan,
+        Err(e) if lost(&e) => {
+            return Err(K8sError::Unreachable {
+                server: cluster.server.clone(),
+                reason: format!("reading persistent volumes: {}", chain(&e)),
+                source: Box::new(e),
+            })
+        }
+        Err(e) => {
+            warnings.push(format!(
+                "persistent volumes could not be read ({}): claims keep the volumes they name",
+                describe(&e)
+            ));
+            ClaimPlan::default()
+        }
+    };
+    rewrite_volumes.extend(claim_plan.kept.iter().cloned());
     let opts = RestoreOptions {
         rewrite: Rewrite {
             restored_volumes: rewrite_volumes,
@@ -780,7 +919,7 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         cluster,
         opts: &opts,
         report: Report {
-            warnings: discovered.errors.clone(),
+            warnings,
             ..Report::default()
         },
         discovered,
@@ -788,6 +927,8 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         namespaces: BTreeSet::new(),
         links,
         tokens: generated_tokens,
+        doomed: BTreeMap::new(),
+        claims: claim_plan,
         lost_now: None,
         versions,
     };

@@ -205,6 +205,8 @@ pub struct ManifestRestoreOptions {
     pub dry_run: bool,
     /// How long to wait for a restored CustomResourceDefinition.
     pub crd_timeout: Duration,
+    /// How long to wait for a namespace being deleted to go.
+    pub namespace_timeout: Duration,
     /// The restore's name, recorded in a label on every object (default
     /// `restore-<YYYYMMDD-hhmmss>`).
     pub name: Option<String>,
@@ -233,6 +235,7 @@ impl Default for ManifestRestoreOptions {
             order: Order::default(),
             dry_run: false,
             crd_timeout: Duration::from_secs(60),
+            namespace_timeout: super::namespaces::DEFAULT_TIMEOUT,
             name: None,
             pass: Pass::All,
             fresh_claims: BTreeSet::new(),
@@ -291,6 +294,7 @@ pub fn restore_manifests(
         dry_run: opts.dry_run,
         order: opts.order.clone(),
         crd_timeout: opts.crd_timeout,
+        namespace_timeout: opts.namespace_timeout,
         pass: opts.pass,
         modifiers: opts.modifiers.clone(),
     };

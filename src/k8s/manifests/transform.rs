@@ -69,7 +69,7 @@ pub fn parse_mapping(values: &[String]) -> Result<BTreeMap<String, String>, K8sE
 /// is (see [`super::objects::skip_reason`]; what an owner recreates is
 /// decided with the whole selection, in [`super::owners`]).
 pub fn skip_reason(at: &ObjectPath, object: &Value) -> Option<String> {
-    super::objects::skip_reason(at, object)
+    super::objects::skip_reason(at, object).or_else(|| super::claims::skip_reason(at, object))
 }
 
 /// The inputs of [`transform`] that are the same for every object.
@@ -148,9 +148,9 @@ pub fn transform(at: &ObjectPath, object: &mut Value, rewrite: &Rewrite) {
                 .as_ref()
                 .is_some_and(|ns| rewrite.fresh_claims.contains(&(ns.clone(), at.name.clone())));
             if fresh || !volume.is_empty() && !rewrite.restored_volumes.contains(volume) {
-                remove_keys(object, "/spec", &["volumeName"]);
-                remove_keys(object, "/metadata/annotations", UNBOUND_CLAIM_ANNOTATIONS);
+                super::claims::unbind(object);
             }
+            super::claims::unmark_bound(at, object);
         }
         _ => {}
     }
