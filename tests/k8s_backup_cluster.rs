@@ -7,17 +7,16 @@
 #![cfg(feature = "k8s")]
 
 mod cli_support;
+mod k8s_cli;
 mod k8s_support;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use cairn::k8s::manifests::stored::load_objects;
-use cairn::repo::snapshots::SnapshotFilter;
 use cairn::repo::Repository;
 use cairn::storage::local::LocalStorage;
 use cli_support::{cairn, json_summary, small_repo_options, PASSWORD};
+use k8s_cli::stored;
 use k8s_support::FakeCluster;
 use serde_json::{json, Value};
 
@@ -37,15 +36,6 @@ fn backup(repo: &Path, cluster: &FakeCluster, args: &[&str]) -> (i32, Value, Str
         json_summary(&out),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn stored(repo: &Path) -> BTreeMap<String, Value> {
-    let repo = Repository::open(Arc::new(LocalStorage::new(repo.to_path_buf())), PASSWORD.as_bytes())
-        .unwrap()
-        .load_index()
-        .unwrap();
-    let (_, objects) = load_objects(&repo, "latest", &SnapshotFilter::default()).unwrap();
-    objects.into_iter().map(|o| (o.path, o.object)).collect()
 }
 
 fn setup(namespaces: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, FakeCluster) {

@@ -8,102 +8,18 @@
 #![cfg(feature = "k8s")]
 
 mod cli_support;
+mod k8s_cli;
 mod k8s_support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
-use cairn::repo::Repository;
-use cairn::storage::local::LocalStorage;
-use cli_support::{cairn, json_summary, small_repo_options, PASSWORD};
+use cli_support::json_summary;
 
+use k8s_cli::{backup, k8s, key, outcomes, repo, restore, restore_any, Repo};
 use k8s_support::controllers::{SA_NAME_ANNOTATION, SA_UID_ANNOTATION, TOKEN_SECRET_TYPE};
 use k8s_support::{FakeCluster, Key};
 use serde_json::{json, Value};
-
-struct Repo {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-fn repo() -> Repo {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("repo");
-    Repository::init(
-        Arc::new(LocalStorage::new(path.clone())),
-        PASSWORD.as_bytes(),
-        small_repo_options(),
-    )
-    .unwrap();
-    Repo { _dir: dir, path }
-}
-
-fn k8s(repo: &Path, cluster: &FakeCluster, args: &[&str]) -> Command {
-    let mut cmd = cairn(repo);
-    cmd.env_remove("KUBECONFIG")
-        .arg("--json")
-        .arg("k8s")
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(cluster.kubeconfig());
-    cmd
-}
-
-fn backup(repo: &Path, cluster: &FakeCluster, args: &[&str]) -> Value {
-    let mut all = vec!["backup"];
-    all.extend_from_slice(args);
-    let out = k8s(repo, cluster, &all).output().unwrap();
-    assert!(
-        out.status.success(),
-        "backup failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    json_summary(&out)
-}
-
-/// A restore's summary, whether or not every object was restored.
-fn restore_any(repo: &Path, cluster: &FakeCluster, args: &[&str]) -> (Option<i32>, Value) {
-    let mut all = vec!["restore", "latest"];
-    all.extend_from_slice(args);
-    let out = k8s(repo, cluster, &all).output().unwrap();
-    (out.status.code(), json_summary(&out))
-}
-
-fn restore(repo: &Path, cluster: &FakeCluster, args: &[&str]) -> Value {
-    let (code, summary) = restore_any(repo, cluster, args);
-    assert_eq!(code, Some(0), "{summary:#}");
-    summary
-}
-
-fn key(group: &str, plural: &str, ns: &str, name: &str) -> Key {
-    (group.into(), plural.into(), ns.into(), name.into())
-}
-
-/// `resource ns/name` -> (outcome, reason).
-fn outcomes(summary: &Value) -> BTreeMap<String, (String, String)> {
-    summary["objects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            let ns = o["namespace"].as_str().map(|n| format!("{n}/")).unwrap_or_default();
-            (
-                format!(
-                    "{} {ns}{}",
-                    o["resource"].as_str().unwrap(),
-                    o["name"].as_str().unwrap()
-                ),
-                (
-                    o["outcome"].as_str().unwrap().to_owned(),
-                    o["reason"].as_str().unwrap_or("").to_owned(),
-                ),
-            )
-        })
-        .collect()
-}
 
 fn namespace(cluster: &FakeCluster, name: &str, labels: Value) {
     cluster.state().seed(

@@ -7,48 +7,18 @@
 #![cfg(feature = "k8s")]
 
 mod cli_support;
+mod k8s_cli;
 mod k8s_support;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use assert_cmd::Command;
-use cairn::k8s::manifests::stored::load_objects;
-use cairn::repo::snapshots::SnapshotFilter;
 use cairn::repo::Repository;
 use cairn::storage::local::LocalStorage;
-use cli_support::{cairn, json_summary, small_repo_options, PASSWORD};
+use cli_support::{json_summary, PASSWORD};
+use k8s_cli::{k8s, outcomes, repo, stored};
 use k8s_support::FakeCluster;
 use serde_json::{json, Value};
-
-struct Repo {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-fn repo() -> Repo {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("repo");
-    Repository::init(
-        Arc::new(LocalStorage::new(path.clone())),
-        PASSWORD.as_bytes(),
-        small_repo_options(),
-    )
-    .unwrap();
-    Repo { _dir: dir, path }
-}
-
-fn k8s(repo: &Path, cluster: &FakeCluster, args: &[&str]) -> Command {
-    let mut cmd = cairn(repo);
-    cmd.env_remove("KUBECONFIG")
-        .arg("--json")
-        .arg("k8s")
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(cluster.kubeconfig());
-    cmd
-}
 
 fn backup(repo: &Path, cluster: &FakeCluster) {
     let out = k8s(repo, cluster, &["backup"]).output().unwrap();
@@ -80,44 +50,11 @@ fn restore(repo: &Path, cluster: &FakeCluster, args: &[&str]) -> Value {
     summary
 }
 
-/// `resource ns/name` -> (outcome, reason).
-fn outcomes(summary: &Value) -> BTreeMap<String, (String, String)> {
-    summary["objects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            let ns = o["namespace"].as_str().map(|n| format!("{n}/")).unwrap_or_default();
-            (
-                format!(
-                    "{} {ns}{}",
-                    o["resource"].as_str().unwrap(),
-                    o["name"].as_str().unwrap()
-                ),
-                (
-                    o["outcome"].as_str().unwrap().to_owned(),
-                    o["reason"].as_str().unwrap_or("").to_owned(),
-                ),
-            )
-        })
-        .collect()
-}
-
 fn outcome(summary: &Value, what: &str) -> (String, String) {
     outcomes(summary)
         .get(what)
         .cloned()
         .unwrap_or_else(|| panic!("{what} is not in the report: {summary:#}"))
-}
-
-/// The stored objects of the latest snapshot, by path.
-fn stored(repo: &Path) -> BTreeMap<String, Value> {
-    let repo = Repository::open(Arc::new(LocalStorage::new(repo.to_path_buf())), PASSWORD.as_bytes())
-        .unwrap()
-        .load_index()
-        .unwrap();
-    let (_, objects) = load_objects(&repo, "latest", &SnapshotFilter::default()).unwrap();
-    objects.into_iter().map(|o| (o.path, o.object)).collect()
 }
 
 /// A client's create (as a kube client would send it), answered by the

@@ -7,45 +7,14 @@
 
 mod cli_support;
 mod controller_support;
+mod k8s_cli;
 mod k8s_support;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
 use assert_cmd::Command;
-use cairn::repo::Repository;
-use cairn::storage::local::LocalStorage;
-use cli_support::{cairn, json_summary, small_repo_options, PASSWORD};
+use cli_support::{cairn, json_summary};
+use k8s_cli::{k8s, repo};
 use k8s_support::FakeCluster;
 use serde_json::{json, Value};
-
-struct Repo {
-    dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-fn repo() -> Repo {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("repo");
-    Repository::init(
-        Arc::new(LocalStorage::new(path.clone())),
-        PASSWORD.as_bytes(),
-        small_repo_options(),
-    )
-    .unwrap();
-    Repo { dir, path }
-}
-
-fn k8s(repo: &Path, cluster: &FakeCluster, args: &[&str]) -> Command {
-    let mut cmd = cairn(repo);
-    cmd.env_remove("KUBECONFIG")
-        .arg("--json")
-        .arg("k8s")
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(cluster.kubeconfig());
-    cmd
-}
 
 fn ok(cmd: &mut Command) -> Value {
     let out = cmd.output().unwrap();
