@@ -5,19 +5,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
-use serde::Serialize;
 use serde_json::Value;
 
 use super::attempts::{attempt, lost, Unanswered};
 use super::claims::{self, ClaimPlan};
 use super::discovery::{discover, qualified, Discovered};
 use super::existing::{is_merged, merge_service_account, replace};
-use super::filter::{excluded_by_label, needable, ClusterResources, Filters, ResourceNames};
+use super::filter::Filters;
 use super::modifiers::{Modifiers, Target};
 use super::namespaces::{never_went, terminating, wait_gone};
 use super::normalise::ObjectPath;
 use super::order::{is_builtin_group, Order};
 use super::owners::{api_resource, ident_of, Ident, Links, Owners, Waiting};
+pub use super::report::{Counts, ObjectResult, Outcome, Report};
+use super::select::{names_of, select};
 use super::stored::StoredObject;
 use super::tokens;
 use super::transform::{is_workload, skip_reason, transform, Rewrite};
@@ -89,184 +90,6 @@ impl Pass {
             Self::Workloads => is_workload(group, plural),
         }
     }
-}
-
-/// What happened to one object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", content = "reason", rename_all = "snake_case")]
-pub enum Outcome {
-    Created,
-    Updated,
-    /// Merged into the object the cluster made (a ServiceAccount): what
-    /// was added.
-    Merged(String),
-    Skipped(String),
-    Failed(String),
-    /// Dry run: would be created.
-    WouldCreate,
-    /// Dry run: exists and would be updated.
-    WouldUpdate,
-    /// Dry run: exists and would be merged into.
-    WouldMerge,
-}
-
-/// One object's line of the report.
-#[derive(Debug, Clone, Serialize)]
-pub struct ObjectResult {
-    /// `deployments.apps`
-    pub resource: String,
-    pub namespace: Option<String>,
-    pub name: String,
-    #[serde(flatten)]
-    pub outcome: Outcome,
-}
-
-/// Counts for one resource.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    pub created: usize,
-    pub updated: usize,
-    pub merged: usize,
-    pub skipped: usize,
-    pub failed: usize,
-}
-
-/// The result of a restore, in the order the objects were handled.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Report {
-    pub results: Vec<ObjectResult>,
-    /// Problems that concern no single object (a definition that never
-    /// became established, an API group that could not be discovered).
-    pub warnings: Vec<String>,
-}
-
-impl Report {
-    /// Counts per resource (dry-run outcomes count as what they would be).
-    pub fn counts(&self) -> BTreeMap<String, Counts> {
-        let mut out: BTreeMap<String, Counts> = BTreeMap::new();
-        for r in &self.results {
-            let c = out.entry(r.resource.clone()).or_default();
-            match r.outcome {
-                Outcome::Created | Outcome::WouldCreate => c.created += 1,
-                Outcome::Updated | Outcome::WouldUpdate => c.updated += 1,
-                Outcome::Merged(_) | Outcome::WouldMerge => c.merged += 1,
-                Outcome::Skipped(_) => c.skipped += 1,
-                Outcome::Failed(_) => c.failed += 1,
-            }
-        }
-        out
-    }
-
-    pub fn failed(&self) -> usize {
-        self.results
-            .iter()
-            .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
-            .count()
-    }
-}
-
-/// The names of a stored object's resource, from the cluster's discovery
-/// when it serves the resource.
-fn names_of<'a>(discovered: &'a Discovered, o: &'a StoredObject) -> ResourceNames<'a> {
-    match discovered.find(&o.at.group, &o.at.plural) {
-        Some(r) => ResourceNames {
-            group: &r.group,
-            plural: &r.plural,
-            singular: &r.singular,
-            kind: &r.kind,
-            short_names: &r.short_names,
-        },
-        None => ResourceNames {
-            group: &o.at.group,
-            plural: &o.at.plural,
-            singular: "",
-            kind: o.object.get("kind").and_then(Value::as_str).unwrap_or(""),
-            short_names: &[],
-        },
-    }
-}
-
-/// The objects the filters select.
-fn select(objects: Vec<StoredObject>, discovered: &Discovered, filters: &Filters) -> Vec<StoredObject> {
-    let (namespaced, mut cluster): (Vec<StoredObject>, Vec<StoredObject>) = objects
-        .into_iter()
-        .filter(|o| !excluded_by_label(&o.object) && !filters.resource_excluded(&names_of(discovered, o)))
-        .partition(|o| o.at.namespace.is_some());
-    let namespaced: Vec<StoredObject> = namespaced
-        .into_iter()
-        .filter(|o| {
-            filters.resource_selected(&names_of(discovered, o))
-                && o.at
-                    .namespace
-                    .as_deref()
-                    .is_some_and(|ns| filters.namespace_selected(ns))
-                && filters.label_selected(&o.object)
-        })
-        .collect();
-    let everything = match filters.cluster_resources {
-        ClusterResources::True => true,
-        ClusterResources::False => false,
-        ClusterResources::Auto => filters.all_namespaces() && filters.selector.is_none(),
-    };
-    // What the selected namespaced objects need, in `auto` mode.
-    let mut needed: BTreeSet<(String, String, String)> = BTreeSet::new();
-    let mut need = |g: &str, p: &str, n: &str| {
-        if !n.is_empty() {
-            needed.insert((g.to_owned(), p.to_owned(), n.to_owned()));
-        }
-    };
-    let rbac = "rbac.authorization.k8s.io";
-    for o in &namespaced {
-        let s = |p: &str| o.object.pointer(p).and_then(Value::as_str).unwrap_or("");
-        if !o.at.group.is_empty() {
-            need(
-                "apiextensions.k8s.io",
-                "customresourcedefinitions",
-                &qualified(&o.at.group, &o.at.plural),
-            );
-        }
-        if o.at.group.is_empty() && o.at.plural == "persistentvolumeclaims" {
-            need("", "persistentvolumes", s("/spec/volumeName"));
-            need("storage.k8s.io", "storageclasses", s("/spec/storageClassName"));
-        }
-        if o.at.group == rbac && o.at.plural == "rolebindings" && s("/roleRef/kind") == "ClusterRole" {
-            need(rbac, "clusterroles", s("/roleRef/name"));
-        }
-    }
-    for o in &cluster {
-        let grants_selected = o
-            .object
-            .get("subjects")
-            .and_then(Value::as_array)
-            .is_some_and(|subjects| {
-                subjects.iter().any(|s| {
-                    s.get("kind").and_then(Value::as_str) == Some("ServiceAccount")
-                        && s.get("namespace")
-                            .and_then(Value::as_str)
-                            .is_some_and(|ns| filters.namespace_selected(ns))
-                })
-            });
-        if o.at.group == rbac && o.at.plural == "clusterrolebindings" && grants_selected {
-            need(rbac, "clusterrolebindings", &o.at.name);
-            let role = o.object.pointer("/roleRef/name").and_then(Value::as_str).unwrap_or("");
-            need(rbac, "clusterroles", role);
-        }
-    }
-    cluster.retain(|o| {
-        if o.at.group.is_empty() && o.at.plural == "namespaces" {
-            return filters.namespace_selected(&o.at.name);
-        }
-        let names = names_of(discovered, o);
-        let selected = filters.resource_selected(&names);
-        let wanted = needed.contains(&(o.at.group.clone(), o.at.plural.clone(), o.at.name.clone()));
-        match filters.cluster_resources {
-            ClusterResources::False => false,
-            _ if selected && (everything || filters.resource_named(&names)) => filters.label_selected(&o.object),
-            _ => wanted && (selected || needable(&o.at.group, &o.at.plural)),
-        }
-    });
-    cluster.extend(namespaced);
-    cluster
 }
 
 struct Restorer<'a> {
