@@ -621,3 +621,34 @@ fn without_a_selector_nothing_is_listed_twice_for_dependencies() {
     assert_eq!(requests(&cluster, "/namespaces/shop/serviceaccounts").len(), 1);
     assert!(stored(&repo).contains_key(&namespaced(RBAC, "rolebindings", "shop", "web-reads")));
 }
+
+#[test]
+fn a_namespace_scoped_user_with_a_pattern_is_told_to_name_the_namespaces() {
+    let (_dir, repo, cluster) = namespace_user();
+    let out = cairn(&repo)
+        .env_remove("KUBECONFIG")
+        .args(["--json", "k8s", "backup", "--kubeconfig"])
+        .arg(cluster.kubeconfig())
+        .args(["--include-namespaces", "a*"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("namespaces cannot be listed") && lines[0].contains("--include-namespaces a*"),
+        "{stderr}"
+    );
+    // Nothing was listed after the namespaces, and no snapshot was written.
+    let lists: Vec<String> = cluster
+        .log()
+        .into_iter()
+        .filter(|l| l.method == "GET" && l.path.ends_with("/configmaps"))
+        .map(|l| l.path)
+        .collect();
+    assert_eq!(lists, Vec::<String>::new());
+    let snapshots = std::fs::read_dir(repo.join("snapshots")).unwrap().count();
+    assert_eq!(snapshots, 0);
+}

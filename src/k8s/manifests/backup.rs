@@ -213,10 +213,23 @@ impl Lister<'_> {
             match self.page(r, None, &mut pager).await? {
                 Ok(None) => break,
                 Ok(Some(page)) => found.extend(page),
-                Err((line, e)) => match self.filters.literal_namespaces() {
-                    Some(named) if status_code(&e) == Some(403) => {
+                Err((line, e)) => match (
+                    status_code(&e),
+                    self.filters.literal_namespaces(),
+                    self.filters.namespace_patterns(),
+                ) {
+                    (Some(403), Some(named), _) => {
                         found = self.named_namespaces(r, &named).await?;
                         break;
+                    }
+                    // Patterns cannot be matched without the list: every
+                    // list after this would be refused too, one line each.
+                    (Some(403), _, Some(patterns)) => {
+                        return Err(K8sError::InvalidOption(format!(
+                            "namespaces cannot be listed ({}) and --include-namespaces {patterns} holds patterns: \
+                             name the namespaces to back up (--include-namespaces a,b)",
+                            describe(&e)
+                        )));
                     }
                     _ => {
                         self.out.errors.push(line);

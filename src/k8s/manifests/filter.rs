@@ -311,6 +311,12 @@ impl Filters {
 
     /// The namespaces named literally (no glob characters) by the include
     /// list, when all of its entries are literal.
+    /// The `--include-namespaces` list, when it holds a pattern.
+    pub fn namespace_patterns(&self) -> Option<String> {
+        (!self.include_namespaces.is_empty() && self.literal_namespaces().is_none())
+            .then(|| self.include_namespaces.join(","))
+    }
+
     pub fn literal_namespaces(&self) -> Option<Vec<String>> {
         let literal = |n: &String| !n.contains(['*', '?', '[', '{']);
         (!self.include_namespaces.is_empty() && self.include_namespaces.iter().all(literal))
