@@ -19,15 +19,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::backup_steps::now;
 use super::hooks::{pod_hooks, Hook, PodHooks};
-use super::volume_backups::{Planned, LABEL_BACKUP_NAME};
+use super::volume_backups::{self, Planned};
 use super::{log, Context, Error};
 use crate::k8s::crd::backup::{Backup, HookErrorMode, HookPhase, HookStatus};
-use crate::k8s::crd::volume_backup::{VolumeBackup, VolumePhase};
+use crate::k8s::crd::volume_backup::VolumePhase;
 use crate::k8s::hooks::exec;
 use crate::k8s::manifests::filter::{excluded_by_label, Filters};
 
@@ -306,24 +306,12 @@ pub async fn post(ctx: &Context, api: &Api<Backup>, backup: &Backup) -> Result<(
     if waiting.is_empty() {
         return Ok(());
     }
-    let namespace = backup.namespace().unwrap_or_default();
-    let vbs: Api<VolumeBackup> = Api::namespaced(ctx.client.clone(), &namespace);
-    let selector = format!("{LABEL_BACKUP_NAME}={}", backup.name_any());
-    let uid = backup.meta().uid.clone();
     // Pods with a volume still to be backed up, and the uid each was
     // backed up as.
     let mut busy: BTreeSet<(String, String)> = BTreeSet::new();
     let mut busy_claims: BTreeSet<(String, String)> = BTreeSet::new();
     let mut uids: BTreeMap<(String, String), String> = BTreeMap::new();
-    for vb in vbs.list(&ListParams::default().labels(&selector)).await?.items {
-        let ours = vb
-            .metadata
-            .owner_references
-            .as_ref()
-            .is_some_and(|refs| refs.iter().any(|r| Some(&r.uid) == uid.as_ref()));
-        if !ours {
-            continue;
-        }
+    for vb in volume_backups::of_backup(ctx, backup).await? {
         let pod = (vb.spec.pod.namespace.clone(), vb.spec.pod.name.clone());
         let done = matches!(
             vb.status.as_ref().and_then(|s| s.phase),

@@ -244,30 +244,34 @@ async fn create_one(ctx: &Context, backup: &Backup, p: &Planned) -> Result<Strin
     Ok(vb_name)
 }
 
+/// The VolumeBackups of `backup`: labelled with its name and owned by it
+/// (not by a former Backup of the same name).
+pub async fn of_backup(ctx: &Context, backup: &Backup) -> Result<Vec<VolumeBackup>, Error> {
+    let namespace = backup.namespace().unwrap_or_default();
+    let vbs: Api<VolumeBackup> = Api::namespaced(ctx.client.clone(), &namespace);
+    let selector = format!("{LABEL_BACKUP_NAME}={}", backup.name_any());
+    let uid = backup.meta().uid.clone();
+    let mut ours = vbs.list(&ListParams::default().labels(&selector)).await?.items;
+    ours.retain(|vb| {
+        vb.metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|refs| refs.iter().any(|r| Some(&r.uid) == uid.as_ref()))
+    });
+    Ok(ours)
+}
+
 /// Counts the VolumeBackups of `backup` by phase, after moving its helper
 /// pods along (those not running yet count as pending); `skipped` are the
 /// volumes it could not take, carried into the counts for its warnings.
 pub async fn count(ctx: &Context, backup: &Backup, skipped: Vec<String>) -> Result<Counts, Error> {
     let waiting = volume_helpers::advance(ctx, backup).await?;
-    let namespace = backup.namespace().unwrap_or_default();
-    let vbs: Api<VolumeBackup> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut counts = Counts {
         skipped,
         total: waiting,
         ..Counts::default()
     };
-    let selector = format!("{LABEL_BACKUP_NAME}={}", backup.name_any());
-    let uid = backup.meta().uid.clone();
-    for vb in vbs.list(&ListParams::default().labels(&selector)).await?.items {
-        // Only this Backup's, not a former Backup's of the same name.
-        let ours = vb
-            .metadata
-            .owner_references
-            .as_ref()
-            .is_some_and(|refs| refs.iter().any(|r| Some(&r.uid) == uid.as_ref()));
-        if !ours {
-            continue;
-        }
+    for vb in of_backup(ctx, backup).await? {
         counts.total += 1;
         match vb.status.as_ref().and_then(|s| s.phase) {
             Some(VolumePhase::Completed) => counts.completed += 1,

@@ -173,12 +173,8 @@ pub async fn advance(ctx: &Context, backup: &Backup) -> Result<u32, Error> {
     if helpers.is_empty() {
         return Ok(0);
     }
-    let namespace = backup.namespace().unwrap_or_default();
-    let vbs: Api<VolumeBackup> = Api::namespaced(ctx.client.clone(), &namespace);
-    let existing: BTreeMap<String, VolumeBackup> = vbs
-        .list(&ListParams::default().labels(&format!("{LABEL_BACKUP_NAME}={}", backup.name_any())))
+    let existing: BTreeMap<String, VolumeBackup> = volume_backups::of_backup(ctx, backup)
         .await?
-        .items
         .into_iter()
         .map(|vb| (vb.name_any(), vb))
         .collect();
