@@ -73,7 +73,8 @@ fn short<M: criterion::measurement::Measurement>(group: &mut BenchmarkGroup<'_, 
 
 fn chunking(c: &mut Criterion) {
     let data = random_bytes(64 * MIB, 1);
-    let chunker = Chunker::new(key().gear_table(), ChunkerParams::default());
+    let gear = key().gear_table();
+    let chunker = Chunker::new(gear.clone(), ChunkerParams::default());
     let mut group = c.benchmark_group("chunking");
     short(&mut group);
     group.throughput(Throughput::Bytes(data.len() as u64));
@@ -83,6 +84,48 @@ fn chunking(c: &mut Criterion) {
             for chunk in chunker.chunks(black_box(&data)) {
                 n += 1;
                 black_box(chunk.len());
+            }
+            n
+        })
+    });
+    // The fastcdc crate's FastCDC 2020 scan (two bytes a step) with the
+    // same keyed gear table, sizes and mask widths, for the choice of
+    // chunker. Its test after the first byte of a pair looks at the hash
+    // shifted left once, so its masks sit one bit below cairn's (the top
+    // bit would be shifted out): the same number of bits tested at every
+    // byte, so about as many chunks and bytes hashed, not the same cuts.
+    let gear: Vec<u64> = gear.to_vec();
+    let gear_ls: Vec<u64> = gear.iter().map(|g| g << 1).collect();
+    let params = ChunkerParams::default();
+    let (min, avg, max) = (
+        params.min_size as usize,
+        params.avg_size as usize,
+        params.max_size as usize,
+    );
+    let bits = params.avg_size.ilog2();
+    let top = |n: u32| ((1u64 << n) - 1) << (64 - n);
+    let (mask_s, mask_l) = (top(bits + 2) >> 1, top(bits - 2) >> 1);
+    group.bench_function("fastcdc_crate_cut_gear_64MiB", |b| {
+        b.iter(|| {
+            let mut rest = black_box(&data[..]);
+            let mut n = 0usize;
+            while !rest.is_empty() {
+                let (_, cut) = fastcdc::v2020::cut_gear(
+                    rest,
+                    min,
+                    avg,
+                    max,
+                    mask_s,
+                    mask_l,
+                    mask_s << 1,
+                    mask_l << 1,
+                    &gear,
+                    &gear_ls,
+                );
+                let cut = if cut == 0 { rest.len() } else { cut };
+                black_box(&rest[..cut]);
+                rest = &rest[cut..];
+                n += 1;
             }
             n
         })

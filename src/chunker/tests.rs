@@ -85,11 +85,21 @@ fn masks_sit_in_the_top_bits() {
 fn cut_agrees_with_the_plain_reference() {
     let mut rng = Rng(7);
     let data = rng.bytes(3 << 20);
-    for (seed, avg) in [(1u64, 4096u32), (2, 16384), (3, 65536), (4, 8192)] {
+    // Odd sizes too: the scan takes two bytes a step, and a range of odd
+    // length ends with one byte alone.
+    let sets = [
+        (1u64, 1024u32, 4096u32, 16384u32),
+        (2, 4096, 16384, 65536),
+        (3, 16384, 65536, 262144),
+        (4, 2048, 8192, 32768),
+        (5, 1001, 4099, 16411),
+        (6, 3, 8191, 9001),
+    ];
+    for (seed, min, avg, max) in sets {
         let params = ChunkerParams {
-            min_size: avg / 4,
+            min_size: min,
             avg_size: avg,
-            max_size: avg * 4,
+            max_size: max,
         };
         let table = gear(seed);
         let c = Chunker::new(table.clone(), params);
@@ -98,6 +108,9 @@ fn cut_agrees_with_the_plain_reference() {
         while !rest.is_empty() {
             let expected = reference_cut(&table, params, rest);
             assert_eq!(c.cut(rest, true), Some(expected), "seed {seed} chunk {count}");
+            // A window that ends just before the cut holds none (of
+            // either parity, as cuts fall after odd and even bytes).
+            assert_eq!(c.cut(&rest[..expected - 1], false), None, "seed {seed} chunk {count}");
             rest = &rest[expected..];
             count += 1;
         }
