@@ -399,12 +399,7 @@ fn restore_creates_definitions_and_namespaces_before_what_needs_them() {
     backup(&repo.path, &source, &[]);
     let target = FakeCluster::empty();
     restore(&repo.path, &target, &[]);
-    let posts: Vec<String> = target
-        .log()
-        .into_iter()
-        .filter(|l| l.method == "POST")
-        .map(|l| l.path)
-        .collect();
+    let posts = target.posts();
     let pos = |needle: &str| {
         posts
             .iter()

@@ -160,12 +160,7 @@ fn webhooks_and_api_services_come_last_and_order_adds_to_the_list() {
         .0,
         "created"
     );
-    let posts: Vec<String> = target
-        .log()
-        .into_iter()
-        .filter(|l| l.method == "POST")
-        .map(|l| l.path)
-        .collect();
+    let posts = target.posts();
     let pos = |needle: &str| {
         posts
             .iter()

@@ -271,6 +271,16 @@ impl FakeCluster {
         self.state().log.clone()
     }
 
+    /// The paths of the creates (POST requests) so far, in order.
+    pub fn posts(&self) -> Vec<String> {
+        self.state()
+            .log
+            .iter()
+            .filter(|l| l.method == "POST")
+            .map(|l| l.path.clone())
+            .collect()
+    }
+
     /// Scripts the answer of exec for the commands starting with `prefix`
     /// in `container` ("" for any) of pod `namespace/pod`.
     pub fn script_exec(&self, namespace: &str, pod: &str, container: &str, prefix: &[&str], result: ExecResult) {
