@@ -185,6 +185,20 @@ fn update_brings_objects_back_to_the_backup_removing_what_other_managers_added()
         .log()
         .iter()
         .any(|l| l.method == "PUT" && l.path.ends_with("/namespaces/shop/services/web")));
+
+    // An update the server refuses fails that object only, saying so.
+    edit(&cluster, &cm, "kubectl-edit", |o| {
+        o["data"]["mode"] = json!("debug");
+    });
+    cluster.fail_requests("PUT", "/configmaps/settings", 1, 422);
+    let (code, report) = restore_any(&repo.path, &cluster, &["--existing-resource-policy", "update"]);
+    assert_eq!(code, Some(3), "{report:#}");
+    let results = outcomes(&report);
+    let (outcome, reason) = &results["configmaps shop/settings"];
+    assert_eq!(outcome, "failed", "{results:#?}");
+    assert!(reason.starts_with("exists, and updating it failed"), "{reason}");
+    assert_eq!(results["services shop/web"].0, "updated", "{results:#?}");
+    assert_eq!(cluster.objects()[&cm]["data"]["mode"], "debug");
 }
 
 fn uid(obj: &Value) -> String {

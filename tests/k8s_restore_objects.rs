@@ -566,7 +566,17 @@ fn cluster_made_objects_are_never_restored_and_hand_made_slices_are() {
         assert_eq!(o, "skipped", "{what}");
         assert!(reason.contains(why), "{what}: {reason}");
     }
-    // Nodes and events are not even backed up unless named.
+    // Nodes and events are not even backed up unless named (the seeded
+    // source holds both); none of the kinds above reaches the target.
+    assert!(source.count("", "nodes") > 0 && source.count("", "events") > 0);
+    let kept = stored(&repo.path);
+    assert!(
+        !kept
+            .keys()
+            .any(|p| p.contains("/core/nodes/") || p.contains("/core/events/")),
+        "{:?}",
+        kept.keys()
+    );
     for (g, p) in [
         ("", "nodes"),
         ("", "events"),

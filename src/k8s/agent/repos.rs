@@ -52,38 +52,45 @@ impl OpenRepositories {
         access: &RepositoryAccess,
         locked: impl FnOnce(&Repository) -> Result<L, K8sError>,
     ) -> Result<(IndexedRepository, L), K8sError> {
-        let (repo, held) = {
+        let now = Instant::now();
+        let (found, idle) = {
             let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-            let now = Instant::now();
-            // Closed here, on this blocking thread, with the map locked only
-            // for the removal.
             let idle: Vec<Open> = take_idle(&mut open, now);
             let current = open.get(uid).filter(|o| same_access(&o.access, access));
-            let found = match current {
-                Some(o) => (o.repo.clone(), o.indexed.clone()),
-                None => {
-                    let repo = access.open()?;
-                    let reason = if open.contains_key(uid) {
-                        " again: its access changed"
-                    } else {
-                        ""
-                    };
-                    log::info(&format!("repository {name} opened{reason}"));
-                    open.insert(
-                        uid.to_owned(),
-                        Open {
-                            access: access.clone(),
-                            repo: repo.clone(),
-                            indexed: None,
-                            last_used: now,
-                        },
-                    );
-                    (repo, None)
+            (current.map(|o| (o.repo.clone(), o.indexed.clone())), idle)
+        };
+        // Closed here, on this blocking thread, with the map unlocked.
+        drop(idle);
+        let (repo, held) = match found {
+            Some(found) => found,
+            None => {
+                // Opened without the map locked: unwrapping the key takes a
+                // while, and jobs of other repositories need not wait.
+                let repo = access.open()?;
+                let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+                match open.get(uid).filter(|o| same_access(&o.access, access)) {
+                    // Another job opened it meanwhile: that one is kept.
+                    Some(o) => (o.repo.clone(), o.indexed.clone()),
+                    None => {
+                        let reason = if open.contains_key(uid) {
+                            " again: its access changed"
+                        } else {
+                            ""
+                        };
+                        log::info(&format!("repository {name} opened{reason}"));
+                        open.insert(
+                            uid.to_owned(),
+                            Open {
+                                access: access.clone(),
+                                repo: repo.clone(),
+                                indexed: None,
+                                last_used: now,
+                            },
+                        );
+                        (repo, None)
+                    }
                 }
-            };
-            drop(open);
-            drop(idle);
-            found
+            }
         };
         let guard = locked(&repo)?;
         let indexed = match held {

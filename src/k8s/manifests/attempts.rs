@@ -144,21 +144,18 @@ mod tests {
         assert!(!lost(&api(500)));
     }
 
-    #[test]
-    fn a_request_is_tried_a_bounded_number_of_times() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+    #[tokio::test]
+    async fn a_request_is_tried_a_bounded_number_of_times() {
         let mut calls = 0;
-        let a: Attempt<()> = rt.block_on(attempt(|| {
+        let a: Attempt<()> = attempt(|| {
             calls += 1;
             async { Err(api(500)) }
-        }));
+        })
+        .await;
         assert_eq!(calls, TRIES);
         assert!(a.retried && a.result.is_err());
         let mut calls = 0;
-        let a = rt.block_on(attempt(|| {
+        let a = attempt(|| {
             calls += 1;
             let n = calls;
             async move {
@@ -168,13 +165,15 @@ mod tests {
                     Ok(n)
                 }
             }
-        }));
+        })
+        .await;
         assert_eq!(a.result.unwrap(), 3);
         let mut calls = 0;
-        let a: Attempt<()> = rt.block_on(attempt(|| {
+        let a: Attempt<()> = attempt(|| {
             calls += 1;
             async { Err(api(422)) }
-        }));
+        })
+        .await;
         assert_eq!(calls, 1);
         assert!(!a.retried);
     }

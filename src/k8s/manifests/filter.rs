@@ -309,14 +309,14 @@ impl Filters {
             && (self.include_namespaces.is_empty() || self.include_namespaces.iter().any(|n| n == "*"))
     }
 
-    /// The namespaces named literally (no glob characters) by the include
-    /// list, when all of its entries are literal.
     /// The `--include-namespaces` list, when it holds a pattern.
     pub fn namespace_patterns(&self) -> Option<String> {
         (!self.include_namespaces.is_empty() && self.literal_namespaces().is_none())
             .then(|| self.include_namespaces.join(","))
     }
 
+    /// The namespaces named literally (no glob characters) by the include
+    /// list, when all of its entries are literal.
     pub fn literal_namespaces(&self) -> Option<Vec<String>> {
         let literal = |n: &String| !n.contains(['*', '?', '[', '{']);
         (!self.include_namespaces.is_empty() && self.include_namespaces.iter().all(literal))
@@ -347,8 +347,6 @@ impl Filters {
         self.exclude_resources.iter().any(|p| matches_pattern(p, r))
     }
 
-    /// Whether the include list names this resource type explicitly (so a
-    /// cluster-scoped type is taken in `auto` mode too).
     /// Whether an included resource pattern names a resource of `group`
     /// (`alertmanagerconfigs.monitoring.coreos.com`).
     pub fn names_group(&self, group: &str) -> bool {
@@ -356,6 +354,8 @@ impl Filters {
         self.include_resources.iter().any(|p| p != "*" && p.ends_with(&suffix))
     }
 
+    /// Whether the include list names this resource type explicitly (so a
+    /// cluster-scoped type is taken in `auto` mode too).
     pub fn resource_named(&self, r: &ResourceNames<'_>) -> bool {
         self.include_resources.iter().any(|p| p != "*" && matches_pattern(p, r))
     }

@@ -26,6 +26,7 @@ pub mod pager;
 pub mod report;
 pub mod restore;
 pub mod run;
+pub mod segment;
 pub mod select;
 pub mod stored;
 pub mod tokens;

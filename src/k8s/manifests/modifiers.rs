@@ -56,6 +56,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::filter::{labels_of, split_list};
+use super::needs::pod_spec_pointer;
 use crate::k8s::K8sError;
 
 /// What a restore modifies, all of it checked.
@@ -389,19 +390,6 @@ fn map_image(images: &[(String, String)], image: &str) -> Option<String> {
             format!("{new}{rest}")
         })
     })
-}
-
-/// Where the pod spec of an object of `group`/`plural` lies.
-fn pod_spec_pointer(group: &str, plural: &str) -> Option<&'static str> {
-    match (group, plural) {
-        ("", "pods") => Some("/spec"),
-        ("", "podtemplates") => Some("/template/spec"),
-        ("", "replicationcontrollers")
-        | ("apps", "deployments" | "statefulsets" | "daemonsets" | "replicasets")
-        | ("batch", "jobs") => Some("/spec/template/spec"),
-        ("batch", "cronjobs") => Some("/spec/jobTemplate/spec/template/spec"),
-        _ => None,
-    }
 }
 
 /// What an object is, for the modifiers.

@@ -26,6 +26,7 @@ pub const NAMESPACED_NEEDS: &[(&str, &str)] = &[
 pub fn pod_spec_pointer(group: &str, plural: &str) -> Option<&'static str> {
     match (group, plural) {
         ("", "pods") => Some("/spec"),
+        ("", "podtemplates") => Some("/template/spec"),
         ("", "replicationcontrollers")
         | ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets")
         | ("batch", "jobs") => Some("/spec/template/spec"),

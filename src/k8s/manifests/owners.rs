@@ -218,11 +218,23 @@ pub fn api_resource(discovered: &Discovered, at: &ObjectPath) -> Option<ApiResou
     })
 }
 
-fn api(cluster: &Cluster, ar: &ApiResource, namespace: Option<&str>) -> Api<DynamicObject> {
+pub(super) fn api(cluster: &Cluster, ar: &ApiResource, namespace: Option<&str>) -> Api<DynamicObject> {
     match namespace {
         Some(ns) => Api::namespaced_with(cluster.client.clone(), &path_segment(ns), ar),
         None => Api::all_with(cluster.client.clone(), ar),
     }
+}
+
+/// Whether the object `name` exists labelled as made by restore `restore`.
+pub(super) async fn restored_by(api: &Api<DynamicObject>, name: &str, restore: &str) -> Result<bool, kube::Error> {
+    Ok(api.get_opt(&path_segment(name)).await?.is_some_and(|o| {
+        o.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(RESTORE_LABEL))
+            .map(String::as_str)
+            == Some(restore)
+    }))
 }
 
 impl Links {
@@ -322,18 +334,8 @@ impl Links {
             let (refs, _) = self.resolved(&w.refs);
             let dependent = api(cluster, &w.ar, w.namespace.as_deref());
             let name = path_segment(&w.name);
-            if w.earlier {
-                let ours = dependent.get_opt(&name).await?.is_some_and(|o| {
-                    o.metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(RESTORE_LABEL))
-                        .map(String::as_str)
-                        == Some(restore)
-                });
-                if !ours {
-                    continue;
-                }
+            if w.earlier && !restored_by(&dependent, &w.name, restore).await? {
+                continue;
             }
             let patch = json!({"metadata": {"ownerReferences": refs}});
             if let Err(e) = dependent

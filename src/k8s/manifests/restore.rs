@@ -16,8 +16,9 @@ use super::modifiers::{Modifiers, Target};
 use super::namespaces::{never_went, terminating, wait_gone};
 use super::normalise::ObjectPath;
 use super::order::{is_builtin_group, Order};
-use super::owners::{api_resource, ident_of, Ident, Links, Owners, Waiting};
+use super::owners::{self, api_resource, ident_of, Ident, Links, Owners, Waiting};
 pub use super::report::{Counts, ObjectResult, Outcome, Report};
+pub use super::segment::{path_segment, path_segment_problem};
 use super::select::{names_of, select};
 use super::stored::StoredObject;
 use super::tokens;
@@ -127,10 +128,7 @@ impl Restorer<'_> {
     }
 
     fn api(&self, ar: &ApiResource, namespace: Option<&str>) -> Api<DynamicObject> {
-        match namespace {
-            Some(ns) => Api::namespaced_with(self.cluster.client.clone(), &path_segment(ns), ar),
-            None => Api::all_with(self.cluster.client.clone(), ar),
-        }
+        owners::api(self.cluster, ar, namespace)
     }
 
     fn push(&mut self, resource: String, namespace: Option<String>, name: String, outcome: Outcome) {
@@ -339,13 +337,9 @@ impl Restorer<'_> {
 
     /// Whether the object `name` exists labelled with this restore's name.
     async fn created_by_this_restore(&self, api: &Api<DynamicObject>, name: &str) -> bool {
-        let segment = path_segment(name);
-        api.get_opt(&segment)
+        owners::restored_by(api, name, &self.opts.rewrite.restore)
             .await
-            .ok()
-            .flatten()
-            .and_then(|o| o.metadata.labels)
-            .is_some_and(|l| l.get(crate::k8s::RESTORE_LABEL) == Some(&self.opts.rewrite.restore))
+            .unwrap_or(false)
     }
 
     /// Creates (or updates, or plans) one object.
@@ -411,8 +405,8 @@ impl Restorer<'_> {
             .resolve(self.cluster, &self.discovered, g, p, &stored_version)
             .await
         {
-            (Ok(None), _) => {}
-            (Ok(Some(to)), first) => {
+            Ok((Ok(None), _)) => {}
+            Ok((Ok(Some(to)), first)) => {
                 let (from, to) = (format!("{g}/{stored_version}"), format!("{g}/{to}"));
                 if first {
                     self.report.warnings.push(format!(
@@ -421,7 +415,16 @@ impl Restorer<'_> {
                 }
                 object["apiVersion"] = Value::String(to);
             }
-            (Err(why), _) => {
+            Ok((Err(why), _)) => {
+                self.push(resource, namespace, name, Outcome::Failed(why));
+                return Ok(None);
+            }
+            Err(e) => {
+                let why = if lost(&e) {
+                    self.lost(e)
+                } else {
+                    format!("reading its definition failed: {}", describe(&e))
+                };
                 self.push(resource, namespace, name, Outcome::Failed(why));
                 return Ok(None);
             }
@@ -629,11 +632,7 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
     let fresh_volumes: BTreeSet<String> = selected
         .iter()
         .filter(|o| o.at.group.is_empty() && o.at.plural == "persistentvolumeclaims")
-        .filter(|o| {
-            o.at.namespace
-                .as_ref()
-                .is_some_and(|ns| opts.rewrite.fresh_claims.contains(&(ns.clone(), o.at.name.clone())))
-        })
+        .filter(|o| opts.rewrite.is_fresh_claim(&o.at))
         .filter_map(|o| o.object.pointer("/spec/volumeName").and_then(Value::as_str))
         .map(str::to_owned)
         .collect();
@@ -704,7 +703,7 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
         .filter(|o| o.at.group.is_empty() && o.at.plural == "persistentvolumeclaims")
         .filter_map(|o| {
             let ns = o.at.namespace.as_ref()?;
-            if opts.rewrite.fresh_claims.contains(&(ns.clone(), o.at.name.clone())) {
+            if opts.rewrite.is_fresh_claim(&o.at) {
                 return None;
             }
             let volume = o.object.pointer("/spec/volumeName")?.as_str()?;
@@ -777,49 +776,4 @@ pub async fn restore(cluster: &Cluster, objects: Vec<StoredObject>, opts: &Resto
     }
     restorer.settle_definitions(&pending_definitions).await?;
     Ok(restorer.report)
-}
-
-/// Why `name` cannot be one segment of an API path, as the API server
-/// rules (apimachinery's `IsValidPathSegmentName`): `.`, `..`, and names
-/// with `/` or `%` would address something else. `None` when it can.
-pub fn path_segment_problem(name: &str) -> Option<&'static str> {
-    match name {
-        "" => Some("it is empty"),
-        "." | ".." => Some("it may not be '.' or '..'"),
-        _ if name.contains('/') => Some("it may not contain '/'"),
-        _ if name.contains('%') => Some("it may not contain '%'"),
-        _ => None,
-    }
-}
-
-/// `s` percent-encoded as one path segment: every byte but RFC 3986's
-/// unreserved characters. kube puts names into request paths as they are.
-pub fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_become_single_path_segments() {
-        assert_eq!(path_segment("frontend-config.v1"), "frontend-config.v1");
-        assert_eq!(path_segment("a?b#c d/e%f"), "a%3Fb%23c%20d%2Fe%25f");
-        assert_eq!(path_segment("system:node"), "system%3Anode");
-        for bad in ["", ".", "..", "a/b", "50%"] {
-            assert!(path_segment_problem(bad).is_some(), "{bad:?}");
-        }
-        for good in ["...", "a..b", "system:controller:x", "a?b"] {
-            assert_eq!(path_segment_problem(good), None, "{good:?}");
-        }
-    }
 }

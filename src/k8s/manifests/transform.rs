@@ -90,6 +90,14 @@ pub struct Rewrite {
 }
 
 impl Rewrite {
+    /// Whether the claim at `at` gets its data from the node agent (and
+    /// so is provisioned anew).
+    pub fn is_fresh_claim(&self, at: &ObjectPath) -> bool {
+        at.namespace
+            .as_ref()
+            .is_some_and(|ns| self.fresh_claims.contains(&(ns.clone(), at.name.clone())))
+    }
+
     /// The namespace an object of `ns` lands in.
     pub fn namespace<'a>(&'a self, ns: &'a str) -> &'a str {
         self.mapping.get(ns).map_or(ns, String::as_str)
@@ -143,11 +151,7 @@ pub fn transform(at: &ObjectPath, object: &mut Value, rewrite: &Rewrite) {
         }
         ("", "persistentvolumeclaims") => {
             let volume = object.pointer("/spec/volumeName").and_then(Value::as_str).unwrap_or("");
-            let fresh = at
-                .namespace
-                .as_ref()
-                .is_some_and(|ns| rewrite.fresh_claims.contains(&(ns.clone(), at.name.clone())));
-            if fresh || !volume.is_empty() && !rewrite.restored_volumes.contains(volume) {
+            if rewrite.is_fresh_claim(at) || !volume.is_empty() && !rewrite.restored_volumes.contains(volume) {
                 super::claims::unbind(object);
             }
             super::claims::unmark_bound(at, object);

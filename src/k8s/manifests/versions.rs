@@ -106,7 +106,8 @@ impl Versions {
     /// [`decide`] for an object of `group`/`plural` stored at `stored`,
     /// reading the cluster's definition when the version is not served.
     /// The second value is true the first time a conversion is decided
-    /// (for one report line per resource).
+    /// (for one report line per resource). A definition that cannot be
+    /// read is an error, decided again for the next object.
     pub async fn resolve(
         &mut self,
         cluster: &Cluster,
@@ -114,14 +115,14 @@ impl Versions {
         group: &str,
         plural: &str,
         stored: &str,
-    ) -> (Result<Option<String>, String>, bool) {
+    ) -> Result<(Result<Option<String>, String>, bool), kube::Error> {
         let served = discovered.versions_of(group, plural);
         if served.iter().any(|v| v == stored) || served.is_empty() {
-            return (Ok(None), false);
+            return Ok((Ok(None), false));
         }
         let key = (group.to_owned(), plural.to_owned(), stored.to_owned());
         if let Some(d) = self.decided.get(&key) {
-            return (d.clone(), false);
+            return Ok((d.clone(), false));
         }
         let name = qualified(group, plural);
         let ar = ApiResource {
@@ -133,10 +134,10 @@ impl Versions {
         };
         let api: Api<DynamicObject> = Api::all_with(cluster.client.clone(), &ar);
         // A read: the client retries it.
-        let target = api.get_opt(&name).await.ok().flatten().map(|crd| crd.data);
+        let target = api.get_opt(&name).await?.map(|crd| crd.data);
         let d = decide(group, stored, served, target.as_ref(), self.backed_up.get(&name));
         self.decided.insert(key, d.clone());
-        (d, true)
+        Ok((d, true))
     }
 }
 
