@@ -5,7 +5,7 @@
 # The repository is written once by `cargo bench --bench scale_repo` (real sealed
 # blobs of 16 bytes, PER_PACK to a pack, index files as a backup writes them, one
 # snapshot reaching all) and kept in WORK for later runs; the small directory is a
-# seeded data set of SIZE. cairn alone: the peers cannot open a synthetic cairn
+# seeded data set of SIZE, made anew on every run. cairn alone: the peers cannot open a synthetic cairn
 # repository, and making them one of ten million blobs from files takes hours.
 # The cache (where cairn keeps its index table) is WORK/cairn/cache, so its size
 # is the table's ("cache MiB").
@@ -21,9 +21,9 @@ if [ ! -d "$repo" ]; then
     cargo bench --manifest-path "$here/../Cargo.toml" --bench scale_repo
 fi
 data=$work/small
-[ -d "$data" ] || python3 "$shared/gen-dataset.py" generate "$data" --size "${SIZE:-64M}" --seed 7
-export XDG_CACHE_HOME=$work/cairn/cache
-rm -rf "$XDG_CACHE_HOME"
+rm -rf "$data"
+python3 "$shared/gen-dataset.py" generate "$data" --size "${SIZE:-64M}" --seed 7
+rm -rf "$work/cairn/cache"
 PHASES="backup1 backup2 mutate backup3 check check_read" WORK=$work \
   bash -c 'source "$1"; shift; source "$0" "$@"' "$shared/peers.sh" "$here/cairn-adapter.sh" "$data" "$out" cairn
 python3 "$shared/report.py" "$out/results.tsv"
