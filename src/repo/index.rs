@@ -286,6 +286,19 @@ impl Index {
             .map(|(i, r)| r.map(|loc| (i, loc)))
     }
 
+    /// Writes the local table of this index to `dir` under the table key of
+    /// `key` and returns the index read through it (for benchmarks and
+    /// tools; repositories do this on their own when opened with a cache).
+    pub fn into_table(self, dir: &Path, key: &crate::crypto::MasterKey) -> Result<Index> {
+        let key = disk::MacKey::new(key.index_table_key());
+        let name = layered::write_table(dir, &key, &self).map_err(|e| RepoError::IndexTable {
+            path: dir.to_owned(),
+            reason: e.to_string(),
+        })?;
+        drop(self);
+        layered::open_as_index(dir, &name, &key)
+    }
+
     /// The path of the local table this index reads, if any.
     pub fn table_path(&self) -> Option<&Path> {
         self.base.as_ref().map(|b| b.path.as_path())

@@ -202,6 +202,12 @@ fn open_table(dir: &Path, name: &str, key: &MacKey) -> std::result::Result<BaseP
     })
 }
 
+/// The index read through the table `dir/name`, with no overlay.
+pub(super) fn open_as_index(dir: &Path, name: &str, key: &MacKey) -> Result<Index> {
+    let parts = open_table(dir, name, key).map_err(|e| table_error(&dir.join(name), e))?;
+    compose(parts, Index::default())
+}
+
 fn warn_unusable(path: &Path, e: &TableError) {
     eprintln!(
         "warning: the local index table {} is unusable ({e}); it is rebuilt from the index files",
