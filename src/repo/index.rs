@@ -16,6 +16,7 @@ mod build;
 mod chunked;
 mod disk;
 mod layered;
+mod spill;
 mod table;
 #[cfg(test)]
 mod table_tests;

@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::disk::{self, HeadLists, MacKey, TableError, TableFile, TableWriter};
+use super::spill::Built;
 use super::table::{Entry, BUCKETS};
 use super::{Base, Index, IndexBuilder};
 use crate::format::index::MarkedPack;
@@ -403,11 +404,22 @@ impl Repository {
                 return Ok(self.settle(dir, index));
             }
         }
+        // A new table, built without holding the index; in memory when
+        // the directory cannot take it.
+        match self.build_spilled(dir, &key, names.clone()) {
+            Ok(Built::Table(name)) => {
+                let index = open_as_index(dir, &name, &key)?;
+                remove_others(dir, &dir.join(&name));
+                return Ok(index);
+            }
+            Ok(Built::NoRoom) | Err(RepoError::IndexTable { .. }) => {}
+            Err(e) => return Err(e),
+        }
         let mut builder = IndexBuilder::new();
         self.read_index_files(names, |id, file| {
             builder.add_file(id, file)?;
             Ok(true)
         })?;
-        Ok(self.index_through_table(dir, builder.finish()))
+        Ok(builder.finish())
     }
 }
