@@ -283,8 +283,13 @@ fn a_large_overlay_is_merged_into_a_new_table() {
     assert_ne!(merged.index().table_path().unwrap(), old);
     assert_eq!(f.tables(), vec![merged.index().table_path().unwrap().to_owned()]);
     agree(merged.index(), f.in_memory().index(), &f.ids, true);
-    // The table held by the first index still answers (its file is open).
+    // The table held by the first index still answers (its file is open),
+    // and refreshing it merges too.
     assert!(first.index().get(f.ids[0].0, &f.ids[0].1).is_some());
+    let (refreshed, how) = first.refresh().unwrap();
+    assert_eq!(how, Refresh::Added(2));
+    assert_eq!(refreshed.index().in_memory_len(), 0);
+    agree(refreshed.index(), f.in_memory().index(), &f.ids, true);
 }
 
 #[test]
