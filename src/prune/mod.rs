@@ -530,8 +530,9 @@ struct Scan {
 /// Whether this copy of a blob is the one a snapshot needs: the blob is
 /// reachable and the index reads it from this pack.
 fn is_used(index: &Index, live: &Bitmap, pack: &PackId, e: &PackEntry) -> bool {
-    index.position(e.kind, &e.id).is_some_and(|pos| live.get(pos))
-        && index.get(e.kind, &e.id).is_some_and(|loc| loc.pack == *pack)
+    index
+        .position_and_location(e.kind, &e.id)
+        .is_some_and(|(pos, loc)| live.get(pos) && loc.pack == *pack)
 }
 
 /// Reads the live index files one at a time and sums up each pack.

@@ -190,6 +190,12 @@ impl Index {
         self.find(kind, id).map(|(pos, _)| pos)
     }
 
+    /// [`Index::position`] and [`Index::get`] in one lookup (with a local
+    /// table, one bucket read instead of two).
+    pub fn position_and_location(&self, kind: BlobKind, id: &BlobId) -> Option<(usize, BlobLocation)> {
+        self.find(kind, id).map(|(pos, e)| (pos, self.location(kind, &e)))
+    }
+
     pub fn contains(&self, kind: BlobKind, id: &BlobId) -> bool {
         self.find(kind, id).is_some()
     }

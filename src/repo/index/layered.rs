@@ -249,17 +249,35 @@ fn find_table(dir: &Path, key: &MacKey, listed: &HashSet<IndexId>) -> Option<Bas
     best
 }
 
-/// Removes every table in `dir` but `keep`.
+/// Temporary files and partition directories older than this were left
+/// by a process that did not finish; younger ones may be in use.
+const STALE_SECS: u64 = 24 * 3600;
+
+/// Removes every table in `dir` but `keep`, and temporary files and
+/// partition directories left behind a day ago or earlier.
 fn remove_others(dir: &Path, keep: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
-        let is_table = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.ends_with(disk::SUFFIX));
-        if is_table && path != keep {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if name.ends_with(disk::SUFFIX) {
+            if path != keep {
+                let _ = std::fs::remove_file(&path);
+            }
+            continue;
+        }
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > STALE_SECS);
+        if stale && name.starts_with(".tmp-") {
             let _ = std::fs::remove_file(&path);
+        } else if stale && name.starts_with(".spill-") {
+            let _ = std::fs::remove_dir_all(&path);
         }
     }
 }

@@ -466,3 +466,24 @@ fn the_table_decoder_rejects_damaged_bytes() {
     assert!(read_table_bytes(key, bytes[..bytes.len() - 1].to_vec()).is_err());
     assert!(read_table_bytes([0; 32], bytes).is_err());
 }
+
+#[test]
+fn leftovers_of_unfinished_writes_are_removed_a_day_later() {
+    let mut f = Fixture::new(6);
+    f.add_random(1, 2, 10);
+    let dir = f.table_dir();
+    std::fs::create_dir_all(dir.join(".spill-old")).unwrap();
+    std::fs::write(dir.join(".spill-old/00"), b"x").unwrap();
+    for name in [".tmp-old", ".tmp-new"] {
+        std::fs::write(dir.join(name), b"x").unwrap();
+    }
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 24 * 3600);
+    for name in [".tmp-old", ".spill-old"] {
+        std::fs::File::open(dir.join(name)).unwrap().set_modified(old).unwrap();
+    }
+    let indexed = f.open();
+    assert!(indexed.index().table_path().is_some());
+    assert!(!dir.join(".tmp-old").exists());
+    assert!(!dir.join(".spill-old").exists());
+    assert!(dir.join(".tmp-new").exists(), "a write that may be running was removed");
+}
