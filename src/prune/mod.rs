@@ -188,6 +188,14 @@ pub fn prune(
     };
     let live = reachable(repo, &mut report)?;
     let scan = scan_index(repo, &live)?;
+    // A local index table that failed while read may have hidden blobs
+    // from the scan: nothing is decided on such answers.
+    if let Some(path) = index.table_failed() {
+        return Err(PruneError::Repo(RepoError::IndexTable {
+            path: path.to_owned(),
+            reason: "it failed while prune read it; run prune again".into(),
+        }));
+    }
     let stored: HashMap<PackId, u64> = repo
         .block_on(repo.storage().list(FileKind::Pack))
         .map_err(RepoError::from)?

@@ -306,6 +306,16 @@ impl Index {
         layered::open_as_index(dir, &name, &key)
     }
 
+    /// The local table this index reads, if a bucket of it failed to read
+    /// or verify since it was opened: lookups in that bucket answered
+    /// "not indexed", so callers that decide deletions must not trust them.
+    pub fn table_failed(&self) -> Option<&Path> {
+        self.base
+            .as_ref()
+            .filter(|b| b.failed.load(Ordering::Relaxed))
+            .map(|b| b.path.as_path())
+    }
+
     /// The path of the local table this index reads, if any.
     pub fn table_path(&self) -> Option<&Path> {
         self.base.as_ref().map(|b| b.path.as_path())

@@ -408,8 +408,10 @@ fn a_forged_entry_is_never_trusted_and_the_blob_is_stored() {
     std::fs::write(&path, &bytes).unwrap();
 
     let indexed = f.open();
+    assert!(indexed.index().table_failed().is_none());
     assert!(!indexed.known(BlobKind::Data, &forged), "a forged entry was believed");
     assert!(!path.exists(), "a table that failed to verify was kept");
+    assert_eq!(indexed.index().table_failed(), Some(path.as_path()));
     let saver = BlobSaver::new(&indexed, SaverOptions::default()).unwrap();
     let stored = saver.save(BlobKind::Data, &forged_content).unwrap();
     assert!(stored.new);
