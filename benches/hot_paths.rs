@@ -364,6 +364,45 @@ fn index_lookup(c: &mut Criterion) {
             })
         });
         group.finish();
+
+        // The same lookups through a local table: one positioned read of
+        // the bucket and its MAC each (the file is in the page cache).
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let key = MasterKey::from_bytes(&[7; cairn::crypto::MASTER_KEY_LEN]);
+        let table = match index.into_table(dir.path(), &key) {
+            Ok(table) => table,
+            Err(e) => panic!("table: {e}"),
+        };
+        println!(
+            "table of {} blobs: holds {} heap bytes = {:.2} bytes per blob",
+            table.len(),
+            table.heap_bytes(),
+            table.heap_bytes() as f64 / table.len() as f64
+        );
+        let mut group = c.benchmark_group(format!("index_table_{}M", blobs / 1_000_000));
+        short(&mut group);
+        group.throughput(Throughput::Elements(BATCH));
+        group.bench_function("get_hits", |b| {
+            b.iter(|| {
+                let found = hits
+                    .iter()
+                    .filter(|id| table.get(BlobKind::Data, black_box(id)).is_some())
+                    .count();
+                assert_eq!(found as u64, BATCH);
+                found
+            })
+        });
+        group.bench_function("get_misses", |b| {
+            b.iter(|| {
+                let found = misses
+                    .iter()
+                    .filter(|id| table.get(BlobKind::Data, black_box(id)).is_some())
+                    .count();
+                assert_eq!(found, 0);
+                found
+            })
+        });
+        group.finish();
     }
 }
 

@@ -225,3 +225,84 @@ fn missing_pack_is_named_by_restore() {
     fs::remove_file(fx.pack_path(&loc.pack)).unwrap();
     restore_fails_naming(&fx, &name);
 }
+
+/// The local index tables kept for the fixture's repository.
+fn tables(fx: &Fixture) -> Vec<PathBuf> {
+    let cache = cli_support::cache_of(&fx.repo);
+    if !cache.exists() {
+        return Vec::new();
+    }
+    files_in(&cache)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "table"))
+        .collect()
+}
+
+#[test]
+fn a_damaged_index_table_is_rebuilt_with_a_warning_and_never_trusted() {
+    let fx = fixture();
+    let described = cli_support::describe(&fx.src);
+    for (round, damage) in ["head", "truncated", "entries"].into_iter().enumerate() {
+        let found = tables(&fx);
+        assert_eq!(found.len(), 1, "{found:?}");
+        edit(&found[0], |bytes| match damage {
+            "head" => bytes[30] ^= 1,
+            "truncated" => bytes.truncate(bytes.len() - 1),
+            _ => {
+                // Every entry byte of every bucket.
+                let len = bytes.len();
+                for b in &mut bytes[len / 2..] {
+                    *b ^= 0x55;
+                }
+            }
+        });
+        fs::write(
+            fx.src.join(format!("new-{round}.bin")),
+            pseudo_random(200_000, 40 + round as u64),
+        )
+        .unwrap();
+        let out = cairn(&fx.repo).arg("backup").arg(&fx.src).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{damage}: {err}");
+        let warnings = err.lines().filter(|l| l.contains("local index table")).count();
+        assert_eq!(warnings, 1, "{damage}: one warning expected: {err}");
+        assert!(err.contains("unusable"), "{err}");
+    }
+    // A table that failed while in use is gone; the next open rebuilds it.
+    assert!(tables(&fx).is_empty());
+    cairn(&fx.repo).args(["check", "--read-data"]).assert().success();
+    cairn(&fx.repo)
+        .args(["restore", "latest", "--target"])
+        .arg(&fx.target)
+        .assert()
+        .success();
+    assert_eq!(tables(&fx).len(), 1);
+    let mut want = cli_support::describe(&fx.src);
+    want.retain(|path, _| described.contains_key(path) || path.to_string_lossy().contains("new-"));
+    cli_support::assert_same_tree(
+        &want,
+        &cli_support::describe(&cli_support::restored(&fx.target, &fx.src)),
+    );
+}
+
+#[test]
+fn no_cache_keeps_the_index_in_memory_and_writes_no_table() {
+    let fx = fixture();
+    fs::remove_dir_all(cli_support::cache_of(&fx.repo)).unwrap();
+    fs::write(fx.src.join("more.bin"), pseudo_random(100_000, 9)).unwrap();
+    cairn(&fx.repo)
+        .args(["--no-cache", "backup"])
+        .arg(&fx.src)
+        .assert()
+        .success();
+    cairn(&fx.repo)
+        .args(["--no-cache", "check", "--read-data"])
+        .assert()
+        .success();
+    assert!(tables(&fx).is_empty());
+    assert!(!cli_support::cache_of(&fx.repo).exists());
+    // With the cache again, a table is written and agrees.
+    cairn(&fx.repo).args(["check"]).assert().success();
+    cairn(&fx.repo).arg("backup").arg(&fx.src).assert().success();
+    assert_eq!(tables(&fx).len(), 1);
+}

@@ -206,7 +206,7 @@ fn repair_snapshots_drops_exactly_the_files_of_a_lost_pack() {
     let all = snapshot_files(&repo);
     // A pack of data blobs only, and the files with a blob in it.
     let mut by_pack: BTreeMap<PackId, Vec<BlobKind>> = BTreeMap::new();
-    for (_, loc) in repo.index().locations() {
+    for (_, loc) in repo.index().locations().map(|r| r.unwrap()) {
         by_pack.entry(loc.pack).or_default().push(loc.kind);
     }
     let (pack, _) = by_pack

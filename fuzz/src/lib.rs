@@ -36,7 +36,7 @@ const KINDS: [ObjectKind; 8] = [
 pub type Target = fn(&[u8]);
 
 /// Every target by name, as its corpus directory is named.
-pub const TARGETS: [(&str, Target); 10] = [
+pub const TARGETS: [(&str, Target); 11] = [
     ("envelope", envelope),
     ("open", open),
     ("pack_header", pack_header),
@@ -47,7 +47,17 @@ pub const TARGETS: [(&str, Target); 10] = [
     ("key_file", key_file),
     ("lock", lock),
     ("k8s_object", k8s_object),
+    ("index_table", index_table),
 ];
+
+/// The local index table's decoder: the head, its counts and lists, and
+/// every bucket, under a fixed MAC key.
+pub fn index_table(data: &[u8]) {
+    if let Ok(n) = cairn::repo::index::read_table_bytes([7; 32], data.to_vec()) {
+        // Entries are 36 bytes each.
+        assert!(n <= data.len() / 36);
+    }
+}
 
 /// Envelope splitting for every kind, and plaintext unframing of the input
 /// itself and of the bytes after an envelope header and nonce.

@@ -163,15 +163,7 @@ impl Context {
     pub fn storage(&self) -> Result<DynStorage, CliError> {
         let location = self.global.repo.as_deref().ok_or(CliError::NoRepository)?;
         let options = StorageOptions::parse(&self.global.options).map_err(OpenError::from)?;
-        let cache = if self.global.no_cache {
-            None
-        } else {
-            self.global
-                .cache_dir
-                .clone()
-                .or_else(crate::storage::cache::default_root)
-        };
-        open_storage_with(location, &options, cache.as_deref())
+        open_storage_with(location, &options, self.cache_root().as_deref())
     }
 
     /// The password from the environment, a file, a command or a prompt.
@@ -179,11 +171,26 @@ impl Context {
         password::read(&self.global, prompt)
     }
 
-    /// Opens the repository.
+    /// The cache root, unless `--no-cache`.
+    fn cache_root(&self) -> Option<std::path::PathBuf> {
+        if self.global.no_cache {
+            return None;
+        }
+        self.global
+            .cache_dir
+            .clone()
+            .or_else(crate::storage::cache::default_root)
+    }
+
+    /// Opens the repository; its index is read through a local index table
+    /// in the cache unless `--no-cache`.
     pub fn open(&self) -> Result<Repository, CliError> {
         let storage = self.storage()?;
         let password = self.password("enter repository password: ")?;
-        let repo = Repository::open(storage, password.as_bytes())?;
+        let mut repo = Repository::open(storage, password.as_bytes())?;
+        if let Some(root) = self.cache_root() {
+            repo = repo.with_index_cache(&root);
+        }
         warn_skipped_keys(&repo);
         Ok(repo)
     }

@@ -54,6 +54,9 @@ pub const MASTER_KEY_LEN: usize = 96;
 /// Context string of the gear-table derivation.
 const GEAR_CONTEXT: &[u8] = b"cairn v1 fastcdc gear table";
 
+/// Context string of the key that authenticates the local index table.
+const INDEX_TABLE_CONTEXT: &str = "cairn v1 local index table MAC";
+
 /// Fills `buf` from the operating system's random source.
 pub fn random_bytes(buf: &mut [u8]) -> Result<(), CryptoError> {
     getrandom::fill(buf).map_err(|e| CryptoError::Random(e.to_string()))
@@ -141,6 +144,17 @@ impl MasterKey {
             *slot = u64::from_le_bytes(w);
         }
         table
+    }
+
+    /// The key of the keyed BLAKE3 that authenticates a local index table
+    /// (`format-spec/format.md`, "The local index table"): derived from the
+    /// encryption and id keys, so only holders of the master key can write a
+    /// table that verifies.
+    pub fn index_table_key(&self) -> Zeroizing<[u8; 32]> {
+        let mut hasher = blake3::Hasher::new_derive_key(INDEX_TABLE_CONTEXT);
+        hasher.update(&self.encryption);
+        hasher.update(&self.id_key);
+        Zeroizing::new(*hasher.finalize().as_bytes())
     }
 
     /// Appends the envelope of `plaintext` (compressed at `level` when that

@@ -37,11 +37,18 @@ impl fmt::Debug for RepositoryAccess {
 }
 
 impl RepositoryAccess {
-    /// Opens the repository. Blocks: call it inside [`run`] or
+    /// Opens the repository (its index read through a local table when a
+    /// cache directory is given). Blocks: call it inside [`run`] or
     /// [`with_repository`].
     pub fn open(&self) -> Result<Repository, K8sError> {
         let storage = open(&self.location, &self.options)?;
-        Ok(Repository::open(storage, self.password.as_bytes())?)
+        let repo = Repository::open(storage, self.password.as_bytes())?;
+        // The local index table lives beside the cache, for local
+        // repositories too.
+        Ok(match &self.options.cache {
+            Some(root) => repo.with_index_cache(root),
+            None => repo,
+        })
     }
 }
 

@@ -188,6 +188,14 @@ pub fn prune(
     };
     let live = reachable(repo, &mut report)?;
     let scan = scan_index(repo, &live)?;
+    // A local index table that failed while read may have hidden blobs
+    // from the scan: nothing is decided on such answers.
+    if let Some(path) = index.table_failed() {
+        return Err(PruneError::Repo(RepoError::IndexTable {
+            path: path.to_owned(),
+            reason: "it failed while prune read it; run prune again".into(),
+        }));
+    }
     let stored: HashMap<PackId, u64> = repo
         .block_on(repo.storage().list(FileKind::Pack))
         .map_err(RepoError::from)?
@@ -530,8 +538,9 @@ struct Scan {
 /// Whether this copy of a blob is the one a snapshot needs: the blob is
 /// reachable and the index reads it from this pack.
 fn is_used(index: &Index, live: &Bitmap, pack: &PackId, e: &PackEntry) -> bool {
-    index.position(e.kind, &e.id).is_some_and(|pos| live.get(pos))
-        && index.get(e.kind, &e.id).is_some_and(|loc| loc.pack == *pack)
+    index
+        .position_and_location(e.kind, &e.id)
+        .is_some_and(|(pos, loc)| live.get(pos) && loc.pack == *pack)
 }
 
 /// Reads the live index files one at a time and sums up each pack.

@@ -80,6 +80,8 @@ pub enum RepoError {
     LockThread(std::io::Error),
     #[error("the index is too large to load: {0}")]
     IndexTooLarge(String),
+    #[error("the local index table {} is unusable: {reason}", path.display())]
+    IndexTable { path: std::path::PathBuf, reason: String },
     #[error("tree {tree} holds entries more than {max} directories deep; refusing to walk further")]
     TreeTooDeep { tree: TreeId, max: usize },
     #[error(

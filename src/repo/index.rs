@@ -1,6 +1,8 @@
 //! The in-memory index: where each blob lives.
 
 use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::{RepoError, Repository, Result};
@@ -12,11 +14,18 @@ use crate::storage::{FileKind, Keep};
 
 mod build;
 mod chunked;
+mod disk;
+mod layered;
+mod spill;
 mod table;
+#[cfg(test)]
+mod table_tests;
 #[cfg(test)]
 mod tests;
 
 pub use build::IndexBuilder;
+pub use disk::TableError;
+use disk::TableFile;
 pub use table::KEY_LEN;
 use table::{Entry, Table};
 
@@ -40,10 +49,16 @@ pub struct BlobLocation {
 /// agree on those are the same blob to the index (see "The in-memory
 /// index" in `format-spec/security.md`); every blob read is still checked
 /// against its full id.
+///
+/// With a local index table (`format-spec/format.md`, "The local index table") the entries of the files the
+/// table was built from stay on disk: `data` and `tree` then hold only the
+/// overlay, the entries of files written since, and the pack, file and
+/// mark lists are those of table and overlay together.
 #[derive(Debug, Default)]
 pub struct Index {
     data: Table,
     tree: Table,
+    base: Option<Base>,
     /// Pack ids sorted, and the size of each.
     packs: Vec<PackId>,
     pack_sizes: Vec<u64>,
@@ -55,6 +70,55 @@ pub struct Index {
     /// Sorted by pack id.
     marked: Vec<MarkedPack>,
     duplicates: u64,
+}
+
+/// The part of an index that lives in a local table.
+#[derive(Debug)]
+struct Base {
+    table: Arc<TableFile>,
+    path: PathBuf,
+    /// Table pack ordinal to index pack ordinal; empty when they agree.
+    pack_map: Vec<u32>,
+    /// The table's own lists.
+    files: Vec<IndexId>,
+    passed_over: Vec<IndexId>,
+    marked: Vec<MarkedPack>,
+    duplicates: u64,
+    /// Overlay blobs also in the table.
+    cross: u64,
+    /// Set once a bucket failed to read or verify.
+    failed: AtomicBool,
+}
+
+impl Base {
+    fn pack(&self, ordinal: u32) -> u32 {
+        self.pack_map.get(ordinal as usize).copied().unwrap_or(ordinal)
+    }
+
+    /// A table that stopped verifying while in use is removed (the next
+    /// open rebuilds it) and reported once; its blobs count as unknown.
+    fn failure(&self, e: &disk::TableError) {
+        if !self.failed.swap(true, Ordering::Relaxed) {
+            let _ = std::fs::remove_file(&self.path);
+            eprintln!(
+                "warning: the local index table {} is unusable ({e}); it is rebuilt on the next open",
+                self.path.display()
+            );
+        }
+    }
+
+    fn find(&self, kind: BlobKind, id: &BlobId) -> Option<(usize, Entry)> {
+        match self.table.find(kind, id) {
+            Ok(found) => found.map(|(i, mut e)| {
+                e.pack = self.pack(e.pack);
+                (i, e)
+            }),
+            Err(e) => {
+                self.failure(&e);
+                None
+            }
+        }
+    }
 }
 
 impl Index {
@@ -85,27 +149,51 @@ impl Index {
         }
     }
 
-    fn find(&self, kind: BlobKind, id: &BlobId) -> Option<&Entry> {
+    /// Entries of `kind` in the table.
+    fn base_len(&self, kind: BlobKind) -> usize {
+        self.base.as_ref().map_or(0, |b| b.table.len(kind))
+    }
+
+    /// The position of the first blob of `kind`.
+    fn kind_start(&self, kind: BlobKind) -> usize {
+        match kind {
+            BlobKind::Data => 0,
+            BlobKind::Tree => self.base_len(BlobKind::Data) + self.data.len(),
+        }
+    }
+
+    /// The blob's position and entry (with an index pack ordinal): the
+    /// overlay's when it has the blob, else the table's.
+    fn find(&self, kind: BlobKind, id: &BlobId) -> Option<(usize, Entry)> {
         let table = self.table(kind);
-        table.find(id).and_then(|i| table.get(i))
+        if let Some(e) = table.find(id).and_then(|i| Some((i, *table.get(i)?))) {
+            return Some((self.kind_start(kind) + self.base_len(kind) + e.0, e.1));
+        }
+        let (i, e) = self.base.as_ref()?.find(kind, id)?;
+        Some((self.kind_start(kind) + i, e))
     }
 
     /// Where a blob of `kind` with `id` is stored. An id that agrees with an
     /// indexed one on its first [`KEY_LEN`] bytes finds that blob.
     pub fn get(&self, kind: BlobKind, id: &BlobId) -> Option<BlobLocation> {
-        self.find(kind, id).map(|e| self.location(kind, e))
+        self.find(kind, id).map(|(_, e)| self.location(kind, &e))
     }
 
     /// A dense ordinal of the blob in `0..len()`, stable while this index
     /// lives: callers keep per-blob flags (such as prune's reachability
     /// bitmap) in a vector indexed by it instead of a set of ids. Data
     /// blobs come first, then tree blobs.
+    ///
+    /// With a local table, the table's blobs of a kind come first, then
+    /// the overlay's; a blob in both has the overlay's position.
     pub fn position(&self, kind: BlobKind, id: &BlobId) -> Option<usize> {
-        let i = self.table(kind).find(id)?;
-        Some(match kind {
-            BlobKind::Data => i,
-            BlobKind::Tree => self.data.len() + i,
-        })
+        self.find(kind, id).map(|(pos, _)| pos)
+    }
+
+    /// [`Index::position`] and [`Index::get`] in one lookup (with a local
+    /// table, one bucket read instead of two).
+    pub fn position_and_location(&self, kind: BlobKind, id: &BlobId) -> Option<(usize, BlobLocation)> {
+        self.find(kind, id).map(|(pos, e)| (pos, self.location(kind, &e)))
     }
 
     pub fn contains(&self, kind: BlobKind, id: &BlobId) -> bool {
@@ -116,7 +204,8 @@ impl Index {
     /// deletion, so that a new snapshot may refer to it. (When a blob is in
     /// several packs, the index keeps a copy in an unmarked pack if any.)
     pub fn contains_live(&self, kind: BlobKind, id: &BlobId) -> bool {
-        self.find(kind, id).is_some_and(|e| !self.is_marked_ordinal(e.pack))
+        self.find(kind, id)
+            .is_some_and(|(_, e)| !self.is_marked_ordinal(e.pack))
     }
 
     /// Whether prune has marked `pack` for deletion.
@@ -130,9 +219,11 @@ impl Index {
             .is_some_and(|w| w & (1 << (pack % 64)) != 0)
     }
 
-    /// Number of distinct blobs.
+    /// Number of blob positions: distinct blobs, except that a blob both
+    /// in a local table (in a pack marked for deletion) and in the overlay
+    /// counts twice until the two are merged.
     pub fn len(&self) -> usize {
-        self.data.len() + self.tree.len()
+        self.base_len(BlobKind::Data) + self.base_len(BlobKind::Tree) + self.data.len() + self.tree.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -178,11 +269,61 @@ impl Index {
 
     /// Every blob's position (see [`Index::position`]) and location, in
     /// position order. Full ids are not kept; read the index files where
-    /// they are needed.
-    pub fn locations(&self) -> impl Iterator<Item = (usize, BlobLocation)> + '_ {
-        let data = self.data.iter().map(|e| self.location(BlobKind::Data, e));
-        let tree = self.tree.iter().map(|e| self.location(BlobKind::Tree, e));
-        data.chain(tree).enumerate()
+    /// they are needed. Reading a local table can fail (each bucket is
+    /// checked as it is read).
+    pub fn locations(&self) -> impl Iterator<Item = Result<(usize, BlobLocation)>> + '_ {
+        let part = move |kind: BlobKind| {
+            let base = self.base.iter().flat_map(move |base| {
+                base.table.entries(kind).map(move |r| {
+                    r.map(|(_, mut e)| {
+                        e.pack = base.pack(e.pack);
+                        self.location(kind, &e)
+                    })
+                    .map_err(|e| RepoError::IndexTable {
+                        path: base.path.clone(),
+                        reason: e.to_string(),
+                    })
+                })
+            });
+            base.chain(self.table(kind).iter().map(move |e| Ok(self.location(kind, e))))
+        };
+        part(BlobKind::Data)
+            .chain(part(BlobKind::Tree))
+            .enumerate()
+            .map(|(i, r)| r.map(|loc| (i, loc)))
+    }
+
+    /// Writes the local table of this index to `dir` under the table key of
+    /// `key` and returns the index read through it (for benchmarks and
+    /// tools; repositories do this on their own when opened with a cache).
+    pub fn into_table(self, dir: &Path, key: &crate::crypto::MasterKey) -> Result<Index> {
+        let key = disk::MacKey::new(key.index_table_key());
+        let name = layered::write_table(dir, &key, &self).map_err(|e| RepoError::IndexTable {
+            path: dir.to_owned(),
+            reason: e.to_string(),
+        })?;
+        drop(self);
+        layered::open_as_index(dir, &name, &key)
+    }
+
+    /// The local table this index reads, if a bucket of it failed to read
+    /// or verify since it was opened: lookups in that bucket answered
+    /// "not indexed", so callers that decide deletions must not trust them.
+    pub fn table_failed(&self) -> Option<&Path> {
+        self.base
+            .as_ref()
+            .filter(|b| b.failed.load(Ordering::Relaxed))
+            .map(|b| b.path.as_path())
+    }
+
+    /// The path of the local table this index reads, if any.
+    pub fn table_path(&self) -> Option<&Path> {
+        self.base.as_ref().map(|b| b.path.as_path())
+    }
+
+    /// Number of blobs held in memory (all, or the overlay's with a table).
+    pub fn in_memory_len(&self) -> usize {
+        self.data.len() + self.tree.len()
     }
 
     /// Heap bytes held by the index (tables, packs, file and mark lists).
@@ -195,7 +336,28 @@ impl Index {
             + self.marked_bits.capacity() * size_of::<u64>()
             + (self.files.capacity() + self.passed_over.capacity()) * size_of::<IndexId>()
             + self.marked.capacity() * size_of::<MarkedPack>()
+            + self.base.as_ref().map_or(0, |b| {
+                b.table.heap_bytes()
+                    + b.pack_map.capacity() * size_of::<u32>()
+                    + (b.files.capacity() + b.passed_over.capacity()) * size_of::<IndexId>()
+                    + b.marked.capacity() * size_of::<MarkedPack>()
+            })
     }
+}
+
+/// Opens a local index table held in `bytes` under the MAC key `key` and
+/// reads every bucket (the table decoder's fuzzing entry point); returns
+/// the number of entries.
+pub fn read_table_bytes(key: [u8; 32], bytes: Vec<u8>) -> std::result::Result<usize, TableError> {
+    let (table, _) = TableFile::open(Box::new(bytes), disk::MacKey::new(zeroize::Zeroizing::new(key)))?;
+    let mut n = 0;
+    for kind in [BlobKind::Data, BlobKind::Tree] {
+        for entry in table.entries(kind) {
+            entry?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// A repository with its index loaded: the only way to read or save blobs.
@@ -219,21 +381,29 @@ impl Deref for IndexedRepository {
 const LOAD_CONNECTIONS: usize = 8;
 
 impl Repository {
-    /// Reads every index file and builds the in-memory index.
+    /// Reads the index files and builds the index: through the local index
+    /// table when the repository has one (only the files it does not hold
+    /// are read), else every file into memory.
     pub fn load_index(self) -> Result<IndexedRepository> {
         let names: Vec<String> = self
             .block_on(self.storage.list(FileKind::Index))?
             .into_iter()
             .map(|info| info.name)
             .collect();
-        let mut builder = IndexBuilder::new();
-        self.read_index_files(names, |id, file| {
-            builder.add_file(id, file)?;
-            Ok(true)
-        })?;
+        let index = match self.index_dir.clone() {
+            Some(dir) => self.load_through_table(&dir, names)?,
+            None => {
+                let mut builder = IndexBuilder::new();
+                self.read_index_files(names, |id, file| {
+                    builder.add_file(id, file)?;
+                    Ok(true)
+                })?;
+                builder.finish()
+            }
+        };
         Ok(IndexedRepository {
             repo: self,
-            index: Arc::new(builder.finish()),
+            index: Arc::new(index),
         })
     }
 
@@ -352,9 +522,14 @@ impl IndexedRepository {
             drop(builder);
             return reload();
         }
+        let overlay = builder.finish();
+        let index = match (layered::base_parts(index), self.repo.index_dir()) {
+            (Some(parts), Some(dir)) => self.repo.settle(dir, layered::compose(parts, overlay)?),
+            _ => overlay,
+        };
         let refreshed = IndexedRepository {
             repo: self.repo.clone(),
-            index: Arc::new(builder.finish()),
+            index: Arc::new(index),
         };
         Ok((refreshed, Refresh::Added(count)))
     }

@@ -139,6 +139,11 @@ pub struct Repository {
     /// Key files passed over while opening (damaged, or out of bounds).
     skipped_keys: Vec<keys::SkippedKey>,
     rt: Arc<tokio::runtime::Runtime>,
+    /// BLAKE3 of the sealed config: names the repository's cache directory.
+    config_hash: [u8; 32],
+    /// Where the local index table is kept (none: the index is held in
+    /// memory).
+    index_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -198,12 +203,19 @@ impl Repository {
             key_name: String::new(),
             skipped_keys: Vec::new(),
             rt,
+            config_hash: [0; 32],
+            index_dir: None,
         };
         // The key goes first: a config without a key could never be opened.
         let key_name = repo.write_key(password, opts.kdf)?;
         let sealed = repo.key.seal(ObjectKind::Config, None, &repo.config.encode())?;
+        let config_hash = *blake3::hash(&sealed).as_bytes();
         repo.block_on(repo.storage.put(FileKind::Config, "config", Bytes::from(sealed)))?;
-        Ok(Self { key_name, ..repo })
+        Ok(Self {
+            key_name,
+            config_hash,
+            ..repo
+        })
     }
 
     /// Opens the repository in `storage` with `password`.
@@ -235,6 +247,7 @@ impl Repository {
             name: "config".into(),
             source,
         })?;
+        let config_hash = *blake3::hash(&sealed_config).as_bytes();
         let storage = match &config.object_lock {
             Some(lock) => match storage.set_retention(retention(lock)) {
                 Ok(()) => storage,
@@ -249,7 +262,24 @@ impl Repository {
             key_name,
             skipped_keys,
             rt,
+            config_hash,
+            index_dir: None,
         })
+    }
+
+    /// Keeps the local index table (`format-spec/format.md`, "The local index table") in this
+    /// repository's directory below the cache root `root`: the directory
+    /// a cache of the repository's files uses, named by its sealed config,
+    /// for local repositories too.
+    pub fn with_index_cache(mut self, root: &std::path::Path) -> Self {
+        let hex = blake3::Hash::from_bytes(self.config_hash).to_hex();
+        self.index_dir = Some(root.join(&hex.as_str()[..32]).join("tables"));
+        self
+    }
+
+    /// Where the local index table is kept, if anywhere.
+    pub fn index_dir(&self) -> Option<&std::path::Path> {
+        self.index_dir.as_deref()
     }
 
     pub fn config(&self) -> &Config {

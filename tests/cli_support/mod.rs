@@ -22,9 +22,18 @@ pub fn cairn(repo: &Path) -> Command {
         .env_remove("CAIRN_FROM_PASSWORD")
         .env_remove("CAIRN_FROM_PASSWORD_FILE")
         .env_remove("CAIRN_FROM_PASSWORD_COMMAND")
+        .env("XDG_CACHE_HOME", cache_of(repo))
         .arg("-r")
         .arg(repo);
     cmd
+}
+
+/// The cache root of the tests' commands on `repo` (its local index table
+/// lives there): beside the repository, so that it goes with it.
+pub fn cache_of(repo: &Path) -> PathBuf {
+    let mut name = repo.file_name().unwrap_or_default().to_owned();
+    name.push(".cache");
+    repo.with_file_name(name)
 }
 
 /// Creates a repository at `repo` with the given extra `init` arguments.

@@ -48,6 +48,8 @@ pub struct IndexBuilder {
     files: Vec<FileRun>,
     /// Superseded files of the index this builder started from.
     passed_over: Vec<IndexId>,
+    /// Duplicates already dropped from the index this builder started from.
+    carried_duplicates: u64,
 }
 
 fn too_large(what: &str) -> RepoError {
@@ -62,10 +64,22 @@ impl IndexBuilder {
     /// A builder holding all of `index` (its entries, packs and marks, as
     /// the files it was built from), to which files written since are
     /// added. Only files that supersede nothing may be added to it: the
-    /// files `index` passed over are not in it.
+    /// files `index` passed over are not in it. Of an index read through a
+    /// local table it holds the overlay only (with every pack).
     pub fn from_index(index: &Index) -> Self {
         let mut builder = Self::new();
-        let Some((&first, others)) = index.files.split_first() else {
+        // With a local table, only the overlay is in memory: its files are
+        // those the table does not hold.
+        let files: Vec<IndexId> = match &index.base {
+            Some(base) => index
+                .files
+                .iter()
+                .filter(|f| base.files.binary_search(f).is_err())
+                .copied()
+                .collect(),
+            None => index.files.clone(),
+        };
+        let Some((&first, others)) = files.split_first() else {
             return builder;
         };
         for (pack, size) in index.packs() {
@@ -101,6 +115,10 @@ impl IndexBuilder {
             });
         }
         builder.passed_over = index.passed_over.clone();
+        builder.carried_duplicates = match &index.base {
+            Some(base) => index.duplicates.saturating_sub(base.duplicates + base.cross),
+            None => index.duplicates,
+        };
         builder
     }
 
@@ -161,6 +179,7 @@ impl IndexBuilder {
             packs,
             files,
             passed_over,
+            carried_duplicates,
         } = self;
         let superseded: HashSet<IndexId> = files.iter().flat_map(|f| f.supersedes.iter().copied()).collect();
         let mut live: Vec<&FileRun> = files.iter().filter(|f| !superseded.contains(&f.id)).collect();
@@ -228,13 +247,14 @@ impl IndexBuilder {
         Index {
             data,
             tree,
+            base: None,
             packs: pack_ids,
             pack_sizes,
             marked_bits,
             files: live_files,
             passed_over,
             marked,
-            duplicates: data_dups + tree_dups,
+            duplicates: carried_duplicates + data_dups + tree_dups,
         }
     }
 }

@@ -103,6 +103,30 @@ impl Table {
         })
     }
 
+    /// The entries of bucket `b` (below [`BUCKETS`]) appended to `out`.
+    pub fn bucket_into(&self, b: usize, out: &mut Vec<Entry>) {
+        if let (Some(&lo), Some(&hi)) = (self.starts.get(b), self.starts.get(b + 1)) {
+            out.extend((lo as usize..hi as usize).filter_map(|i| self.entries.get(i).copied()));
+        }
+    }
+
+    /// Whether bucket `b` holds no entry.
+    pub fn bucket_is_empty(&self, b: usize) -> bool {
+        match (self.starts.get(b), self.starts.get(b + 1)) {
+            (Some(lo), Some(hi)) => lo == hi,
+            _ => true,
+        }
+    }
+
+    /// Replaces every entry's pack ordinal `p` with `map[p]`.
+    pub fn map_packs(&mut self, map: &[u32]) {
+        for i in 0..self.entries.len() {
+            let mut e = *self.entries.at(i);
+            e.pack = map[e.pack as usize];
+            self.entries.set(i, e);
+        }
+    }
+
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         self.starts.capacity() * std::mem::size_of::<u32>() + self.entries.heap_bytes()
