@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::{FileKind, Keep, ObjectInfo, Result, Storage, StorageError};
+use super::{FileKind, Keep, ObjectInfo, Result, Spool, Storage, StorageError};
 
 /// The kinds the cache keeps on every read: read by every command, never changed.
 const CACHED: [FileKind; 2] = [FileKind::Index, FileKind::Snapshot];
@@ -377,6 +377,21 @@ impl<S: Storage> Storage for CacheStorage<S> {
 
     async fn create(&self) -> Result<()> {
         self.inner.create().await
+    }
+
+    fn spool(&self, kind: FileKind) -> Result<Spool> {
+        self.inner.spool(kind)
+    }
+
+    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool) -> Result<()> {
+        self.inner.put_file(kind, name, spool).await?;
+        // Only objects the cache keeps are read back (packs are not).
+        if self.path(kind, name).is_some() {
+            if let Ok(data) = spool.read_all_async(kind, name).await {
+                self.keep(kind, name, &data).await;
+            }
+        }
+        Ok(())
     }
 
     async fn put(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
