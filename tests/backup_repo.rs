@@ -383,7 +383,7 @@ fn a_backup_to_a_local_repository_links_its_packs_into_place() {
     let indexed = repo.clone().load_index().unwrap();
     let done = backup_paths(
         &indexed,
-        &[src.clone()],
+        std::slice::from_ref(&src),
         &BackupOptions::default(),
         &Progress::default(),
     )
