@@ -3,11 +3,10 @@
 //! `save` is called from many CPU threads at once. It names the blob, skips
 //! it when the repository or this saver already has it, seals it into a
 //! per-thread buffer and appends it to one of several open packs chosen at
-//! random (so pack contents do not follow file order). Data packs are
-//! written to spools, temporary files the storage provides (for a local
-//! repository, beside the packs, so that storing one is a link), so a pack
-//! being filled or uploaded costs no memory; tree packs, which a local cache
-//! may keep, are filled in memory. Full packs go through
+//! random (so pack contents do not follow file order). Packs are written
+//! to spools, temporary files the storage provides (for a local repository,
+//! beside the packs, so that storing one is a link), so a pack being filled
+//! or uploaded costs no memory. Full packs go through
 //! a bounded channel to an upload task on the I/O runtime that keeps at most
 //! `connections` uploads in flight; every `INDEX_BATCH` uploaded packs, or
 //! sooner once they hold `INDEX_BLOBS` blobs, it writes an index file, so an interrupted backup leaves indexed packs the
@@ -134,7 +133,7 @@ impl BlobSaver {
         let failure = Arc::new(Mutex::new(None));
         let open_packs = opts.open_packs.max(1);
         let data = (0..open_packs)
-            .map(|_| data_packer(repo, pack_size, opts.dry_run))
+            .map(|_| new_packer(repo, pack_size, opts.dry_run))
             .collect::<Result<Vec<_>>>()?;
         let uploader = repo.runtime().spawn(upload_loop(
             Uploader {
@@ -150,7 +149,7 @@ impl BlobSaver {
             repo: repo.clone(),
             state: Mutex::new(State {
                 data,
-                tree: Packer::new(pack_size),
+                tree: new_packer(repo, pack_size, opts.dry_run)?,
                 reserved: Reserved::default(),
                 rng: u64::from_le_bytes(seed) | 1,
             }),
@@ -216,10 +215,7 @@ impl BlobSaver {
             if !packer.is_full() {
                 return Ok(None);
             }
-            let next = match kind {
-                BlobKind::Data => data_packer(&self.repo, self.pack_size, self.dry_run)?,
-                BlobKind::Tree => Packer::new(self.pack_size),
-            };
+            let next = new_packer(&self.repo, self.pack_size, self.dry_run)?;
             Ok(Some(std::mem::replace(packer, next)))
         })?;
         if let Some(packer) = full {
@@ -281,9 +277,9 @@ impl BlobSaver {
     }
 }
 
-/// A packer for data blobs, writing to a spool of the storage. A dry run
-/// whose storage makes none (a read-only view) packs in memory instead.
-fn data_packer(repo: &IndexedRepository, pack_size: usize, dry_run: bool) -> Result<Packer> {
+/// A packer writing to a spool of the storage. A dry run whose storage
+/// makes none (a read-only view) packs in memory instead.
+fn new_packer(repo: &IndexedRepository, pack_size: usize, dry_run: bool) -> Result<Packer> {
     match repo.storage().spool(FileKind::Pack) {
         Ok(spool) => Ok(Packer::spooled(pack_size, spool)),
         Err(_) if dry_run => Ok(Packer::new(pack_size)),
@@ -335,14 +331,13 @@ async fn upload_loop(up: Uploader, mut rx: mpsc::Receiver<Upload>) -> Result<(u6
             let target = storage.clone();
             uploads.spawn(async move {
                 let name = pack.id.to_hex();
+                // The next backup and listing read trees: a local cache may
+                // keep a pack of them.
+                let keep = pack.index.blobs.iter().all(|b| b.kind == BlobKind::Tree);
                 let stored = match &pack.bytes {
                     _ if dry_run => Ok(()),
-                    PackBytes::Spooled(spool) => target.put_file(FileKind::Pack, &name, spool).await,
-                    // The next backup and listing read these trees: a local
-                    // cache may keep the pack.
-                    PackBytes::Memory(bytes) if pack.index.blobs.iter().all(|b| b.kind == BlobKind::Tree) => {
-                        target.put_keep(FileKind::Pack, &name, bytes.clone()).await
-                    }
+                    PackBytes::Spooled(spool) => target.put_file(FileKind::Pack, &name, spool, keep).await,
+                    PackBytes::Memory(bytes) if keep => target.put_keep(FileKind::Pack, &name, bytes.clone()).await,
                     PackBytes::Memory(bytes) => target.put(FileKind::Pack, &name, bytes.clone()).await,
                 };
                 // The spool (stored or not) goes with the pack here.

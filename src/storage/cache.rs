@@ -383,12 +383,17 @@ impl<S: Storage> Storage for CacheStorage<S> {
         self.inner.spool(kind)
     }
 
-    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool) -> Result<()> {
-        self.inner.put_file(kind, name, spool).await?;
-        // Only objects the cache keeps are read back (packs are not).
-        if self.path(kind, name).is_some() {
+    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool, keep: bool) -> Result<()> {
+        self.inner.put_file(kind, name, spool, keep).await?;
+        // Only what the cache keeps is read back: objects it always keeps,
+        // and packs it is asked to keep.
+        let whole_pack = keep && kind == FileKind::Pack;
+        if self.path(kind, name).is_some() || whole_pack {
             if let Ok(data) = spool.read_all_async(kind, name).await {
                 self.keep(kind, name, &data).await;
+                if whole_pack {
+                    self.keep_pack(name, &data).await;
+                }
             }
         }
         Ok(())

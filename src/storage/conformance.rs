@@ -182,20 +182,20 @@ pub async fn put_file(s: &dyn Storage) {
         spool.append(part).expect("appending to a spool");
     }
     assert_eq!(spool.len(), data.len() as u64);
-    s.put_file(FileKind::Pack, &n, &spool)
+    s.put_file(FileKind::Pack, &n, &spool, false)
         .await
         .unwrap_or_else(|e| panic!("{loc}: put_file {n}: {e}"));
     assert!(
         must_get(s, FileKind::Pack, &n).await == data,
         "{loc}: put_file {n} reads back differently"
     );
-    let again = s.put_file(FileKind::Pack, &n, &spool).await;
+    let again = s.put_file(FileKind::Pack, &n, &spool, false).await;
     assert!(
         matches!(again, Err(StorageError::AlreadyExists { .. })),
         "{loc}: second put_file of {n} gave {again:?}"
     );
     let other = name("put_file", 1);
-    s.put_file(FileKind::Pack, &other, &spool)
+    s.put_file(FileKind::Pack, &other, &spool, true)
         .await
         .unwrap_or_else(|e| panic!("{loc}: put_file of the same spool as {other}: {e}"));
     assert!(
@@ -227,7 +227,7 @@ pub async fn put_file(s: &dyn Storage) {
     must_put(s, FileKind::Snapshot, &small, content("whole", 10)).await;
     let mut spool = s.spool(FileKind::Snapshot).expect("a spool");
     spool.append(b"other bytes").expect("appending to a spool");
-    let replaced = s.put_file(FileKind::Snapshot, &small, &spool).await;
+    let replaced = s.put_file(FileKind::Snapshot, &small, &spool, false).await;
     assert!(
         matches!(replaced, Err(StorageError::AlreadyExists { .. })),
         "{loc}: put_file over a put object gave {replaced:?}"

@@ -187,11 +187,11 @@ impl<S: Storage> Storage for RetryStorage<S> {
     }
 
     /// Retried like `put`; every attempt reads the spool from its start.
-    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool) -> Result<()> {
+    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool, keep: bool) -> Result<()> {
         let mut uncertain = false;
         let mut attempt = 1;
         loop {
-            match self.inner.put_file(kind, name, spool).await {
+            match self.inner.put_file(kind, name, spool, keep).await {
                 Ok(()) => return Ok(()),
                 Err(exists @ StorageError::AlreadyExists { .. }) if uncertain => {
                     let ours = spool.read_all_async(kind, name).await?;
@@ -293,7 +293,7 @@ impl<S: Storage> Storage for ReadOnlyStorage<S> {
         Err(StorageError::ReadOnly("store an object"))
     }
 
-    async fn put_file(&self, _kind: FileKind, _name: &str, _spool: &Spool) -> Result<()> {
+    async fn put_file(&self, _kind: FileKind, _name: &str, _spool: &Spool, _keep: bool) -> Result<()> {
         Err(StorageError::ReadOnly("store an object"))
     }
 
@@ -405,9 +405,9 @@ impl Storage for UnlockableStorage {
         self.inner.spool(kind)
     }
 
-    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool) -> Result<()> {
+    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool, keep: bool) -> Result<()> {
         self.refuse(kind)?;
-        self.inner.put_file(kind, name, spool).await
+        self.inner.put_file(kind, name, spool, keep).await
     }
 
     async fn get(&self, kind: FileKind, name: &str) -> Result<Bytes> {

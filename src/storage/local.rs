@@ -357,7 +357,7 @@ impl Storage for LocalStorage {
         }
     }
 
-    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool) -> Result<()> {
+    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool, _keep: bool) -> Result<()> {
         check_name(kind, name)?;
         let target = self.object_path(kind, name);
         let name = name.to_owned();

@@ -95,7 +95,7 @@ impl Storage for MemoryStorage {
         Spool::temporary()
     }
 
-    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool) -> Result<()> {
+    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool, _keep: bool) -> Result<()> {
         let data = spool.read_all_async(kind, name).await?;
         self.put(kind, name, data).await
     }

@@ -262,7 +262,9 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Stores the bytes written to `spool` as a new object, as `put` does
     /// (`AlreadyExists` rather than replace, durable on Ok). The spool is
     /// read from its start on every call, so a failed put can be repeated.
-    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool) -> Result<()>;
+    /// With `keep`, a local cache may keep a copy, as with `put_keep` (a
+    /// new pack of trees); storage without a cache simply stores it.
+    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool, keep: bool) -> Result<()>;
 
     /// Reads a whole object; fails with `TooLarge` rather than read more
     /// than [`FileKind::max_size`] bytes.

@@ -542,7 +542,7 @@ impl Storage for ObjectStorage {
 
     /// Reads the spool whole and stores it as `put` does: the bytes are in
     /// memory only while they are uploaded.
-    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool) -> Result<()> {
+    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool, _keep: bool) -> Result<()> {
         check_name(kind, name)?;
         let data = spool.read_all_async(kind, name).await?;
         self.put(kind, name, data).await

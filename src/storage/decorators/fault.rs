@@ -346,8 +346,8 @@ impl<S: Storage> Storage for FaultStorage<S> {
     }
 
     /// Faults of `Operation::Put` apply to it as to `put`.
-    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool) -> Result<()> {
-        let request = self.inner.put_file(kind, name, spool);
+    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool, keep: bool) -> Result<()> {
+        let request = self.inner.put_file(kind, name, spool, keep);
         self.run(Operation::Put, Some(kind), Some(name), request).await
     }
 

@@ -67,7 +67,7 @@ impl Storage for Recording {
         self.record("spool");
         Spool::temporary()
     }
-    async fn put_file(&self, _: FileKind, _: &str, _: &Spool) -> Result<()> {
+    async fn put_file(&self, _: FileKind, _: &str, _: &Spool, _: bool) -> Result<()> {
         self.record("put_file");
         Ok(())
     }
@@ -141,7 +141,7 @@ async fn call_all(s: &dyn Storage) -> Vec<(&'static str, bool)> {
         ("spool", s.spool(kind).is_ok()),
         ("put_file", {
             let spool = crate::storage::Spool::temporary().unwrap();
-            s.put_file(kind, &name, &spool).await.is_ok()
+            s.put_file(kind, &name, &spool, false).await.is_ok()
         }),
         ("get", s.get(kind, &name).await.is_ok()),
         ("get_range", s.get_range(kind, &name, 0, 4).await.is_ok()),

@@ -100,8 +100,8 @@ impl<S: Storage> Storage for SimulatedLock<S> {
         self.inner.spool(kind)
     }
 
-    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool) -> Result<()> {
-        self.inner.put_file(kind, name, spool).await?;
+    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool, keep: bool) -> Result<()> {
+        self.inner.put_file(kind, name, spool, keep).await?;
         self.lock_new(kind, name);
         Ok(())
     }
