@@ -116,7 +116,6 @@ pub struct BlobSaver {
     counters: Counters,
     pack_size: usize,
     rewrite_known: bool,
-    dry_run: bool,
 }
 
 thread_local! {
@@ -132,9 +131,7 @@ impl BlobSaver {
         let (tx, rx) = mpsc::channel(connections);
         let failure = Arc::new(Mutex::new(None));
         let open_packs = opts.open_packs.max(1);
-        let data = (0..open_packs)
-            .map(|_| new_packer(repo, pack_size, opts.dry_run))
-            .collect::<Result<Vec<_>>>()?;
+        let data = (0..open_packs).map(|_| new_packer(repo, pack_size)).collect();
         let uploader = repo.runtime().spawn(upload_loop(
             Uploader {
                 storage: repo.storage().clone(),
@@ -149,7 +146,7 @@ impl BlobSaver {
             repo: repo.clone(),
             state: Mutex::new(State {
                 data,
-                tree: new_packer(repo, pack_size, opts.dry_run)?,
+                tree: new_packer(repo, pack_size),
                 reserved: Reserved::default(),
                 rng: u64::from_le_bytes(seed) | 1,
             }),
@@ -160,7 +157,6 @@ impl BlobSaver {
             counters: Counters::default(),
             pack_size,
             rewrite_known: opts.rewrite_known,
-            dry_run: opts.dry_run,
         })
     }
 
@@ -215,7 +211,7 @@ impl BlobSaver {
             if !packer.is_full() {
                 return Ok(None);
             }
-            let next = new_packer(&self.repo, self.pack_size, self.dry_run)?;
+            let next = new_packer(&self.repo, self.pack_size);
             Ok(Some(std::mem::replace(packer, next)))
         })?;
         if let Some(packer) = full {
@@ -277,13 +273,13 @@ impl BlobSaver {
     }
 }
 
-/// A packer writing to a spool of the storage. A dry run whose storage
-/// makes none (a read-only view) packs in memory instead.
-fn new_packer(repo: &IndexedRepository, pack_size: usize, dry_run: bool) -> Result<Packer> {
+/// A packer writing to a spool of the storage. Where the storage can make
+/// none (a read-only view in a dry run, no writable temporary directory),
+/// the pack is filled in memory instead, as it was before spools.
+fn new_packer(repo: &IndexedRepository, pack_size: usize) -> Packer {
     match repo.storage().spool(FileKind::Pack) {
-        Ok(spool) => Ok(Packer::spooled(pack_size, spool)),
-        Err(_) if dry_run => Ok(Packer::new(pack_size)),
-        Err(e) => Err(e.into()),
+        Ok(spool) => Packer::spooled(pack_size, spool),
+        Err(_) => Packer::new(pack_size),
     }
 }
 

@@ -379,8 +379,18 @@ impl<S: Storage> Storage for CacheStorage<S> {
         self.inner.create().await
     }
 
+    /// Spools are made in the cache's directory, which is on a disk the
+    /// process may write to (in the cluster an emptyDir, where the root
+    /// file system and `/tmp` may be read-only); the inner storage's
+    /// place is the fallback.
     fn spool(&self, kind: FileKind) -> Result<Spool> {
-        self.inner.spool(kind)
+        // A new cache has no directory yet; a failure here only means the
+        // fallback.
+        if !self.dir.is_dir() {
+            use std::os::unix::fs::DirBuilderExt;
+            let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir);
+        }
+        Spool::create_in(&self.dir).or_else(|_| self.inner.spool(kind))
     }
 
     async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool, keep: bool) -> Result<()> {

@@ -233,8 +233,10 @@ async fn every_decorator_forwards_every_method_it_does_not_answer_itself() {
     .await;
 
     // The cache answers the preferred key itself: it is what remembers it.
+    // It makes spools in its own directory (writable where /tmp may not be).
     let inner = Recording::default();
     let dir = tempfile::tempdir().unwrap();
     let cache = CacheStorage::new(inner.clone(), dir.path());
-    check("cache", &cache, &inner, &["preferred", "set_preferred"]).await;
+    check("cache", &cache, &inner, &["preferred", "set_preferred", "spool"]).await;
+    assert_eq!(cache.spool(FileKind::Pack).unwrap().dir(), cache.dir());
 }
