@@ -22,7 +22,7 @@ use cairn::format::snapshot::{Snapshot, Summary};
 use cairn::format::tree::{Content, Node, NodeKind, Tree};
 use cairn::format::BlobKind;
 use cairn::id::{BlobId, TreeId};
-use cairn::repo::packer::Packer;
+use cairn::repo::packer::{PackBytes, Packer};
 use cairn::repo::{InitOptions, Repository};
 use cairn::storage::memory::MemoryStorage;
 use cairn::storage::{DynStorage, FileKind};
@@ -101,7 +101,7 @@ impl Writer<'_> {
         let key = self.repo.key();
         let id = BlobId(key.blob_id(plain));
         let sealed = or_die(key.seal(kind.object_kind(), None, plain), "seal");
-        self.packer.add(kind, id, plain.len() as u32, &sealed);
+        or_die(self.packer.add(kind, id, plain.len() as u32, &sealed), "pack");
         self.in_pack += 1;
         if self.in_pack >= self.per_pack {
             self.flush_pack();
@@ -119,7 +119,7 @@ impl Writer<'_> {
         let storage = self.repo.storage().clone();
         or_die(
             self.repo
-                .block_on(storage.put(FileKind::Pack, &pack.id.to_hex(), pack.bytes)),
+                .block_on(storage.put(FileKind::Pack, &pack.id.to_hex(), memory_bytes(pack.bytes))),
             "store pack",
         );
         self.file.push(pack.index);
@@ -262,4 +262,12 @@ fn main() {
         report.counters.packs,
         peak as f64 / n,
     );
+}
+
+/// The bytes of a pack filled in memory.
+fn memory_bytes(bytes: PackBytes) -> bytes::Bytes {
+    match bytes {
+        PackBytes::Memory(b) => b,
+        PackBytes::Spooled(_) => panic!("this benchmark packs in memory"),
+    }
 }

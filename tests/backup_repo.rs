@@ -305,6 +305,112 @@ fn failed_pack_upload_fails_the_backup_without_a_snapshot() {
     assert!(reopened.list_snapshots().unwrap().is_empty());
 }
 
+/// Every file under `dir`, recursively, by path below it.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            let name = entry.file_name().into_string().unwrap();
+            out.extend(files_under(&entry.path()).into_iter().map(|f| format!("{name}/{f}")));
+        } else {
+            out.push(entry.file_name().into_string().unwrap());
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_failed_upload_to_a_local_repository_leaves_only_whole_packs_and_no_temporary_file() {
+    use cairn::storage::decorators::{FaultRule, FaultStorage, Operation};
+    use cairn::storage::local::LocalStorage;
+
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    for i in 0..4 {
+        fs::write(src.join(format!("f{i}")), pseudo_random(2_000_000, 60 + i)).unwrap();
+    }
+    let root = dir.path().join("repo");
+    let fault = Arc::new(FaultStorage::new(LocalStorage::new(root.clone())));
+    let storage: DynStorage = fault.clone();
+    let repo = Repository::init(storage.clone(), b"pw", cli_support::small_repo_options()).unwrap();
+    // The third pack's store fails after it was done (its reply is lost),
+    // every later one before.
+    fault.add_rule(
+        FaultRule::on(Operation::Put)
+            .kind(FileKind::Pack)
+            .after(2)
+            .times(1)
+            .after_effect()
+            .permanent(),
+    );
+    fault.add_rule(FaultRule::on(Operation::Put).kind(FileKind::Pack).after(3).permanent());
+    let indexed = repo.clone().load_index().unwrap();
+    let err = backup_paths(&indexed, &[src], &BackupOptions::default(), &Progress::default()).unwrap_err();
+    assert!(err.to_string().contains("upload failed"), "{err}");
+
+    // Only packs, each whole under its name: no temporary file anywhere.
+    let packs = repo.block_on(storage.list(FileKind::Pack)).unwrap();
+    assert!(
+        packs.len() >= 3,
+        "the packs before the failure and the one whose reply was lost: {packs:?}"
+    );
+    let mut want: Vec<String> = packs.iter().map(|p| format!("{}/{}", &p.name[..2], p.name)).collect();
+    want.sort();
+    assert_eq!(files_under(&root.join("data")), want);
+    for pack in &packs {
+        let bytes = repo.block_on(storage.get(FileKind::Pack, &pack.name)).unwrap();
+        assert_eq!(cairn::id::PackId::hash_of(&bytes).to_hex(), pack.name);
+    }
+    // The repository is still readable.
+    let reopened = Repository::open(storage, b"pw").unwrap().load_index().unwrap();
+    assert!(reopened.list_snapshots().unwrap().is_empty());
+}
+
+#[test]
+fn a_backup_to_a_local_repository_links_its_packs_into_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    for i in 0..3 {
+        fs::write(src.join(format!("f{i}")), pseudo_random(1_500_000, 80 + i)).unwrap();
+    }
+    let root = dir.path().join("repo");
+    let storage: DynStorage = Arc::new(cairn::storage::local::LocalStorage::new(root.clone()));
+    let repo = Repository::init(storage.clone(), b"pw", cli_support::small_repo_options()).unwrap();
+    let indexed = repo.clone().load_index().unwrap();
+    let done = backup_paths(
+        &indexed,
+        std::slice::from_ref(&src),
+        &BackupOptions::default(),
+        &Progress::default(),
+    )
+    .unwrap();
+    let packs = repo.block_on(storage.list(FileKind::Pack)).unwrap();
+    assert!(packs.len() > 3, "{packs:?}");
+    for pack in &packs {
+        let path = root.join(FileKind::Pack.path(&pack.name));
+        let meta = fs::metadata(&path).unwrap();
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        assert_eq!(meta.permissions().mode() & 0o777, 0o400, "{}", path.display());
+        assert_eq!(meta.nlink(), 1, "{}: no other name is left", path.display());
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(cairn::id::PackId::hash_of(&bytes).to_hex(), pack.name);
+    }
+    let names: Vec<String> = files_under(&root.join("data"));
+    assert_eq!(names.len(), packs.len(), "{names:?}");
+    // Every pack reads back whole and every blob as it was saved.
+    let opts = cairn::check::CheckOptions {
+        read_data: cairn::check::ReadData::All,
+        ..Default::default()
+    };
+    let report = cairn::check::check(&repo, &opts).unwrap();
+    assert_eq!((report.errors, report.warnings), (0, 0), "{:?}", report.problems);
+    assert!(!done.snapshot.tree.to_hex().is_empty());
+}
+
 #[test]
 fn invalid_stdin_filename_is_named() {
     let (_s, repo) = small_repo();

@@ -96,6 +96,12 @@ impl<R: Read> ChunkReader<R> {
         self.buf
     }
 
+    /// Bytes the buffer can hold from its start (tests).
+    #[cfg(test)]
+    pub(crate) fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Bytes read from the source so far.
     pub fn bytes_read(&self) -> u64 {
         self.bytes_read
@@ -110,8 +116,15 @@ impl<R: Read> ChunkReader<R> {
     fn fill(&mut self) -> std::io::Result<()> {
         let mut filled = self.buf.len();
         // Reclaims the previous allocation when no chunk of it is alive
-        // (the tail is moved to its front); otherwise allocates a new one.
-        self.buf.reserve(self.capacity - filled);
+        // and the tail can move to its front; otherwise starts a new one of
+        // the same size. (`reserve` would double the allocation when the
+        // tail is longer than the bytes cut before it, and a reused buffer
+        // would keep the doubled size for good.)
+        if !self.buf.try_reclaim(self.capacity - filled) {
+            let mut fresh = BytesMut::with_capacity(self.capacity);
+            fresh.extend_from_slice(&self.buf);
+            self.buf = fresh;
+        }
         self.buf.resize(self.capacity, 0);
         let result = loop {
             if filled == self.capacity {

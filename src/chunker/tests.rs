@@ -321,3 +321,36 @@ fn reader_reuses_its_buffer_once_chunks_are_dropped() {
         highest - lowest
     );
 }
+
+#[test]
+fn a_reused_reader_buffer_never_grows_past_its_size() {
+    // Chunks dropped before every refill, as the backup does; chunks of
+    // half the buffer on average, so tails are often longer than the bytes
+    // cut before them. The buffer must keep its size.
+    let params = ChunkerParams {
+        min_size: 16384,
+        avg_size: 32768,
+        max_size: 65536,
+    };
+    let c = Chunker::new(gear(91), params);
+    let size = params.max_size as usize;
+    for seed in 0..8 {
+        let data = Rng(92 + seed).bytes(3 << 20);
+        let mut reader = ChunkReader::with_buffer_size(c.clone(), &data[..], 0);
+        let mut total = 0;
+        loop {
+            while let Some(chunk) = reader.next_buffered() {
+                total += chunk.len();
+            }
+            if !reader.fill_more().unwrap() {
+                break;
+            }
+            let held = reader.buffer_capacity();
+            assert!(
+                held <= size,
+                "seed {seed}: the buffer grew to {held} bytes (size {size})"
+            );
+        }
+        assert_eq!(total, data.len());
+    }
+}

@@ -115,6 +115,14 @@ fn decompress(payload: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
 /// With `level` set, the data is compressed with zstd and the compressed form
 /// is kept only when it is smaller; otherwise the data is stored as is.
 pub fn frame(level: Option<i32>, data: &[u8], out: &mut Vec<u8>) {
+    // Room for the largest outcome and the tag that follows, reserved
+    // exactly: a buffer reused for many blobs (a sealing scratch) then stays
+    // at the size of the largest one rather than doubling past it.
+    let bound = match level {
+        Some(_) => zstd::zstd_safe::compress_bound(data.len()),
+        None => data.len(),
+    };
+    out.reserve_exact(1 + bound + 64);
     if let Some(level) = level {
         let start = out.len();
         out.push(COMPRESSION_ZSTD);

@@ -3,12 +3,15 @@
 //! `save` is called from many CPU threads at once. It names the blob, skips
 //! it when the repository or this saver already has it, seals it into a
 //! per-thread buffer and appends it to one of several open packs chosen at
-//! random (so pack contents do not follow file order). Full packs go through
+//! random (so pack contents do not follow file order). Packs are written
+//! to spools, temporary files the storage provides (for a local repository,
+//! beside the packs, so that storing one is a link), so a pack being filled
+//! or uploaded costs no memory. Full packs go through
 //! a bounded channel to an upload task on the I/O runtime that keeps at most
 //! `connections` uploads in flight; every `INDEX_BATCH` uploaded packs, or
 //! sooner once they hold `INDEX_BLOBS` blobs, it writes an index file, so an interrupted backup leaves indexed packs the
-//! next run can reuse. Memory is bounded by the number of open packs, the
-//! channel and the uploads in flight.
+//! next run can reuse. Disk space and open files are bounded by the number
+//! of open packs, the channel and the uploads in flight.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,8 +20,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use super::packer::{FinishedPack, Packer};
-use super::recycle::Recycler;
+use super::packer::{FinishedPack, PackBytes, Packer};
 use super::reserved::Reserved;
 use super::{IndexedRepository, RepoError, Result};
 use crate::crypto::MasterKey;
@@ -81,12 +83,8 @@ pub struct Saved {
     pub new: bool,
 }
 
-/// The bodies of data packs: the open ones and the uploading ones.
-type BufferPool = Arc<Recycler<Vec<u8>>>;
-
-/// A finished pack, the permit that bounds packs in memory, and whether its
-/// buffer goes back to the pool (data packs) or is freed (tree packs).
-type Upload = (FinishedPack, OwnedSemaphorePermit, bool);
+/// A finished pack and the permit that bounds packs waiting to be stored.
+type Upload = (FinishedPack, OwnedSemaphorePermit);
 
 /// The upload task: packs uploaded and index files written.
 type UploadTask = tokio::task::JoinHandle<Result<(u64, Vec<IndexId>)>>;
@@ -111,10 +109,8 @@ pub struct BlobSaver {
     repo: IndexedRepository,
     state: Mutex<State>,
     tx: Mutex<Option<mpsc::Sender<Upload>>>,
-    /// One permit per finished pack held in memory until it is stored.
+    /// One permit per finished pack until it is stored.
     inflight: Arc<Semaphore>,
-    /// Buffers of stored packs, reused for new ones.
-    pool: BufferPool,
     uploader: Mutex<Option<UploadTask>>,
     failure: Arc<Mutex<Option<String>>>,
     counters: Counters,
@@ -135,14 +131,13 @@ impl BlobSaver {
         let (tx, rx) = mpsc::channel(connections);
         let failure = Arc::new(Mutex::new(None));
         let open_packs = opts.open_packs.max(1);
-        let pool: BufferPool = Arc::new(Recycler::new(open_packs + connections));
+        let data = (0..open_packs).map(|_| new_packer(repo, pack_size)).collect();
         let uploader = repo.runtime().spawn(upload_loop(
             Uploader {
                 storage: repo.storage().clone(),
                 key: repo.key_arc(),
                 connections,
                 dry_run: opts.dry_run,
-                pool: pool.clone(),
                 failure: failure.clone(),
             },
             rx,
@@ -150,27 +145,19 @@ impl BlobSaver {
         Ok(Self {
             repo: repo.clone(),
             state: Mutex::new(State {
-                data: (0..open_packs)
-                    .map(|_| Packer::with_buffer(pack_size, pool.take()))
-                    .collect(),
-                tree: Packer::new(pack_size),
+                data,
+                tree: new_packer(repo, pack_size),
                 reserved: Reserved::default(),
                 rng: u64::from_le_bytes(seed) | 1,
             }),
             tx: Mutex::new(Some(tx)),
             inflight: Arc::new(Semaphore::new(connections)),
-            pool,
             uploader: Mutex::new(Some(uploader)),
             failure,
             counters: Counters::default(),
             pack_size,
             rewrite_known: opts.rewrite_known,
         })
-    }
-
-    /// A buffer for a new pack: a reused one if any.
-    fn buffer(&self) -> Vec<u8> {
-        self.pool.take()
     }
 
     fn failed(&self) -> RepoError {
@@ -186,7 +173,7 @@ impl BlobSaver {
         if (!self.rewrite_known && self.repo.known(kind, &id)) || !lock(&self.state).reserved.insert(kind, &id) {
             return Ok(Saved { id, new: false });
         }
-        let full = SCRATCH.with(|cell| -> Result<Option<(Packer, bool)>> {
+        let full = SCRATCH.with(|cell| -> Result<Option<Packer>> {
             let mut scratch = cell.borrow_mut();
             scratch.clear();
             self.repo.key().seal_into(
@@ -217,33 +204,25 @@ impl BlobSaver {
                     &mut st.data[i]
                 }
             };
-            packer.add(kind, id, plaintext.len() as u32, &scratch);
+            packer.add(kind, id, plaintext.len() as u32, &scratch)?;
             if scratch.capacity() > 2 * crate::format::limits::MAX_BLOB {
                 *scratch = Vec::new();
             }
             if !packer.is_full() {
                 return Ok(None);
             }
-            // Data packs reuse pooled buffers (waiting while all are busy:
-            // the uploads are the bottleneck then); tree packs are small.
-            let next = match kind {
-                BlobKind::Data => self.buffer(),
-                BlobKind::Tree => Vec::new(),
-            };
-            Ok(Some((
-                std::mem::replace(packer, Packer::with_buffer(self.pack_size, next)),
-                kind == BlobKind::Data,
-            )))
+            let next = new_packer(&self.repo, self.pack_size);
+            Ok(Some(std::mem::replace(packer, next)))
         })?;
-        if let Some((packer, pooled)) = full {
-            self.send(packer, pooled)?;
+        if let Some(packer) = full {
+            self.send(packer)?;
         }
         Ok(Saved { id, new: true })
     }
 
     /// Finishes a full pack and queues it for upload, waiting while
     /// `connections` packs are already queued or uploading.
-    fn send(&self, packer: Packer, pooled: bool) -> Result<()> {
+    fn send(&self, packer: Packer) -> Result<()> {
         let permit = self
             .repo
             .runtime()
@@ -251,7 +230,7 @@ impl BlobSaver {
             .map_err(|_| self.failed())?;
         let pack = packer.finish(self.repo.key())?;
         let tx = lock(&self.tx).clone().ok_or_else(|| self.failed())?;
-        tx.blocking_send((pack, permit, pooled)).map_err(|_| self.failed())
+        tx.blocking_send((pack, permit)).map_err(|_| self.failed())
     }
 
     /// Counts so far.
@@ -276,9 +255,9 @@ impl BlobSaver {
             all.push(std::mem::replace(&mut st.tree, Packer::new(0)));
             all
         };
-        // Buffers come back to the pool only to be dropped with it.
+        // Empty packers drop their spools, which leaves nothing behind.
         for packer in packers.into_iter().filter(|p| !p.is_empty()) {
-            self.send(packer, false)?;
+            self.send(packer)?;
         }
         drop(lock(&self.tx).take());
         let handle = lock(&self.uploader).take().ok_or_else(|| self.failed())?;
@@ -291,6 +270,16 @@ impl BlobSaver {
             index_files,
             ..self.stats()
         })
+    }
+}
+
+/// A packer writing to a spool of the storage. Where the storage can make
+/// none (a read-only view in a dry run, no writable temporary directory),
+/// the pack is filled in memory instead, as it was before spools.
+fn new_packer(repo: &IndexedRepository, pack_size: usize) -> Packer {
+    match repo.storage().spool(FileKind::Pack) {
+        Ok(spool) => Packer::spooled(pack_size, spool),
+        Err(_) => Packer::new(pack_size),
     }
 }
 
@@ -307,7 +296,6 @@ struct Uploader {
     /// Uploads in flight at most.
     connections: usize,
     dry_run: bool,
-    pool: BufferPool,
     failure: Arc<Mutex<Option<String>>>,
 }
 
@@ -317,7 +305,6 @@ async fn upload_loop(up: Uploader, mut rx: mpsc::Receiver<Upload>) -> Result<(u6
         key,
         connections,
         dry_run,
-        pool,
         failure,
     } = up;
     let mut uploads = tokio::task::JoinSet::new();
@@ -334,30 +321,24 @@ async fn upload_loop(up: Uploader, mut rx: mpsc::Receiver<Upload>) -> Result<(u6
                     packs += 1;
                 }
             }
-            let Some((pack, permit, pooled)) = rx.recv().await else {
+            let Some((pack, permit)) = rx.recv().await else {
                 break;
             };
             let target = storage.clone();
-            let pool = pool.clone();
             uploads.spawn(async move {
                 let name = pack.id.to_hex();
-                let stored = if dry_run {
-                    Ok(())
-                } else if pack.index.blobs.iter().all(|b| b.kind == BlobKind::Tree) {
-                    // The next backup and listing read these trees: a local
-                    // cache may keep the pack.
-                    target.put_keep(FileKind::Pack, &name, pack.bytes.clone()).await
-                } else {
-                    target.put(FileKind::Pack, &name, pack.bytes.clone()).await
+                // The next backup and listing read trees: a local cache may
+                // keep a pack of them.
+                let keep = pack.index.blobs.iter().all(|b| b.kind == BlobKind::Tree);
+                let stored = match &pack.bytes {
+                    _ if dry_run => Ok(()),
+                    PackBytes::Spooled(spool) => target.put_file(FileKind::Pack, &name, spool, keep).await,
+                    PackBytes::Memory(bytes) if keep => target.put_keep(FileKind::Pack, &name, bytes.clone()).await,
+                    PackBytes::Memory(bytes) => target.put(FileKind::Pack, &name, bytes.clone()).await,
                 };
+                // The spool (stored or not) goes with the pack here.
+                drop(pack.bytes);
                 drop(permit);
-                if pooled {
-                    // Once the storage has let go of the bytes, keep the buffer.
-                    match pack.bytes.try_into_mut() {
-                        Ok(buf) => pool.give(Vec::from(buf)),
-                        Err(_) => pool.forget(),
-                    }
-                }
                 stored?;
                 Ok::<_, RepoError>(pack.index)
             });
@@ -385,8 +366,6 @@ async fn upload_loop(up: Uploader, mut rx: mpsc::Receiver<Upload>) -> Result<(u6
     .await;
     if let Err(e) = result {
         *lock(&failure) = Some(e.to_string());
-        // Buffers of aborted uploads never come back: nobody may wait for them.
-        pool.close();
         rx.close();
         uploads.abort_all();
         return Err(e);

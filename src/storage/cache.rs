@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::{FileKind, Keep, ObjectInfo, Result, Storage, StorageError};
+use super::{FileKind, Keep, ObjectInfo, Result, Spool, Storage, StorageError};
 
 /// The kinds the cache keeps on every read: read by every command, never changed.
 const CACHED: [FileKind; 2] = [FileKind::Index, FileKind::Snapshot];
@@ -377,6 +377,36 @@ impl<S: Storage> Storage for CacheStorage<S> {
 
     async fn create(&self) -> Result<()> {
         self.inner.create().await
+    }
+
+    /// Spools are made in the cache's directory, which is on a disk the
+    /// process may write to (in the cluster an emptyDir, where the root
+    /// file system and `/tmp` may be read-only); the inner storage's
+    /// place is the fallback.
+    fn spool(&self, kind: FileKind) -> Result<Spool> {
+        // A new cache has no directory yet; a failure here only means the
+        // fallback.
+        if !self.dir.is_dir() {
+            use std::os::unix::fs::DirBuilderExt;
+            let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir);
+        }
+        Spool::create_in(&self.dir).or_else(|_| self.inner.spool(kind))
+    }
+
+    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool, keep: bool) -> Result<()> {
+        self.inner.put_file(kind, name, spool, keep).await?;
+        // Only what the cache keeps is read back: objects it always keeps,
+        // and packs it is asked to keep.
+        let whole_pack = keep && kind == FileKind::Pack;
+        if self.path(kind, name).is_some() || whole_pack {
+            if let Ok(data) = spool.read_all_async(kind, name).await {
+                self.keep(kind, name, &data).await;
+                if whole_pack {
+                    self.keep_pack(name, &data).await;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn put(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {

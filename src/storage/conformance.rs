@@ -29,6 +29,7 @@ pub async fn run_all(s: &dyn Storage) {
     create_and_config(s).await;
     put_and_get(s).await;
     put_never_overwrites(s).await;
+    put_file(s).await;
     missing_objects(s).await;
     ranges(s).await;
     list_every_kind(s).await;
@@ -164,6 +165,74 @@ pub async fn put_never_overwrites(s: &dyn Storage) {
         );
         assert_eq!(must_get(s, kind, &n).await, first, "{loc}: {kind} {n} was overwritten");
     }
+}
+
+/// An object written to a spool and stored with `put_file` reads back as
+/// written; a second `put_file` (or `put`) of the name fails with
+/// `AlreadyExists` and leaves it; the spool can be stored again under
+/// another name (every put reads it from its start); a spool that is only
+/// dropped stores nothing.
+pub async fn put_file(s: &dyn Storage) {
+    let loc = s.location();
+    let before = listed(s, FileKind::Pack).await;
+    let n = name("put_file", 0);
+    let data = content(&n, (3 << 20) + 5);
+    let mut spool = s.spool(FileKind::Pack).expect("a spool");
+    for part in data.chunks(1 << 20) {
+        spool.append(part).expect("appending to a spool");
+    }
+    assert_eq!(spool.len(), data.len() as u64);
+    s.put_file(FileKind::Pack, &n, &spool, false)
+        .await
+        .unwrap_or_else(|e| panic!("{loc}: put_file {n}: {e}"));
+    assert!(
+        must_get(s, FileKind::Pack, &n).await == data,
+        "{loc}: put_file {n} reads back differently"
+    );
+    let again = s.put_file(FileKind::Pack, &n, &spool, false).await;
+    assert!(
+        matches!(again, Err(StorageError::AlreadyExists { .. })),
+        "{loc}: second put_file of {n} gave {again:?}"
+    );
+    let other = name("put_file", 1);
+    s.put_file(FileKind::Pack, &other, &spool, true)
+        .await
+        .unwrap_or_else(|e| panic!("{loc}: put_file of the same spool as {other}: {e}"));
+    assert!(
+        must_get(s, FileKind::Pack, &other).await == data,
+        "{loc}: {other} differs"
+    );
+    drop(spool);
+
+    let mut unused = s.spool(FileKind::Pack).expect("a spool");
+    unused.append(b"never stored").expect("appending to a spool");
+    drop(unused);
+    let mut after = listed(s, FileKind::Pack).await;
+    after.retain(|o| !before.contains(o));
+    let mut want = vec![
+        ObjectInfo {
+            name: n,
+            size: data.len() as u64,
+        },
+        ObjectInfo {
+            name: other,
+            size: data.len() as u64,
+        },
+    ];
+    want.sort();
+    assert_eq!(after, want, "{loc}: packs listed after put_file");
+
+    // An object put whole cannot be replaced through a spool.
+    let small = name("put_file", 2);
+    must_put(s, FileKind::Snapshot, &small, content("whole", 10)).await;
+    let mut spool = s.spool(FileKind::Snapshot).expect("a spool");
+    spool.append(b"other bytes").expect("appending to a spool");
+    let replaced = s.put_file(FileKind::Snapshot, &small, &spool, false).await;
+    assert!(
+        matches!(replaced, Err(StorageError::AlreadyExists { .. })),
+        "{loc}: put_file over a put object gave {replaced:?}"
+    );
+    assert_eq!(must_get(s, FileKind::Snapshot, &small).await, content("whole", 10));
 }
 
 /// Reading what is not there is NotFound, never another error.

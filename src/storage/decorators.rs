@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{FileKind, Keep, ObjectInfo, Result, Retention, Storage, StorageError};
+use super::{FileKind, Keep, ObjectInfo, Result, Retention, Spool, Storage, StorageError};
 
 mod fault;
 #[cfg(test)]
@@ -123,17 +123,31 @@ impl<S: Storage> RetryStorage<S> {
             match result {
                 Ok(()) => return Ok(()),
                 Err(exists @ StorageError::AlreadyExists { .. }) if uncertain => {
-                    return match self.get(kind, name).await {
-                        Ok(stored) if stored == data => Ok(()),
-                        Ok(_) => Err(exists),
-                        Err(e) if e.is_not_found() => Err(exists),
-                        Err(e) => Err(e),
-                    };
+                    return self.stored_is(kind, name, &data, exists).await;
                 }
                 Err(e) => self.pause_or_fail(attempt, e).await?,
             }
             uncertain = true;
             attempt += 1;
+        }
+    }
+
+    /// After an uncertain put ran into `exists`: Ok if the stored object
+    /// is `data` (the earlier attempt stored it), else `exists`. Read as a
+    /// range, so the comparison is not refused for an object over its
+    /// kind's cap for whole reads.
+    async fn stored_is(&self, kind: FileKind, name: &str, data: &Bytes, exists: StorageError) -> Result<()> {
+        match self.size(kind, name).await {
+            Ok(size) if size == data.len() as u64 => {}
+            Ok(_) => return Err(exists),
+            Err(e) if e.is_not_found() => return Err(exists),
+            Err(e) => return Err(e),
+        }
+        match self.get_range(kind, name, 0, data.len() as u64).await {
+            Ok(stored) if stored == *data => Ok(()),
+            Ok(_) => Err(exists),
+            Err(e) if e.is_not_found() => Err(exists),
+            Err(e) => Err(e),
         }
     }
 
@@ -166,6 +180,28 @@ impl<S: Storage> Storage for RetryStorage<S> {
 
     async fn put(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
         self.put_with(kind, name, data, false).await
+    }
+
+    fn spool(&self, kind: FileKind) -> Result<Spool> {
+        self.inner.spool(kind)
+    }
+
+    /// Retried like `put`; every attempt reads the spool from its start.
+    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool, keep: bool) -> Result<()> {
+        let mut uncertain = false;
+        let mut attempt = 1;
+        loop {
+            match self.inner.put_file(kind, name, spool, keep).await {
+                Ok(()) => return Ok(()),
+                Err(exists @ StorageError::AlreadyExists { .. }) if uncertain => {
+                    let ours = spool.read_all_async(kind, name).await?;
+                    return self.stored_is(kind, name, &ours, exists).await;
+                }
+                Err(e) => self.pause_or_fail(attempt, e).await?,
+            }
+            uncertain = true;
+            attempt += 1;
+        }
     }
 
     async fn put_keep(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
@@ -250,6 +286,14 @@ impl<S: Storage> Storage for ReadOnlyStorage<S> {
     }
 
     async fn put(&self, _kind: FileKind, _name: &str, _data: Bytes) -> Result<()> {
+        Err(StorageError::ReadOnly("store an object"))
+    }
+
+    fn spool(&self, _kind: FileKind) -> Result<Spool> {
+        Err(StorageError::ReadOnly("store an object"))
+    }
+
+    async fn put_file(&self, _kind: FileKind, _name: &str, _spool: &Spool, _keep: bool) -> Result<()> {
         Err(StorageError::ReadOnly("store an object"))
     }
 
@@ -355,6 +399,15 @@ impl Storage for UnlockableStorage {
     async fn put(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
         self.refuse(kind)?;
         self.inner.put(kind, name, data).await
+    }
+
+    fn spool(&self, kind: FileKind) -> Result<Spool> {
+        self.inner.spool(kind)
+    }
+
+    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool, keep: bool) -> Result<()> {
+        self.refuse(kind)?;
+        self.inner.put_file(kind, name, spool, keep).await
     }
 
     async fn get(&self, kind: FileKind, name: &str) -> Result<Bytes> {

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    check_name, check_size, no_object_lock, FileKind, Keep, ObjectInfo, Result, Retention, Storage, StorageError,
+    check_name, check_size, no_object_lock, FileKind, Keep, ObjectInfo, Result, Retention, Spool, Storage, StorageError,
 };
 
 /// Prefix of files being written; never listed.
@@ -235,6 +235,26 @@ fn put_blocking(target: &Path, kind: FileKind, name: &str, data: &[u8]) -> Resul
     sync_dir(dir)
 }
 
+/// Stores a spool by linking its file under `target`; where it cannot be
+/// linked (another file system, no `/proc`), by copying its bytes.
+fn put_file_blocking(target: &Path, kind: FileKind, name: &str, spool: &Spool) -> Result<()> {
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let mut linked = spool.link_as(target, OBJECT_MODE);
+    if matches!(&linked, Err(e) if e.kind() == io::ErrorKind::NotFound) && kind == FileKind::Pack && !dir.exists() {
+        // A missing shard directory, as in `put_blocking`.
+        make_private_dir(dir).map_err(|e| io_error(dir, e))?;
+        linked = spool.link_as(target, OBJECT_MODE);
+    }
+    match linked {
+        Ok(()) => sync_dir(dir),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(StorageError::AlreadyExists {
+            kind,
+            name: name.to_owned(),
+        }),
+        Err(_) => put_blocking(target, kind, name, &spool.read_all(kind, name)?),
+    }
+}
+
 fn get_range_blocking(path: &Path, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Bytes> {
     let (file, size) = open_object(path, kind, name)?;
     let end = offset.checked_add(len).filter(|end| *end <= size);
@@ -324,6 +344,25 @@ impl Storage for LocalStorage {
         let target = self.object_path(kind, name);
         let name = name.to_owned();
         blocking(move || put_blocking(&target, kind, &name, &data)).await
+    }
+
+    /// Spools of packs are made in `data/`, on the file system of the
+    /// objects, so that storing one is a link.
+    fn spool(&self, kind: FileKind) -> Result<Spool> {
+        let dir = self.root.join(kind.dir());
+        match Spool::create_in(&dir) {
+            Ok(spool) => Ok(spool),
+            // Where the repository's directory refuses, copying still works.
+            Err(_) => Spool::temporary(),
+        }
+    }
+
+    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool, _keep: bool) -> Result<()> {
+        check_name(kind, name)?;
+        let target = self.object_path(kind, name);
+        let name = name.to_owned();
+        let spool = spool.try_clone()?;
+        blocking(move || put_file_blocking(&target, kind, &name, &spool)).await
     }
 
     async fn get(&self, kind: FileKind, name: &str) -> Result<Bytes> {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    check_name, check_size, no_object_lock, FileKind, Keep, ObjectInfo, Result, Retention, Storage, StorageError,
+    check_name, check_size, no_object_lock, FileKind, Keep, ObjectInfo, Result, Retention, Spool, Storage, StorageError,
 };
 
 /// Objects held in a map in memory; gone when dropped.
@@ -89,6 +89,15 @@ impl Storage for MemoryStorage {
             });
         }
         Ok(())
+    }
+
+    fn spool(&self, _kind: FileKind) -> Result<Spool> {
+        Spool::temporary()
+    }
+
+    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool, _keep: bool) -> Result<()> {
+        let data = spool.read_all_async(kind, name).await?;
+        self.put(kind, name, data).await
     }
 
     async fn put(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use spool::Spool;
+
 pub mod cache;
 pub mod decorators;
 pub mod local;
@@ -20,6 +22,7 @@ pub mod object;
 pub mod open;
 mod open_error;
 pub mod s3lock;
+pub mod spool;
 pub mod url;
 
 #[cfg(any(test, feature = "conformance"))]
@@ -249,6 +252,19 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Stores a new object. Fails with `AlreadyExists` rather than replace
     /// one. When it returns Ok the object is durable.
     async fn put(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()>;
+
+    /// A new empty file to write an object of `kind` into before
+    /// [`put_file`](Self::put_file) stores it, made where that is cheapest:
+    /// beside the objects of a local directory (storing is then a link),
+    /// in the temporary directory otherwise.
+    fn spool(&self, kind: FileKind) -> Result<Spool>;
+
+    /// Stores the bytes written to `spool` as a new object, as `put` does
+    /// (`AlreadyExists` rather than replace, durable on Ok). The spool is
+    /// read from its start on every call, so a failed put can be repeated.
+    /// With `keep`, a local cache may keep a copy, as with `put_keep` (a
+    /// new pack of trees); storage without a cache simply stores it.
+    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool, keep: bool) -> Result<()>;
 
     /// Reads a whole object; fails with `TooLarge` rather than read more
     /// than [`FileKind::max_size`] bytes.

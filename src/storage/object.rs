@@ -30,7 +30,7 @@ use opendal_http_transport_reqwest::ReqwestTransport;
 use super::open_error::OpenError;
 use super::s3lock::{S3Lock, S3LockConfig};
 use super::url::{ObjectLocation, Service, StorageOptions};
-use super::{check_name, check_size, FileKind, Keep, ObjectInfo, Result, Retention, Storage, StorageError};
+use super::{check_name, check_size, FileKind, Keep, ObjectInfo, Result, Retention, Spool, Storage, StorageError};
 
 /// Credentials given directly rather than through the environment: an S3
 /// access key id and secret (and session token), or an Azure storage
@@ -534,6 +534,18 @@ impl Storage for ObjectStorage {
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    fn spool(&self, _kind: FileKind) -> Result<Spool> {
+        Spool::temporary()
+    }
+
+    /// Reads the spool whole and stores it as `put` does: the bytes are in
+    /// memory only while they are uploaded.
+    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool, _keep: bool) -> Result<()> {
+        check_name(kind, name)?;
+        let data = spool.read_all_async(kind, name).await?;
+        self.put(kind, name, data).await
     }
 
     async fn put(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {

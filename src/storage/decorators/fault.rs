@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
-use crate::storage::{FileKind, ObjectInfo, Result, Storage, StorageError};
+use crate::storage::{FileKind, ObjectInfo, Result, Spool, Storage, StorageError};
 
 /// The requests a backend serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -338,6 +338,16 @@ impl<S: Storage> Storage for FaultStorage<S> {
 
     async fn put(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
         let request = self.inner.put(kind, name, data);
+        self.run(Operation::Put, Some(kind), Some(name), request).await
+    }
+
+    fn spool(&self, kind: FileKind) -> Result<Spool> {
+        self.inner.spool(kind)
+    }
+
+    /// Faults of `Operation::Put` apply to it as to `put`.
+    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool, keep: bool) -> Result<()> {
+        let request = self.inner.put_file(kind, name, spool, keep);
         self.run(Operation::Put, Some(kind), Some(name), request).await
     }
 

@@ -11,13 +11,15 @@ use bytes::Bytes;
 use super::simlock::SimulatedLock;
 use super::{FaultStorage, ReadOnlyStorage, RetryStorage, UnlockableStorage};
 use crate::storage::cache::CacheStorage;
-use crate::storage::{FileKind, Keep, ObjectInfo, Result, Retention, Storage, StorageError};
+use crate::storage::{FileKind, Keep, ObjectInfo, Result, Retention, Spool, Storage, StorageError};
 
 /// Every method of the trait.
-const ALL: [&str; 16] = [
+const ALL: [&str; 18] = [
     "location",
     "create",
     "put",
+    "spool",
+    "put_file",
     "get",
     "get_range",
     "size",
@@ -59,6 +61,14 @@ impl Storage for Recording {
     }
     async fn put(&self, _: FileKind, _: &str, _: Bytes) -> Result<()> {
         self.record("put");
+        Ok(())
+    }
+    fn spool(&self, _: FileKind) -> Result<Spool> {
+        self.record("spool");
+        Spool::temporary()
+    }
+    async fn put_file(&self, _: FileKind, _: &str, _: &Spool, _: bool) -> Result<()> {
+        self.record("put_file");
         Ok(())
     }
     async fn get(&self, _: FileKind, _: &str) -> Result<Bytes> {
@@ -128,6 +138,11 @@ async fn call_all(s: &dyn Storage) -> Vec<(&'static str, bool)> {
     vec![
         ("create", s.create().await.is_ok()),
         ("put", s.put(kind, &name, data.clone()).await.is_ok()),
+        ("spool", s.spool(kind).is_ok()),
+        ("put_file", {
+            let spool = crate::storage::Spool::temporary().unwrap();
+            s.put_file(kind, &name, &spool, false).await.is_ok()
+        }),
         ("get", s.get(kind, &name).await.is_ok()),
         ("get_range", s.get_range(kind, &name, 0, 4).await.is_ok()),
         ("size", s.size(kind, &name).await.is_ok()),
@@ -176,7 +191,16 @@ async fn every_decorator_forwards_every_method_it_does_not_answer_itself() {
         "read-only",
         &read_only,
         &inner,
-        &["create", "put", "put_keep", "delete", "extend_lock", "set_retention"],
+        &[
+            "create",
+            "put",
+            "spool",
+            "put_file",
+            "put_keep",
+            "delete",
+            "extend_lock",
+            "set_retention",
+        ],
     )
     .await;
     assert!(matches!(
@@ -209,8 +233,10 @@ async fn every_decorator_forwards_every_method_it_does_not_answer_itself() {
     .await;
 
     // The cache answers the preferred key itself: it is what remembers it.
+    // It makes spools in its own directory (writable where /tmp may not be).
     let inner = Recording::default();
     let dir = tempfile::tempdir().unwrap();
     let cache = CacheStorage::new(inner.clone(), dir.path());
-    check("cache", &cache, &inner, &["preferred", "set_preferred"]).await;
+    check("cache", &cache, &inner, &["preferred", "set_preferred", "spool"]).await;
+    assert_eq!(cache.spool(FileKind::Pack).unwrap().dir(), cache.dir());
 }

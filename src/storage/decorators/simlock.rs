@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::storage::{FileKind, ObjectInfo, Result, Retention, Storage, StorageError};
+use crate::storage::{FileKind, ObjectInfo, Result, Retention, Spool, Storage, StorageError};
 
 #[derive(Debug)]
 pub struct SimulatedLock<S> {
@@ -92,6 +92,16 @@ impl<S: Storage> Storage for SimulatedLock<S> {
 
     async fn put_keep(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
         self.inner.put_keep(kind, name, data).await?;
+        self.lock_new(kind, name);
+        Ok(())
+    }
+
+    fn spool(&self, kind: FileKind) -> Result<Spool> {
+        self.inner.spool(kind)
+    }
+
+    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool, keep: bool) -> Result<()> {
+        self.inner.put_file(kind, name, spool, keep).await?;
         self.lock_new(kind, name);
         Ok(())
     }
