@@ -25,7 +25,7 @@ use cairn::format::snapshot::{Snapshot, Summary};
 use cairn::format::tree::{Content, Node, NodeKind, Tree};
 use cairn::format::BlobKind;
 use cairn::id::{BlobId, TreeId};
-use cairn::repo::packer::Packer;
+use cairn::repo::packer::{PackBytes, Packer};
 use cairn::repo::saver::{INDEX_BATCH, INDEX_BLOBS};
 use cairn::repo::{InitOptions, Repository};
 use cairn::storage::local::LocalStorage;
@@ -83,7 +83,10 @@ impl<'a> Packs<'a> {
         let key = self.repo.key();
         let id = BlobId(key.blob_id(plain));
         let sealed = or_die(key.seal(self.kind.object_kind(), None, plain), "seal a blob");
-        self.packer.add(self.kind, id, plain.len() as u32, &sealed);
+        or_die(
+            self.packer.add(self.kind, id, plain.len() as u32, &sealed),
+            "pack a blob",
+        );
         self.in_pack += 1;
         if self.in_pack >= self.per_pack {
             self.flush();
@@ -98,10 +101,13 @@ impl<'a> Packs<'a> {
         self.in_pack = 0;
         let packer = std::mem::replace(&mut self.packer, Packer::new(1 << 20));
         let pack = or_die(packer.finish(self.repo.key()), "finish a pack");
+        let PackBytes::Memory(bytes) = pack.bytes else {
+            panic!("a packer made without a spool packs in memory")
+        };
         let storage = self.repo.storage().clone();
         or_die(
             self.repo
-                .block_on(storage.put(FileKind::Pack, &pack.id.to_hex(), pack.bytes)),
+                .block_on(storage.put(FileKind::Pack, &pack.id.to_hex(), bytes)),
             "store a pack",
         );
         self.done.push(pack.index);
