@@ -19,8 +19,9 @@ use crate::repo::BlobLocation;
 
 /// Largest gap of unneeded bytes read to merge two blobs into one request.
 pub const DEFAULT_MAX_GAP: u64 = 256 << 10;
-/// Largest single ranged read.
-pub const DEFAULT_MAX_RANGE: u64 = 32 << 20;
+/// Largest single ranged read: each restore thread holds one, so this
+/// bounds the sealed bytes in memory (a longer blob is read alone).
+pub const DEFAULT_MAX_RANGE: u64 = 4 << 20;
 
 /// How reads are merged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +114,19 @@ pub enum PlanError {
     MissingBlob { id: BlobId, path: PathBuf },
     #[error("{}: its content adds up to more than 2^64 bytes", crate::format::escape::path(path))]
     TooLarge { path: PathBuf },
+}
+
+impl PlanError {
+    /// The same error with its path joined to `base`.
+    pub fn under(self, base: &Path) -> Self {
+        match self {
+            Self::MissingBlob { id, path } => Self::MissingBlob {
+                id,
+                path: base.join(path),
+            },
+            Self::TooLarge { path } => Self::TooLarge { path: base.join(path) },
+        }
+    }
 }
 
 /// Plans the reads that restore `files`, each a path (for messages) and its
@@ -359,5 +373,41 @@ mod tests {
         let bytes: Vec<u8> = (10u8..60).collect();
         assert_eq!(range.slice(&bytes, &range.blobs[1]).unwrap()[0], 40);
         assert!(range.slice(&bytes[..30], &range.blobs[1]).is_none());
+    }
+
+    /// A restore thread holds one range at a time: by default a whole
+    /// 16 MiB pack is read in ranges of at most 4 MiB, and a longer blob
+    /// alone.
+    #[test]
+    fn default_ranges_hold_at_most_4_mib_or_one_blob() {
+        const MIB: u32 = 1 << 20;
+        let mut entries: Vec<(u8, BlobLocation)> = (0..15u8).map(|n| (n, loc(1, u32::from(n) * MIB, MIB))).collect();
+        entries.push((15, loc(1, 15 * MIB, 6 * MIB)));
+        let content: Vec<Content> = (0..16).map(|n| Content::Blob(id(n))).collect();
+        let p = plan(
+            [(Path::new("f"), content.as_slice())],
+            index(&entries),
+            PlanLimits::default(),
+        )
+        .unwrap();
+        let lengths: Vec<u64> = p.ranges.iter().map(|r| r.length).collect();
+        assert_eq!(lengths, vec![4 << 20, 4 << 20, 4 << 20, 3 << 20, 6 << 20]);
+        assert_eq!(p.read_bytes, 21 << 20);
+    }
+
+    #[test]
+    fn errors_name_the_file_under_the_target() {
+        let content = vec![Content::Blob(id(9))];
+        let err = plan(
+            [(Path::new("d/f"), content.as_slice())],
+            index(&[]),
+            PlanLimits::default(),
+        )
+        .unwrap_err()
+        .under(Path::new("/restore"));
+        assert!(
+            matches!(&err, PlanError::MissingBlob { path, .. } if path == Path::new("/restore/d/f")),
+            "{err}"
+        );
     }
 }
