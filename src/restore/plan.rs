@@ -10,7 +10,7 @@
 //! read once, front to back.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::format::tree::Content;
@@ -178,25 +178,24 @@ where
         out.file_writes.push(writes);
     }
 
+    drop(slots);
     out.blobs = blobs.len();
-    let mut by_pack: BTreeMap<PackId, Vec<PlannedBlob>> = BTreeMap::new();
-    for blob in blobs {
-        by_pack.entry(blob.location.pack).or_default().push(blob);
-    }
-    out.packs = by_pack.len();
-    for (pack, mut blobs) in by_pack {
-        blobs.sort_by(|a, b| a.start().cmp(&b.start()).then(a.id.cmp(&b.id)));
-        coalesce(pack, blobs, limits, &mut out.ranges);
-    }
+    // Sorted in place by pack and offset, then moved into the ranges one by
+    // one: no second copy of the blobs grouped by pack.
+    blobs.sort_unstable_by(|a, b| (a.location.pack, a.start(), a.id).cmp(&(b.location.pack, b.start(), b.id)));
+    out.packs = blobs.chunk_by(|a, b| a.location.pack == b.location.pack).count();
+    coalesce(blobs, limits, &mut out.ranges);
+    out.ranges.shrink_to_fit();
     out.read_bytes = out.ranges.iter().map(|r| r.length).sum();
     Ok(out)
 }
 
-/// Merges the offset-sorted blobs of one pack into ranged reads.
-fn coalesce(pack: PackId, blobs: Vec<PlannedBlob>, limits: PlanLimits, ranges: &mut Vec<ReadRange>) {
+/// Merges blobs sorted by pack and offset into ranged reads, each within
+/// one pack.
+fn coalesce(blobs: Vec<PlannedBlob>, limits: PlanLimits, ranges: &mut Vec<ReadRange>) {
     let mut current: Option<ReadRange> = None;
     for blob in blobs {
-        if let Some(range) = current.as_mut() {
+        if let Some(range) = current.as_mut().filter(|r| r.pack == blob.location.pack) {
             let end = range.offset + range.length;
             let new_end = end.max(blob.end());
             let gap = blob.start().saturating_sub(end);
@@ -207,7 +206,7 @@ fn coalesce(pack: PackId, blobs: Vec<PlannedBlob>, limits: PlanLimits, ranges: &
             }
         }
         let next = ReadRange {
-            pack,
+            pack: blob.location.pack,
             offset: blob.start(),
             length: u64::from(blob.location.length),
             blobs: vec![blob],
