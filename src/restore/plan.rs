@@ -182,7 +182,7 @@ where
     out.blobs = blobs.len();
     // Sorted in place by pack and offset, then moved into the ranges one by
     // one: no second copy of the blobs grouped by pack.
-    blobs.sort_unstable_by(|a, b| (a.location.pack, a.start(), a.id).cmp(&(b.location.pack, b.start(), b.id)));
+    blobs.sort_unstable_by_key(|b| (b.location.pack, b.start(), b.id));
     out.packs = blobs.chunk_by(|a, b| a.location.pack == b.location.pack).count();
     coalesce(blobs, limits, &mut out.ranges);
     out.ranges.shrink_to_fit();
