@@ -1,14 +1,13 @@
-//! `--read-data`: download packs in full and verify every byte.
+//! `--read-data`: read packs piece by piece and verify every byte.
 
 use std::str::FromStr;
 
 use rayon::prelude::*;
 
 use super::report::{ObjectType, Problem, Severity};
-use super::structure::{compare_header, open_header, PackView};
 use super::CheckReport;
 use crate::crypto::MasterKey;
-use crate::format::pack::{header_location, PackEntry, TRAILER_LEN};
+use crate::format::pack::PackEntry;
 use crate::format::{limits, BlobKind};
 use crate::id::PackId;
 
@@ -113,55 +112,118 @@ pub fn pack_number(id: &PackId) -> u64 {
     u64::from_be_bytes(first)
 }
 
-/// Checks one whole pack: its hash, its header and every blob.
-pub(super) fn verify_pack(key: &MasterKey, id: &PackId, bytes: &[u8], pack: &PackView<'_>, report: &mut CheckReport) {
-    let actual = PackId::hash_of(bytes);
-    if actual != *id {
-        report.error(
-            ObjectType::Pack,
+/// Largest piece of a pack `--read-data` holds at once (a larger blob is
+/// read whole, as one piece).
+pub(super) const PIECE: u64 = 4 << 20;
+
+/// A run of consecutive bytes of a pack and the blobs that lie in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Piece {
+    pub offset: u64,
+    pub length: u64,
+    /// Positions in the pack's listing of the blobs checked from this piece.
+    pub blobs: Vec<u32>,
+}
+
+/// Cuts a pack of `size` bytes into consecutive pieces that cover all of
+/// it, each at most `max` bytes long unless a single blob is longer. No
+/// listed blob is split between pieces (overlapping listings keep their
+/// blobs together); gaps, the header and the trailer join the piece before
+/// them; blobs listed past the end land in the last piece, where they fail.
+pub(super) fn pieces(size: u64, blobs: &[PackEntry], max: u64) -> Vec<Piece> {
+    let mut order: Vec<u32> = (0..blobs.len() as u32).collect();
+    order.sort_by_key(|&b| (blobs[b as usize].offset, b));
+    let mut out = Vec::new();
+    let mut current = Piece {
+        offset: 0,
+        length: 0,
+        blobs: Vec::new(),
+    };
+    // Where the blobs of the current piece end (at most `size`).
+    let mut reach = 0u64;
+    for b in order {
+        let entry = &blobs[b as usize];
+        let start = u64::from(entry.offset);
+        let end = entry.end().min(size);
+        let fits = end.saturating_sub(current.offset) <= max;
+        if start < size && start >= reach && !current.blobs.is_empty() && !fits {
+            current.length = start - current.offset;
+            let next = Piece {
+                offset: start,
+                length: 0,
+                blobs: Vec::new(),
+            };
+            out.push(std::mem::replace(&mut current, next));
+        }
+        current.blobs.push(b);
+        reach = reach.max(end);
+    }
+    current.length = size - current.offset;
+    out.push(current);
+    out
+}
+
+/// The whole-pack hash of `--read-data`, fed one piece at a time in order.
+pub(super) struct PackHash {
+    id: PackId,
+    hasher: blake3::Hasher,
+}
+
+impl PackHash {
+    pub fn new(id: PackId) -> Self {
+        Self {
             id,
-            format!("is corrupt: its contents hash to {actual}"),
+            hasher: blake3::Hasher::new(),
+        }
+    }
+
+    /// Hashes the next piece and checks its blobs (in parallel, while it
+    /// hashes), reporting each damaged one.
+    pub fn piece(
+        &mut self,
+        key: &MasterKey,
+        piece: &Piece,
+        bytes: &[u8],
+        entries: &[PackEntry],
+        report: &mut CheckReport,
+    ) {
+        let id = self.id;
+        let hasher = &mut self.hasher;
+        let ((), problems) = rayon::join(
+            || {
+                hasher.update(bytes);
+            },
+            || {
+                piece
+                    .blobs
+                    .par_iter()
+                    .filter_map(|&b| verify_blob(key, &id, piece.offset, bytes, &entries[b as usize]).err())
+                    .collect::<Vec<Problem>>()
+            },
         );
+        report.counters.blobs_verified += (piece.blobs.len() - problems.len()) as u64;
+        for p in problems {
+            report.add(p.severity, p.object_kind, p.object_id, p.message);
+        }
     }
-    let size = bytes.len() as u64;
-    if size != pack.size {
-        report.error(
-            ObjectType::Pack,
-            id,
-            format!("has {size} bytes but index {} says {}", pack.index_file, pack.size),
-        );
-    }
-    match read_header(key, bytes) {
-        Ok(header) => compare_header(id, &header, pack, report),
-        Err(msg) => report.error(ObjectType::Pack, id, msg),
-    }
-    let problems: Vec<Problem> = pack
-        .blobs
-        .par_iter()
-        .filter_map(|entry| verify_blob(key, id, bytes, entry).err())
-        .collect();
-    report.counters.blobs_verified += (pack.blobs.len() - problems.len()) as u64;
-    for p in problems {
-        report.add(p.severity, p.object_kind, p.object_id, p.message);
+
+    /// After the last piece: reports the pack if its bytes do not hash to
+    /// its id.
+    pub fn finish(self, report: &mut CheckReport) {
+        let actual = PackId(*self.hasher.finalize().as_bytes());
+        if actual != self.id {
+            report.error(
+                ObjectType::Pack,
+                self.id,
+                format!("is corrupt: its contents hash to {actual}"),
+            );
+        }
     }
 }
 
-fn read_header(key: &MasterKey, bytes: &[u8]) -> Result<crate::format::pack::PackHeader, String> {
-    let size = bytes.len();
-    let trailer: [u8; TRAILER_LEN] = bytes
-        .get(size.saturating_sub(TRAILER_LEN)..)
-        .and_then(|t| t.try_into().ok())
-        .ok_or_else(|| format!("is only {size} bytes long"))?;
-    let (offset, len) = header_location(size as u64, trailer).map_err(|e| e.to_string())?;
-    let start = offset as usize;
-    let sealed = bytes
-        .get(start..start + len as usize)
-        .ok_or_else(|| format!("its header at {offset} runs past its end"))?;
-    open_header(key, sealed, offset)
-}
-
-/// Opens one blob of a pack and checks it against its id.
-fn verify_blob(key: &MasterKey, pack: &PackId, bytes: &[u8], entry: &PackEntry) -> Result<(), Problem> {
+/// Opens one blob of a pack and checks it against its id; `bytes` are the
+/// pack's bytes from `base` on.
+fn verify_blob(key: &MasterKey, pack: &PackId, base: u64, bytes: &[u8], entry: &PackEntry) -> Result<(), Problem> {
     let kind = match entry.kind {
         BlobKind::Data => ObjectType::DataBlob,
         BlobKind::Tree => ObjectType::Tree,
@@ -172,8 +234,9 @@ fn verify_blob(key: &MasterKey, pack: &PackId, bytes: &[u8], entry: &PackEntry) 
         object_id: entry.id.to_hex(),
         message,
     };
-    let sealed = bytes
-        .get(entry.offset as usize..entry.end() as usize)
+    let start = u64::from(entry.offset).checked_sub(base);
+    let sealed = start
+        .and_then(|start| bytes.get(usize::try_from(start).ok()?..usize::try_from(entry.end() - base).ok()?))
         .ok_or_else(|| fail(format!("at offset {} runs past the end of pack {pack}", entry.offset)))?;
     let limit = match entry.kind {
         BlobKind::Data => limits::MAX_BLOB,
@@ -250,5 +313,50 @@ mod tests {
             Subset::Percent(50.0).selection(std::iter::empty(), [1; 32]),
             Selection::Nothing
         );
+    }
+
+    fn entry(offset: u32, length: u32) -> PackEntry {
+        PackEntry {
+            kind: BlobKind::Data,
+            id: crate::id::BlobId([offset as u8; 32]),
+            offset,
+            length,
+            raw_length: length,
+        }
+    }
+
+    fn spans(pieces: &[Piece]) -> Vec<(u64, u64, Vec<u32>)> {
+        pieces.iter().map(|p| (p.offset, p.length, p.blobs.clone())).collect()
+    }
+
+    #[test]
+    fn pieces_cover_the_pack_without_cutting_a_blob() {
+        // Listed out of order; a 250-byte header and trailer follow at 500.
+        let blobs = [entry(300, 200), entry(0, 100), entry(100, 100), entry(200, 100)];
+        let got = pieces(750, &blobs, 200);
+        assert_eq!(
+            spans(&got),
+            vec![(0, 200, vec![1, 2]), (200, 100, vec![3]), (300, 450, vec![0])]
+        );
+        // One blob longer than the piece size is one piece.
+        let got = pieces(1100, &[entry(0, 1000), entry(1000, 50)], 200);
+        assert_eq!(spans(&got), vec![(0, 1000, vec![0]), (1000, 100, vec![1])]);
+        // Everything fits: one piece.
+        assert_eq!(spans(&pieces(300, &blobs[1..3], 1 << 20)), vec![(0, 300, vec![0, 1])]);
+        // No blobs, or an empty pack: one piece of the whole.
+        assert_eq!(spans(&pieces(40, &[], 16)), vec![(0, 40, vec![])]);
+        assert_eq!(spans(&pieces(0, &[], 16)), vec![(0, 0, vec![])]);
+    }
+
+    #[test]
+    fn overlapping_and_overlong_listings_stay_whole_or_land_last() {
+        // 1 overlaps 0, so they share a piece although it grows past 100.
+        let blobs = [entry(0, 80), entry(50, 80), entry(130, 60), entry(900, 10)];
+        let got = pieces(300, &blobs, 100);
+        assert_eq!(spans(&got), vec![(0, 130, vec![0, 1]), (130, 170, vec![2, 3])]);
+        // A blob running past the end keeps its piece to the end.
+        let got = pieces(200, &[entry(0, 50), entry(100, 500)], 60);
+        assert_eq!(spans(&got), vec![(0, 100, vec![0]), (100, 100, vec![1])]);
+        assert_eq!(got.iter().map(|p| p.length).sum::<u64>(), 200);
     }
 }

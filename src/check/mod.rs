@@ -18,8 +18,9 @@
 //!    them lists a pack: other files that list it differently (error), the
 //!    pack missing from storage (error), its header (two ranged reads)
 //!    against the entries, blobs stored in several packs and indexed blobs
-//!    no snapshot reaches (info); with [`ReadData`], the pack is downloaded
-//!    whole and every blob is opened and checked against its id.
+//!    no snapshot reaches (info); with [`ReadData`], the pack is read in
+//!    pieces of at most 4 MiB (or one longer blob), in order, its hash is
+//!    checked and every blob is opened and checked against its id.
 //!
 //! Memory is the index, a bit per blob, a few bytes per pack and bounded
 //! buffers; no list of blob ids is kept beyond those reported. Reads run on
@@ -59,13 +60,16 @@ pub enum ReadData {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CheckOptions {
     pub read_data: ReadData,
-    /// Whole packs downloaded at once; memory use is about this many packs
-    /// plus two.
+    /// Pieces of packs (`piece_size`, or one longer blob) downloaded at once;
+    /// memory use is about this many pieces plus two.
     pub connections: usize,
     /// Small reads (index files, pack headers, trees) in flight at once.
     pub small_reads: usize,
     /// Unused blobs listed one by one before the rest is only counted.
     pub list_unused: usize,
+    /// Longest piece of a pack read and held at once by `--read-data` (a
+    /// longer blob is read as one piece).
+    pub piece_size: u64,
 }
 
 impl Default for CheckOptions {
@@ -75,15 +79,16 @@ impl Default for CheckOptions {
             connections: 2,
             small_reads: 8,
             list_unused: 100,
+            piece_size: data::PIECE,
         }
     }
 }
 
 /// Checks the repository and reports what it finds.
 pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, CheckError> {
-    if opts.connections == 0 || opts.small_reads == 0 {
+    if opts.connections == 0 || opts.small_reads == 0 || opts.piece_size == 0 {
         return Err(CheckError::InvalidOption(
-            "connections and small reads must be at least 1".into(),
+            "connections, small reads and the piece size must be at least 1".into(),
         ));
     }
     let mut report = CheckReport::default();

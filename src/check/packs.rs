@@ -5,12 +5,12 @@
 //! For each pack this pass compares the listings of the other files with
 //! the first one (by an 8-byte digest of size and entries), reports it if it
 //! is missing from storage or has another size there, reads its header and
-//! compares it with the entries, and with `--read-data` downloads it and
-//! verifies every blob. From the entries it finds blobs stored in several
+//! compares it with the entries, and with `--read-data` reads it in pieces
+//! and verifies its hash and every blob. From the entries it finds blobs stored in several
 //! packs and indexed blobs no snapshot reaches.
 //!
 //! Memory: per pack 16 bytes (first file, blob count, digest); one index
-//! file decoded and a few fetched; the headers and packs being read; and,
+//! file decoded and a few fetched; the headers and pack pieces being read; and,
 //! proportional to what is reported, the duplicate blobs and the first
 //! unused ones.
 
@@ -18,8 +18,8 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use bytes::Bytes;
 
-use super::concurrent::for_each_bounded;
-use super::data::{verify_pack, Selection};
+use super::concurrent::{for_each_bounded, for_each_in_order};
+use super::data::{pieces, PackHash, Piece, Selection};
 use super::report::ObjectType;
 use super::structure::{compare_header, decode_index, fetch_header, open_header, PackView, StoredPacks};
 use super::walk::Reached;
@@ -143,7 +143,7 @@ pub(super) fn check_packs(
             }
         };
         let mut headers: Vec<(usize, PackId, u64)> = Vec::new();
-        let mut reads: Vec<(usize, PackId)> = Vec::new();
+        let mut reads: Vec<(usize, PackId, u64)> = Vec::new();
         for (i, pack) in file.packs.iter().enumerate() {
             let Some(pos) = index.pack_position(&pack.id) else {
                 continue;
@@ -187,12 +187,12 @@ pub(super) fn check_packs(
             }
             headers.push((i, pack.id, size));
             if selection.contains(&pack.id) {
-                reads.push((i, pack.id));
+                reads.push((i, pack.id, size));
             }
         }
         check_headers(repo, &file, file_id, headers, opts.small_reads, report)?;
         if !reads.is_empty() {
-            read_packs(repo, &file, file_id, reads, opts.connections, report)?;
+            read_packs(repo, &file, reads, opts, report)?;
         }
     }
     drop(first);
@@ -257,44 +257,103 @@ fn check_headers(
     )
 }
 
-/// Downloads the packs `todo` of `file` with at most `connections` in
-/// flight and verifies each on the rayon pool while the next ones download.
+/// Reads the packs `todo` of `file` (with their sizes in storage) piece by
+/// piece in order, at most `connections` pieces in flight, and checks each
+/// piece on the rayon pool while the next ones download: the hash of the
+/// whole pack, and every blob. The header is compared with the listing by
+/// the header pass, which every pack goes through.
 fn read_packs(
     repo: &Repository,
     file: &IndexFile,
-    file_id: &IndexId,
-    todo: Vec<(usize, PackId)>,
-    connections: usize,
+    todo: Vec<(usize, PackId, u64)>,
+    opts: &CheckOptions,
     report: &mut CheckReport,
 ) -> Result<(), CheckError> {
     let storage = repo.storage().clone();
     let key = repo.key_arc();
-    for_each_bounded(
+    let mut jobs = Vec::new();
+    for (i, id, size) in todo {
+        let pieces = pieces(size, &file.packs[i].blobs, opts.piece_size);
+        let last = pieces.len() - 1;
+        jobs.extend(pieces.into_iter().enumerate().map(|(n, piece)| PieceJob {
+            pack: i,
+            id,
+            piece,
+            first: n == 0,
+            last: n == last,
+        }));
+    }
+    let mut current: Option<PackHash> = None;
+    for_each_in_order(
         repo.runtime(),
-        todo,
-        connections,
-        move |(i, id): (usize, PackId)| {
+        jobs.into_iter(),
+        opts.connections,
+        move |job: PieceJob| {
             let storage = storage.clone();
             async move {
-                let got = storage.get(FileKind::Pack, &id.to_hex()).await;
-                (i, id, got)
+                let got = match job.piece.length {
+                    0 => Ok(Bytes::new()),
+                    len => {
+                        storage
+                            .get_range(FileKind::Pack, &job.id.to_hex(), job.piece.offset, len)
+                            .await
+                    }
+                };
+                (job, got)
             }
         },
-        |(i, id, got)| match got {
-            Ok(bytes) => {
-                report.counters.bytes_read += bytes.len() as u64;
-                report.counters.packs_read += 1;
-                verify_pack(&key, &id, &bytes, &view(file, file_id, i), report);
+        |(job, got)| {
+            if job.first {
+                current = Some(PackHash::new(job.id));
             }
-            Err(e) => report.error(ObjectType::Pack, id, format!("cannot be read: {e}")),
+            // None: an earlier piece of this pack could not be read.
+            let Some(hash) = current.as_mut() else { return };
+            match got {
+                Ok(bytes) if bytes.len() as u64 == job.piece.length => {
+                    report.counters.bytes_read += bytes.len() as u64;
+                    hash.piece(&key, &job.piece, &bytes, &file.packs[job.pack].blobs, report);
+                    if job.last {
+                        report.counters.packs_read += 1;
+                        if let Some(hash) = current.take() {
+                            hash.finish(report);
+                        }
+                    }
+                }
+                Ok(bytes) => {
+                    current = None;
+                    report.error(
+                        ObjectType::Pack,
+                        job.id,
+                        format!(
+                            "cannot be read: {} bytes at {} came back as {}",
+                            job.piece.length,
+                            job.piece.offset,
+                            bytes.len()
+                        ),
+                    );
+                }
+                Err(e) => {
+                    current = None;
+                    report.error(ObjectType::Pack, job.id, format!("cannot be read: {e}"));
+                }
+            }
         },
     )
+}
+
+/// One piece of a pack to read and check.
+struct PieceJob {
+    /// The pack's position in its index file.
+    pack: usize,
+    id: PackId,
+    piece: Piece,
+    first: bool,
+    last: bool,
 }
 
 fn view<'a>(file: &'a IndexFile, file_id: &IndexId, i: usize) -> PackView<'a> {
     let pack = &file.packs[i];
     PackView {
-        size: pack.size,
         blobs: &pack.blobs,
         index_file: *file_id,
     }

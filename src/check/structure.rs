@@ -19,7 +19,6 @@ use crate::storage::{DynStorage, FileKind, ObjectInfo, StorageError};
 /// A pack as the first live index file (by id) that names it lists it.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PackView<'a> {
-    pub size: u64,
     pub blobs: &'a [PackEntry],
     pub index_file: IndexId,
 }

@@ -10,7 +10,7 @@
 //! read once, front to back.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::format::tree::Content;
@@ -19,8 +19,9 @@ use crate::repo::BlobLocation;
 
 /// Largest gap of unneeded bytes read to merge two blobs into one request.
 pub const DEFAULT_MAX_GAP: u64 = 256 << 10;
-/// Largest single ranged read.
-pub const DEFAULT_MAX_RANGE: u64 = 32 << 20;
+/// Largest single ranged read: each restore thread holds one, so this
+/// bounds the sealed bytes in memory (a longer blob is read alone).
+pub const DEFAULT_MAX_RANGE: u64 = 4 << 20;
 
 /// How reads are merged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +116,19 @@ pub enum PlanError {
     TooLarge { path: PathBuf },
 }
 
+impl PlanError {
+    /// The same error with its path joined to `base`.
+    pub fn under(self, base: &Path) -> Self {
+        match self {
+            Self::MissingBlob { id, path } => Self::MissingBlob {
+                id,
+                path: base.join(path),
+            },
+            Self::TooLarge { path } => Self::TooLarge { path: base.join(path) },
+        }
+    }
+}
+
 /// Plans the reads that restore `files`, each a path (for messages) and its
 /// content in order. File indices in the plan are positions in `files`.
 pub fn plan<'a, I, F>(files: I, lookup: F, limits: PlanLimits) -> Result<RestorePlan, PlanError>
@@ -164,25 +178,24 @@ where
         out.file_writes.push(writes);
     }
 
+    drop(slots);
     out.blobs = blobs.len();
-    let mut by_pack: BTreeMap<PackId, Vec<PlannedBlob>> = BTreeMap::new();
-    for blob in blobs {
-        by_pack.entry(blob.location.pack).or_default().push(blob);
-    }
-    out.packs = by_pack.len();
-    for (pack, mut blobs) in by_pack {
-        blobs.sort_by(|a, b| a.start().cmp(&b.start()).then(a.id.cmp(&b.id)));
-        coalesce(pack, blobs, limits, &mut out.ranges);
-    }
+    // Sorted in place by pack and offset, then moved into the ranges one by
+    // one: no second copy of the blobs grouped by pack.
+    blobs.sort_unstable_by_key(|b| (b.location.pack, b.start(), b.id));
+    out.packs = blobs.chunk_by(|a, b| a.location.pack == b.location.pack).count();
+    coalesce(blobs, limits, &mut out.ranges);
+    out.ranges.shrink_to_fit();
     out.read_bytes = out.ranges.iter().map(|r| r.length).sum();
     Ok(out)
 }
 
-/// Merges the offset-sorted blobs of one pack into ranged reads.
-fn coalesce(pack: PackId, blobs: Vec<PlannedBlob>, limits: PlanLimits, ranges: &mut Vec<ReadRange>) {
+/// Merges blobs sorted by pack and offset into ranged reads, each within
+/// one pack.
+fn coalesce(blobs: Vec<PlannedBlob>, limits: PlanLimits, ranges: &mut Vec<ReadRange>) {
     let mut current: Option<ReadRange> = None;
     for blob in blobs {
-        if let Some(range) = current.as_mut() {
+        if let Some(range) = current.as_mut().filter(|r| r.pack == blob.location.pack) {
             let end = range.offset + range.length;
             let new_end = end.max(blob.end());
             let gap = blob.start().saturating_sub(end);
@@ -193,7 +206,7 @@ fn coalesce(pack: PackId, blobs: Vec<PlannedBlob>, limits: PlanLimits, ranges: &
             }
         }
         let next = ReadRange {
-            pack,
+            pack: blob.location.pack,
             offset: blob.start(),
             length: u64::from(blob.location.length),
             blobs: vec![blob],
@@ -359,5 +372,41 @@ mod tests {
         let bytes: Vec<u8> = (10u8..60).collect();
         assert_eq!(range.slice(&bytes, &range.blobs[1]).unwrap()[0], 40);
         assert!(range.slice(&bytes[..30], &range.blobs[1]).is_none());
+    }
+
+    /// A restore thread holds one range at a time: by default a whole
+    /// 16 MiB pack is read in ranges of at most 4 MiB, and a longer blob
+    /// alone.
+    #[test]
+    fn default_ranges_hold_at_most_4_mib_or_one_blob() {
+        const MIB: u32 = 1 << 20;
+        let mut entries: Vec<(u8, BlobLocation)> = (0..15u8).map(|n| (n, loc(1, u32::from(n) * MIB, MIB))).collect();
+        entries.push((15, loc(1, 15 * MIB, 6 * MIB)));
+        let content: Vec<Content> = (0..16).map(|n| Content::Blob(id(n))).collect();
+        let p = plan(
+            [(Path::new("f"), content.as_slice())],
+            index(&entries),
+            PlanLimits::default(),
+        )
+        .unwrap();
+        let lengths: Vec<u64> = p.ranges.iter().map(|r| r.length).collect();
+        assert_eq!(lengths, vec![4 << 20, 4 << 20, 4 << 20, 3 << 20, 6 << 20]);
+        assert_eq!(p.read_bytes, 21 << 20);
+    }
+
+    #[test]
+    fn errors_name_the_file_under_the_target() {
+        let content = vec![Content::Blob(id(9))];
+        let err = plan(
+            [(Path::new("d/f"), content.as_slice())],
+            index(&[]),
+            PlanLimits::default(),
+        )
+        .unwrap_err()
+        .under(Path::new("/restore"));
+        assert!(
+            matches!(&err, PlanError::MissingBlob { path, .. } if path == Path::new("/restore/d/f")),
+            "{err}"
+        );
     }
 }

@@ -76,15 +76,15 @@ pub fn restore(
     let files: Vec<usize> = (0..entries.len())
         .filter(|&i| entries[i].kind == EntryKind::File && actions[i].writes())
         .collect();
-    let paths: Vec<PathBuf> = files.iter().map(|&i| opts.target.join(&entries[i].rel)).collect();
+    // Paths inside the target, joined to it only for a message.
     let plan = plan::plan(
         files
             .iter()
-            .zip(&paths)
-            .map(|(&i, path)| (path.as_path(), entries[i].node.content.as_slice())),
+            .map(|&i| (entries[i].rel.as_path(), entries[i].node.content.as_slice())),
         |id| repo.index().get(BlobKind::Data, id),
         PlanLimits::default(),
-    )?;
+    )
+    .map_err(|e| e.under(&opts.target))?;
     let mut summary = count(&entries, &actions, &plan, opts.dry_run);
     if opts.dry_run {
         return Ok(summary);
@@ -112,7 +112,7 @@ pub fn restore(
     if canceled(cancel) {
         return Err(RestoreError::Canceled);
     }
-    let mut writer = Writer::new(repo, &plan, &target, &files, &paths, threads, progress);
+    let mut writer = Writer::new(repo, &plan, &target, &files, threads, progress);
     writer.cancel = cancel;
     let replace: Vec<bool> = files.iter().map(|&i| actions[i] == Action::Replace).collect();
     let written = pool.install(|| {
@@ -329,8 +329,6 @@ struct Writer<'a> {
     target: &'a TargetDir<'a>,
     /// The entry of each planned file.
     files: &'a [usize],
-    /// The path of each planned file, for messages.
-    paths: &'a [PathBuf],
     /// Files one thread keeps open while writing one range.
     max_open: usize,
     /// Writes each file still waits for, plus one for its creation.
@@ -350,7 +348,6 @@ impl<'a> Writer<'a> {
         plan: &'a RestorePlan,
         target: &'a TargetDir<'a>,
         files: &'a [usize],
-        paths: &'a [PathBuf],
         threads: usize,
         progress: Option<ProgressFn<'a>>,
     ) -> Self {
@@ -359,7 +356,6 @@ impl<'a> Writer<'a> {
             plan,
             target,
             files,
-            paths,
             // Half the descriptor limit for the files of all threads.
             max_open: (open_file_limit() / 2 / threads).clamp(1, MAX_OPEN_FILES),
             remaining: plan.file_writes.iter().map(|w| AtomicUsize::new(w + 1)).collect(),
@@ -370,6 +366,11 @@ impl<'a> Writer<'a> {
             progress,
             cancel: None,
         }
+    }
+
+    /// The path of planned file `f`, for messages.
+    fn path(&self, f: usize) -> PathBuf {
+        self.target.path(self.files[f])
     }
 
     fn check_cancel(&self) -> Result<(), RestoreError> {
@@ -413,7 +414,7 @@ impl<'a> Writer<'a> {
             self.created[f].store(true, Ordering::Release);
             let len = self.plan.file_lengths[f];
             if len > 0 {
-                file.set_len(len).map_err(io_err(&self.paths[f], "set the length of"))?;
+                file.set_len(len).map_err(io_err(&self.path(f), "set the length of"))?;
             }
             self.one_done(f);
             Ok(())
@@ -459,10 +460,7 @@ impl<'a> Writer<'a> {
                 .repo
                 .open_blob(&blob.id, &blob.location, sealed)
                 .map_err(|source| RestoreError::Blob {
-                    path: blob
-                        .targets
-                        .first()
-                        .map_or_else(PathBuf::new, |t| self.paths[t.file].clone()),
+                    path: blob.targets.first().map_or_else(PathBuf::new, |t| self.path(t.file)),
                     source,
                 })?;
             for target in &blob.targets {
@@ -474,7 +472,7 @@ impl<'a> Writer<'a> {
                     MapEntry::Vacant(e) => e.insert(self.target.open_file(self.files[target.file], Access::Write)?),
                 };
                 file.write_all_at(&plain, target.offset)
-                    .map_err(io_err(&self.paths[target.file], "write"))?;
+                    .map_err(io_err(&self.path(target.file), "write"))?;
                 self.bytes_done.fetch_add(plain.len() as u64, Ordering::Relaxed);
                 self.one_done(target.file);
             }

@@ -123,6 +123,8 @@ pub(crate) fn walk(
     };
     let base = Path::new("/").join(base);
     walker.run(tree, &base)?;
+    // The entries live through the whole restore: give back the growth slack.
+    walker.entries.shrink_to_fit();
     Ok(walker.entries)
 }
 

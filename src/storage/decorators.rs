@@ -468,4 +468,6 @@ impl Storage for UnlockableStorage {
 #[cfg(test)]
 mod forwarding;
 #[cfg(test)]
+pub(crate) mod reads;
+#[cfg(test)]
 mod tests;

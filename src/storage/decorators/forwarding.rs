@@ -184,6 +184,10 @@ async fn every_decorator_forwards_every_method_it_does_not_answer_itself() {
     let inner = Recording::default();
     check("fault", &FaultStorage::new(inner.clone()), &inner, &[]).await;
 
+    let inner = Recording::default();
+    let reads = super::reads::PackReads::new(Arc::new(inner.clone()));
+    check("pack reads", &reads, &inner, &[]).await;
+
     // Read-only: refuses every write and has nothing to lock.
     let inner = Recording::default();
     let read_only = ReadOnlyStorage::new(inner.clone());
