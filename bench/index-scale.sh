@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Index-scale benchmark: a small directory backed up into a repository of ten
 # million blobs, then check and check --read-data of that repository.
-#   bench/index-scale.sh OUT        (BLOBS=10000000 PER_PACK=16 SIZE=64M WORK=/tmp/bench/index-scale)
+#   bench/index-scale.sh OUT        (BLOBS=10000000 PER_PACK=16 SIZE=64M WORK=/tmp/bench/index-scale PHASES=...)
 # The repository is written once by `cargo bench --bench scale_repo` (real sealed
 # blobs of 16 bytes, PER_PACK to a pack, index files as a backup writes them, one
 # snapshot reaching all) and kept in WORK for later runs; the small directory is a
@@ -24,6 +24,6 @@ data=$work/small
 rm -rf "$data"
 python3 "$shared/gen-dataset.py" generate "$data" --size "${SIZE:-64M}" --seed 7
 rm -rf "$work/cairn/cache"
-PHASES="backup1 backup2 mutate backup3 check check_read" WORK=$work \
+PHASES=${PHASES:-"backup1 backup2 mutate backup3 check check_read"} WORK=$work \
   bash -c 'source "$1"; shift; source "$0" "$@"' "$shared/peers.sh" "$here/cairn-adapter.sh" "$data" "$out" cairn
 python3 "$shared/report.py" "$out/results.tsv"
