@@ -249,7 +249,7 @@ fn read_data_reads_packs_in_bounded_pieces() {
     let longest_blob = index
         .index()
         .locations()
-        .map(|(_, l)| u64::from(l.length))
+        .map(|r| u64::from(r.unwrap().1.length))
         .max()
         .unwrap();
     let packs: Vec<(crate::id::PackId, u64)> = index.index().packs().collect();
@@ -289,7 +289,7 @@ fn read_data_in_pieces_names_a_damaged_blob_and_its_pack() {
     let loc = index
         .index()
         .locations()
-        .map(|(_, l)| l)
+        .map(|r| r.unwrap().1)
         .filter(|l| l.kind == crate::format::BlobKind::Data && u64::from(l.offset) > 3 * piece_size)
         .max_by_key(|l| l.offset)
         .unwrap();

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::storage::{DynStorage, FileKind, Keep, ObjectInfo, Result, Retention, Storage};
+use crate::storage::{DynStorage, FileKind, Keep, ObjectInfo, Result, Retention, Spool, Storage};
 
 /// One read of a pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +65,12 @@ impl Storage for PackReads {
     }
     async fn put(&self, kind: FileKind, name: &str, data: Bytes) -> Result<()> {
         self.inner.put(kind, name, data).await
+    }
+    fn spool(&self, kind: FileKind) -> Result<Spool> {
+        self.inner.spool(kind)
+    }
+    async fn put_file(&self, kind: FileKind, name: &str, spool: &Spool, keep: bool) -> Result<()> {
+        self.inner.put_file(kind, name, spool, keep).await
     }
     async fn get(&self, kind: FileKind, name: &str) -> Result<Bytes> {
         let got = self.inner.get(kind, name).await?;
