@@ -131,9 +131,10 @@ impl PlanError {
 
 /// Plans the reads that restore `files`, each a path (for messages) and its
 /// content in order. File indices in the plan are positions in `files`.
-pub fn plan<'a, I, F>(files: I, lookup: F, limits: PlanLimits) -> Result<RestorePlan, PlanError>
+pub fn plan<'a, I, P, F>(files: I, lookup: F, limits: PlanLimits) -> Result<RestorePlan, PlanError>
 where
-    I: IntoIterator<Item = (&'a Path, &'a [Content])>,
+    I: IntoIterator<Item = (P, &'a [Content])>,
+    P: AsRef<Path>,
     F: Fn(&BlobId) -> Option<BlobLocation>,
 {
     let mut slots: HashMap<BlobId, usize> = HashMap::new();
@@ -152,7 +153,7 @@ where
                         Entry::Vacant(e) => {
                             let location = lookup(id).ok_or_else(|| PlanError::MissingBlob {
                                 id: *id,
-                                path: path.to_owned(),
+                                path: path.as_ref().to_owned(),
                             })?;
                             blobs.push(PlannedBlob {
                                 id: *id,
@@ -172,7 +173,9 @@ where
             };
             pos = pos
                 .checked_add(len)
-                .ok_or_else(|| PlanError::TooLarge { path: path.to_owned() })?;
+                .ok_or_else(|| PlanError::TooLarge {
+                    path: path.as_ref().to_owned(),
+                })?;
         }
         out.file_lengths.push(pos);
         out.file_writes.push(writes);

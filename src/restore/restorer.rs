@@ -15,7 +15,7 @@ use super::error::io_err;
 use super::fsmeta::{apply_metadata_at, apply_metadata_fd, create_special_at, matches_stat};
 use super::plan::{self, PlanLimits, ReadRange, RestorePlan};
 use super::target_dir::{open_file_limit, Access, TargetDir};
-use super::walk::{walk, Entry, EntryKind, Filter};
+use super::walk::{rel_path, walk, Entry, EntryKind, Filter};
 use super::{Overwrite, Phase, ProgressFn, RestoreError, RestoreOptions, RestoreProgress, RestoreSummary};
 use crate::format::tree::NodeKind;
 use crate::format::BlobKind;
@@ -80,7 +80,7 @@ pub fn restore(
     let plan = plan::plan(
         files
             .iter()
-            .map(|&i| (entries[i].rel.as_path(), entries[i].node.content.as_slice())),
+            .map(|&i| (rel_path(&entries, i), entries[i].node.content.as_slice())),
         |id| repo.index().get(BlobKind::Data, id),
         PlanLimits::default(),
     )

@@ -98,9 +98,9 @@ impl<'a> TargetDir<'a> {
         let io_err = |op| super::error::io_err(root_path, op);
         // Tree decoding rejects such names already; a name that could leave
         // its directory is never passed to an `*at` call all the same.
-        if let Some(entry) = entries.iter().find(|e| !single_name(&e.node.name)) {
+        if let Some(i) = entries.iter().position(|e| !single_name(&e.node.name)) {
             return Err(RestoreError::Blocked {
-                path: root_path.join(&entry.rel),
+                path: root_path.join(super::walk::rel_path(entries, i)),
                 reason: "the snapshot names an entry '.', '..' or with a '/'",
             });
         }
@@ -136,7 +136,7 @@ impl<'a> TargetDir<'a> {
 
     /// The full path of entry `i`, for messages only.
     pub fn path(&self, i: usize) -> PathBuf {
-        self.root_path.join(&self.entries[i].rel)
+        self.root_path.join(super::walk::rel_path(self.entries, i))
     }
 
     /// The name of entry `i` inside its directory.

@@ -27,17 +27,29 @@ pub(crate) enum EntryKind {
     Special,
 }
 
-/// One entry to restore.
+/// One entry to restore. Its path is not kept (a path per entry was a
+/// large share of a restore's memory with many small files): [`rel_path`]
+/// makes it from the parents' names where a message needs it.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
-    /// Path relative to the restore target.
-    pub rel: PathBuf,
     pub node: Node,
     pub kind: EntryKind,
     /// The entry of the directory holding this one (`None`: the target itself).
     pub parent: Option<usize>,
     /// Number of directories between the target and this entry.
     pub depth: usize,
+}
+
+/// The path of `entries[i]` relative to the restore target, from its own
+/// name and its parents'.
+pub(crate) fn rel_path(entries: &[Entry], i: usize) -> PathBuf {
+    let mut names = Vec::new();
+    let mut at = Some(i);
+    while let Some(e) = at.and_then(|j| entries.get(j)) {
+        names.push(OsStr::from_bytes(&e.node.name));
+        at = e.parent;
+    }
+    names.iter().rev().collect()
 }
 
 /// Include and exclude globs over paths inside the snapshot.
@@ -132,8 +144,7 @@ pub(crate) fn walk(
 struct Frame {
     tree: TreeId,
     nodes: std::vec::IntoIter<Node>,
-    /// Its path relative to the restore target, and inside the snapshot.
-    rel: PathBuf,
+    /// Its path inside the snapshot.
     snap: PathBuf,
     /// Its own entry (none for the root) and the depth of its entries.
     entry: Option<usize>,
@@ -148,7 +159,7 @@ impl Walker<'_> {
     /// Adds the kept entries below `root`, depth first without recursion;
     /// a directory without kept entries is dropped unless it is included.
     fn run(&mut self, root: TreeId, base: &Path) -> Result<(), RestoreError> {
-        let mut stack = vec![self.open(root, PathBuf::new(), base.to_owned(), None, 0, false)?];
+        let mut stack = vec![self.open(root, base.to_owned(), None, 0, false)?];
         while let Some(top) = stack.last_mut() {
             let Some(node) = top.nodes.next() else {
                 let Some(done) = stack.pop() else { break };
@@ -167,7 +178,6 @@ impl Walker<'_> {
                 continue;
             }
             let included = top.inside_included || self.filter.included(&snap_path);
-            let entry_rel = top.rel.join(name);
             let (parent, depth) = (top.entry, top.depth);
             match node.kind {
                 NodeKind::Dir => {
@@ -177,13 +187,12 @@ impl Walker<'_> {
                     })?;
                     let index = self.entries.len();
                     self.entries.push(Entry {
-                        rel: entry_rel.clone(),
                         node,
                         kind: EntryKind::Dir,
                         parent,
                         depth,
                     });
-                    let frame = self.open(subtree, entry_rel, snap_path, Some(index), depth + 1, included)?;
+                    let frame = self.open(subtree, snap_path, Some(index), depth + 1, included)?;
                     stack.push(frame);
                 }
                 _ if !included => {}
@@ -200,11 +209,11 @@ impl Walker<'_> {
                     } else {
                         EntryKind::File
                     };
-                    self.push(entry_rel, node, kind, parent, depth);
+                    self.push(node, kind, parent, depth);
                     top.kept = true;
                 }
                 _ => {
-                    self.push(entry_rel, node, EntryKind::Special, parent, depth);
+                    self.push(node, EntryKind::Special, parent, depth);
                     top.kept = true;
                 }
             }
@@ -217,7 +226,6 @@ impl Walker<'_> {
     fn open(
         &mut self,
         tree: TreeId,
-        rel: PathBuf,
         snap: PathBuf,
         entry: Option<usize>,
         depth: usize,
@@ -228,7 +236,6 @@ impl Walker<'_> {
         Ok(Frame {
             tree,
             nodes: listing.nodes.into_iter(),
-            rel,
             snap,
             entry,
             depth,
@@ -237,9 +244,8 @@ impl Walker<'_> {
         })
     }
 
-    fn push(&mut self, rel: PathBuf, node: Node, kind: EntryKind, parent: Option<usize>, depth: usize) {
+    fn push(&mut self, node: Node, kind: EntryKind, parent: Option<usize>, depth: usize) {
         self.entries.push(Entry {
-            rel,
             node,
             kind,
             parent,
