@@ -10,6 +10,9 @@
 //! (default 1000000) and `CAIRN_BENCH_PER_PACK` (default 10) choose the
 //! shape; `CAIRN_BENCH_READ_DATA=1` adds `--read-data`.
 
+mod support;
+use support::{env_number, or_die};
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -69,23 +72,6 @@ static ALLOC: CountingAlloc = CountingAlloc;
 const PACKS_PER_FILE: usize = 32;
 /// Files per directory tree.
 const FILES_PER_DIR: usize = 1000;
-
-fn env_number(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => match v.parse() {
-            Ok(n) if n > 0 => n,
-            _ => panic!("{name}={v:?}: expected a positive number"),
-        },
-        Err(_) => default,
-    }
-}
-
-fn or_die<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("{what}: {e}"),
-    }
-}
 
 /// Writes the packs and index files of a run of blobs; returns their ids.
 struct Writer<'a> {

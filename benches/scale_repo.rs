@@ -14,6 +14,9 @@
 //! (default `bench-password-not-secret`, the shared benchmark's) choose it.
 //! Run with `cargo bench --bench scale_repo`.
 
+mod support;
+use support::{env_number, or_die};
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,23 +42,6 @@ const DIRS_PER_TASK: usize = 16;
 const TASKS_PER_ROUND: usize = 64;
 /// Threads writing packs: each pack's write waits for its sync to disk.
 const WRITERS: usize = 16;
-
-fn env_number(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => match v.replace('_', "").parse() {
-            Ok(n) if n > 0 => n,
-            _ => panic!("{name}={v:?}: expected a positive number"),
-        },
-        Err(_) => default,
-    }
-}
-
-fn or_die<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("{what}: {e}"),
-    }
-}
 
 /// Packs of one kind as one task fills them.
 struct Packs<'a> {
