@@ -171,11 +171,9 @@ where
                     raw
                 }
             };
-            pos = pos
-                .checked_add(len)
-                .ok_or_else(|| PlanError::TooLarge {
-                    path: path.as_ref().to_owned(),
-                })?;
+            pos = pos.checked_add(len).ok_or_else(|| PlanError::TooLarge {
+                path: path.as_ref().to_owned(),
+            })?;
         }
         out.file_lengths.push(pos);
         out.file_writes.push(writes);
