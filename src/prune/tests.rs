@@ -11,6 +11,8 @@ use crate::storage::decorators::{FaultRule, FaultStorage, Operation};
 use crate::storage::memory::MemoryStorage;
 use crate::storage::DynStorage;
 
+mod in_memory;
+
 const HOUR: i64 = 3_600 * 1_000_000_000;
 const T0: i64 = 1_000_000 * HOUR;
 
@@ -781,24 +783,4 @@ fn a_snapshot_removed_while_prune_lists_them_is_skipped() {
     let r = run(&f.storage, &opts(), T0).unwrap();
     assert_eq!(r.snapshots, 0, "{r:#?}");
     assert_eq!(f.fault.injected(), 1);
-}
-
-#[test]
-fn prune_holds_its_index_in_memory_even_with_a_cache() {
-    let f = fixture();
-    let cache = tempfile::tempdir().unwrap();
-    let repo = Repository::open(f.storage.clone(), b"pw")
-        .unwrap()
-        .with_index_cache(cache.path());
-    let tables = repo.index_dir().unwrap().to_owned();
-    let opts = PruneOptions {
-        dry_run: true,
-        ..opts()
-    };
-    let report = crate::prune::safety::prune_repository(repo.clone(), &opts, Duration::ZERO).unwrap();
-    assert!(report.dry_run && report.plan.mark_packs > 0);
-    assert!(!tables.exists(), "prune read its index through a table");
-    // The same repository opened for a backup does write one.
-    assert!(repo.load_index().unwrap().index().table_path().is_some());
-    assert!(tables.exists());
 }
