@@ -109,6 +109,8 @@ fn a_good_repository_is_ready_and_a_missing_secret_is_named_until_it_exists() {
             .http_get("/metrics")
             .contains("cairn_repository_ready{namespace=\"cairn-system\",name=\"late\"} 1\n")
     });
+    // The event is published after the status is written: wait for it too.
+    wait_event(&cluster, &controller, "late", "Ready");
     let late = events(&cluster, "late");
     let not_ready: Vec<_> = late.iter().filter(|e| e.0 == "NotReady").collect();
     assert_eq!(not_ready.len(), 1, "{late:?}");
